@@ -1,0 +1,205 @@
+import { type ExpressionBuilder, sql } from 'kysely';
+import type { Database, Db, PhotoVariantRecord } from '../../ports/db.ts';
+import type { Cursor } from '../cursor.ts';
+
+export type PhotoStatus = 'processing' | 'ready' | 'failed';
+
+export interface PhotoRow {
+  id: string;
+  ownerId: string;
+  owner: string;
+  caption: string;
+  status: PhotoStatus;
+  width: number;
+  height: number;
+  variants: Record<string, PhotoVariantRecord>;
+  likeCount: number;
+  createdAt: Date;
+}
+
+type Eb = ExpressionBuilder<Database & { p: Database['photos']; u: Database['users'] }, 'p' | 'u'>;
+
+/** The columns of a photo as the app shows it: owner's name and like count included. */
+const photoColumns = (eb: Eb) =>
+  [
+    'p.id',
+    'p.owner_id',
+    'u.username',
+    'p.caption',
+    'p.status',
+    'p.width',
+    'p.height',
+    'p.variants',
+    'p.created_at',
+    eb
+      .selectFrom('likes')
+      .select(sql<number>`count(*)::int`.as('n'))
+      .whereRef('likes.photo_id', '=', 'p.id')
+      .as('like_count'),
+  ] as const;
+
+interface SelectedPhoto {
+  id: string;
+  owner_id: string;
+  username: string;
+  caption: string;
+  status: PhotoStatus;
+  width: number;
+  height: number;
+  variants: Record<string, PhotoVariantRecord>;
+  created_at: Date;
+  like_count: number | null;
+}
+
+const toRow = (r: SelectedPhoto): PhotoRow => ({
+  id: r.id,
+  ownerId: r.owner_id,
+  owner: r.username,
+  caption: r.caption,
+  status: r.status,
+  width: r.width,
+  height: r.height,
+  variants: r.variants ?? {},
+  likeCount: r.like_count ?? 0,
+  createdAt: new Date(r.created_at),
+});
+
+export function createPhotoRepository(db: Db) {
+  const base = (q = db.reader()) =>
+    q.selectFrom('photos as p').innerJoin('users as u', 'u.id', 'p.owner_id').select((eb) => photoColumns(eb as Eb));
+
+  const before = (cursor: Cursor | undefined) => (eb: Eb) =>
+    cursor ? eb(eb.refTuple('p.created_at', 'p.id'), '<', eb.tuple(cursor.createdAt, cursor.id)) : eb.lit(true);
+
+  return {
+    async create(photo: {
+      id: string;
+      ownerId: string;
+      caption: string;
+      mimeType: string;
+      width: number;
+      height: number;
+      byteSize: number;
+      // Set here, at millisecond precision, so keyset cursors compare exactly.
+      createdAt: Date;
+    }): Promise<void> {
+      await db.primary
+        .insertInto('photos')
+        .values({
+          id: photo.id,
+          owner_id: photo.ownerId,
+          caption: photo.caption,
+          status: 'processing',
+          mime_type: photo.mimeType,
+          width: photo.width,
+          height: photo.height,
+          byte_size: photo.byteSize,
+          created_at: photo.createdAt,
+          updated_at: photo.createdAt,
+        })
+        .execute();
+    },
+
+    async get(id: string, fromPrimary = false): Promise<PhotoRow | undefined> {
+      const row = await base(fromPrimary ? db.primary : db.reader())
+        .where('p.id', '=', id)
+        .executeTakeFirst();
+      return row && toRow(row as SelectedPhoto);
+    },
+
+    /** processing → ready; false when the photo is gone or no longer processing. */
+    async markReady(id: string, variants: Record<string, PhotoVariantRecord>): Promise<boolean> {
+      const result = await db.primary
+        .updateTable('photos')
+        .set({ status: 'ready', variants: JSON.stringify(variants) as never, updated_at: new Date() })
+        .where('id', '=', id)
+        .where('status', '=', 'processing')
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) === 1;
+    },
+
+    async markFailed(id: string): Promise<void> {
+      await db.primary
+        .updateTable('photos')
+        .set({ status: 'failed', updated_at: new Date() })
+        .where('id', '=', id)
+        .where('status', '=', 'processing')
+        .execute();
+    },
+
+    /** Deletes the photo (and its likes) when `ownerId` owns it. */
+    async delete(id: string, ownerId: string): Promise<boolean> {
+      const result = await db.primary
+        .deleteFrom('photos')
+        .where('id', '=', id)
+        .where('owner_id', '=', ownerId)
+        .executeTakeFirst();
+      return Number(result.numDeletedRows) === 1;
+    },
+
+    /** A user's photos, newest first. Others see only ready ones. */
+    async listByOwner(ownerId: string, opts: { cursor?: Cursor; limit: number; includeUnready: boolean }) {
+      let q = base().where('p.owner_id', '=', ownerId);
+      if (!opts.includeUnready) q = q.where('p.status', '=', 'ready');
+      const rows = await q
+        .where((eb) => before(opts.cursor)(eb as Eb))
+        .orderBy('p.created_at', 'desc')
+        .orderBy('p.id', 'desc')
+        .limit(opts.limit + 1)
+        .execute();
+      return rows.map((r) => toRow(r as SelectedPhoto));
+    },
+
+    /**
+     * The home feed, fanned out on read: photos of the people `userId` follows
+     * plus their own (their own also while processing), newest first.
+     */
+    async feed(userId: string, opts: { cursor?: Cursor; limit: number }) {
+      const rows = await base()
+        .where((eb) =>
+          eb.or([
+            eb('p.owner_id', '=', userId),
+            eb.and([
+              eb('p.status', '=', 'ready'),
+              eb(
+                'p.owner_id',
+                'in',
+                eb.selectFrom('follows').select('followee_id').where('follower_id', '=', userId),
+              ),
+            ]),
+          ]),
+        )
+        .where('p.status', '<>', 'failed')
+        .where((eb) => before(opts.cursor)(eb as Eb))
+        .orderBy('p.created_at', 'desc')
+        .orderBy('p.id', 'desc')
+        .limit(opts.limit + 1)
+        .execute();
+      return rows.map((r) => toRow(r as SelectedPhoto));
+    },
+
+    async processingIds(): Promise<string[]> {
+      const rows = await db.primary
+        .selectFrom('photos')
+        .select('id')
+        .where('status', '=', 'processing')
+        .orderBy('created_at')
+        .execute();
+      return rows.map((r) => r.id);
+    },
+
+    async likedBy(userId: string, photoIds: string[]): Promise<Set<string>> {
+      if (photoIds.length === 0) return new Set();
+      const rows = await db
+        .reader()
+        .selectFrom('likes')
+        .select('photo_id')
+        .where('user_id', '=', userId)
+        .where('photo_id', 'in', photoIds)
+        .execute();
+      return new Set(rows.map((r) => r.photo_id));
+    },
+  };
+}
+
+export type PhotoRepository = ReturnType<typeof createPhotoRepository>;

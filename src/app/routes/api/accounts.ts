@@ -1,0 +1,69 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { type RouteSettings, requireViewer, type Services } from '../context.ts';
+import { mapUser } from '../mappers.ts';
+import { credentials, errors, user, usernameParams } from './schemas.ts';
+
+/** Sign up, log in (cookie and bearer token), log out, profiles. */
+export function accountRoutes(services: Services, settings: RouteSettings): FastifyPluginAsync {
+  return async (app) => {
+    const r = app.withTypeProvider<ZodTypeProvider>();
+    const limit = (max: number) => ({ rateLimit: { max, timeWindow: settings.rateLimitWindowMs } });
+
+    r.post('/users', {
+      config: limit(settings.signupRateLimit),
+      schema: {
+        tags: ['accounts'],
+        summary: 'Sign up',
+        body: credentials,
+        response: { 201: z.object({ user: z.object({ username: z.string() }) }), ...errors(400, 409, 429) },
+      },
+      handler: async (request, reply) => {
+        const created = await services.users.signUp(request.body.username, request.body.password);
+        return reply.code(201).send({ user: { username: created.username } });
+      },
+    });
+
+    r.post('/sessions', {
+      config: limit(settings.loginRateLimit),
+      schema: {
+        tags: ['accounts'],
+        summary: 'Log in: sets the session cookie and returns the same session as a bearer token',
+        body: credentials,
+        response: { 201: z.object({ token: z.string(), expiresAt: z.string() }), ...errors(400, 401, 429) },
+      },
+      handler: async (request, reply) => {
+        const { username, password } = request.body;
+        const session = await services.users.logIn(username, password, request.viewer?.sessionId);
+        reply.startSession(session);
+        return reply.code(201).send({ token: session.id, expiresAt: session.expiresAt.toISOString() });
+      },
+    });
+
+    r.delete('/sessions/current', {
+      schema: { tags: ['accounts'], summary: 'Log out', response: { 204: z.null(), ...errors(401) } },
+      handler: async (request, reply) => {
+        await services.users.logOut(requireViewer(request).sessionId);
+        reply.endSession();
+        return reply.code(204).send(null);
+      },
+    });
+
+    r.get('/users/:username', {
+      schema: {
+        tags: ['accounts'],
+        summary: 'A profile with its counts',
+        params: usernameParams,
+        response: { 200: z.object({ user, following: z.boolean().optional() }), ...errors(400, 404) },
+      },
+      handler: async (request) => {
+        const profile = await services.users.profile(request.params.username);
+        const viewer = request.viewer;
+        const following =
+          viewer && viewer.userId !== profile.id ? await services.social.isFollowing(viewer.userId, profile.id) : undefined;
+        return { user: mapUser(profile), following };
+      },
+    });
+  };
+}

@@ -1,0 +1,54 @@
+import type { FastifyRequest } from 'fastify';
+import { unauthorized } from '../errors.ts';
+import type { FeedService } from '../feed/service.ts';
+import type { PhotoService } from '../photos/service.ts';
+import type { SocialService } from '../social/service.ts';
+import type { UserService } from '../users/service.ts';
+
+/** The use cases the routes call. */
+export interface Services {
+  users: UserService;
+  photos: PhotoService;
+  social: SocialService;
+  feed: FeedService;
+}
+
+/** Settings the routes need to speak HTTP. */
+export interface RouteSettings {
+  uploadMaxBytes: number;
+  loginRateLimit: number;
+  signupRateLimit: number;
+  rateLimitWindowMs: number;
+  /** Absolute base for links in API responses; the request's own origin when unset. */
+  publicUrl?: string;
+}
+
+/** The logged-in user of a request. */
+export interface Viewer {
+  userId: string;
+  username: string;
+  sessionId: string;
+  via: 'cookie' | 'bearer';
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    viewer: Viewer | null;
+  }
+  interface FastifyReply {
+    startSession(session: { id: string; expiresAt: Date }): void;
+    endSession(): void;
+    /** The CSRF token the HTML forms of this response carry. */
+    csrfToken(): string;
+  }
+}
+
+export function requireViewer(request: FastifyRequest): Viewer {
+  if (!request.viewer) throw unauthorized();
+  return request.viewer;
+}
+
+/** The origin to build absolute links with. */
+export function baseUrl(request: FastifyRequest, settings: RouteSettings): string {
+  return settings.publicUrl?.replace(/\/$/, '') ?? `${request.protocol}://${request.host}`;
+}

@@ -1,0 +1,160 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { AppError, badRequest, forbidden, unauthorized } from '../../errors.ts';
+import { idPattern } from '../../ids.ts';
+import type { PageContext } from '../../views/layout.ts';
+import * as pages from '../../views/pages.ts';
+import { credentials, username as usernameSchema } from '../api/schemas.ts';
+import { baseUrl, type RouteSettings, type Services } from '../context.ts';
+import { mapPhoto } from '../mappers.ts';
+import { readUploadForm } from '../upload.ts';
+
+export interface HtmlSettings extends RouteSettings {
+  stylesheetUrl: string;
+}
+
+const form = (body: unknown): Record<string, string> =>
+  body && typeof body === 'object' ? (body as Record<string, string>) : {};
+
+/** Form posts must carry the token of the CSRF cookie (double submit). */
+function checkCsrf(request: FastifyRequest, token: string | undefined): void {
+  const expected = request.cookies.csrf;
+  if (!expected || !token) throw forbidden('the form has expired: reload the page and try again');
+  const a = Buffer.from(expected);
+  const b = Buffer.from(token);
+  if (a.length !== b.length || !timingSafeEqual(a, b)) {
+    throw forbidden('the form has expired: reload the page and try again');
+  }
+}
+
+const usernameParam = z.object({ username: usernameSchema });
+const photoParam = z.object({ id: z.string().regex(idPattern) });
+const cursorParam = z.object({ cursor: z.string().max(200).optional() });
+const parse = <T>(schema: z.ZodType<T>, value: unknown): T => {
+  const result = schema.safeParse(value);
+  if (!result.success) throw new AppError(404, 'NOT_FOUND', 'page not found');
+  return result.data;
+};
+
+/** The server-rendered site. Every flow works without JavaScript. */
+export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyPluginAsync {
+  return async (app) => {
+    const ctx = (request: FastifyRequest, reply: FastifyReply, flash?: string): PageContext => ({
+      viewer: request.viewer,
+      csrf: reply.csrfToken(),
+      stylesheet: settings.stylesheetUrl,
+      flash,
+    });
+    const send = (reply: FastifyReply, body: string, status = 200) =>
+      reply.code(status).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(body);
+    const signedIn = (request: FastifyRequest) => {
+      if (!request.viewer) throw unauthorized();
+      return request.viewer;
+    };
+    const limit = (max: number) => ({ rateLimit: { max, timeWindow: settings.rateLimitWindowMs } });
+
+    app.get('/', async (request, reply) => {
+      if (!request.viewer) return send(reply, pages.landingPage(ctx(request, reply)));
+      const { cursor } = parse(cursorParam, request.query);
+      const feed = await services.feed.home(request.viewer.userId, cursor);
+      const base = baseUrl(request, settings);
+      return send(reply, pages.feedPage(ctx(request, reply), feed.items.map((p) => mapPhoto(p, base)), feed.nextCursor));
+    });
+
+    for (const kind of ['signup', 'login'] as const) {
+      app.get(`/${kind}`, async (request, reply) => {
+        if (request.viewer) return reply.redirect('/', 303);
+        return send(reply, pages.credentialsPage(ctx(request, reply), kind));
+      });
+      app.post(`/${kind}`, { config: limit(kind === 'signup' ? settings.signupRateLimit : settings.loginRateLimit) }, async (request, reply) => {
+        const body = form(request.body);
+        checkCsrf(request, body._csrf);
+        const parsed = credentials.safeParse({ username: body.username, password: body.password });
+        try {
+          if (!parsed.success) {
+            throw badRequest(
+              kind === 'signup'
+                ? 'Usernames are 3–30 characters of a-z, 0-9 and _; passwords are at least 10 characters.'
+                : 'wrong username or password',
+            );
+          }
+          const { username, password } = parsed.data;
+          if (kind === 'signup') await services.users.signUp(username, password);
+          const session = await services.users.logIn(username, password, request.viewer?.sessionId);
+          reply.startSession(session);
+          return reply.redirect('/', 303);
+        } catch (err) {
+          if (!(err instanceof AppError)) throw err;
+          const page = pages.credentialsPage(ctx(request, reply, err.message), kind, String(body.username ?? ''));
+          return send(reply, page, err.status);
+        }
+      });
+    }
+
+    app.post('/logout', async (request, reply) => {
+      checkCsrf(request, form(request.body)._csrf);
+      if (request.viewer) await services.users.logOut(request.viewer.sessionId);
+      reply.endSession();
+      return reply.redirect('/', 303);
+    });
+
+    app.get('/upload', async (request, reply) => {
+      if (!request.viewer) return reply.redirect('/login', 303);
+      return send(reply, pages.uploadPage(ctx(request, reply)));
+    });
+
+    app.post('/upload', async (request, reply) => {
+      const viewer = signedIn(request);
+      const upload = await readUploadForm(request, ['_csrf', 'caption']);
+      checkCsrf(request, upload.fields._csrf);
+      if (!upload.file || upload.file.length === 0) throw badRequest('choose a photo to upload');
+      const photo = await services.photos.upload(viewer.userId, { data: upload.file, caption: upload.fields.caption ?? '' });
+      return reply.redirect(`/p/${photo.id}`, 303);
+    });
+
+    app.get('/u/:username', async (request, reply) => {
+      const { username } = parse(usernameParam, request.params);
+      const { cursor } = parse(cursorParam, request.query);
+      const profile = await services.users.profile(username);
+      const viewer = request.viewer;
+      const following =
+        viewer && viewer.userId !== profile.id ? await services.social.isFollowing(viewer.userId, profile.id) : undefined;
+      const photos = await services.feed.profile(username, viewer?.userId, cursor);
+      const base = baseUrl(request, settings);
+      const items = photos.items.map((p) => mapPhoto(p, base));
+      return send(reply, pages.profilePage(ctx(request, reply), { ...profile, following }, items, photos.nextCursor));
+    });
+
+    for (const action of ['follow', 'unfollow'] as const) {
+      app.post(`/u/:username/${action}`, async (request, reply) => {
+        const viewer = signedIn(request);
+        checkCsrf(request, form(request.body)._csrf);
+        const { username } = parse(usernameParam, request.params);
+        await services.social[action](viewer.userId, username);
+        return reply.redirect(`/u/${username}`, 303);
+      });
+    }
+
+    app.get('/p/:id', async (request, reply) => {
+      const { id } = parse(photoParam, request.params);
+      const photo = await services.photos.get(id);
+      const liked = request.viewer ? await services.photos.likedBy(request.viewer.userId, id) : false;
+      return send(reply, pages.photoPage(ctx(request, reply), mapPhoto(photo, baseUrl(request, settings), liked)));
+    });
+
+    for (const action of ['like', 'unlike', 'delete'] as const) {
+      app.post(`/p/:id/${action}`, async (request, reply) => {
+        const viewer = signedIn(request);
+        checkCsrf(request, form(request.body)._csrf);
+        const { id } = parse(photoParam, request.params);
+        if (action === 'delete') {
+          await services.photos.delete(id, viewer.userId);
+          return reply.redirect(`/u/${viewer.username}`, 303);
+        }
+        await services.social[action](viewer.userId, id);
+        return reply.redirect(`/p/${id}`, 303);
+      });
+    }
+  };
+}

@@ -1,0 +1,44 @@
+import type { Db } from '../../ports/db.ts';
+
+export function createSocialRepository(db: Db) {
+  return {
+    async follow(followerId: string, followeeId: string): Promise<void> {
+      await db.primary
+        .insertInto('follows')
+        .values({ follower_id: followerId, followee_id: followeeId })
+        .onConflict((oc) => oc.doNothing())
+        .execute();
+    },
+    async unfollow(followerId: string, followeeId: string): Promise<void> {
+      await db.primary
+        .deleteFrom('follows')
+        .where('follower_id', '=', followerId)
+        .where('followee_id', '=', followeeId)
+        .execute();
+    },
+    async isFollowing(followerId: string, followeeId: string): Promise<boolean> {
+      const row = await db
+        .reader()
+        .selectFrom('follows')
+        .select('follower_id')
+        .where('follower_id', '=', followerId)
+        .where('followee_id', '=', followeeId)
+        .executeTakeFirst();
+      return row !== undefined;
+    },
+    /** true when the like is new. */
+    async like(userId: string, photoId: string): Promise<boolean> {
+      const result = await db.primary
+        .insertInto('likes')
+        .values({ user_id: userId, photo_id: photoId })
+        .onConflict((oc) => oc.doNothing())
+        .executeTakeFirst();
+      return Number(result.numInsertedOrUpdatedRows ?? 0) === 1;
+    },
+    async unlike(userId: string, photoId: string): Promise<void> {
+      await db.primary.deleteFrom('likes').where('user_id', '=', userId).where('photo_id', '=', photoId).execute();
+    },
+  };
+}
+
+export type SocialRepository = ReturnType<typeof createSocialRepository>;

@@ -1,0 +1,86 @@
+import { sql } from 'kysely';
+import type { Db } from '../../ports/db.ts';
+
+export interface UserRow {
+  id: string;
+  username: string;
+  passwordHash: string;
+  createdAt: Date;
+}
+
+export interface ProfileRow {
+  id: string;
+  username: string;
+  createdAt: Date;
+  followerCount: number;
+  followingCount: number;
+  photoCount: number;
+}
+
+export function createUserRepository(db: Db) {
+  return {
+    async create(user: { id: string; username: string; passwordHash: string }): Promise<boolean> {
+      const result = await db.primary
+        .insertInto('users')
+        .values({ id: user.id, username: user.username, password_hash: user.passwordHash })
+        .onConflict((oc) => oc.column('username').doNothing())
+        .executeTakeFirst();
+      return Number(result.numInsertedOrUpdatedRows ?? 0) === 1;
+    },
+
+    async getByUsername(username: string): Promise<UserRow | undefined> {
+      const row = await db
+        .reader()
+        .selectFrom('users')
+        .select(['id', 'username', 'password_hash', 'created_at'])
+        .where('username', '=', username)
+        .executeTakeFirst();
+      return row && { id: row.id, username: row.username, passwordHash: row.password_hash, createdAt: row.created_at };
+    },
+
+    async get(id: string): Promise<{ id: string; username: string } | undefined> {
+      return db.reader().selectFrom('users').select(['id', 'username']).where('id', '=', id).executeTakeFirst();
+    },
+
+    async getProfile(username: string): Promise<ProfileRow | undefined> {
+      const row = await db
+        .reader()
+        .selectFrom('users as u')
+        .select((eb) => [
+          'u.id',
+          'u.username',
+          'u.created_at',
+          eb
+            .selectFrom('follows')
+            .select(sql<number>`count(*)::int`.as('n'))
+            .whereRef('followee_id', '=', 'u.id')
+            .as('follower_count'),
+          eb
+            .selectFrom('follows')
+            .select(sql<number>`count(*)::int`.as('n'))
+            .whereRef('follower_id', '=', 'u.id')
+            .as('following_count'),
+          eb
+            .selectFrom('photos')
+            .select(sql<number>`count(*)::int`.as('n'))
+            .whereRef('owner_id', '=', 'u.id')
+            .where('status', '=', 'ready')
+            .as('photo_count'),
+        ])
+        .where('u.username', '=', username)
+        .executeTakeFirst();
+      return (
+        row && {
+          id: row.id,
+          username: row.username,
+          createdAt: row.created_at,
+          followerCount: row.follower_count ?? 0,
+          followingCount: row.following_count ?? 0,
+          photoCount: row.photo_count ?? 0,
+        }
+      );
+    },
+  };
+}
+
+export type UserRepository = ReturnType<typeof createUserRepository>;

@@ -1,0 +1,48 @@
+import { Command, Option } from 'commander';
+import { ConfigError, type Config, kebab, loadConfig } from '../config.ts';
+import { createRuntime } from '../runtime.ts';
+
+const program = new Command()
+  .name('scaleout')
+  .description('A photo-sharing service, from one process to millions of users');
+
+program
+  .command('start')
+  .description('Run the single-server site: web, embedded PostgreSQL (PGlite), in-process cache and queue')
+  .addOption(new Option('--host <host>', 'address to listen on (SCALEOUT_HOST, default 127.0.0.1)'))
+  .addOption(new Option('--port <port>', 'port to listen on (SCALEOUT_PORT, default 3000)'))
+  .addOption(new Option('--data-dir <dir>', 'where the database and photos live (SCALEOUT_DATA_DIR, default ./data)'))
+  .addOption(new Option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent'))
+  .addOption(new Option('--cache-policy <policy>', 'lru, lfu or fifo'))
+  .action(async (flags: Partial<Record<keyof Config, string>>) => {
+    const config = configOrExit(flags);
+    const runtime = await createRuntime(config);
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      runtime.logger.info({ signal }, 'shutting down');
+      await runtime.close();
+      process.exit(0);
+    };
+    process.on('SIGINT', () => void stop('SIGINT'));
+    process.on('SIGTERM', () => void stop('SIGTERM'));
+    const url = await runtime.listen();
+    runtime.logger.info({ url, dataDir: config.dataDir }, `scaleout is serving ${url}`);
+  });
+
+function configOrExit(flags: Partial<Record<keyof Config, string>>): Config {
+  try {
+    return loadConfig(process.env, flags);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`scaleout: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
+export { kebab };
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,61 @@
+import type { Cache } from '../../ports/cache.ts';
+import { type EvictionPolicy, evictionOrder } from './eviction.ts';
+
+export interface MemoryCacheOptions {
+  policy: EvictionPolicy;
+  maxEntries: number;
+  defaultTtlSeconds: number;
+  now?: () => number;
+}
+
+/**
+ * An in-process cache bounded by entry count. Values are stored serialised, so
+ * callers get a fresh copy (as from Redis) and cannot mutate what is cached.
+ */
+export function createMemoryCache(options: MemoryCacheOptions): Cache {
+  const now = options.now ?? Date.now;
+  const entries = new Map<string, { json: string; expiresAt: number }>();
+  const order = evictionOrder(options.policy);
+  let hits = 0;
+  let misses = 0;
+
+  const drop = (key: string) => {
+    entries.delete(key);
+    order.remove(key);
+  };
+
+  return {
+    async get<T>(key: string) {
+      const entry = entries.get(key);
+      if (!entry || entry.expiresAt <= now()) {
+        if (entry) drop(key);
+        misses++;
+        return undefined;
+      }
+      hits++;
+      order.touch(key);
+      return JSON.parse(entry.json) as T;
+    },
+    async set(key, value, ttlSeconds) {
+      const json = JSON.stringify(value);
+      if (json === undefined) throw new TypeError(`cache value for ${key} is not serialisable`);
+      const ttl = ttlSeconds ?? options.defaultTtlSeconds;
+      if (!entries.has(key)) {
+        while (entries.size >= options.maxEntries) {
+          const victim = order.victim();
+          if (victim === undefined) break;
+          drop(victim);
+        }
+      }
+      entries.set(key, { json, expiresAt: now() + ttl * 1000 });
+      order.add(key);
+    },
+    async delete(...keys) {
+      for (const key of keys) drop(key);
+    },
+    stats: () => ({ hits, misses, size: entries.size }),
+    async close() {
+      entries.clear();
+    },
+  };
+}

@@ -1,0 +1,102 @@
+import { mkdir } from 'node:fs/promises';
+import { PGlite } from '@electric-sql/pglite';
+import {
+  CompiledQuery,
+  type DatabaseConnection,
+  type Driver,
+  Kysely,
+  PostgresAdapter,
+  PostgresIntrospector,
+  PostgresQueryCompiler,
+  type QueryResult,
+} from 'kysely';
+import type { Database, Db } from '../../ports/db.ts';
+import { migrate } from './migrate.ts';
+
+/**
+ * PGlite has a single connection. Kysely asks for a connection per query and
+ * holds it for a whole transaction, so a lock here makes concurrent requests
+ * take turns instead of running inside each other's transactions.
+ */
+class PgliteDriver implements Driver {
+  #queue: Promise<void> = Promise.resolve();
+  constructor(private readonly client: PGlite) {}
+
+  async init(): Promise<void> {}
+
+  async acquireConnection(): Promise<DatabaseConnection> {
+    let release!: () => void;
+    const previous = this.#queue;
+    this.#queue = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await previous;
+    return new PgliteConnection(this.client, release);
+  }
+
+  async beginTransaction(conn: DatabaseConnection): Promise<void> {
+    await conn.executeQuery(CompiledQuery.raw('BEGIN'));
+  }
+  async commitTransaction(conn: DatabaseConnection): Promise<void> {
+    await conn.executeQuery(CompiledQuery.raw('COMMIT'));
+  }
+  async rollbackTransaction(conn: DatabaseConnection): Promise<void> {
+    await conn.executeQuery(CompiledQuery.raw('ROLLBACK'));
+  }
+  async releaseConnection(conn: DatabaseConnection): Promise<void> {
+    (conn as PgliteConnection).release();
+  }
+  async destroy(): Promise<void> {}
+}
+
+class PgliteConnection implements DatabaseConnection {
+  constructor(
+    private readonly client: PGlite,
+    readonly release: () => void,
+  ) {}
+
+  async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+    // Like node-postgres, a query without parameters goes over the simple
+    // protocol, which accepts several statements (migrations need that).
+    const result =
+      query.parameters.length === 0
+        ? ((await this.client.exec(query.sql)).at(-1) ?? { rows: [], affectedRows: 0 })
+        : await this.client.query<R>(query.sql, [...query.parameters]);
+    return {
+      rows: result.rows as R[],
+      numAffectedRows: result.affectedRows === undefined ? undefined : BigInt(result.affectedRows),
+    };
+  }
+
+  // biome-ignore lint/correctness/useYield: PGlite cannot stream
+  async *streamQuery<R>(): AsyncIterableIterator<QueryResult<R>> {
+    throw new Error('PGlite does not stream results');
+  }
+}
+
+/** Embedded PostgreSQL (WASM) on a data directory, migrated at open. */
+export async function openPgliteDb(dataDir: string | undefined): Promise<Db> {
+  if (dataDir) await mkdir(dataDir, { recursive: true });
+  const client = await PGlite.create(dataDir ? { dataDir } : {});
+  const db = new Kysely<Database>({
+    dialect: {
+      createAdapter: () => new PostgresAdapter(),
+      createDriver: () => new PgliteDriver(client),
+      createIntrospector: (k) => new PostgresIntrospector(k),
+      createQueryCompiler: () => new PostgresQueryCompiler(),
+    },
+  });
+  await migrate(db);
+  return {
+    primary: db,
+    reader: () => db,
+    transaction: (fn) => db.transaction().execute(fn),
+    ping: async () => {
+      await db.executeQuery(CompiledQuery.raw('SELECT 1'));
+    },
+    close: async () => {
+      await db.destroy();
+      await client.close();
+    },
+  };
+}

@@ -1,0 +1,90 @@
+import client from 'prom-client';
+import type { Cache } from '../../ports/cache.ts';
+import type { BusinessMetrics } from '../../ports/metrics.ts';
+import type { JobQueue } from '../../ports/queue.ts';
+
+export interface Metrics {
+  registry: client.Registry;
+  business: BusinessMetrics;
+  observeRequest(method: string, route: string, status: number, seconds: number): void;
+  watchCache(cache: Cache): void;
+  watchQueue(queue: JobQueue): void;
+}
+
+/**
+ * The Prometheus registry of one process: per-route rate, errors and duration,
+ * the business counters, cache and queue gauges, and the default process
+ * metrics (CPU, memory, event-loop lag).
+ */
+export function createMetrics(labels: Record<string, string> = {}): Metrics {
+  const registry = new client.Registry();
+  registry.setDefaultLabels(labels);
+  client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
+
+  const requests = new client.Counter({
+    name: 'http_requests_total',
+    help: 'HTTP requests by route and status',
+    labelNames: ['method', 'route', 'status'],
+    registers: [registry],
+  });
+  const errors = new client.Counter({
+    name: 'http_request_errors_total',
+    help: 'HTTP responses with a 5xx status',
+    labelNames: ['method', 'route'],
+    registers: [registry],
+  });
+  const duration = new client.Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'HTTP request duration',
+    labelNames: ['method', 'route'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const counter = (name: string, help: string) => new client.Counter({ name, help, registers: [registry] });
+  const signups = counter('scaleout_signups_total', 'Accounts created');
+  const uploads = counter('scaleout_uploads_total', 'Photos uploaded');
+  const likes = counter('scaleout_likes_total', 'Likes given');
+  const jobSeconds = new client.Histogram({
+    name: 'scaleout_job_duration_seconds',
+    help: 'Job run time by job name and outcome',
+    labelNames: ['job', 'outcome'],
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+
+  return {
+    registry,
+    business: {
+      signup: () => signups.inc(),
+      upload: () => uploads.inc(),
+      like: () => likes.inc(),
+      jobDone: (job, seconds, outcome) => jobSeconds.observe({ job, outcome }, seconds),
+    },
+    observeRequest(method, route, status, seconds) {
+      requests.inc({ method, route, status: String(status) });
+      duration.observe({ method, route }, seconds);
+      if (status >= 500) errors.inc({ method, route });
+    },
+    watchCache(cache) {
+      const read = (pick: 'hits' | 'misses' | 'size') =>
+        function (this: client.Gauge) {
+          this.set(cache.stats()[pick]);
+        };
+      new client.Gauge({ name: 'scaleout_cache_hits', help: 'Cache hits since start', registers: [registry], collect: read('hits') });
+      new client.Gauge({ name: 'scaleout_cache_misses', help: 'Cache misses since start', registers: [registry], collect: read('misses') });
+      new client.Gauge({ name: 'scaleout_cache_entries', help: 'Entries in the cache', registers: [registry], collect: read('size') });
+    },
+    watchQueue(queue) {
+      new client.Gauge({
+        name: 'scaleout_queue_jobs',
+        help: 'Jobs by state',
+        labelNames: ['state'],
+        registers: [registry],
+        async collect() {
+          const d = await queue.depth();
+          for (const [state, n] of Object.entries(d)) this.set({ state }, n);
+        },
+      });
+    },
+  };
+}

@@ -1,0 +1,93 @@
+import type { EnqueueOptions, JobHandler, JobName, JobPayloads, JobQueue } from '../../ports/queue.ts';
+
+export interface MemoryQueueOptions {
+  attempts: number;
+  backoffMs: number;
+  onError?: (name: string, err: unknown, attempt: number) => void;
+}
+
+interface Job {
+  name: JobName;
+  payload: unknown;
+  jobId: string | undefined;
+  attempt: number;
+}
+
+/**
+ * An in-process queue with retries and exponential backoff. It is not
+ * durable: work that must survive a crash is re-enqueued from the database at
+ * start (see the photo service's `resumeProcessing`).
+ */
+export function createMemoryQueue(options: MemoryQueueOptions): JobQueue {
+  const waiting: Job[] = [];
+  const pendingIds = new Set<string>();
+  const handlers = new Map<JobName, { handler: JobHandler<JobName>; concurrency: number; active: number }>();
+  const running = new Set<Promise<void>>();
+  const timers = new Set<NodeJS.Timeout>();
+  let failed = 0;
+  let closed = false;
+
+  const pump = () => {
+    if (closed) return;
+    for (let i = 0; i < waiting.length; i++) {
+      const job = waiting[i] as Job;
+      const worker = handlers.get(job.name);
+      if (!worker || worker.active >= worker.concurrency) continue;
+      waiting.splice(i--, 1);
+      worker.active++;
+      const run = execute(job, worker.handler).finally(() => {
+        worker.active--;
+        running.delete(run);
+        pump();
+      });
+      running.add(run);
+    }
+  };
+
+  const execute = async (job: Job, handler: JobHandler<JobName>) => {
+    try {
+      await handler(job.payload as JobPayloads[JobName], { attempt: job.attempt, maxAttempts: options.attempts });
+      if (job.jobId) pendingIds.delete(job.jobId);
+    } catch (err) {
+      options.onError?.(job.name, err, job.attempt);
+      if (job.attempt >= options.attempts || closed) {
+        failed++;
+        if (job.jobId) pendingIds.delete(job.jobId);
+        return;
+      }
+      const delay = options.backoffMs * 2 ** (job.attempt - 1);
+      const timer = setTimeout(() => {
+        timers.delete(timer);
+        waiting.push({ ...job, attempt: job.attempt + 1 });
+        pump();
+      }, delay);
+      timers.add(timer);
+    }
+  };
+
+  return {
+    async enqueue(name, payload, opts: EnqueueOptions = {}) {
+      if (closed) throw new Error('queue is closed');
+      if (opts.jobId) {
+        if (pendingIds.has(opts.jobId)) return;
+        pendingIds.add(opts.jobId);
+      }
+      waiting.push({ name, payload, jobId: opts.jobId, attempt: 1 });
+      queueMicrotask(pump);
+    },
+    process(name, handler, opts = {}) {
+      if (handlers.has(name)) throw new Error(`a handler for ${name} is already registered`);
+      handlers.set(name, { handler: handler as JobHandler<JobName>, concurrency: opts.concurrency ?? 1, active: 0 });
+      queueMicrotask(pump);
+    },
+    async depth() {
+      return { waiting: waiting.length + timers.size, active: running.size, failed };
+    },
+    async close() {
+      closed = true;
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      await Promise.allSettled([...running]);
+    },
+  };
+}

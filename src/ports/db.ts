@@ -1,0 +1,64 @@
+import type { Generated, Kysely } from 'kysely';
+
+/** The tables of the relational store, as the query layer sees them. */
+export interface Database {
+  users: {
+    id: string;
+    username: string;
+    password_hash: string;
+    created_at: Generated<Date>;
+  };
+  photos: {
+    id: string;
+    owner_id: string;
+    caption: string;
+    status: 'processing' | 'ready' | 'failed';
+    mime_type: string;
+    width: number;
+    height: number;
+    byte_size: number;
+    variants: Generated<Record<string, PhotoVariantRecord>>;
+    created_at: Generated<Date>;
+    updated_at: Generated<Date>;
+  };
+  follows: {
+    follower_id: string;
+    followee_id: string;
+    created_at: Generated<Date>;
+  };
+  likes: {
+    user_id: string;
+    photo_id: string;
+    created_at: Generated<Date>;
+  };
+  sessions: {
+    id_hash: string;
+    user_id: string;
+    data: Generated<Record<string, string>>;
+    created_at: Generated<Date>;
+    expires_at: Date;
+  };
+}
+
+export interface PhotoVariantRecord {
+  key: string;
+  width: number;
+  height: number;
+  bytes: number;
+}
+
+export type QueryBuilder = Kysely<Database>;
+
+/**
+ * The relational store. `primary` takes writes; `reader` answers reads and may
+ * be a replica in clustered topologies. Both speak the same SQL.
+ */
+export interface Db {
+  readonly primary: QueryBuilder;
+  reader(): QueryBuilder;
+  /** Runs `fn` in one transaction on the primary. */
+  transaction<T>(fn: (trx: QueryBuilder) => Promise<T>): Promise<T>;
+  /** Resolves when the store answers a trivial query. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

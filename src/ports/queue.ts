@@ -1,0 +1,31 @@
+/** The jobs of the app, with their payloads. */
+export interface JobPayloads {
+  'photo.variants': { photoId: string };
+}
+export type JobName = keyof JobPayloads;
+
+export interface JobContext {
+  /** 1 for the first try. */
+  attempt: number;
+  /** The last attempt the queue will make. */
+  maxAttempts: number;
+}
+
+export type JobHandler<N extends JobName> = (payload: JobPayloads[N], ctx: JobContext) => Promise<void>;
+
+export interface EnqueueOptions {
+  /** A job with the same id that is still waiting or running is not added twice. */
+  jobId?: string;
+}
+
+/**
+ * A job queue with retries. Producers enqueue while no consumer runs; a
+ * consumer registered with `process` takes jobs as they come.
+ */
+export interface JobQueue {
+  enqueue<N extends JobName>(name: N, payload: JobPayloads[N], options?: EnqueueOptions): Promise<void>;
+  process<N extends JobName>(name: N, handler: JobHandler<N>, options?: { concurrency?: number }): void;
+  depth(): Promise<{ waiting: number; active: number; failed: number }>;
+  /** Stops taking jobs and waits for running ones. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,118 @@
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { createFeedService } from './app/feed/service.ts';
+import { createPhotoRepository } from './app/photos/repository.ts';
+import { createPhotoService } from './app/photos/service.ts';
+import { createSocialRepository } from './app/social/repository.ts';
+import { createSocialService } from './app/social/service.ts';
+import { createUserRepository } from './app/users/repository.ts';
+import { createUserService } from './app/users/service.ts';
+import type { Config } from './config.ts';
+import { createFilesystemBlobStore } from './platform/blobs/filesystem.ts';
+import { createMemoryCache } from './platform/cache/memory.ts';
+import { lockDataDir } from './platform/data-dir-lock.ts';
+import { openPgliteDb } from './platform/db/pglite.ts';
+import { createSharpImageProcessor } from './platform/images/sharp.ts';
+import { createLogger, type Logger } from './platform/observability/logger.ts';
+import { createMetrics } from './platform/observability/metrics.ts';
+import { createMemoryQueue } from './platform/queue/memory.ts';
+import { createDatabaseSessionStore } from './platform/sessions/database.ts';
+import { createMemorySessionStore } from './platform/sessions/memory.ts';
+import { buildServer } from './server/app.ts';
+import { startPhotoWorker } from './worker/photo-variants.ts';
+
+export interface Runtime {
+  server: FastifyInstance;
+  logger: Logger;
+  /** Listens on the configured host and port; resolves to the URL. */
+  listen(): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** The composition root: config → adapters → services → server. Only this file picks adapters. */
+export async function createRuntime(config: Config, opts: { logger?: Logger } = {}): Promise<Runtime> {
+  const logger = opts.logger ?? createLogger(config.logLevel);
+  const unlock = await lockDataDir(config.dataDir);
+  const closers: (() => Promise<void>)[] = [unlock];
+  const close = async () => {
+    for (const c of closers.reverse()) await c().catch((err) => logger.error({ err }, 'shutdown step failed'));
+  };
+  try {
+    const db = await openPgliteDb(path.join(config.dataDir, 'pg'));
+    closers.push(() => db.close());
+    const blobs = createFilesystemBlobStore(path.join(config.dataDir, 'blobs'));
+    const cache = createMemoryCache({
+      policy: config.cachePolicy,
+      maxEntries: config.cacheMaxEntries,
+      defaultTtlSeconds: config.cacheTtlSeconds,
+    });
+    const sessions =
+      config.sessionStore === 'database'
+        ? createDatabaseSessionStore(db, config.sessionTtlSeconds)
+        : createMemorySessionStore(config.sessionTtlSeconds);
+    const queue = createMemoryQueue({ attempts: config.jobAttempts, backoffMs: config.jobBackoffMs });
+    closers.push(() => queue.close());
+    const images = createSharpImageProcessor(config.uploadMaxMegapixels * 1e6);
+    const metrics = createMetrics();
+    metrics.watchCache(cache);
+    metrics.watchQueue(queue);
+
+    const users = createUserRepository(db);
+    const photoRepo = createPhotoRepository(db);
+    const services = {
+      users: createUserService({ users, sessions, cache, metrics: metrics.business }),
+      photos: createPhotoService({
+        photos: photoRepo,
+        blobs,
+        queue,
+        images,
+        cache,
+        metrics: metrics.business,
+        limits: { maxBytes: config.uploadMaxBytes, maxPixels: config.uploadMaxMegapixels * 1e6 },
+      }),
+      social: createSocialService({ social: createSocialRepository(db), users, photos: photoRepo, cache, metrics: metrics.business }),
+      feed: createFeedService({ photos: photoRepo, users }),
+    };
+
+    startPhotoWorker({
+      queue,
+      photos: services.photos,
+      metrics: metrics.business,
+      logger,
+      concurrency: config.workerConcurrency,
+    });
+    const resumed = await services.photos.resumeProcessing();
+    if (resumed > 0) logger.info({ photos: resumed }, 're-queued photos left processing by the last run');
+
+    const server = await buildServer({
+      services,
+      sessions,
+      logger,
+      metrics,
+      trustProxy: config.trustProxy,
+      secureCookies: config.secureCookies,
+      settings: {
+        uploadMaxBytes: config.uploadMaxBytes,
+        loginRateLimit: config.loginRateLimit,
+        signupRateLimit: config.signupRateLimit,
+        rateLimitWindowMs: config.rateLimitWindowSeconds * 1000,
+        publicUrl: config.publicUrl,
+      },
+      readiness: [
+        { name: 'db', check: () => db.ping() },
+        { name: 'blobs', check: () => blobs.ping() },
+      ],
+    });
+    // The server closes first, so in-flight requests finish before their adapters go.
+    closers.push(() => server.close());
+    return {
+      server,
+      logger,
+      listen: () => server.listen({ host: config.host, port: config.port }),
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

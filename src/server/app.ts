@@ -1,0 +1,134 @@
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import cookie from '@fastify/cookie';
+import formbody from '@fastify/formbody';
+import helmet from '@fastify/helmet';
+import multipart from '@fastify/multipart';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { Logger } from 'pino';
+import { AppError } from '../app/errors.ts';
+import { accountRoutes } from '../app/routes/api/accounts.ts';
+import { photoRoutes } from '../app/routes/api/photos.ts';
+import type { RouteSettings, Services } from '../app/routes/context.ts';
+import { htmlRoutes } from '../app/routes/html/pages.ts';
+import { mediaRoutes } from '../app/routes/media.ts';
+import { errorPage } from '../app/views/pages.ts';
+import type { Metrics } from '../platform/observability/metrics.ts';
+import type { SessionStore } from '../ports/sessions.ts';
+import { loadAssets } from './assets.ts';
+import { installAuth } from './auth.ts';
+import { installErrorHandlers } from './errors.ts';
+import { type ReadinessCheck, healthRoutes } from './health.ts';
+
+const publicDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'public');
+const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export interface ServerOptions {
+  services: Services;
+  sessions: SessionStore;
+  settings: RouteSettings;
+  logger: Logger;
+  metrics: Metrics;
+  readiness: ReadinessCheck[];
+  trustProxy: boolean;
+  secureCookies: 'auto' | 'always' | 'never';
+}
+
+/** The HTTP server: the site, the JSON API and the operational endpoints, on the given services. */
+export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
+  const { services, settings, metrics } = options;
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    trustProxy: options.trustProxy,
+    bodyLimit: 64 * 1024,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
+    },
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.observeRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
+  });
+
+  await app.register(helmet, {
+    contentSecurityPolicy: {
+      directives: {
+        defaultSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:', 'https:'],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        scriptSrc: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+        upgradeInsecureRequests: null,
+      },
+    },
+    crossOriginResourcePolicy: { policy: 'same-site' },
+    hsts: false,
+  });
+  await app.register(cookie);
+  await app.register(formbody, { bodyLimit: 16 * 1024 });
+  await app.register(multipart, {
+    limits: { fileSize: settings.uploadMaxBytes, files: 1, fields: 8, fieldSize: 16 * 1024, parts: 10 },
+    throwFileSizeLimit: true,
+  });
+  await app.register(rateLimit, {
+    global: false,
+    errorResponseBuilder: (_request, ctx) =>
+      Object.assign(new AppError(429, 'RATE_LIMITED', `too many attempts: try again in ${Math.ceil(ctx.ttl / 1000)} s`), {
+        statusCode: 429,
+      }),
+  });
+  installAuth(app, options.sessions, options.secureCookies);
+
+  const assets = await loadAssets(publicDir);
+  installErrorHandlers(app, (request, reply, error) =>
+    errorPage(
+      { viewer: request.viewer, csrf: reply.csrfToken(), stylesheet: assets.url('style.css') },
+      error.status,
+      error.status === 401 ? 'Log in to see this page.' : error.message,
+      request.id,
+    ),
+  );
+
+  await app.register(
+    async (api) => {
+      await api.register(swagger, {
+        openapi: {
+          openapi: '3.0.3',
+          info: { title: 'scaleout API', version: '1', description: 'Photo sharing: accounts, photos, follows, likes, feed.' },
+          components: {
+            securitySchemes: {
+              bearer: { type: 'http', scheme: 'bearer' },
+              cookie: { type: 'apiKey', in: 'cookie', name: 'sid' },
+            },
+          },
+          security: [{ bearer: [] }, { cookie: [] }],
+        },
+        transform: jsonSchemaTransform,
+      });
+      await api.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
+      api.get('/openapi.json', { schema: { hide: true } }, async () => api.swagger());
+      await api.register(accountRoutes(services, settings));
+      await api.register(photoRoutes(services, settings));
+    },
+    { prefix: '/api/v1' },
+  );
+  await app.register(htmlRoutes(services, { ...settings, stylesheetUrl: assets.url('style.css') }));
+  await app.register(mediaRoutes(services));
+  await app.register(assets.plugin);
+  await app.register(healthRoutes(options.readiness, metrics));
+  return app;
+}

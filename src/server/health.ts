@@ -1,0 +1,40 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { Metrics } from '../platform/observability/metrics.ts';
+
+export interface ReadinessCheck {
+  name: string;
+  check(): Promise<void>;
+}
+
+/** /healthz: the process answers. /readyz: its dependencies answer too. /metrics: Prometheus. */
+export function healthRoutes(checks: ReadinessCheck[], metrics: Metrics): FastifyPluginAsync {
+  return async (app) => {
+    app.get('/healthz', async () => ({ status: 'ok' }));
+    app.get('/readyz', async (request, reply) => {
+      const results = await Promise.all(
+        checks.map(async (c) => {
+          try {
+            await withTimeout(c.check(), 2000);
+            return [c.name, 'ok'] as const;
+          } catch (err) {
+            request.log.warn({ err, dependency: c.name }, 'readiness check failed');
+            return [c.name, 'failing'] as const;
+          }
+        }),
+      );
+      const ok = results.every(([, s]) => s === 'ok');
+      return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', checks: Object.fromEntries(results) });
+    });
+    app.get('/metrics', async (_request, reply) =>
+      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+    );
+  };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
