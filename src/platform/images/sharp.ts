@@ -16,9 +16,10 @@ export function createSharpImageProcessor(maxPixels: number): ImageProcessor {
   const open = (data: Buffer) => sharp(data, { limitInputPixels: maxPixels, failOn: 'error', pages: 1 });
   return {
     async probe(data) {
-      const meta = await open(data).metadata();
+      // Reading the header decodes no pixels, so no limit is needed here; the
+      // caller compares the size with its own limit before any decode.
+      const meta = await sharp(data, { limitInputPixels: false, pages: 1 }).metadata();
       if (!meta.width || !meta.height) throw new Error('image has no dimensions');
-      if (meta.width * meta.height > maxPixels) throw new Error('image exceeds the pixel limit');
       const rotated = (meta.orientation ?? 1) >= 5;
       return rotated ? { width: meta.height, height: meta.width } : { width: meta.width, height: meta.height };
     },

@@ -1,0 +1,111 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Cache } from '../../src/ports/cache.ts';
+import { cached } from '../../src/ports/cache.ts';
+
+export interface CacheContractOptions {
+  name: string;
+  /** A fresh, empty cache holding at most `maxEntries` entries with the given policy. */
+  create(opts: { maxEntries: number; policy: 'lru' | 'lfu' | 'fifo' }): Promise<Cache>;
+  /** Reasons to skip the checks that need an exact bound, where an adapter cannot give one. */
+  skipEviction?: string;
+}
+
+/** What every Cache adapter must do: the in-process one now, Redis in the cache stage. */
+export function runCacheContract(opts: CacheContractOptions): void {
+  describe(`Cache contract: ${opts.name}`, () => {
+    let cache: Cache;
+    const prefix = `k${Math.random().toString(36).slice(2)}:`;
+    const key = (k: string) => prefix + k;
+    beforeEach(async () => {
+      cache = await opts.create({ maxEntries: 3, policy: 'lru' });
+    });
+    afterEach(async () => {
+      await cache.close();
+    });
+
+    it('returns what was set, as a copy', async () => {
+      const value = { a: 1, list: [1, 2], nested: { s: 'x' } };
+      await cache.set(key('a'), value);
+      const got = await cache.get<typeof value>(key('a'));
+      expect(got).toEqual(value);
+      got!.nested.s = 'changed';
+      expect(await cache.get<typeof value>(key('a'))).toEqual(value);
+    });
+
+    it('misses unknown and deleted keys and counts hits and misses', async () => {
+      expect(await cache.get(key('none'))).toBeUndefined();
+      await cache.set(key('b'), 'v');
+      await cache.get(key('b'));
+      await cache.delete(key('b'), key('never-set'));
+      expect(await cache.get(key('b'))).toBeUndefined();
+      const stats = cache.stats();
+      expect(stats.hits).toBeGreaterThanOrEqual(1);
+      expect(stats.misses).toBeGreaterThanOrEqual(2);
+    });
+
+    it('expires entries after their TTL', async () => {
+      await cache.set(key('ttl'), 1, 1);
+      expect(await cache.get(key('ttl'))).toBe(1);
+      await new Promise((r) => setTimeout(r, 1100));
+      expect(await cache.get(key('ttl'))).toBeUndefined();
+    });
+
+    it('serialises dates as strings, as a network cache would', async () => {
+      await cache.set(key('d'), { at: new Date('2026-01-02T03:04:05.000Z') });
+      expect(await cache.get(key('d'))).toEqual({ at: '2026-01-02T03:04:05.000Z' });
+    });
+
+    it('cache-aside loads once and then hits', async () => {
+      let loads = 0;
+      const load = async () => {
+        loads++;
+        return { n: 42 };
+      };
+      expect(await cached(cache, key('aside'), load)).toEqual({ n: 42 });
+      expect(await cached(cache, key('aside'), load)).toEqual({ n: 42 });
+      expect(loads).toBe(1);
+      expect(await cached(cache, key('absent'), async () => undefined)).toBeUndefined();
+    });
+
+    describe.skipIf(Boolean(opts.skipEviction))(`bounded size ${opts.skipEviction ?? ''}`, () => {
+      const fill = async (c: Cache) => {
+        for (const k of ['1', '2', '3']) await c.set(key(k), k);
+      };
+      const present = async (c: Cache) => {
+        const out: string[] = [];
+        for (const k of ['1', '2', '3', '4']) if ((await c.get(key(k))) !== undefined) out.push(k);
+        return out;
+      };
+
+      it('LRU evicts the least recently used', async () => {
+        const c = await opts.create({ maxEntries: 3, policy: 'lru' });
+        await fill(c);
+        await c.get(key('1'));
+        await c.set(key('4'), '4');
+        expect(await present(c)).toEqual(['1', '3', '4']);
+        await c.close();
+      });
+
+      it('FIFO evicts the oldest insert, reads or not', async () => {
+        const c = await opts.create({ maxEntries: 3, policy: 'fifo' });
+        await fill(c);
+        await c.get(key('1'));
+        await c.set(key('4'), '4');
+        expect(await present(c)).toEqual(['2', '3', '4']);
+        await c.close();
+      });
+
+      it('LFU evicts the least frequently used', async () => {
+        const c = await opts.create({ maxEntries: 3, policy: 'lfu' });
+        await fill(c);
+        await c.get(key('1'));
+        await c.get(key('1'));
+        await c.get(key('2'));
+        await c.set(key('4'), '4');
+        expect(await present(c)).toEqual(['1', '2', '4']);
+        expect(c.stats().size).toBe(3);
+        await c.close();
+      });
+    });
+  });
+}
