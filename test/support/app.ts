@@ -46,7 +46,7 @@ export const password = 'correct horse battery';
 export class Client {
   cookies = new Map<string, string>();
   token: string | undefined;
-  constructor(readonly base: string) {}
+  constructor(public base: string) {}
 
   async request(method: string, path: string, init: { json?: unknown; body?: BodyInit; headers?: Record<string, string>; bearer?: boolean } = {}) {
     const headers: Record<string, string> = { ...init.headers };

@@ -21,6 +21,7 @@ export function layout(ctx: PageContext, title: string, body: SafeHtml, head?: S
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${title} · scaleout</title>
 <link rel="stylesheet" href="${ctx.stylesheet}">
+<link rel="icon" href="data:,">
 ${head}
 </head>
 <body>
