@@ -70,7 +70,13 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
         metrics: metrics.business,
         limits: { maxBytes: config.uploadMaxBytes, maxPixels: config.uploadMaxMegapixels * 1e6 },
       }),
-      social: createSocialService({ social: createSocialRepository(db), users, photos: photoRepo, cache, metrics: metrics.business }),
+      social: createSocialService({
+        social: createSocialRepository(db),
+        users,
+        photos: photoRepo,
+        cache,
+        metrics: metrics.business,
+      }),
       feed: createFeedService({ photos: photoRepo, users }),
     };
 

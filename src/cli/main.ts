@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { ConfigError, type Config, kebab, loadConfig } from '../config.ts';
+import { type Config, ConfigError, kebab, loadConfig } from '../config.ts';
 import { createRuntime } from '../runtime.ts';
 
 const program = new Command()

@@ -23,7 +23,7 @@ import type { SessionStore } from '../ports/sessions.ts';
 import { loadAssets } from './assets.ts';
 import { installAuth } from './auth.ts';
 import { installErrorHandlers } from './errors.ts';
-import { type ReadinessCheck, healthRoutes } from './health.ts';
+import { healthRoutes, type ReadinessCheck } from './health.ts';
 
 const publicDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'public');
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -87,9 +87,12 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   await app.register(rateLimit, {
     global: false,
     errorResponseBuilder: (_request, ctx) =>
-      Object.assign(new AppError(429, 'RATE_LIMITED', `too many attempts: try again in ${Math.ceil(ctx.ttl / 1000)} s`), {
-        statusCode: 429,
-      }),
+      Object.assign(
+        new AppError(429, 'RATE_LIMITED', `too many attempts: try again in ${Math.ceil(ctx.ttl / 1000)} s`),
+        {
+          statusCode: 429,
+        },
+      ),
   });
   installAuth(app, options.sessions, options.secureCookies);
 
@@ -108,7 +111,11 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
       await api.register(swagger, {
         openapi: {
           openapi: '3.0.3',
-          info: { title: 'scaleout API', version: '1', description: 'Photo sharing: accounts, photos, follows, likes, feed.' },
+          info: {
+            title: 'scaleout API',
+            version: '1',
+            description: 'Photo sharing: accounts, photos, follows, likes, feed.',
+          },
           components: {
             securitySchemes: {
               bearer: { type: 'http', scheme: 'bearer' },

@@ -29,7 +29,12 @@ export function installAuth(app: FastifyInstance, sessions: SessionStore, secure
     });
   });
   app.decorateReply('endSession', function (this: FastifyReply) {
-    this.clearCookie(sessionCookie, { path: '/', httpOnly: true, sameSite: 'lax', secure: secure(this.request) });
+    this.clearCookie(sessionCookie, {
+      path: '/',
+      httpOnly: true,
+      sameSite: 'lax',
+      secure: secure(this.request),
+    });
   });
   const issued = new WeakMap<FastifyRequest, string>();
   app.decorateReply('csrfToken', function (this: FastifyReply) {
@@ -37,7 +42,12 @@ export function installAuth(app: FastifyInstance, sessions: SessionStore, secure
     if (existing) return existing;
     const token = randomBytes(24).toString('base64url');
     issued.set(this.request, token);
-    this.setCookie(csrfCookie, token, { path: '/', httpOnly: true, sameSite: 'lax', secure: secure(this.request) });
+    this.setCookie(csrfCookie, token, {
+      path: '/',
+      httpOnly: true,
+      sameSite: 'lax',
+      secure: secure(this.request),
+    });
     return token;
   });
 

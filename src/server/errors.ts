@@ -22,14 +22,19 @@ export function toClientError(err: unknown): ErrorPayload {
   if (status >= 400 && status < 500) {
     return { status, code: codeFor(status, e.code), message: e.message ?? 'bad request' };
   }
-  return { status: 500, code: 'INTERNAL', message: 'something went wrong on our side; quote the request id if you report it' };
+  return {
+    status: 500,
+    code: 'INTERNAL',
+    message: 'something went wrong on our side; quote the request id if you report it',
+  };
 }
 
 function codeFor(status: number, fastifyCode: string | undefined): string {
   if (status === 413) return 'PAYLOAD_TOO_LARGE';
   if (status === 415) return 'UNSUPPORTED_MEDIA_TYPE';
   if (status === 429) return 'RATE_LIMITED';
-  if (fastifyCode === 'FST_ERR_CTP_INVALID_JSON_BODY' || fastifyCode === 'FST_ERR_CTP_EMPTY_JSON_BODY') return 'INVALID_JSON';
+  if (fastifyCode === 'FST_ERR_CTP_INVALID_JSON_BODY' || fastifyCode === 'FST_ERR_CTP_EMPTY_JSON_BODY')
+    return 'INVALID_JSON';
   return status === 404 ? 'NOT_FOUND' : 'BAD_REQUEST';
 }
 
@@ -57,6 +62,10 @@ export function installErrorHandlers(
   });
 
   app.setNotFoundHandler((request, reply) =>
-    respond(request, reply, { status: 404, code: 'NOT_FOUND', message: `no route for ${request.method} ${request.url.split('?')[0]}` }),
+    respond(request, reply, {
+      status: 404,
+      code: 'NOT_FOUND',
+      message: `no route for ${request.method} ${request.url.split('?')[0]}`,
+    }),
   );
 }

@@ -23,7 +23,9 @@ export function healthRoutes(checks: ReadinessCheck[], metrics: Metrics): Fastif
         }),
       );
       const ok = results.every(([, s]) => s === 'ok');
-      return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', checks: Object.fromEntries(results) });
+      return reply
+        .code(ok ? 200 : 503)
+        .send({ status: ok ? 'ready' : 'not ready', checks: Object.fromEntries(results) });
     });
     app.get('/metrics', async (_request, reply) =>
       reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),

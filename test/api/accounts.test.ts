@@ -25,13 +25,22 @@ describe('POST /api/v1/users', () => {
     expect(res.status).toBe(201);
     expect(res.body).toEqual({ user: { username: name } });
     const profile = await c.request('GET', `/api/v1/users/${name}`);
-    expect(profile.body.user).toMatchObject({ username: name, followerCount: 0, followingCount: 0, photoCount: 0 });
+    expect(profile.body.user).toMatchObject({
+      username: name,
+      followerCount: 0,
+      followingCount: 0,
+      photoCount: 0,
+    });
   });
 
   it('refuses a duplicate username with 409', async () => {
     const c = new Client(app.url);
     const name = await c.signUp();
-    expectError(await c.request('POST', '/api/v1/users', { json: { username: name, password: 'another password' } }), 409, 'CONFLICT');
+    expectError(
+      await c.request('POST', '/api/v1/users', { json: { username: name, password: 'another password' } }),
+      409,
+      'CONFLICT',
+    );
     // The first password still works: the duplicate changed nothing.
     expect((await c.request('POST', '/api/v1/sessions', { json: { username: name, password } })).status).toBe(201);
   });
@@ -47,18 +56,30 @@ describe('POST /api/v1/users', () => {
   ])('answers 400 to %s and creates nothing', async (_what, body) => {
     const c = new Client(app.url);
     expectError(await c.request('POST', '/api/v1/users', { json: body }), 400, 'VALIDATION');
-    if (typeof (body as { username: unknown }).username === 'string' && /^[a-z0-9_]{3,30}$/.test((body as { username: string }).username)) {
+    if (
+      typeof (body as { username: unknown }).username === 'string' &&
+      /^[a-z0-9_]{3,30}$/.test((body as { username: string }).username)
+    ) {
       expect((await c.request('GET', `/api/v1/users/${(body as { username: string }).username}`)).status).toBe(404);
     }
   });
 
   it('answers 400 to malformed JSON and 415 to an unknown content type', async () => {
     const c = new Client(app.url);
-    const bad = await c.request('POST', '/api/v1/users', { body: '{"username":', headers: { 'content-type': 'application/json' } });
+    const bad = await c.request('POST', '/api/v1/users', {
+      body: '{"username":',
+      headers: { 'content-type': 'application/json' },
+    });
     expectError(bad, 400, 'INVALID_JSON');
-    const xml = await c.request('POST', '/api/v1/users', { body: '<user/>', headers: { 'content-type': 'application/xml' } });
+    const xml = await c.request('POST', '/api/v1/users', {
+      body: '<user/>',
+      headers: { 'content-type': 'application/xml' },
+    });
     expectError(xml, 415);
-    expectError(await c.request('POST', '/api/v1/users', { body: '', headers: { 'content-type': 'application/json' } }), 400);
+    expectError(
+      await c.request('POST', '/api/v1/users', { body: '', headers: { 'content-type': 'application/json' } }),
+      400,
+    );
   });
 });
 
@@ -94,7 +115,11 @@ describe('sessions', () => {
   it('refuses wrong passwords and unknown users alike with 401', async () => {
     const c = new Client(app.url);
     const name = await c.signUp();
-    expectError(await c.request('POST', '/api/v1/sessions', { json: { username: name, password: 'wrong password!' } }), 401, 'UNAUTHENTICATED');
+    expectError(
+      await c.request('POST', '/api/v1/sessions', { json: { username: name, password: 'wrong password!' } }),
+      401,
+      'UNAUTHENTICATED',
+    );
     expectError(await c.request('POST', '/api/v1/sessions', { json: { username: uniqueName(), password } }), 401);
     expect(c.cookies.has('sid')).toBe(false);
   });
@@ -116,7 +141,9 @@ describe('sessions', () => {
     const name = await c.signUp();
     await c.logIn(name);
     const other = await new Client(app.url).signUp();
-    const res = await c.request('PUT', `/api/v1/users/${other}/follow`, { headers: { origin: 'https://evil.example' } });
+    const res = await c.request('PUT', `/api/v1/users/${other}/follow`, {
+      headers: { origin: 'https://evil.example' },
+    });
     expectError(res, 403);
     expect((await c.request('GET', `/api/v1/users/${other}`)).body.user.followerCount).toBe(0);
   });
@@ -137,7 +164,9 @@ describe('rate limits', () => {
       const c = new Client(limited.url);
       const statuses: number[] = [];
       for (let i = 0; i < 5; i++) {
-        statuses.push((await c.request('POST', '/api/v1/sessions', { json: { username: 'nobody_here', password } })).status);
+        statuses.push(
+          (await c.request('POST', '/api/v1/sessions', { json: { username: 'nobody_here', password } })).status,
+        );
       }
       expect(statuses).toEqual([401, 401, 401, 429, 429]);
       const signups: number[] = [];

@@ -10,11 +10,14 @@ import { buildServer } from '../../src/server/app.ts';
 const internal = 'relation "users" does not exist at /srv/db/pool.ts:42 password=hunter2';
 const failing = new Proxy({} as Services, {
   get: () =>
-    new Proxy({}, {
-      get: () => async () => {
-        throw new Error(internal);
+    new Proxy(
+      {},
+      {
+        get: () => async () => {
+          throw new Error(internal);
+        },
       },
-    }),
+    ),
 });
 
 let server: FastifyInstance;
@@ -34,7 +37,11 @@ afterAll(async () => server.close());
 
 describe('when a tier fails', () => {
   it('the API answers 500 with a generic message and the request id', async () => {
-    const res = await server.inject({ method: 'GET', url: '/api/v1/users/alice', headers: { 'x-request-id': 'fault-1' } });
+    const res = await server.inject({
+      method: 'GET',
+      url: '/api/v1/users/alice',
+      headers: { 'x-request-id': 'fault-1' },
+    });
     expect(res.statusCode).toBe(500);
     const body = res.json();
     expect(body).toEqual({ error: { code: 'INTERNAL', message: expect.any(String), requestId: 'fault-1' } });
@@ -43,7 +50,11 @@ describe('when a tier fails', () => {
   });
 
   it('pages show a generic error page with the request id', async () => {
-    const res = await server.inject({ method: 'GET', url: '/u/alice', headers: { accept: 'text/html', 'x-request-id': 'fault-2' } });
+    const res = await server.inject({
+      method: 'GET',
+      url: '/u/alice',
+      headers: { accept: 'text/html', 'x-request-id': 'fault-2' },
+    });
     expect(res.statusCode).toBe(500);
     expect(res.headers['content-type']).toContain('text/html');
     expect(res.body).toContain('fault-2');
@@ -51,7 +62,11 @@ describe('when a tier fails', () => {
   });
 
   it('bad input is still a 4xx, not a 500', async () => {
-    const res = await server.inject({ method: 'POST', url: '/api/v1/users', payload: { username: 'A', password: 'x' } });
+    const res = await server.inject({
+      method: 'POST',
+      url: '/api/v1/users',
+      payload: { username: 'A', password: 'x' },
+    });
     expect(res.statusCode).toBe(400);
   });
 

@@ -17,8 +17,10 @@ const loggedIn = async () => {
   await c.logIn(name);
   return { c, name };
 };
-const photoCount = async (c: Client, name: string) => (await c.request('GET', `/api/v1/users/${name}`)).body.user.photoCount;
-const ownPhotos = async (c: Client, name: string) => (await c.request('GET', `/api/v1/users/${name}/photos`)).body.items.length;
+const photoCount = async (c: Client, name: string) =>
+  (await c.request('GET', `/api/v1/users/${name}`)).body.user.photoCount;
+const ownPhotos = async (c: Client, name: string) =>
+  (await c.request('GET', `/api/v1/users/${name}/photos`)).body.items.length;
 
 describe('uploading a photo', () => {
   it('stores it, makes oriented WebP variants without metadata, and lists it', async () => {
@@ -29,10 +31,19 @@ describe('uploading a photo', () => {
     const id = res.body.photo.id as string;
 
     const done = await c.waitForPhoto(id);
-    expect(done.body.photo).toMatchObject({ id, owner: name, caption: 'sunset', status: 'ready', likeCount: 0 });
+    expect(done.body.photo).toMatchObject({
+      id,
+      owner: name,
+      caption: 'sunset',
+      status: 'ready',
+      likeCount: 0,
+    });
     // EXIF orientation 6 turns 1600×1200 into a portrait photo.
     expect(done.body.photo).toMatchObject({ width: 1200, height: 1600 });
-    for (const [variant, longSide] of [['thumb', 320], ['display', 1080]] as const) {
+    for (const [variant, longSide] of [
+      ['thumb', 320],
+      ['display', 1080],
+    ] as const) {
       const url = done.body.photo.variants[variant] as string;
       const img = await fetch(url);
       expect(img.status).toBe(200);
@@ -60,9 +71,27 @@ describe('uploading a photo', () => {
   });
 
   it.each([
-    ['WebP', () => sharp({ create: { width: 40, height: 30, channels: 3, background: '#f00' } }).webp().toBuffer()],
-    ['GIF', () => sharp({ create: { width: 40, height: 30, channels: 3, background: '#0f0' } }).gif().toBuffer()],
-    ['AVIF', () => sharp({ create: { width: 40, height: 30, channels: 3, background: '#00f' } }).avif().toBuffer()],
+    [
+      'WebP',
+      () =>
+        sharp({ create: { width: 40, height: 30, channels: 3, background: '#f00' } })
+          .webp()
+          .toBuffer(),
+    ],
+    [
+      'GIF',
+      () =>
+        sharp({ create: { width: 40, height: 30, channels: 3, background: '#0f0' } })
+          .gif()
+          .toBuffer(),
+    ],
+    [
+      'AVIF',
+      () =>
+        sharp({ create: { width: 40, height: 30, channels: 3, background: '#00f' } })
+          .avif()
+          .toBuffer(),
+    ],
   ])('accepts %s', async (_name, make) => {
     const { c } = await loggedIn();
     const res = await c.upload(await make());
@@ -119,11 +148,11 @@ describe('uploading a photo', () => {
     expect((await c.request('POST', '/api/v1/photos', { body: noFile })).status).toBe(400);
     const extra = new FormData();
     extra.append('owner', 'someone_else');
-    extra.append('file', new Blob([await pngImage()]), 'a.png');
+    extra.append('file', new Blob([new Uint8Array(await pngImage())]), 'a.png');
     expect((await c.request('POST', '/api/v1/photos', { body: extra })).status).toBe(400);
     const long = new FormData();
     long.append('caption', 'x'.repeat(2001));
-    long.append('file', new Blob([await pngImage()]), 'a.png');
+    long.append('file', new Blob([new Uint8Array(await pngImage())]), 'a.png');
     expect((await c.request('POST', '/api/v1/photos', { body: long })).status).toBe(400);
     expect((await c.request('POST', '/api/v1/photos', { json: { file: 'abc' } })).status).toBe(415);
     expect(await ownPhotos(c, name)).toBe(0);
@@ -138,7 +167,7 @@ describe('reading and deleting photos', () => {
     expect((await c.request('GET', '/media/photos/AAAAAAAAAAAAAAAA/thumb.webp')).status).toBe(404);
   });
 
-  it("lets only the owner delete, and deleting removes the blobs", async () => {
+  it('lets only the owner delete, and deleting removes the blobs', async () => {
     const owner = await loggedIn();
     const other = await loggedIn();
     const id = (await owner.c.upload(await pngImage())).body.photo.id as string;

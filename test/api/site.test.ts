@@ -34,7 +34,7 @@ describe('HTML pages', () => {
     const body = new FormData();
     body.append('_csrf', csrfFrom(uploadPage.body));
     body.append('caption', 'from a form');
-    body.append('file', new Blob([await pngImage(400, 300)]), 'x.png');
+    body.append('file', new Blob([new Uint8Array(await pngImage(400, 300))]), 'x.png');
     const posted = await c.request('POST', '/upload', { body });
     expect(posted.status).toBe(303);
     const id = /\/p\/([A-Za-z0-9_-]{16})/.exec(posted.headers.get('location') ?? '')?.[1] as string;
@@ -49,7 +49,9 @@ describe('HTML pages', () => {
     expect(profile.body).toContain('0 followers');
     const followed = await other.c.request('POST', `/u/${username}/follow`, form({ _csrf: csrfFrom(profile.body) }));
     expect(followed.status).toBe(303);
-    expect((await other.c.request('GET', `/u/${username}`, { headers: { accept: 'text/html' } })).body).toContain('1 followers');
+    expect((await other.c.request('GET', `/u/${username}`, { headers: { accept: 'text/html' } })).body).toContain(
+      '1 followers',
+    );
     const photo = await other.c.request('GET', `/p/${id}`, { headers: { accept: 'text/html' } });
     await other.c.request('POST', `/p/${id}/like`, form({ _csrf: csrfFrom(photo.body) }));
     expect((await other.c.request('GET', `/p/${id}`, { headers: { accept: 'text/html' } })).body).toContain('1 like<');
@@ -72,7 +74,11 @@ describe('HTML pages', () => {
   it('shows the form again with a message on bad input', async () => {
     const c = new Client(app.url);
     const page = await c.request('GET', '/signup', { headers: { accept: 'text/html' } });
-    const res = await c.request('POST', '/signup', form({ _csrf: csrfFrom(page.body), username: 'X!', password: 'short' }));
+    const res = await c.request(
+      'POST',
+      '/signup',
+      form({ _csrf: csrfFrom(page.body), username: 'X!', password: 'short' }),
+    );
     expect(res.status).toBe(400);
     expect(res.body).toContain('class="flash"');
   });
@@ -118,7 +124,9 @@ describe('operations endpoints', () => {
 
   it('carries the caller request id, or makes one', async () => {
     const c = new Client(app.url);
-    const given = await c.request('GET', '/api/v1/users/nobody_at_all', { headers: { 'x-request-id': 'trace-abc.123' } });
+    const given = await c.request('GET', '/api/v1/users/nobody_at_all', {
+      headers: { 'x-request-id': 'trace-abc.123' },
+    });
     expect(given.headers.get('x-request-id')).toBe('trace-abc.123');
     expect(given.body.error.requestId).toBe('trace-abc.123');
     const made = await c.request('GET', '/healthz', { headers: { 'x-request-id': 'bad id with spaces' } });
@@ -130,7 +138,9 @@ describe('operations endpoints', () => {
     await c.request('GET', '/api/v1/users/nobody_here_x');
     const res = await c.request('GET', '/metrics');
     expect(res.status).toBe(200);
-    expect(res.body).toMatch(/http_requests_total\{method="GET",route="\/api\/v1\/users\/:username",status="404"\} \d+/);
+    expect(res.body).toMatch(
+      /http_requests_total\{method="GET",route="\/api\/v1\/users\/:username",status="404"\} \d+/,
+    );
     expect(res.body).toContain('http_request_duration_seconds_bucket');
     expect(res.body).toContain('http_request_errors_total');
     expect(res.body).toContain('scaleout_signups_total');
@@ -142,7 +152,13 @@ describe('operations endpoints', () => {
     const doc = await c.request('GET', '/api/v1/openapi.json');
     expect(doc.status).toBe(200);
     expect(doc.body.openapi).toMatch(/^3\./);
-    for (const path of ['/api/v1/users', '/api/v1/sessions', '/api/v1/photos/{id}', '/api/v1/feed', '/api/v1/users/{username}/follow']) {
+    for (const path of [
+      '/api/v1/users',
+      '/api/v1/sessions',
+      '/api/v1/photos/{id}',
+      '/api/v1/feed',
+      '/api/v1/users/{username}/follow',
+    ]) {
       expect(Object.keys(doc.body.paths)).toContain(path);
     }
     expect(Object.keys(doc.body.paths).some((p: string) => !p.startsWith('/api/v1'))).toBe(false);
@@ -157,4 +173,3 @@ describe('operations endpoints', () => {
     expect(res.body.error).toMatchObject({ code: 'NOT_FOUND' });
   });
 });
-

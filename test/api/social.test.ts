@@ -112,7 +112,10 @@ describe('feeds', () => {
 
     const profilePage = await me.c.request('GET', `/api/v1/users/${me.name}/photos`);
     expect(profilePage.body.items).toHaveLength(20);
-    const next = await me.c.request('GET', `/api/v1/users/${me.name}/photos?cursor=${encodeURIComponent(profilePage.body.nextCursor)}`);
+    const next = await me.c.request(
+      'GET',
+      `/api/v1/users/${me.name}/photos?cursor=${encodeURIComponent(profilePage.body.nextCursor)}`,
+    );
     expect(next.body.items.map((p: { id: string }) => p.id)).toEqual(ids.slice(20));
   });
 

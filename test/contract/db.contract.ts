@@ -26,7 +26,9 @@ export function runDbContract(opts: DbContractOptions): void {
 
     it('has every table after migrating, and migrating again changes nothing', async () => {
       expect(await migrate(db.primary)).toEqual([]);
-      const tables = await sql<{ tablename: string }>`SELECT tablename FROM pg_tables WHERE schemaname = 'public'`.execute(db.primary);
+      const tables = await sql<{
+        tablename: string;
+      }>`SELECT tablename FROM pg_tables WHERE schemaname = 'public'`.execute(db.primary);
       expect(tables.rows.map((r) => r.tablename)).toEqual(
         expect.arrayContaining(['users', 'photos', 'follows', 'likes', 'sessions', 'schema_migrations']),
       );
@@ -45,12 +47,29 @@ export function runDbContract(opts: DbContractOptions): void {
       const id = uid();
       await db.primary
         .insertInto('photos')
-        .values({ id, owner_id: owner, caption: 'c', status: 'ready', mime_type: 'image/png', width: 1, height: 2, byte_size: 3,
-          variants: JSON.stringify({ thumb: { key: 'k', width: 1, height: 1, bytes: 9 } }) as never })
+        .values({
+          id,
+          owner_id: owner,
+          caption: 'c',
+          status: 'ready',
+          mime_type: 'image/png',
+          width: 1,
+          height: 2,
+          byte_size: 3,
+          variants: JSON.stringify({ thumb: { key: 'k', width: 1, height: 1, bytes: 9 } }) as never,
+        })
         .execute();
-      const row = await db.primary.selectFrom('photos').select('variants').where('id', '=', id).executeTakeFirstOrThrow();
+      const row = await db.primary
+        .selectFrom('photos')
+        .select('variants')
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow();
       expect(row.variants).toEqual({ thumb: { key: 'k', width: 1, height: 1, bytes: 9 } });
-      const n = await db.primary.selectFrom('photos').select(sql<number>`count(*)::int`.as('n')).where('owner_id', '=', owner).executeTakeFirstOrThrow();
+      const n = await db.primary
+        .selectFrom('photos')
+        .select(sql<number>`count(*)::int`.as('n'))
+        .where('owner_id', '=', owner)
+        .executeTakeFirstOrThrow();
       expect(n.n).toBe(1);
     });
 

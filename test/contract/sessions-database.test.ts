@@ -13,7 +13,11 @@ runSessionContract({
   create: async (ttl) => {
     const db = await openPgliteDb(undefined);
     await addUser(db, 'user_sessions_1');
-    return { store: createDatabaseSessionStore(db, ttl), userId: 'user_sessions_1', cleanup: () => db.close() };
+    return {
+      store: createDatabaseSessionStore(db, ttl),
+      userId: 'user_sessions_1',
+      cleanup: () => db.close(),
+    };
   },
   restartable: async () => {
     const tmp = await tempDir();

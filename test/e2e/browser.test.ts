@@ -23,7 +23,15 @@ beforeAll(async () => {
   await writeFile(path.join(files.dir, 'theirs.png'), await pngImage(800, 600));
   browser = await chromium.launch({
     executablePath: chromiumPath,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--no-first-run',
+      '--disable-sync',
+    ],
   });
   await mkdir(artifacts, { recursive: true });
 }, 60_000);
@@ -65,7 +73,9 @@ const imagesLoaded = (page: Page, selector: string) =>
   );
 
 describe('in a real browser', () => {
-  it('sign up, upload, see the thumbnail in the feed, follow a second user and like their photo', { timeout: 90_000 }, async () => {
+  it('sign up, upload, see the thumbnail in the feed, follow a second user and like their photo', {
+    timeout: 90_000,
+  }, async () => {
     const them = uniqueName('them');
     const me = uniqueName('me');
 

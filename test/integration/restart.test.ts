@@ -36,9 +36,17 @@ describe('single server restart', () => {
     expect(feed.status).toBe(200);
     expect(feed.body.items.map((p: { id: string }) => p.id)).toEqual([id]);
     const photo = await bob.request('GET', `/api/v1/photos/${id}`, { bearer: true });
-    expect(photo.body.photo).toMatchObject({ status: 'ready', likeCount: 1, likedByMe: true, caption: 'before restart' });
+    expect(photo.body.photo).toMatchObject({
+      status: 'ready',
+      likeCount: 1,
+      likedByMe: true,
+      caption: 'before restart',
+    });
     expect((await fetch(photo.body.photo.variants.display)).status).toBe(200);
-    expect((await alice.request('GET', `/api/v1/users/${aliceName}`)).body.user).toMatchObject({ followerCount: 1, photoCount: 1 });
+    expect((await alice.request('GET', `/api/v1/users/${aliceName}`)).body.user).toMatchObject({
+      followerCount: 1,
+      photoCount: 1,
+    });
     expect((await bob.request('GET', '/api/v1/feed')).body.items[0].id).toBe(id);
     await app.stop();
   });
@@ -48,13 +56,29 @@ describe('single server restart', () => {
     cleanups.push(tmp.remove);
     // The state a crash leaves: the original stored, the row still processing, no job anywhere.
     const db = await openPgliteDb(path.join(tmp.dir, 'pg'));
-    await db.primary.insertInto('users').values({ id: 'crashuser000001a', username: 'crash_user', password_hash: 'x' }).execute();
+    await db.primary
+      .insertInto('users')
+      .values({ id: 'crashuser000001a', username: 'crash_user', password_hash: 'x' })
+      .execute();
     await db.primary
       .insertInto('photos')
-      .values({ id: 'crashphoto00001a', owner_id: 'crashuser000001a', caption: '', status: 'processing', mime_type: 'image/png', width: 64, height: 48, byte_size: 1 })
+      .values({
+        id: 'crashphoto00001a',
+        owner_id: 'crashuser000001a',
+        caption: '',
+        status: 'processing',
+        mime_type: 'image/png',
+        width: 64,
+        height: 48,
+        byte_size: 1,
+      })
       .execute();
     await db.close();
-    await createFilesystemBlobStore(path.join(tmp.dir, 'blobs')).put('photos/crashphoto00001a/original', await pngImage(), 'image/png');
+    await createFilesystemBlobStore(path.join(tmp.dir, 'blobs')).put(
+      'photos/crashphoto00001a/original',
+      await pngImage(),
+      'image/png',
+    );
 
     const app = await startApp({}, tmp.dir);
     cleanups.push(() => app.stop());

@@ -16,11 +16,22 @@ export interface TestApp {
 }
 
 /** A real single-server runtime on a free port and a fresh data dir. */
-export async function startApp(overrides: Partial<Record<keyof Config, unknown>> = {}, dataDir?: string): Promise<TestApp> {
+export async function startApp(
+  overrides: Partial<Record<keyof Config, unknown>> = {},
+  dataDir?: string,
+): Promise<TestApp> {
   const tmp = dataDir ? { dir: dataDir, remove: async () => {} } : await tempDir();
   const config = loadConfig(
     {},
-    { port: 0, dataDir: tmp.dir, logLevel: 'silent', loginRateLimit: 1000, signupRateLimit: 1000, jobBackoffMs: 50, ...overrides },
+    {
+      port: 0,
+      dataDir: tmp.dir,
+      logLevel: 'silent',
+      loginRateLimit: 1000,
+      signupRateLimit: 1000,
+      jobBackoffMs: 50,
+      ...overrides,
+    },
   );
   const runtime = await createRuntime(config, { logger: createLogger('silent') });
   const url = (await runtime.listen()).replace('[::1]', '127.0.0.1');
@@ -48,7 +59,11 @@ export class Client {
   token: string | undefined;
   constructor(public base: string) {}
 
-  async request(method: string, path: string, init: { json?: unknown; body?: BodyInit; headers?: Record<string, string>; bearer?: boolean } = {}) {
+  async request(
+    method: string,
+    path: string,
+    init: { json?: unknown; body?: BodyInit; headers?: Record<string, string>; bearer?: boolean } = {},
+  ) {
     const headers: Record<string, string> = { ...init.headers };
     if (init.json !== undefined) headers['content-type'] = 'application/json';
     if (this.cookies.size) headers.cookie = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
@@ -96,7 +111,7 @@ export class Client {
   async upload(file: Buffer, caption = 'a caption', filename = 'photo.jpg') {
     const form = new FormData();
     form.append('caption', caption);
-    form.append('file', new Blob([file]), filename);
+    form.append('file', new Blob([new Uint8Array(file)]), filename);
     return this.request('POST', '/api/v1/photos', { body: form });
   }
 
@@ -117,7 +132,12 @@ export async function jpegWithExif(width = 1600, height = 1200): Promise<Buffer>
     .withMetadata({ orientation: 6 })
     .withExif({
       IFD0: { Make: 'TestCam', Model: 'T1' },
-      IFD3: { GPSLatitudeRef: 'N', GPSLatitude: '51/1 30/1 0/1', GPSLongitudeRef: 'W', GPSLongitude: '0/1 7/1 0/1' },
+      IFD3: {
+        GPSLatitudeRef: 'N',
+        GPSLatitude: '51/1 30/1 0/1',
+        GPSLongitudeRef: 'W',
+        GPSLongitude: '0/1 7/1 0/1',
+      },
     })
     .toBuffer();
 }

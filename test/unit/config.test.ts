@@ -11,7 +11,10 @@ describe('config', () => {
   });
 
   it('reads env vars, and flags win over them', () => {
-    const c = loadConfig({ SCALEOUT_PORT: '4000', SCALEOUT_CACHE_POLICY: 'lfu', SCALEOUT_TRUST_PROXY: 'true' }, { port: '5000' });
+    const c = loadConfig(
+      { SCALEOUT_PORT: '4000', SCALEOUT_CACHE_POLICY: 'lfu', SCALEOUT_TRUST_PROXY: 'true' },
+      { port: '5000' },
+    );
     expect(c.port).toBe(5000);
     expect(c.cachePolicy).toBe('lfu');
     expect(c.trustProxy).toBe(true);
@@ -20,7 +23,11 @@ describe('config', () => {
   it('lists every problem at once', () => {
     let error: unknown;
     try {
-      loadConfig({ SCALEOUT_PORT: 'eighty', SCALEOUT_CACHE_POLICY: 'random', SCALEOUT_UPLOAD_MAX_MEGAPIXELS: '-1' });
+      loadConfig({
+        SCALEOUT_PORT: 'eighty',
+        SCALEOUT_CACHE_POLICY: 'random',
+        SCALEOUT_UPLOAD_MAX_MEGAPIXELS: '-1',
+      });
     } catch (err) {
       error = err;
     }

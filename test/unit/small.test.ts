@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { AppError } from '../../src/app/errors.ts';
 import { decodeCursor, encodeCursor, page } from '../../src/app/cursor.ts';
+import { AppError } from '../../src/app/errors.ts';
 import { hashPassword, verifyPassword } from '../../src/app/users/password.ts';
 import { html } from '../../src/app/views/html.ts';
 import { toClientError } from '../../src/server/errors.ts';
@@ -10,7 +10,11 @@ describe('cursor', () => {
     const c = { createdAt: new Date('2026-01-01T00:00:00.123Z'), id: 'abc' };
     expect(decodeCursor(encodeCursor(c))).toEqual(c);
     expect(decodeCursor(undefined)).toBeUndefined();
-    for (const bad of ['!!!', Buffer.from('[1,2]').toString('base64url'), Buffer.from('["not a date","x"]').toString('base64url')]) {
+    for (const bad of [
+      '!!!',
+      Buffer.from('[1,2]').toString('base64url'),
+      Buffer.from('["not a date","x"]').toString('base64url'),
+    ]) {
       expect(() => decodeCursor(bad)).toThrow(AppError);
     }
   });
@@ -47,8 +51,15 @@ describe('html', () => {
 
 describe('toClientError', () => {
   it('keeps client errors and hides server errors', () => {
-    expect(toClientError(new AppError(409, 'CONFLICT', 'taken'))).toEqual({ status: 409, code: 'CONFLICT', message: 'taken' });
-    expect(toClientError(Object.assign(new Error('too big'), { statusCode: 413 }))).toMatchObject({ status: 413, code: 'PAYLOAD_TOO_LARGE' });
+    expect(toClientError(new AppError(409, 'CONFLICT', 'taken'))).toEqual({
+      status: 409,
+      code: 'CONFLICT',
+      message: 'taken',
+    });
+    expect(toClientError(Object.assign(new Error('too big'), { statusCode: 413 }))).toMatchObject({
+      status: 413,
+      code: 'PAYLOAD_TOO_LARGE',
+    });
     const hidden = toClientError(new Error('connection to 10.0.0.5 refused'));
     expect(hidden.status).toBe(500);
     expect(hidden.message).not.toContain('10.0.0.5');

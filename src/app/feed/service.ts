@@ -1,8 +1,8 @@
 import { decodeCursor, page } from '../cursor.ts';
+import { notFound } from '../errors.ts';
 import type { PhotoRepository, PhotoRow } from '../photos/repository.ts';
 import { type PhotoView, toPhotoView } from '../photos/service.ts';
 import type { UserRepository } from '../users/repository.ts';
-import { notFound } from '../errors.ts';
 
 export const pageSize = 20;
 
@@ -14,7 +14,12 @@ export function createFeedService(deps: { photos: PhotoRepository; users: UserRe
   const { photos, users } = deps;
 
   const withLikes = async (rows: PhotoRow[], viewerId: string | undefined, limit: number) => {
-    const liked = viewerId ? await photos.likedBy(viewerId, rows.slice(0, limit).map((r) => r.id)) : new Set();
+    const liked = viewerId
+      ? await photos.likedBy(
+          viewerId,
+          rows.slice(0, limit).map((r) => r.id),
+        )
+      : new Set();
     return page(rows, limit, (row): FeedItem => ({ ...toPhotoView(row), likedByMe: liked.has(row.id) }));
   };
 
@@ -30,7 +35,11 @@ export function createFeedService(deps: { photos: PhotoRepository; users: UserRe
       const cursor = decodeCursor(cursorText);
       const owner = await users.getByUsername(username);
       if (!owner) throw notFound('user');
-      const rows = await photos.listByOwner(owner.id, { cursor, limit, includeUnready: owner.id === viewerId });
+      const rows = await photos.listByOwner(owner.id, {
+        cursor,
+        limit,
+        includeUnready: owner.id === viewerId,
+      });
       return withLikes(rows, viewerId, limit);
     },
   };

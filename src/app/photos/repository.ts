@@ -66,7 +66,10 @@ const toRow = (r: SelectedPhoto): PhotoRow => ({
 
 export function createPhotoRepository(db: Db) {
   const base = (q = db.reader()) =>
-    q.selectFrom('photos as p').innerJoin('users as u', 'u.id', 'p.owner_id').select((eb) => photoColumns(eb as Eb));
+    q
+      .selectFrom('photos as p')
+      .innerJoin('users as u', 'u.id', 'p.owner_id')
+      .select((eb) => photoColumns(eb as Eb));
 
   const before = (cursor: Cursor | undefined) => (eb: Eb) =>
     cursor ? eb(eb.refTuple('p.created_at', 'p.id'), '<', eb.tuple(cursor.createdAt, cursor.id)) : eb.lit(true);
@@ -161,11 +164,7 @@ export function createPhotoRepository(db: Db) {
             eb('p.owner_id', '=', userId),
             eb.and([
               eb('p.status', '=', 'ready'),
-              eb(
-                'p.owner_id',
-                'in',
-                eb.selectFrom('follows').select('followee_id').where('follower_id', '=', userId),
-              ),
+              eb('p.owner_id', 'in', eb.selectFrom('follows').select('followee_id').where('follower_id', '=', userId)),
             ]),
           ]),
         )

@@ -42,7 +42,10 @@ export function createPhotoService(deps: {
 
   return {
     /** Stores the original and queues its variants; the photo is `processing` until they exist. */
-    async upload(ownerId: string, file: { data: Buffer; caption: string }): Promise<{ id: string; status: 'processing' }> {
+    async upload(
+      ownerId: string,
+      file: { data: Buffer; caption: string },
+    ): Promise<{ id: string; status: 'processing' }> {
       if (file.data.length > limits.maxBytes) throw payloadTooLarge(`the file is larger than ${limits.maxBytes} bytes`);
       const format = detectImageFormat(file.data);
       if (!format) throw unsupportedMediaType('the file is not a JPEG, PNG, WebP, AVIF or GIF image');
@@ -105,7 +108,7 @@ export function createPhotoService(deps: {
     /** The job: makes the variants of one photo. Safe to run twice. */
     async makeVariants(photoId: string, ctx: JobContext): Promise<void> {
       const photo = await photos.get(photoId, true);
-      if (!photo || photo.status !== 'processing') return;
+      if (photo?.status !== 'processing') return;
       try {
         const original = await blobs.get(originalKey(photoId));
         if (!original) throw new Error(`original of ${photoId} is missing`);

@@ -15,7 +15,10 @@ export interface PhotoResponse {
   height: number;
   createdAt: string;
   variants: { thumb: string | null; display: string | null };
-  sizes: { thumb: { width: number; height: number } | null; display: { width: number; height: number } | null };
+  sizes: {
+    thumb: { width: number; height: number } | null;
+    display: { width: number; height: number } | null;
+  };
 }
 
 export function mapPhoto(photo: PhotoView | FeedItem, base: string, likedByMe = false): PhotoResponse {

@@ -25,7 +25,7 @@ export function createSocialService(deps: {
 
   const likeable = async (photoId: string) => {
     const photo = await photos.get(photoId, true);
-    if (!photo || photo.status !== 'ready') throw notFound('photo');
+    if (photo?.status !== 'ready') throw notFound('photo');
     return photo;
   };
 

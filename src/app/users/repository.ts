@@ -35,7 +35,14 @@ export function createUserRepository(db: Db) {
         .select(['id', 'username', 'password_hash', 'created_at'])
         .where('username', '=', username)
         .executeTakeFirst();
-      return row && { id: row.id, username: row.username, passwordHash: row.password_hash, createdAt: row.created_at };
+      return (
+        row && {
+          id: row.id,
+          username: row.username,
+          passwordHash: row.password_hash,
+          createdAt: row.created_at,
+        }
+      );
     },
 
     async get(id: string): Promise<{ id: string; username: string } | undefined> {

@@ -1,7 +1,7 @@
 import type { PhotoResponse } from '../routes/mappers.ts';
+import { html } from './html.ts';
 import type { PageContext } from './layout.ts';
 import { csrfField, layout } from './layout.ts';
-import { html } from './html.ts';
 
 const card = (p: PhotoResponse) => {
   const img =
@@ -110,4 +110,8 @@ export const photoPage = (ctx: PageContext, p: PhotoResponse) => {
 };
 
 export const errorPage = (ctx: PageContext, status: number, message: string, requestId: string) =>
-  layout(ctx, `Error ${status}`, html`<h1>${status}</h1><p>${message}</p><p class="meta">Request id: <code>${requestId}</code></p>`);
+  layout(
+    ctx,
+    `Error ${status}`,
+    html`<h1>${status}</h1><p>${message}</p><p class="meta">Request id: <code>${requestId}</code></p>`,
+  );

@@ -41,7 +41,10 @@ class FrequencyOrder implements EvictionOrder {
   #min = 0;
 
   add(key: string): void {
-    if (this.#freq.has(key)) return this.touch(key);
+    if (this.#freq.has(key)) {
+      this.touch(key);
+      return;
+    }
     this.#freq.set(key, 1);
     this.#bucket(1).add(key);
     this.#min = 1;

@@ -70,9 +70,24 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
         function (this: client.Gauge) {
           this.set(cache.stats()[pick]);
         };
-      new client.Gauge({ name: 'scaleout_cache_hits', help: 'Cache hits since start', registers: [registry], collect: read('hits') });
-      new client.Gauge({ name: 'scaleout_cache_misses', help: 'Cache misses since start', registers: [registry], collect: read('misses') });
-      new client.Gauge({ name: 'scaleout_cache_entries', help: 'Entries in the cache', registers: [registry], collect: read('size') });
+      new client.Gauge({
+        name: 'scaleout_cache_hits',
+        help: 'Cache hits since start',
+        registers: [registry],
+        collect: read('hits'),
+      });
+      new client.Gauge({
+        name: 'scaleout_cache_misses',
+        help: 'Cache misses since start',
+        registers: [registry],
+        collect: read('misses'),
+      });
+      new client.Gauge({
+        name: 'scaleout_cache_entries',
+        help: 'Entries in the cache',
+        registers: [registry],
+        collect: read('size'),
+      });
     },
     watchQueue(queue) {
       new client.Gauge({

@@ -46,7 +46,10 @@ export function createMemoryQueue(options: MemoryQueueOptions): JobQueue {
 
   const execute = async (job: Job, handler: JobHandler<JobName>) => {
     try {
-      await handler(job.payload as JobPayloads[JobName], { attempt: job.attempt, maxAttempts: options.attempts });
+      await handler(job.payload as JobPayloads[JobName], {
+        attempt: job.attempt,
+        maxAttempts: options.attempts,
+      });
       if (job.jobId) pendingIds.delete(job.jobId);
     } catch (err) {
       options.onError?.(job.name, err, job.attempt);
@@ -77,7 +80,11 @@ export function createMemoryQueue(options: MemoryQueueOptions): JobQueue {
     },
     process(name, handler, opts = {}) {
       if (handlers.has(name)) throw new Error(`a handler for ${name} is already registered`);
-      handlers.set(name, { handler: handler as JobHandler<JobName>, concurrency: opts.concurrency ?? 1, active: 0 });
+      handlers.set(name, {
+        handler: handler as JobHandler<JobName>,
+        concurrency: opts.concurrency ?? 1,
+        active: 0,
+      });
       queueMicrotask(pump);
     },
     async depth() {

@@ -11,7 +11,12 @@ export function createDatabaseSessionStore(db: Db, ttlSeconds: number, now = () 
       const expiresAt = expiry();
       await db.primary
         .insertInto('sessions')
-        .values({ id_hash: sessionDigest(id), user_id: userId, data: JSON.stringify(data) as never, expires_at: expiresAt })
+        .values({
+          id_hash: sessionDigest(id),
+          user_id: userId,
+          data: JSON.stringify(data) as never,
+          expires_at: expiresAt,
+        })
         .execute();
       // Expired rows are removed lazily, a few at a time, by the writers.
       await db.primary.deleteFrom('sessions').where('expires_at', '<', now()).execute();
@@ -26,7 +31,12 @@ export function createDatabaseSessionStore(db: Db, ttlSeconds: number, now = () 
         .where('expires_at', '>', now())
         .executeTakeFirst();
       if (!row) return null;
-      return { id, userId: row.user_id, data: row.data, expiresAt: new Date(row.expires_at) } satisfies Session;
+      return {
+        id,
+        userId: row.user_id,
+        data: row.data,
+        expiresAt: new Date(row.expires_at),
+      } satisfies Session;
     },
     async update(id, data) {
       await db.primary

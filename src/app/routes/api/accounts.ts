@@ -61,7 +61,9 @@ export function accountRoutes(services: Services, settings: RouteSettings): Fast
         const profile = await services.users.profile(request.params.username);
         const viewer = request.viewer;
         const following =
-          viewer && viewer.userId !== profile.id ? await services.social.isFollowing(viewer.userId, profile.id) : undefined;
+          viewer && viewer.userId !== profile.id
+            ? await services.social.isFollowing(viewer.userId, profile.id)
+            : undefined;
         return { user: mapUser(profile), following };
       },
     });

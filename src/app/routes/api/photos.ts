@@ -26,7 +26,10 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
         const viewer = requireViewer(request);
         const form = await readUploadForm(request, ['caption']);
         if (!form.file) throw badRequest('the file field is missing', 'VALIDATION');
-        const created = await services.photos.upload(viewer.userId, { data: form.file, caption: form.fields.caption ?? '' });
+        const created = await services.photos.upload(viewer.userId, {
+          data: form.file,
+          caption: form.fields.caption ?? '',
+        });
         return reply.code(202).send({ photo: created });
       },
     });
@@ -46,7 +49,12 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
     });
 
     r.delete('/photos/:id', {
-      schema: { tags: ['photos'], summary: 'Delete your photo', params: photoParams, response: { 204: z.null(), ...errors(400, 401, 403, 404) } },
+      schema: {
+        tags: ['photos'],
+        summary: 'Delete your photo',
+        params: photoParams,
+        response: { 204: z.null(), ...errors(400, 401, 403, 404) },
+      },
       handler: async (request, reply) => {
         await services.photos.delete(request.params.id, requireViewer(request).userId);
         return reply.code(204).send(null);
@@ -54,7 +62,12 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
     });
 
     r.put('/photos/:id/like', {
-      schema: { tags: ['social'], summary: 'Like a photo', params: photoParams, response: { 204: z.null(), ...errors(400, 401, 404) } },
+      schema: {
+        tags: ['social'],
+        summary: 'Like a photo',
+        params: photoParams,
+        response: { 204: z.null(), ...errors(400, 401, 404) },
+      },
       handler: async (request, reply) => {
         await services.social.like(requireViewer(request).userId, request.params.id);
         return reply.code(204).send(null);
@@ -62,7 +75,12 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
     });
 
     r.delete('/photos/:id/like', {
-      schema: { tags: ['social'], summary: 'Take a like back', params: photoParams, response: { 204: z.null(), ...errors(400, 401, 404) } },
+      schema: {
+        tags: ['social'],
+        summary: 'Take a like back',
+        params: photoParams,
+        response: { 204: z.null(), ...errors(400, 401, 404) },
+      },
       handler: async (request, reply) => {
         await services.social.unlike(requireViewer(request).userId, request.params.id);
         return reply.code(204).send(null);
@@ -78,14 +96,23 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
         response: { 200: photoPage, ...errors(400, 404) },
       },
       handler: async (request) => {
-        const result = await services.feed.profile(request.params.username, request.viewer?.userId, request.query.cursor);
+        const result = await services.feed.profile(
+          request.params.username,
+          request.viewer?.userId,
+          request.query.cursor,
+        );
         const base = baseUrl(request, settings);
         return { items: result.items.map((p) => mapPhoto(p, base)), nextCursor: result.nextCursor };
       },
     });
 
     r.put('/users/:username/follow', {
-      schema: { tags: ['social'], summary: 'Follow a user', params: usernameParams, response: { 204: z.null(), ...errors(400, 401, 404) } },
+      schema: {
+        tags: ['social'],
+        summary: 'Follow a user',
+        params: usernameParams,
+        response: { 204: z.null(), ...errors(400, 401, 404) },
+      },
       handler: async (request, reply) => {
         await services.social.follow(requireViewer(request).userId, request.params.username);
         return reply.code(204).send(null);
@@ -93,7 +120,12 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
     });
 
     r.delete('/users/:username/follow', {
-      schema: { tags: ['social'], summary: 'Unfollow a user', params: usernameParams, response: { 204: z.null(), ...errors(400, 401, 404) } },
+      schema: {
+        tags: ['social'],
+        summary: 'Unfollow a user',
+        params: usernameParams,
+        response: { 204: z.null(), ...errors(400, 401, 404) },
+      },
       handler: async (request, reply) => {
         await services.social.unfollow(requireViewer(request).userId, request.params.username);
         return reply.code(204).send(null);

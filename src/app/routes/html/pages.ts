@@ -59,7 +59,14 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
       const { cursor } = parse(cursorParam, request.query);
       const feed = await services.feed.home(request.viewer.userId, cursor);
       const base = baseUrl(request, settings);
-      return send(reply, pages.feedPage(ctx(request, reply), feed.items.map((p) => mapPhoto(p, base)), feed.nextCursor));
+      return send(
+        reply,
+        pages.feedPage(
+          ctx(request, reply),
+          feed.items.map((p) => mapPhoto(p, base)),
+          feed.nextCursor,
+        ),
+      );
     });
 
     for (const kind of ['signup', 'login'] as const) {
@@ -67,29 +74,33 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
         if (request.viewer) return reply.redirect('/', 303);
         return send(reply, pages.credentialsPage(ctx(request, reply), kind));
       });
-      app.post(`/${kind}`, { config: limit(kind === 'signup' ? settings.signupRateLimit : settings.loginRateLimit) }, async (request, reply) => {
-        const body = form(request.body);
-        checkCsrf(request, body._csrf);
-        const parsed = credentials.safeParse({ username: body.username, password: body.password });
-        try {
-          if (!parsed.success) {
-            throw badRequest(
-              kind === 'signup'
-                ? 'Usernames are 3–30 characters of a-z, 0-9 and _; passwords are at least 10 characters.'
-                : 'wrong username or password',
-            );
+      app.post(
+        `/${kind}`,
+        { config: limit(kind === 'signup' ? settings.signupRateLimit : settings.loginRateLimit) },
+        async (request, reply) => {
+          const body = form(request.body);
+          checkCsrf(request, body._csrf);
+          const parsed = credentials.safeParse({ username: body.username, password: body.password });
+          try {
+            if (!parsed.success) {
+              throw badRequest(
+                kind === 'signup'
+                  ? 'Usernames are 3–30 characters of a-z, 0-9 and _; passwords are at least 10 characters.'
+                  : 'wrong username or password',
+              );
+            }
+            const { username, password } = parsed.data;
+            if (kind === 'signup') await services.users.signUp(username, password);
+            const session = await services.users.logIn(username, password, request.viewer?.sessionId);
+            reply.startSession(session);
+            return reply.redirect('/', 303);
+          } catch (err) {
+            if (!(err instanceof AppError)) throw err;
+            const page = pages.credentialsPage(ctx(request, reply, err.message), kind, String(body.username ?? ''));
+            return send(reply, page, err.status);
           }
-          const { username, password } = parsed.data;
-          if (kind === 'signup') await services.users.signUp(username, password);
-          const session = await services.users.logIn(username, password, request.viewer?.sessionId);
-          reply.startSession(session);
-          return reply.redirect('/', 303);
-        } catch (err) {
-          if (!(err instanceof AppError)) throw err;
-          const page = pages.credentialsPage(ctx(request, reply, err.message), kind, String(body.username ?? ''));
-          return send(reply, page, err.status);
-        }
-      });
+        },
+      );
     }
 
     app.post('/logout', async (request, reply) => {
@@ -109,7 +120,10 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
       const upload = await readUploadForm(request, ['_csrf', 'caption']);
       checkCsrf(request, upload.fields._csrf);
       if (!upload.file || upload.file.length === 0) throw badRequest('choose a photo to upload');
-      const photo = await services.photos.upload(viewer.userId, { data: upload.file, caption: upload.fields.caption ?? '' });
+      const photo = await services.photos.upload(viewer.userId, {
+        data: upload.file,
+        caption: upload.fields.caption ?? '',
+      });
       return reply.redirect(`/p/${photo.id}`, 303);
     });
 
@@ -119,7 +133,9 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
       const profile = await services.users.profile(username);
       const viewer = request.viewer;
       const following =
-        viewer && viewer.userId !== profile.id ? await services.social.isFollowing(viewer.userId, profile.id) : undefined;
+        viewer && viewer.userId !== profile.id
+          ? await services.social.isFollowing(viewer.userId, profile.id)
+          : undefined;
       const photos = await services.feed.profile(username, viewer?.userId, cursor);
       const base = baseUrl(request, settings);
       const items = photos.items.map((p) => mapPhoto(p, base));
