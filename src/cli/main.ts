@@ -1,6 +1,11 @@
+import { writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import { Command, Option } from 'commander';
-import { type Config, ConfigError, kebab, loadConfig } from '../config.ts';
+import { benchEndpoints, endpointTable } from '../bench/endpoints.ts';
+import { seed } from '../bench/seed.ts';
+import { type Config, ConfigError, loadConfig } from '../config.ts';
 import { createRuntime } from '../runtime.ts';
+import { setup } from './setup.ts';
 
 const program = new Command()
   .name('scaleout')
@@ -31,6 +36,54 @@ program
     runtime.logger.info({ url, dataDir: config.dataDir }, `scaleout is serving ${url}`);
   });
 
+program
+  .command('setup')
+  .description('Install the Debian packages that the tests and topologies need (only the missing ones)')
+  .action(() => {
+    process.exitCode = setup();
+  });
+
+program
+  .command('seed')
+  .description('Fill a running scaleout through its API with users, follows and photos (repeatable from --seed)')
+  .requiredOption('--target <url>', 'base URL, e.g. http://127.0.0.1:3000')
+  .option('--users <n>', 'accounts to create', '51')
+  .option('--photos <n>', 'photos to upload', '500')
+  .option('--follows <n>', 'how many users the viewer (user 0) follows', '50')
+  .option('--seed <n>', 'seed of the random generator', '1')
+  .option('--out <file>', 'write the manifest (usernames, photo ids, viewer token) here')
+  .action(async (o: { target: string; users: string; photos: string; follows: string; seed: string; out?: string }) => {
+    const manifest = await seed({
+      target: o.target,
+      users: Number(o.users),
+      photos: Number(o.photos),
+      follows: Number(o.follows),
+      seed: Number(o.seed),
+      log: (line) => process.stderr.write(`${line}\n`),
+    });
+    if (o.out) await writeFile(o.out, JSON.stringify(manifest, null, 2));
+    process.stdout.write(`seeded ${manifest.users.length} users and ${manifest.photoIds.length} photos\n`);
+  });
+
+program
+  .command('bench-endpoints')
+  .description('Single-server benchmark: peak req/s and open-loop latency of three reads beside a Fastify hello-world')
+  .option('--seconds <n>', 'seconds per measurement', '10')
+  .option('--connections <n>', 'connections of the closed loop', '16')
+  .option('--load <fraction>', 'open-loop rate as a fraction of the peak', '0.5')
+  .option('--out <file>', 'also write the results as JSON')
+  .action(async (o: { seconds: string; connections: string; load: string; out?: string }) => {
+    const rows = await benchEndpoints({
+      seconds: Number(o.seconds),
+      connections: Number(o.connections),
+      loadFraction: Number(o.load),
+      log: (line) => process.stderr.write(`${line}\n`),
+    });
+    const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+    process.stdout.write(`machine: ${machine}\n\n${endpointTable(rows)}\n`);
+    if (o.out) await writeFile(o.out, JSON.stringify({ machine, date: new Date().toISOString(), rows }, null, 2));
+  });
+
 function configOrExit(flags: Partial<Record<keyof Config, string>>): Config {
   try {
     return loadConfig(process.env, flags);
@@ -42,7 +95,5 @@ function configOrExit(flags: Partial<Record<keyof Config, string>>): Config {
     throw err;
   }
 }
-
-export { kebab };
 
 await program.parseAsync(process.argv);

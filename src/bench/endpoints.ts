@@ -1,0 +1,109 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { closedLoop, type LoadResult, openLoop, type RequestSpec } from './load.ts';
+import { freePort, startNode, waitHealthy } from './processes.ts';
+import { seed } from './seed.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export interface EndpointBenchOptions {
+  seconds: number;
+  connections: number;
+  /** The open-loop rate, as a fraction of each endpoint's measured peak. */
+  loadFraction: number;
+  log: (line: string) => void;
+}
+
+export interface EndpointRow {
+  name: string;
+  peak: LoadResult;
+  open: LoadResult;
+}
+
+/**
+ * The single-server benchmark: scaleout (`single`, in its own process) and a
+ * Fastify hello-world, both on loopback, measured in the same run. For each
+ * endpoint: the peak throughput (closed loop), then latency under an open-loop
+ * load at a fraction of that peak.
+ */
+export async function benchEndpoints(opts: EndpointBenchOptions): Promise<EndpointRow[]> {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'scaleout-bench-'));
+  const [appPort, helloPort] = [await freePort(), await freePort()];
+  const tsx = ['--import', 'tsx'];
+  const app = startNode(
+    [path.join(root, 'bin/scaleout.js'), 'start', '--port', String(appPort), '--data-dir', dataDir],
+    {
+      SCALEOUT_LOG_LEVEL: 'warn',
+      SCALEOUT_SIGNUP_RATE_LIMIT: '100000',
+      SCALEOUT_LOGIN_RATE_LIMIT: '100000',
+    },
+  );
+  const hello = startNode([...tsx, path.join(root, 'src/bench/hello.ts'), String(helloPort)]);
+  try {
+    const appOrigin = `http://127.0.0.1:${appPort}`;
+    const helloOrigin = `http://127.0.0.1:${helloPort}`;
+    await waitHealthy(`${appOrigin}/healthz`, 60_000, app);
+    await waitHealthy(`${helloOrigin}/`, 30_000, hello);
+    opts.log('seeding: 51 users, the viewer follows 50, 500 photos');
+    const manifest = await seed({ target: appOrigin, users: 51, photos: 500, follows: 50, seed: 1, log: opts.log });
+    const auth = { authorization: `Bearer ${manifest.viewer.token}` };
+    const pick = <T>(list: T[], i: number) => list[(i * 7919) % list.length] as T;
+
+    const targets: { name: string; origin: string; next: (i: number) => RequestSpec }[] = [
+      { name: 'Fastify hello-world (baseline)', origin: helloOrigin, next: () => ({ path: '/' }) },
+      {
+        name: 'GET /api/v1/users/{username}',
+        origin: appOrigin,
+        next: (i) => ({ path: `/api/v1/users/${pick(manifest.users, i)}` }),
+      },
+      {
+        name: 'GET /api/v1/photos/{id}',
+        origin: appOrigin,
+        next: (i) => ({ path: `/api/v1/photos/${pick(manifest.photoIds, i)}`, headers: auth }),
+      },
+      { name: 'GET /api/v1/feed', origin: appOrigin, next: () => ({ path: '/api/v1/feed', headers: auth }) },
+    ];
+    const rows: EndpointRow[] = [];
+    for (const t of targets) {
+      await closedLoop({ origin: t.origin, seconds: 2, connections: opts.connections, next: t.next }); // warm-up
+      const peak = await closedLoop({
+        origin: t.origin,
+        seconds: opts.seconds,
+        connections: opts.connections,
+        next: t.next,
+      });
+      const rate = Math.max(1, Math.round(peak.throughput * opts.loadFraction));
+      const open = await openLoop({
+        origin: t.origin,
+        rate,
+        seconds: opts.seconds,
+        connections: opts.connections * 4,
+        next: t.next,
+      });
+      opts.log(
+        `${t.name}: peak ${peak.throughput} req/s; at ${rate} req/s p50 ${open.latencyMs.p50} ms, p99 ${open.latencyMs.p99} ms`,
+      );
+      rows.push({ name: t.name, peak, open });
+    }
+    return rows;
+  } finally {
+    await Promise.all([app.stop(), hello.stop()]);
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+export function endpointTable(rows: EndpointRow[]): string {
+  const base = rows[0]?.peak.throughput ?? 1;
+  const errors = (r: LoadResult) => Object.values(r.errors).reduce((a, b) => a + b, 0);
+  const lines = [
+    '| endpoint | peak req/s (closed loop) | vs hello-world | open-loop rate | p50 ms | p90 ms | p99 ms | max ms | errors |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows.map(
+      (r) =>
+        `| ${r.name} | ${r.peak.throughput} | ${(r.peak.throughput / base).toFixed(3)} | ${r.open.targetRate} | ${r.open.latencyMs.p50} | ${r.open.latencyMs.p90} | ${r.open.latencyMs.p99} | ${r.open.latencyMs.max} | ${errors(r.peak) + errors(r.open)} |`,
+    ),
+  ];
+  return lines.join('\n');
+}

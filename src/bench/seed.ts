@@ -1,0 +1,112 @@
+import sharp from 'sharp';
+import { Pool } from 'undici';
+
+/** A small deterministic PRNG, so a seed number always makes the same data. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface SeedOptions {
+  target: string;
+  users: number;
+  photos: number;
+  /** How many of the other users the viewer (user 0) follows. */
+  follows: number;
+  seed: number;
+  log?: (line: string) => void;
+}
+
+export interface SeedManifest {
+  target: string;
+  password: string;
+  viewer: { username: string; token: string };
+  users: string[];
+  photoIds: string[];
+}
+
+const password = 'bench-password-123';
+
+/**
+ * Fills a running scaleout through its public API: users, a viewer who
+ * follows `follows` of them, and `photos` small photos spread over the
+ * followed users. Re-running with the same seed reuses the same accounts.
+ */
+export async function seed(opts: SeedOptions): Promise<SeedManifest> {
+  const log = opts.log ?? (() => {});
+  const random = mulberry32(opts.seed);
+  const pool = new Pool(opts.target, { connections: 4 });
+  const call = async (method: 'GET' | 'POST' | 'PUT', path: string, body?: string | FormData, token?: string) => {
+    const headers: Record<string, string> = {};
+    if (token) headers.authorization = `Bearer ${token}`;
+    let payload: string | Buffer | undefined;
+    if (typeof body === 'string') {
+      headers['content-type'] = 'application/json';
+      payload = body;
+    } else if (body) {
+      const encoded = new Response(body);
+      headers['content-type'] = encoded.headers.get('content-type') ?? '';
+      payload = Buffer.from(await encoded.arrayBuffer());
+    }
+    const res = await pool.request({ method, path, headers, body: payload });
+    const text = await res.body.text();
+    return { status: res.statusCode, json: text ? JSON.parse(text) : undefined };
+  };
+  const login = async (username: string) => {
+    const res = await call('POST', '/api/v1/sessions', JSON.stringify({ username, password }));
+    if (res.status !== 201) throw new Error(`login ${username}: ${res.status} ${JSON.stringify(res.json)}`);
+    return res.json.token as string;
+  };
+
+  const users = Array.from({ length: opts.users }, (_, i) => `s${opts.seed}_user_${i}`);
+  const tokens: string[] = [];
+  for (const username of users) {
+    const res = await call('POST', '/api/v1/users', JSON.stringify({ username, password }));
+    if (res.status !== 201 && res.status !== 409) throw new Error(`signup ${username}: ${res.status}`);
+    tokens.push(await login(username));
+  }
+  log(`users: ${users.length}`);
+  const viewer = { username: users[0] as string, token: tokens[0] as string };
+  const followed = users.slice(1, 1 + opts.follows);
+  for (const username of followed) await call('PUT', `/api/v1/users/${username}/follow`, undefined, viewer.token);
+  log(`follows: ${followed.length}`);
+
+  const owners = followed.length > 0 ? followed : users;
+  const photoIds: string[] = [];
+  const uploadOne = async (i: number) => {
+    const owner = i % owners.length;
+    const color = { r: Math.floor(random() * 256), g: Math.floor(random() * 256), b: Math.floor(random() * 256) };
+    const png = await sharp({ create: { width: 96, height: 72, channels: 3, background: color } })
+      .png()
+      .toBuffer();
+    const form = new FormData();
+    form.append('caption', `seed ${opts.seed} photo ${i}`);
+    form.append('file', new Blob([new Uint8Array(png)]), 'p.png');
+    const token = tokens[users.indexOf(owners[owner] as string)];
+    const res = await call('POST', '/api/v1/photos', form, token);
+    if (res.status !== 202) throw new Error(`upload ${i}: ${res.status} ${JSON.stringify(res.json)}`);
+    photoIds.push(res.json.photo.id);
+  };
+  for (let i = 0; i < opts.photos; i += 4) {
+    await Promise.all([i, i + 1, i + 2, i + 3].filter((n) => n < opts.photos).map(uploadOne));
+    if ((i + 4) % 100 === 0) log(`photos: ${Math.min(i + 4, opts.photos)}/${opts.photos}`);
+  }
+  // Wait until every photo is ready, so reads measure the steady state.
+  for (const id of photoIds) {
+    for (let tries = 0; ; tries++) {
+      const res = await call('GET', `/api/v1/photos/${id}`);
+      if (res.json?.photo?.status === 'ready') break;
+      if (tries > 600) throw new Error(`photo ${id} never became ready`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  log(`photos ready: ${photoIds.length}`);
+  await pool.close();
+  return { target: opts.target, password, viewer, users, photoIds };
+}

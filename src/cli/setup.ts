@@ -1,0 +1,47 @@
+import { spawnSync } from 'node:child_process';
+
+/**
+ * Debian packages by the stage that needs them. `scaleout setup` installs the
+ * missing ones; later stages add their servers here.
+ */
+export const debianPackages: Record<string, string[]> = {
+  tests: ['chromium'],
+};
+
+export function missingPackages(packages: string[]): string[] {
+  return packages.filter((pkg) => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a dpkg-query format, not JavaScript
+    const res = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
+    return res.status !== 0 || !res.stdout.includes('install ok installed');
+  });
+}
+
+/** Installs what is missing, and only that; running it twice does nothing the second time. */
+export function setup(log: (line: string) => void = console.log): number {
+  const wanted = [...new Set(Object.values(debianPackages).flat())];
+  if (spawnSync('dpkg-query', ['--version']).status !== 0) {
+    log(`scaleout setup: not a Debian system; install these yourself: ${wanted.join(' ')}`);
+    return 1;
+  }
+  const missing = missingPackages(wanted);
+  if (missing.length === 0) {
+    log(`scaleout setup: all present (${wanted.join(', ')})`);
+    return 0;
+  }
+  if (process.getuid?.() !== 0) {
+    log(`scaleout setup: run as root, or run: sudo apt-get install -y ${missing.join(' ')}`);
+    return 1;
+  }
+  log(`scaleout setup: installing ${missing.join(' ')}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const run = (args: string[]) => spawnSync('apt-get', args, { stdio: 'inherit', env }).status ?? 1;
+  if (run(['update', '-qq']) !== 0) return 1;
+  if (run(['install', '-y', '-qq', '--no-install-recommends', ...missing]) !== 0) return 1;
+  const still = missingPackages(missing);
+  if (still.length > 0) {
+    log(`scaleout setup: still missing after install: ${still.join(' ')}`);
+    return 1;
+  }
+  log('scaleout setup: done');
+  return 0;
+}
