@@ -21,7 +21,10 @@ program
   .addOption(new Option('--cache-policy <policy>', 'lru, lfu or fifo'))
   .action(async (flags: Partial<Record<keyof Config, string>>) => {
     const config = configOrExit(flags);
-    const runtime = await createRuntime(config);
+    const runtime = await createRuntime(config).catch((err: Error) => {
+      process.stderr.write(`scaleout: cannot start: ${err.message}\n`);
+      process.exit(1);
+    });
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) return;
