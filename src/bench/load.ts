@@ -32,6 +32,38 @@ function summary(h: hdr.Histogram) {
   };
 }
 
+/** Latencies, completions and errors of one measurement. */
+class Recorder {
+  readonly histogram = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 120_000_000,
+    numberOfSignificantValueDigits: 3,
+  });
+  readonly errors: Record<string, number> = {};
+  completed = 0;
+
+  /** Records one answer, its latency counted from `sinceUs`. */
+  record(sinceUs: number, error: string | null): void {
+    this.histogram.recordValue(Math.max(1, micros() - sinceUs));
+    if (error) this.errors[error] = (this.errors[error] ?? 0) + 1;
+    else this.completed++;
+  }
+
+  result(mode: 'open' | 'closed', seconds: number, targetRate?: number): LoadResult {
+    return {
+      mode,
+      targetRate,
+      seconds,
+      completed: this.completed,
+      errors: this.errors,
+      throughput: Math.round(this.completed / seconds),
+      latencyMs: summary(this.histogram),
+    };
+  }
+}
+
+const newPool = (origin: string, connections: number) => new Pool(origin, { connections, pipelining: 1 });
+
 async function send(pool: Pool, spec: RequestSpec): Promise<string | null> {
   try {
     const res = await pool.request({
@@ -60,25 +92,17 @@ export async function openLoop(opts: {
   connections: number;
   next: (i: number) => RequestSpec;
 }): Promise<LoadResult> {
-  const pool = new Pool(opts.origin, { connections: opts.connections, pipelining: 1 });
-  const histogram = hdr.build({
-    lowestDiscernibleValue: 1,
-    highestTrackableValue: 120_000_000,
-    numberOfSignificantValueDigits: 3,
-  });
-  const errors: Record<string, number> = {};
+  const pool = newPool(opts.origin, opts.connections);
+  const recorder = new Recorder();
   const total = Math.floor(opts.rate * opts.seconds);
   const start = micros();
   const inflight = new Set<Promise<void>>();
-  let completed = 0;
   for (let i = 0; i < total; i++) {
     const due = start + (i * 1_000_000) / opts.rate;
     const wait = due - micros();
     if (wait > 1000) await new Promise((r) => setTimeout(r, wait / 1000));
     const p = send(pool, opts.next(i)).then((error) => {
-      histogram.recordValue(Math.max(1, micros() - due));
-      if (error) errors[error] = (errors[error] ?? 0) + 1;
-      else completed++;
+      recorder.record(due, error);
       inflight.delete(p);
     });
     inflight.add(p);
@@ -86,15 +110,7 @@ export async function openLoop(opts: {
   await Promise.all(inflight);
   const seconds = (micros() - start) / 1e6;
   await pool.close();
-  return {
-    mode: 'open',
-    targetRate: opts.rate,
-    seconds,
-    completed,
-    errors,
-    throughput: Math.round(completed / seconds),
-    latencyMs: summary(histogram),
-  };
+  return recorder.result('open', seconds, opts.rate);
 }
 
 /** Closed loop: each connection sends its next request when the last answer came. Measures peak throughput. */
@@ -104,35 +120,19 @@ export async function closedLoop(opts: {
   connections: number;
   next: (i: number) => RequestSpec;
 }): Promise<LoadResult> {
-  const pool = new Pool(opts.origin, { connections: opts.connections, pipelining: 1 });
-  const histogram = hdr.build({
-    lowestDiscernibleValue: 1,
-    highestTrackableValue: 120_000_000,
-    numberOfSignificantValueDigits: 3,
-  });
-  const errors: Record<string, number> = {};
+  const pool = newPool(opts.origin, opts.connections);
+  const recorder = new Recorder();
   const start = micros();
   const end = start + opts.seconds * 1e6;
   let i = 0;
-  let completed = 0;
   const worker = async () => {
     while (micros() < end) {
       const sent = micros();
-      const error = await send(pool, opts.next(i++));
-      histogram.recordValue(Math.max(1, micros() - sent));
-      if (error) errors[error] = (errors[error] ?? 0) + 1;
-      else completed++;
+      recorder.record(sent, await send(pool, opts.next(i++)));
     }
   };
   await Promise.all(Array.from({ length: opts.connections }, worker));
   const seconds = (micros() - start) / 1e6;
   await pool.close();
-  return {
-    mode: 'closed',
-    seconds,
-    completed,
-    errors,
-    throughput: Math.round(completed / seconds),
-    latencyMs: summary(histogram),
-  };
+  return recorder.result('closed', seconds);
 }

@@ -1,14 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Client, password, startApp, type TestApp, uniqueName } from '../support/app.ts';
+import { describe, expect, it } from 'vitest';
+import { Client, password, startApp, uniqueName, useApp } from '../support/app.ts';
 
-let app: TestApp;
-beforeAll(async () => {
-  app = await startApp();
-});
-afterAll(async () => {
-  await app.stop();
-  await app.remove();
-});
+const app = useApp();
 
 const expectError = (res: { status: number; body: any; headers: Headers }, status: number, code?: string) => {
   expect(res.status).toBe(status);

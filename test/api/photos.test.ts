@@ -1,22 +1,10 @@
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Client, jpegWithExif, pngImage, startApp, type TestApp } from '../support/app.ts';
+import { describe, expect, it } from 'vitest';
+import { Client, jpegWithExif, pngImage, useApp } from '../support/app.ts';
 
-let app: TestApp;
-beforeAll(async () => {
-  app = await startApp({ uploadMaxBytes: 200_000, uploadMaxMegapixels: 4 });
-});
-afterAll(async () => {
-  await app.stop();
-  await app.remove();
-});
+const app = useApp({ uploadMaxBytes: 200_000, uploadMaxMegapixels: 4 });
 
-const loggedIn = async () => {
-  const c = new Client(app.url);
-  const name = await c.signUp();
-  await c.logIn(name);
-  return { c, name };
-};
+const loggedIn = () => app.loggedIn();
 const photoCount = async (c: Client, name: string) =>
   (await c.request('GET', `/api/v1/users/${name}`)).body.user.photoCount;
 const ownPhotos = async (c: Client, name: string) =>

@@ -1,14 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Client, password, pngImage, startApp, type TestApp, uniqueName } from '../support/app.ts';
+import { describe, expect, it } from 'vitest';
+import { Client, password, pngImage, uniqueName, useApp } from '../support/app.ts';
 
-let app: TestApp;
-beforeAll(async () => {
-  app = await startApp();
-});
-afterAll(async () => {
-  await app.stop();
-  await app.remove();
-});
+const app = useApp();
 
 const csrfFrom = (html: string) => /name="_csrf" value="([^"]+)"/.exec(html)?.[1] ?? '';
 const form = (fields: Record<string, string>) => ({

@@ -1,21 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Client, pngImage, startApp, type TestApp, uniqueName } from '../support/app.ts';
+import { describe, expect, it } from 'vitest';
+import { Client, pngImage, uniqueName, useApp } from '../support/app.ts';
 
-let app: TestApp;
-beforeAll(async () => {
-  app = await startApp();
-});
-afterAll(async () => {
-  await app.stop();
-  await app.remove();
-});
+const app = useApp();
 
-const loggedIn = async () => {
-  const c = new Client(app.url);
-  const name = await c.signUp();
-  await c.logIn(name);
-  return { c, name };
-};
+const loggedIn = () => app.loggedIn();
 const profile = async (c: Client, name: string) => (await c.request('GET', `/api/v1/users/${name}`)).body.user;
 const readyPhoto = async (c: Client) => {
   const id = (await c.upload(await pngImage())).body.photo.id as string;

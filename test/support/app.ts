@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import sharp from 'sharp';
+import { afterAll, beforeAll } from 'vitest';
 import { type Config, loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/platform/observability/logger.ts';
 import { createRuntime, type Runtime } from '../../src/runtime.ts';
@@ -146,4 +147,34 @@ export async function pngImage(width = 64, height = 48): Promise<Buffer> {
   return sharp({ create: { width, height, channels: 4, background: { r: 0, g: 200, b: 0, alpha: 1 } } })
     .png()
     .toBuffer();
+}
+
+/**
+ * One app for the test file: started before its tests and removed after.
+ * `loggedIn()` makes a fresh account with a logged-in client.
+ */
+export function useApp(overrides: Partial<Record<keyof Config, unknown>> = {}) {
+  let app: TestApp | undefined;
+  beforeAll(async () => {
+    app = await startApp(overrides);
+  });
+  afterAll(async () => {
+    await app?.stop();
+    await app?.remove();
+  });
+  const current = () => {
+    if (!app) throw new Error('the app is not started yet');
+    return app;
+  };
+  return {
+    get url() {
+      return current().url;
+    },
+    async loggedIn() {
+      const c = new Client(current().url);
+      const name = await c.signUp();
+      await c.logIn(name);
+      return { c, name };
+    },
+  };
 }
