@@ -175,3 +175,22 @@ describe('rate limits', () => {
     }
   });
 });
+
+describe('behind TLS', () => {
+  it('marks cookies Secure when the proxy says the request came over HTTPS', async () => {
+    const proxied = await startApp({ trustProxy: true });
+    try {
+      const c = new Client(proxied.url);
+      const name = await c.signUp();
+      const res = await c.request('POST', '/api/v1/sessions', {
+        json: { username: name, password },
+        headers: { 'x-forwarded-proto': 'https' },
+      });
+      expect(res.status).toBe(201);
+      expect(res.headers.getSetCookie().find((s) => s.startsWith('sid='))).toMatch(/;\s*Secure/i);
+    } finally {
+      await proxied.stop();
+      await proxied.remove();
+    }
+  });
+});
