@@ -20,7 +20,19 @@ export const configSchema = z.strictObject({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   trustProxy: bool.default(false),
   secureCookies: z.enum(['auto', 'always', 'never']).default('auto'),
-  db: z.enum(['pglite']).default('pglite'),
+  db: z.enum(['pglite', 'postgres']).default('pglite'),
+  databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// URL').optional(),
+  patroniUrls: z
+    .string()
+    .transform((s) => s.split(',').map((u) => u.trim()).filter(Boolean))
+    .optional(),
+  replicaUrls: z
+    .string()
+    .transform((s) => s.split(',').map((u) => u.trim()).filter(Boolean))
+    .optional(),
+  maxReplicaLagBytes: int(0, 2 ** 40).default(16 * 1024 * 1024),
+  dbPoolSize: int(1, 500).default(10),
+  blobDir: z.string().min(1).optional(),
   cachePolicy: z.enum(['lru', 'lfu', 'fifo']).default('lru'),
   cacheMaxEntries: int(1, 10_000_000).default(10_000),
   cacheTtlSeconds: int(1, 86_400 * 7).default(60),
@@ -49,6 +61,12 @@ export const envNames: Record<keyof Config, string> = {
   trustProxy: 'SCALEOUT_TRUST_PROXY',
   secureCookies: 'SCALEOUT_SECURE_COOKIES',
   db: 'SCALEOUT_DB',
+  databaseUrl: 'SCALEOUT_DATABASE_URL',
+  patroniUrls: 'SCALEOUT_PATRONI_URLS',
+  replicaUrls: 'SCALEOUT_REPLICA_URLS',
+  maxReplicaLagBytes: 'SCALEOUT_MAX_REPLICA_LAG_BYTES',
+  dbPoolSize: 'SCALEOUT_DB_POOL_SIZE',
+  blobDir: 'SCALEOUT_BLOB_DIR',
   cachePolicy: 'SCALEOUT_CACHE_POLICY',
   cacheMaxEntries: 'SCALEOUT_CACHE_MAX_ENTRIES',
   cacheTtlSeconds: 'SCALEOUT_CACHE_TTL_SECONDS',
@@ -100,7 +118,11 @@ export function loadConfig(
     );
   }
   const config = parsed.data;
-  return { ...config, dataDir: path.resolve(config.dataDir) };
+  if (config.db === 'postgres' && !config.databaseUrl) {
+    throw new ConfigError([`databaseUrl (${envNames.databaseUrl}): required when db is postgres`]);
+  }
+  const dataDir = path.resolve(config.dataDir);
+  return { ...config, dataDir, blobDir: path.resolve(config.blobDir ?? path.join(dataDir, 'blobs')) };
 }
 
 export function kebab(key: string): string {

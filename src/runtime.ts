@@ -12,6 +12,9 @@ import { createFilesystemBlobStore } from './platform/blobs/filesystem.ts';
 import { createMemoryCache } from './platform/cache/memory.ts';
 import { lockDataDir } from './platform/data-dir-lock.ts';
 import { openPgliteDb } from './platform/db/pglite.ts';
+import { openPostgresDb } from './platform/db/postgres.ts';
+import { patroniReplicas, staticReplicas } from './platform/db/replicas.ts';
+import type { Db } from './ports/db.ts';
 import { createSharpImageProcessor } from './platform/images/sharp.ts';
 import { createLogger, type Logger } from './platform/observability/logger.ts';
 import { createMetrics } from './platform/observability/metrics.ts';
@@ -20,6 +23,22 @@ import { createDatabaseSessionStore } from './platform/sessions/database.ts';
 import { createMemorySessionStore } from './platform/sessions/memory.ts';
 import { buildServer } from './server/app.ts';
 import { startPhotoWorker } from './worker/photo-variants.ts';
+
+async function openDb(config: Config, logger: Logger): Promise<Db> {
+  if (config.db === 'pglite') return openPgliteDb(path.join(config.dataDir, 'pg'));
+  const replicas = config.patroniUrls?.length
+    ? patroniReplicas(config.patroniUrls)
+    : config.replicaUrls?.length
+      ? staticReplicas(config.replicaUrls)
+      : undefined;
+  return openPostgresDb({
+    url: config.databaseUrl as string,
+    replicas,
+    poolSize: config.dbPoolSize,
+    maxReplicaLagBytes: config.maxReplicaLagBytes,
+    logger: logger.child({ component: 'db' }),
+  });
+}
 
 export interface Runtime {
   server: FastifyInstance;
@@ -32,15 +51,15 @@ export interface Runtime {
 /** The composition root: config → adapters → services → server. Only this file picks adapters. */
 export async function createRuntime(config: Config, opts: { logger?: Logger } = {}): Promise<Runtime> {
   const logger = opts.logger ?? createLogger(config.logLevel);
-  const unlock = await lockDataDir(config.dataDir);
-  const closers: (() => Promise<void>)[] = [unlock];
+  // An embedded database allows one process per data dir; a server database does not need the lock.
+  const closers: (() => Promise<void>)[] = config.db === 'pglite' ? [await lockDataDir(config.dataDir)] : [];
   const close = async () => {
     for (const c of closers.reverse()) await c().catch((err) => logger.error({ err }, 'shutdown step failed'));
   };
   try {
-    const db = await openPgliteDb(path.join(config.dataDir, 'pg'));
+    const db = await openDb(config, logger);
     closers.push(() => db.close());
-    const blobs = createFilesystemBlobStore(path.join(config.dataDir, 'blobs'));
+    const blobs = createFilesystemBlobStore(config.blobDir ?? path.join(config.dataDir, 'blobs'));
     const cache = createMemoryCache({
       policy: config.cachePolicy,
       maxEntries: config.cacheMaxEntries,
@@ -93,6 +112,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
     const server = await buildServer({
       services,
       sessions,
+      consistency: db.consistency,
       logger,
       metrics,
       trustProxy: config.trustProxy,

@@ -6,6 +6,9 @@ import { spawnSync } from 'node:child_process';
  */
 export const debianPackages: Record<string, string[]> = {
   tests: ['chromium'],
+  // db and lb presets: PostgreSQL 15, Patroni with etcd, HAProxy.
+  database: ['postgresql', 'patroni', 'etcd-server', 'etcd-client'],
+  loadBalancer: ['haproxy'],
 };
 
 export function missingPackages(packages: string[]): string[] {

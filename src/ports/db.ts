@@ -50,6 +50,27 @@ export interface PhotoVariantRecord {
 export type QueryBuilder = Kysely<Database>;
 
 /**
+ * Read-your-writes across replicas. A request begins with the token its
+ * session carried from earlier writes; reads then avoid any replica that has
+ * not replayed that far. After the request, `token()` gives the token to keep
+ * (new when the request wrote, else the one it began with).
+ */
+export interface ReadConsistency {
+  /** Runs `fn` (the rest of a request) in a fresh scope. */
+  scope(fn: () => void): void;
+  begin(token: string | undefined): void;
+  token(): Promise<string | undefined>;
+}
+
+/** The store cannot answer now (no primary during a failover, connection lost): retry later. */
+export class StoreUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreUnavailableError';
+  }
+}
+
+/**
  * The relational store. `primary` takes writes; `reader` answers reads and may
  * be a replica in clustered topologies. Both speak the same SQL.
  */
@@ -58,6 +79,7 @@ export interface Db {
   reader(): QueryBuilder;
   /** Runs `fn` in one transaction on the primary. */
   transaction<T>(fn: (trx: QueryBuilder) => Promise<T>): Promise<T>;
+  readonly consistency: ReadConsistency;
   /** Resolves when the store answers a trivial query. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -19,18 +19,22 @@ import { htmlRoutes } from '../app/routes/html/pages.ts';
 import { mediaRoutes } from '../app/routes/media.ts';
 import { errorPage } from '../app/views/pages.ts';
 import type { Metrics } from '../platform/observability/metrics.ts';
+import type { ReadConsistency } from '../ports/db.ts';
 import type { SessionStore } from '../ports/sessions.ts';
 import { loadAssets } from './assets.ts';
 import { installAuth } from './auth.ts';
 import { installErrorHandlers } from './errors.ts';
 import { healthRoutes, type ReadinessCheck } from './health.ts';
 
+const noConsistency: ReadConsistency = { scope: (fn) => fn(), begin: () => {}, token: async () => undefined };
 const publicDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'public');
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export interface ServerOptions {
   services: Services;
   sessions: SessionStore;
+  /** Read-your-writes bookkeeping of the database; a no-op for an embedded one. */
+  consistency?: ReadConsistency;
   settings: RouteSettings;
   logger: Logger;
   metrics: Metrics;
@@ -94,7 +98,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
         },
       ),
   });
-  installAuth(app, options.sessions, options.secureCookies);
+  installAuth(app, options.sessions, options.consistency ?? noConsistency, options.secureCookies);
 
   const assets = await loadAssets(publicDir);
   installErrorHandlers(app, (request, reply, error) =>

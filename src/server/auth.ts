@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { forbidden } from '../app/errors.ts';
 import type { Viewer } from '../app/routes/context.ts';
+import type { ReadConsistency } from '../ports/db.ts';
 import type { SessionStore } from '../ports/sessions.ts';
 
 export const sessionCookie = 'sid';
@@ -14,12 +15,20 @@ const publicPrefixes = ['/static/', '/media/', '/healthz', '/readyz', '/metrics'
  * gives replies the cookie helpers. Cookies are HttpOnly and SameSite=Lax, and
  * Secure when the request came over TLS (or always, by config).
  */
-export function installAuth(app: FastifyInstance, sessions: SessionStore, secureCookies: 'auto' | 'always' | 'never') {
+export function installAuth(
+  app: FastifyInstance,
+  sessions: SessionStore,
+  consistency: ReadConsistency,
+  secureCookies: 'auto' | 'always' | 'never',
+) {
+  // The session of each request (found or started), for read-your-writes bookkeeping.
+  const current = new WeakMap<FastifyRequest, { id: string; data: Record<string, string> } | null>();
   const secure = (request: FastifyRequest) =>
     secureCookies === 'always' || (secureCookies === 'auto' && request.protocol === 'https');
 
   app.decorateRequest('viewer', null);
-  app.decorateReply('startSession', function (this: FastifyReply, session: { id: string; expiresAt: Date }) {
+  app.decorateReply('startSession', function (this: FastifyReply, session: { id: string; expiresAt: Date; data?: Record<string, string> }) {
+    current.set(this.request, { id: session.id, data: session.data ?? {} });
     this.setCookie(sessionCookie, session.id, {
       path: '/',
       httpOnly: true,
@@ -29,6 +38,7 @@ export function installAuth(app: FastifyInstance, sessions: SessionStore, secure
     });
   });
   app.decorateReply('endSession', function (this: FastifyReply) {
+    current.set(this.request, null);
     this.clearCookie(sessionCookie, {
       path: '/',
       httpOnly: true,
@@ -51,6 +61,8 @@ export function installAuth(app: FastifyInstance, sessions: SessionStore, secure
     return token;
   });
 
+  // Each request runs in its own consistency scope (AsyncLocalStorage.run needs a callback hook).
+  app.addHook('onRequest', (_request, _reply, done) => consistency.scope(done));
   app.addHook('onRequest', async (request, reply) => {
     if (publicPrefixes.some((p) => request.url.startsWith(p))) return;
     const header = request.headers.authorization;
@@ -74,6 +86,20 @@ export function installAuth(app: FastifyInstance, sessions: SessionStore, secure
       if (origin && safeHost(origin) !== request.host) throw forbidden('cross-origin request refused');
     }
     request.viewer = viewer;
+    current.set(request, { id: session.id, data: session.data });
+    consistency.begin(session.data.lsn);
+  });
+
+  // After a write, the session remembers how far the primary had got, so this
+  // user's next reads skip replicas that are behind it.
+  app.addHook('onSend', async (request, _reply, payload) => {
+    const session = current.get(request);
+    if (!session) return payload;
+    const token = await consistency.token();
+    if (token && token !== session.data.lsn) {
+      await sessions.update(session.id, { ...session.data, lsn: token });
+    }
+    return payload;
   });
 }
 

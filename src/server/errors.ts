@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../app/errors.ts';
+import { StoreUnavailableError } from '../ports/db.ts';
 
 export interface ErrorPayload {
   status: number;
@@ -14,6 +15,9 @@ export interface ErrorPayload {
  */
 export function toClientError(err: unknown): ErrorPayload {
   if (err instanceof AppError) return { status: err.status, code: err.code, message: err.message };
+  if (err instanceof StoreUnavailableError) {
+    return { status: 503, code: 'UNAVAILABLE', message: 'the service is briefly unavailable; try again in a moment' };
+  }
   const e = err as Partial<FastifyError> & { validation?: unknown };
   if (e.validation) {
     return { status: 400, code: 'VALIDATION', message: e.message ?? 'invalid request' };
@@ -48,6 +52,7 @@ export function installErrorHandlers(
   const respond = (request: FastifyRequest, reply: FastifyReply, error: ErrorPayload) => {
     reply.code(error.status);
     if (error.status === 429 && !reply.hasHeader('retry-after')) reply.header('retry-after', '60');
+    if (error.status === 503) reply.header('retry-after', '1');
     if (wantsJson(request)) {
       return reply.send({ error: { code: error.code, message: error.message, requestId: request.id } });
     }
@@ -56,7 +61,8 @@ export function installErrorHandlers(
 
   app.setErrorHandler((err, request, reply) => {
     const error = toClientError(err);
-    if (error.status >= 500) request.log.error({ err }, 'request failed');
+    if (error.status === 503) request.log.warn({ err }, 'dependency unavailable');
+    else if (error.status >= 500) request.log.error({ err }, 'request failed');
     else request.log.info({ code: error.code, status: error.status, msg: error.message }, 'client error');
     return respond(request, reply, error);
   });

@@ -36,7 +36,7 @@ declare module 'fastify' {
     viewer: Viewer | null;
   }
   interface FastifyReply {
-    startSession(session: { id: string; expiresAt: Date }): void;
+    startSession(session: { id: string; expiresAt: Date; data?: Record<string, string> }): void;
     endSession(): void;
     /** The CSRF token the HTML forms of this response carry. */
     csrfToken(): string;

@@ -91,6 +91,8 @@ export async function openPgliteDb(dataDir: string | undefined): Promise<Db> {
     primary: db,
     reader: () => db,
     transaction: (fn) => db.transaction().execute(fn),
+    // One embedded database: every read sees every write already.
+    consistency: { scope: (fn) => fn(), begin: () => {}, token: async () => undefined },
     ping: async () => {
       await db.executeQuery(CompiledQuery.raw('SELECT 1'));
     },

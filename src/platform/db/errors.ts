@@ -1,0 +1,14 @@
+const connectionCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTCONN']);
+// 08: connection exceptions; 57P01-03: the server is shutting down or starting;
+// 25006: read-only transaction, seen for ~100 ms while a replica is promoted.
+const sqlStates = /^(08...|57P0[123]|25006)$/;
+
+/** Errors after which the same query may succeed elsewhere or a moment later. */
+export function isUnavailable(err: unknown): boolean {
+  const e = err as { code?: string; message?: string } | undefined;
+  if (!e) return false;
+  if (e.code && (connectionCodes.has(e.code) || sqlStates.test(e.code))) return true;
+  return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(
+    e.message ?? '',
+  );
+}

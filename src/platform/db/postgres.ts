@@ -1,0 +1,231 @@
+import {
+  CompiledQuery,
+  type DatabaseConnection,
+  type Driver,
+  Kysely,
+  type KyselyPlugin,
+  PostgresAdapter,
+  PostgresDriver,
+  PostgresIntrospector,
+  PostgresQueryCompiler,
+  type QueryResult,
+  type TransactionSettings,
+} from 'kysely';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { type Database, type Db, StoreUnavailableError } from '../../ports/db.ts';
+import { ConsistencyScope } from './consistency.ts';
+import { isUnavailable } from './errors.ts';
+import { migrate } from './migrate.ts';
+import { type ReplicaDiscovery, ReplicaSet } from './replicas.ts';
+
+export interface PostgresDbOptions {
+  /** The primary: a server, or the load balancer's primary port in front of Patroni. */
+  url: string;
+  /** Where reads may go; without it every read goes to the primary. */
+  replicas?: ReplicaDiscovery;
+  poolSize?: number;
+  /** How long a query waits for a primary to accept connections (a failover) before it fails with 503. */
+  primaryWaitMs?: number;
+  maxReplicaLagBytes?: number;
+  replicaPollMs?: number;
+  logger: Logger;
+}
+
+const unavailable = (err: unknown) =>
+  isUnavailable(err) ? new StoreUnavailableError('the database is unavailable', { cause: err }) : err;
+
+/** Wraps a connection so that connection-level failures surface as StoreUnavailableError. */
+class GuardedConnection implements DatabaseConnection {
+  constructor(
+    readonly inner: DatabaseConnection,
+    readonly origin: Driver,
+    private readonly onQueryError?: (err: unknown, query: CompiledQuery) => Promise<QueryResult<unknown> | undefined>,
+  ) {}
+
+  async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+    try {
+      return await this.inner.executeQuery<R>(query);
+    } catch (err) {
+      const recovered = await this.onQueryError?.(err, query);
+      if (recovered) return recovered as QueryResult<R>;
+      throw unavailable(err);
+    }
+  }
+
+  streamQuery<R>(query: CompiledQuery, chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
+    return this.inner.streamQuery<R>(query, chunkSize);
+  }
+}
+
+/**
+ * The primary. New connections are retried for up to `waitMs` while nobody
+ * accepts them (during a failover nothing has been sent yet, so that is safe);
+ * a failure after a query was sent is reported, never retried, because its
+ * outcome is unknown.
+ */
+class PrimaryDriver implements Driver {
+  constructor(
+    readonly inner: PostgresDriver,
+    private readonly waitMs: number,
+  ) {}
+  init() {
+    return this.inner.init();
+  }
+  async acquireConnection(): Promise<DatabaseConnection> {
+    const deadline = Date.now() + this.waitMs;
+    for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
+      try {
+        const conn = await this.inner.acquireConnection();
+        return new GuardedConnection(conn, this.inner);
+      } catch (err) {
+        if (!isUnavailable(err) || Date.now() + delay > deadline) throw unavailable(err);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+  beginTransaction(conn: DatabaseConnection, settings: TransactionSettings) {
+    return this.inner.beginTransaction((conn as GuardedConnection).inner, settings).catch((e) => Promise.reject(unavailable(e)));
+  }
+  commitTransaction(conn: DatabaseConnection) {
+    return this.inner.commitTransaction((conn as GuardedConnection).inner).catch((e) => Promise.reject(unavailable(e)));
+  }
+  rollbackTransaction(conn: DatabaseConnection) {
+    return this.inner.rollbackTransaction((conn as GuardedConnection).inner as never);
+  }
+  releaseConnection(conn: DatabaseConnection) {
+    return this.inner.releaseConnection((conn as GuardedConnection).inner as never);
+  }
+  destroy() {
+    return this.inner.destroy();
+  }
+}
+
+/**
+ * Reads: a replica that has replayed the request's writes, else the primary.
+ * A read that fails on a replica because the replica is gone is run again on
+ * the primary (reads are safe to repeat) and the replica leaves the rotation.
+ */
+class ReaderDriver implements Driver {
+  constructor(
+    private readonly primary: PrimaryDriver,
+    private readonly replicas: ReplicaSet,
+    private readonly scope: ConsistencyScope,
+  ) {}
+  async init() {}
+  async acquireConnection(): Promise<DatabaseConnection> {
+    const target = this.replicas.pick(this.scope.minLsn);
+    if (target) {
+      try {
+        const conn = await target.driver.acquireConnection();
+        return new GuardedConnection(conn, target.driver, async (err, query) => {
+          if (!isUnavailable(err)) return undefined;
+          this.replicas.markDown(target.name, (err as Error).message);
+          const fallback = await this.primary.acquireConnection();
+          try {
+            return await fallback.executeQuery(query);
+          } finally {
+            await this.primary.releaseConnection(fallback);
+          }
+        });
+      } catch (err) {
+        this.replicas.markDown(target.name, (err as Error).message);
+      }
+    }
+    return this.primary.acquireConnection();
+  }
+  beginTransaction(conn: DatabaseConnection, settings: TransactionSettings) {
+    const g = conn as GuardedConnection;
+    return g.origin.beginTransaction(g.inner, settings);
+  }
+  commitTransaction(conn: DatabaseConnection) {
+    const g = conn as GuardedConnection;
+    return g.origin.commitTransaction(g.inner);
+  }
+  rollbackTransaction(conn: DatabaseConnection) {
+    const g = conn as GuardedConnection;
+    return g.origin.rollbackTransaction(g.inner);
+  }
+  releaseConnection(conn: DatabaseConnection) {
+    const g = conn as GuardedConnection;
+    return g.origin.releaseConnection(g.inner);
+  }
+  async destroy() {}
+}
+
+/** Marks the request as having written whenever the primary runs anything but a SELECT. */
+const writeTracker = (scope: ConsistencyScope): KyselyPlugin => ({
+  transformQuery(args) {
+    if (args.node.kind !== 'SelectQueryNode') scope.markWrite();
+    return args.node;
+  },
+  async transformResult(args) {
+    return args.result;
+  },
+});
+
+const dialect = (driver: Driver) => ({
+  createAdapter: () => new PostgresAdapter(),
+  createDriver: () => driver,
+  createIntrospector: (k: Kysely<unknown>) => new PostgresIntrospector(k),
+  createQueryCompiler: () => new PostgresQueryCompiler(),
+});
+
+/** PostgreSQL through node-postgres: writes on the primary, reads on replicas with read-your-writes. */
+export async function openPostgresDb(options: PostgresDbOptions): Promise<Db & { replicaStates(): ReturnType<ReplicaSet['states']> }> {
+  const { logger } = options;
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis: 2000,
+    idleTimeoutMillis: 30_000,
+  });
+  // Without a listener, an idle client losing its server (a failover) would crash the process.
+  pool.on('error', (err) => logger.warn({ err: err.message }, 'idle primary connection lost'));
+  const scope = new ConsistencyScope();
+  const primaryDriver = new PrimaryDriver(new PostgresDriver({ pool }), options.primaryWaitMs ?? 8000);
+  const primary = new Kysely<Database>({ dialect: dialect(primaryDriver), plugins: [writeTracker(scope)] });
+  const currentLsn = async () => {
+    const res = await pool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+    return res.rows[0]?.lsn ?? '0/0';
+  };
+
+  let replicas: ReplicaSet | undefined;
+  let reader = primary;
+  if (options.replicas) {
+    replicas = new ReplicaSet({
+      discovery: options.replicas,
+      connectionString: options.url,
+      primaryLsn: currentLsn,
+      maxLagBytes: options.maxReplicaLagBytes ?? 16 * 1024 * 1024,
+      intervalMs: options.replicaPollMs ?? 250,
+      poolSize: options.poolSize ?? 10,
+      logger,
+    });
+    reader = new Kysely<Database>({ dialect: dialect(new ReaderDriver(primaryDriver, replicas, scope)) });
+  }
+
+  await migrate(primary);
+  await replicas?.start();
+
+  return {
+    primary,
+    reader: () => reader,
+    transaction: (fn) => primary.transaction().execute(fn),
+    consistency: {
+      scope: (fn) => scope.run(fn),
+      begin: (token) => scope.begin(token),
+      // Only a request that wrote needs a new position; the primary's current one covers its commits.
+      token: async () => (scope.wrote ? currentLsn() : scope.minLsn),
+    },
+    ping: async () => {
+      await primary.executeQuery(CompiledQuery.raw('SELECT 1'));
+    },
+    replicaStates: () => replicas?.states() ?? [],
+    close: async () => {
+      await replicas?.close();
+      await primary.destroy();
+      if (reader !== primary) await reader.destroy();
+    },
+  };
+}
