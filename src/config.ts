@@ -21,14 +21,27 @@ export const configSchema = z.strictObject({
   trustProxy: bool.default(false),
   secureCookies: z.enum(['auto', 'always', 'never']).default('auto'),
   db: z.enum(['pglite', 'postgres']).default('pglite'),
-  databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// URL').optional(),
+  databaseUrl: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'a postgres:// URL')
+    .optional(),
   patroniUrls: z
     .string()
-    .transform((s) => s.split(',').map((u) => u.trim()).filter(Boolean))
+    .transform((s) =>
+      s
+        .split(',')
+        .map((u) => u.trim())
+        .filter(Boolean),
+    )
     .optional(),
   replicaUrls: z
     .string()
-    .transform((s) => s.split(',').map((u) => u.trim()).filter(Boolean))
+    .transform((s) =>
+      s
+        .split(',')
+        .map((u) => u.trim())
+        .filter(Boolean),
+    )
     .optional(),
   maxReplicaLagBytes: int(0, 2 ** 40).default(16 * 1024 * 1024),
   dbPoolSize: int(1, 500).default(10),

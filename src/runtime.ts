@@ -14,13 +14,13 @@ import { lockDataDir } from './platform/data-dir-lock.ts';
 import { openPgliteDb } from './platform/db/pglite.ts';
 import { openPostgresDb } from './platform/db/postgres.ts';
 import { patroniReplicas, staticReplicas } from './platform/db/replicas.ts';
-import type { Db } from './ports/db.ts';
 import { createSharpImageProcessor } from './platform/images/sharp.ts';
 import { createLogger, type Logger } from './platform/observability/logger.ts';
 import { createMetrics } from './platform/observability/metrics.ts';
 import { createMemoryQueue } from './platform/queue/memory.ts';
 import { createDatabaseSessionStore } from './platform/sessions/database.ts';
 import { createMemorySessionStore } from './platform/sessions/memory.ts';
+import type { Db } from './ports/db.ts';
 import { buildServer } from './server/app.ts';
 import { startPhotoWorker } from './worker/photo-variants.ts';
 

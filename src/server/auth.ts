@@ -27,16 +27,19 @@ export function installAuth(
     secureCookies === 'always' || (secureCookies === 'auto' && request.protocol === 'https');
 
   app.decorateRequest('viewer', null);
-  app.decorateReply('startSession', function (this: FastifyReply, session: { id: string; expiresAt: Date; data?: Record<string, string> }) {
-    current.set(this.request, { id: session.id, data: session.data ?? {} });
-    this.setCookie(sessionCookie, session.id, {
-      path: '/',
-      httpOnly: true,
-      sameSite: 'lax',
-      secure: secure(this.request),
-      expires: session.expiresAt,
-    });
-  });
+  app.decorateReply(
+    'startSession',
+    function (this: FastifyReply, session: { id: string; expiresAt: Date; data?: Record<string, string> }) {
+      current.set(this.request, { id: session.id, data: session.data ?? {} });
+      this.setCookie(sessionCookie, session.id, {
+        path: '/',
+        httpOnly: true,
+        sameSite: 'lax',
+        secure: secure(this.request),
+        expires: session.expiresAt,
+      });
+    },
+  );
   app.decorateReply('endSession', function (this: FastifyReply) {
     current.set(this.request, null);
     this.clearCookie(sessionCookie, {

@@ -85,7 +85,9 @@ class PrimaryDriver implements Driver {
     }
   }
   beginTransaction(conn: DatabaseConnection, settings: TransactionSettings) {
-    return this.inner.beginTransaction((conn as GuardedConnection).inner, settings).catch((e) => Promise.reject(unavailable(e)));
+    return this.inner
+      .beginTransaction((conn as GuardedConnection).inner, settings)
+      .catch((e) => Promise.reject(unavailable(e)));
   }
   commitTransaction(conn: DatabaseConnection) {
     return this.inner.commitTransaction((conn as GuardedConnection).inner).catch((e) => Promise.reject(unavailable(e)));
@@ -172,7 +174,9 @@ const dialect = (driver: Driver) => ({
 });
 
 /** PostgreSQL through node-postgres: writes on the primary, reads on replicas with read-your-writes. */
-export async function openPostgresDb(options: PostgresDbOptions): Promise<Db & { replicaStates(): ReturnType<ReplicaSet['states']> }> {
+export async function openPostgresDb(
+  options: PostgresDbOptions,
+): Promise<Db & { replicaStates(): ReturnType<ReplicaSet['states']> }> {
   const { logger } = options;
   const pool = new pg.Pool({
     connectionString: options.url,

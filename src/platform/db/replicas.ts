@@ -30,9 +30,15 @@ export function patroniReplicas(patroniUrls: string[]): ReplicaDiscovery {
         try {
           const res = await fetch(`${base.replace(/\/$/, '')}/cluster`, { signal: AbortSignal.timeout(1000) });
           if (!res.ok) continue;
-          const body = (await res.json()) as { members?: { name: string; role: string; state: string; host: string; port: number }[] };
+          const body = (await res.json()) as {
+            members?: { name: string; role: string; state: string; host: string; port: number }[];
+          };
           return (body.members ?? [])
-            .filter((m) => (m.role === 'replica' || m.role === 'sync_standby') && (m.state === 'streaming' || m.state === 'running'))
+            .filter(
+              (m) =>
+                (m.role === 'replica' || m.role === 'sync_standby') &&
+                (m.state === 'streaming' || m.state === 'running'),
+            )
             .map((m) => ({ name: m.name, host: m.host, port: m.port }));
         } catch {
           // try the next member's API
@@ -154,9 +160,14 @@ export class ReplicaSet {
             r.lagBytes = primaryLsn !== null && replayed !== null ? Math.max(0, Number(primaryLsn - replayed)) : null;
             const wasHealthy = r.healthy;
             if (!row?.recovery) [r.healthy, r.reason] = [false, 'not in recovery (promoted?)'];
-            else if (r.lagBytes !== null && r.lagBytes > this.#options.maxLagBytes) [r.healthy, r.reason] = [false, `lag ${r.lagBytes} bytes`];
+            else if (r.lagBytes !== null && r.lagBytes > this.#options.maxLagBytes)
+              [r.healthy, r.reason] = [false, `lag ${r.lagBytes} bytes`];
             else [r.healthy, r.reason] = [true, undefined];
-            if (wasHealthy !== r.healthy) this.#options.logger.info({ replica: r.name, healthy: r.healthy, reason: r.reason }, 'replica state changed');
+            if (wasHealthy !== r.healthy)
+              this.#options.logger.info(
+                { replica: r.name, healthy: r.healthy, reason: r.reason },
+                'replica state changed',
+              );
           } finally {
             client.release();
           }
@@ -182,7 +193,14 @@ export class ReplicaSet {
       idleTimeoutMillis: 30_000,
     });
     pool.on('error', (err) => this.markDown(e.name, err.message));
-    const tracked: Tracked = { ...e, healthy: false, replayLsn: null, lagBytes: null, pool, driver: new PostgresDriver({ pool }) };
+    const tracked: Tracked = {
+      ...e,
+      healthy: false,
+      replayLsn: null,
+      lagBytes: null,
+      pool,
+      driver: new PostgresDriver({ pool }),
+    };
     void tracked.driver.init();
     this.#replicas.set(e.name, tracked);
     return tracked;

@@ -1,0 +1,132 @@
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+
+export interface StartedProcess {
+  pid: number;
+  log: string;
+}
+
+export interface SpawnOptions {
+  command: string;
+  args: string[];
+  log: string;
+  env?: Record<string, string>;
+  /** Run as this system user (PostgreSQL and Patroni refuse root). */
+  user?: string;
+  cwd?: string;
+}
+
+const baseEnv = { PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', LANG: 'C.UTF-8' };
+
+/**
+ * Starts a server in its own process group, detached, with output appended to
+ * `log`. The environment is clean apart from `env` (an inherited PGPASSWORD,
+ * for one, breaks pg_rewind). With `user`, setpriv drops privileges and execs,
+ * so the PID returned is the server's own.
+ */
+export function startProcess(opts: SpawnOptions): StartedProcess {
+  const out = openSync(opts.log, 'a');
+  const [command, args] = opts.user
+    ? ['setpriv', [`--reuid=${opts.user}`, `--regid=${opts.user}`, '--init-groups', opts.command, ...opts.args]]
+    : [opts.command, opts.args];
+  const child = spawn(command, args, {
+    env: { ...baseEnv, HOME: opts.cwd ?? '/tmp', ...opts.env },
+    cwd: opts.cwd,
+    detached: true,
+    stdio: ['ignore', out, out],
+  });
+  closeSync(out);
+  child.unref();
+  if (!child.pid) throw new Error(`could not start ${opts.command}`);
+  return { pid: child.pid, log: opts.log };
+}
+
+/** True while the process exists and is not a zombie. */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
+  }
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves when the process is gone. */
+export async function stopProcess(pid: number, graceMs = 10_000): Promise<void> {
+  if (!isAlive(pid)) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + graceMs;
+  while (isAlive(pid)) {
+    if (Date.now() > deadline) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        return;
+      }
+      await waitUntil(() => !isAlive(pid), 5000).catch(() => {});
+      return;
+    }
+    await sleep(50);
+  }
+}
+
+export function killHard(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` until it returns true; throws with `what` after `ms`. */
+export async function waitUntil(
+  check: () => boolean | Promise<boolean>,
+  ms: number,
+  what = 'condition',
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+export function tcpOpen(host: string, port: number, timeoutMs = 500): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host, port });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+export async function httpStatus(url: string, timeoutMs = 1000, method = 'GET'): Promise<number> {
+  try {
+    const res = await fetch(url, { method, signal: AbortSignal.timeout(timeoutMs) });
+    await res.arrayBuffer();
+    return res.status;
+  } catch {
+    return 0;
+  }
+}
