@@ -141,3 +141,8 @@ export function loadConfig(
 export function kebab(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
+
+/** Where `scaleout up` keeps each topology's run directory (configs, data, logs, PIDs). */
+export function runRoot(env: Record<string, string | undefined>): string {
+  return path.resolve(env.SCALEOUT_RUN_ROOT || '/tmp/scaleout');
+}

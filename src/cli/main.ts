@@ -3,8 +3,9 @@ import os from 'node:os';
 import { Command, Option } from 'commander';
 import { benchEndpoints, endpointTable } from '../bench/endpoints.ts';
 import { seed } from '../bench/seed.ts';
-import { type Config, ConfigError, loadConfig } from '../config.ts';
+import { type Config, ConfigError, loadConfig, runRoot } from '../config.ts';
 import { createRuntime } from '../runtime.ts';
+import { clusterCommands } from './cluster.ts';
 import { setup } from './setup.ts';
 
 const program = new Command()
@@ -87,6 +88,8 @@ program
     if (o.out) await writeFile(o.out, JSON.stringify({ machine, date: new Date().toISOString(), rows }, null, 2));
   });
 
+clusterCommands(program, runRoot(process.env));
+
 function configOrExit(flags: Partial<Record<keyof Config, string>>): Config {
   try {
     return loadConfig(process.env, flags);
@@ -99,4 +102,9 @@ function configOrExit(flags: Partial<Record<keyof Config, string>>): Config {
   }
 }
 
-await program.parseAsync(process.argv);
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  process.stderr.write(`scaleout: ${(err as Error).message}\n`);
+  process.exit(1);
+}

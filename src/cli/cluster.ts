@@ -1,0 +1,137 @@
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { down, readState, status, statusTable, up } from '../cluster/launcher.ts';
+import { isAlive, sleep } from '../cluster/process.ts';
+import { buildPreset, type PresetName, presets, type Topology, topologySchema } from '../cluster/topology.ts';
+
+/** The topology named, or the only one with a running process. */
+function pickState(root: string, name?: string) {
+  if (name) {
+    const state = readState(root, name);
+    if (!state) throw new Error(`no topology named "${name}" under ${root}`);
+    return state;
+  }
+  const names = existsSync(root) ? readdirSync(root).filter((d) => existsSync(path.join(root, d, 'state.json'))) : [];
+  const running = names.map((n) => readState(root, n)).filter((s) => s?.processes.some((p) => isAlive(p.pid)));
+  if (running.length === 1 && running[0]) return running[0];
+  if (running.length === 0) throw new Error('no topology is running: "scaleout up <preset>" starts one');
+  throw new Error(`several topologies are running (${running.map((s) => s?.topology.name).join(', ')}): pass --name`);
+}
+
+function loadTopology(arg: string, o: UpFlags): Topology {
+  if ((presets as readonly string[]).includes(arg)) {
+    return buildPreset(arg as PresetName, {
+      name: o.name,
+      octet: o.octet ? Number(o.octet) : undefined,
+      port: o.port ? Number(o.port) : undefined,
+      webServers: o.webServers ? Number(o.webServers) : undefined,
+      synchronous: !o.async,
+      patroniTtl: o.patroniTtl ? Number(o.patroniTtl) : undefined,
+    });
+  }
+  if (existsSync(arg)) return topologySchema.parse(JSON.parse(readFileSync(arg, 'utf8')));
+  throw new Error(`"${arg}" is neither a preset (${presets.join(', ')}) nor a topology file`);
+}
+
+interface UpFlags {
+  name?: string;
+  octet?: string;
+  port?: string;
+  webServers?: string;
+  async?: boolean;
+  patroniTtl?: string;
+  print?: boolean;
+}
+
+export function clusterCommands(program: Command, root: string): void {
+  program
+    .command('up')
+    .description('Start a topology (a preset: single, db, lb; or a topology JSON file) and wait until it is healthy')
+    .argument('<preset|file>')
+    .option('--name <name>', 'name of this topology (two can run at once under different names)')
+    .option('--octet <n>', 'second octet of every address, 127.<n>.x.y')
+    .option('--port <port>', 'port of the public endpoint (lb: 8080)')
+    .option('--web-servers <n>', 'web servers behind the load balancer (lb: 2)')
+    .option('--async', 'asynchronous replication instead of synchronous (lb)')
+    .option('--patroni-ttl <s>', 'Patroni leader TTL, the failover detection time (lb: 5)')
+    .option('--print', 'print the topology as JSON and start nothing')
+    .action(async (arg: string, o: UpFlags) => {
+      const topology = loadTopology(arg, o);
+      if (o.print) {
+        process.stdout.write(`${JSON.stringify(topology, null, 2)}\n`);
+        return;
+      }
+      const started = Date.now();
+      const state = await up(topology, { runRoot: root, log: (l) => process.stdout.write(`${l}\n`) });
+      process.stdout.write(
+        `\n"${topology.name}" is up in ${((Date.now() - started) / 1000).toFixed(1)} s\n  site:    ${state.publicUrl}\n  run dir: ${state.runDir}\n\n${statusTable(await status(state))}\n`,
+      );
+    });
+
+  program
+    .command('status')
+    .description('Every process of a running topology: role, address, PID, health, replication lag')
+    .option('--name <name>')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { name?: string; json?: boolean }) => {
+      const state = pickState(root, o.name);
+      const rows = await status(state);
+      if (o.json)
+        process.stdout.write(
+          `${JSON.stringify({ name: state.topology.name, preset: state.topology.preset, publicUrl: state.publicUrl, processes: rows }, null, 2)}\n`,
+        );
+      else
+        process.stdout.write(
+          `${state.topology.name} (${state.topology.preset})  ${state.publicUrl}\n\n${statusTable(rows)}\n`,
+        );
+      if (rows.some((r) => r.health !== 'healthy')) process.exitCode = 3;
+    });
+
+  program
+    .command('logs')
+    .description('Show the logs of a running topology, or of one of its processes')
+    .argument('[service]', 'a process name, e.g. web-1, pg-2, load-balancer')
+    .option('--name <name>')
+    .option('-f, --follow', 'keep printing new lines')
+    .action(async (service: string | undefined, o: { name?: string; follow?: boolean }) => {
+      const state = pickState(root, o.name);
+      const files = state.processes.filter((p) => !service || p.name === service);
+      if (files.length === 0) throw new Error(`no process named "${service}"`);
+      const offsets = new Map<string, number>();
+      const print = () => {
+        for (const f of files) {
+          if (!existsSync(f.log)) continue;
+          const size = statSync(f.log).size;
+          const from = offsets.get(f.log) ?? 0;
+          if (size <= from) continue;
+          const text = readFileSync(f.log).subarray(from, size).toString('utf8');
+          offsets.set(f.log, size);
+          for (const line of text.split('\n'))
+            if (line) process.stdout.write(files.length > 1 ? `${f.name.padEnd(14)} | ${line}\n` : `${line}\n`);
+        }
+      };
+      print();
+      while (o.follow) {
+        await sleep(250);
+        print();
+      }
+    });
+
+  program
+    .command('down')
+    .description('Stop every process of a running topology by PID')
+    .option('--name <name>')
+    .option('--purge', 'also delete its run directory (data, logs, configs)')
+    .action(async (o: { name?: string; purge?: boolean }) => {
+      const state = pickState(root, o.name);
+      await down(state, { purge: Boolean(o.purge) });
+      const left = state.processes.filter((p) => isAlive(p.pid));
+      process.stdout.write(
+        left.length === 0
+          ? `"${state.topology.name}" is down\n`
+          : `still running: ${left.map((p) => `${p.name} (${p.pid})`).join(', ')}\n`,
+      );
+      if (left.length > 0) process.exitCode = 1;
+    });
+}

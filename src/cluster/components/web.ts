@@ -1,0 +1,32 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { httpStatus, type StartedProcess, startProcess, waitUntil } from '../process.ts';
+import type { ProcessSpec } from '../topology.ts';
+
+type Web = Extract<ProcessSpec, { kind: 'web' }>;
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+/** A scaleout web server: the same `scaleout start` as the single server, configured by environment. */
+export async function startWeb(spec: Web, runDir: string, env: Record<string, string>): Promise<StartedProcess> {
+  const dataDir = path.join(runDir, spec.name);
+  mkdirSync(dataDir, { recursive: true });
+  const proc = startProcess({
+    command: process.execPath,
+    args: [path.join(root, 'bin', 'scaleout.js'), 'start'],
+    env: {
+      SCALEOUT_HOST: spec.listen.host,
+      SCALEOUT_PORT: String(spec.listen.port),
+      SCALEOUT_DATA_DIR: dataDir,
+      SCALEOUT_DB: spec.db,
+      ...env,
+    },
+    log: path.join(runDir, 'logs', `${spec.name}.log`),
+    cwd: root,
+  });
+  await waitUntil(async () => (await webReady(spec)) === 200, 60_000, `${spec.name} /readyz`);
+  return proc;
+}
+
+export const webReady = (spec: Web) => httpStatus(`http://${spec.listen.host}:${spec.listen.port}/readyz`);

@@ -1,0 +1,301 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { etcdHealthy, startEtcd } from './components/etcd.ts';
+import { dbProxyConfig, loadBalancerConfig, startHaproxy } from './components/haproxy.ts';
+import {
+  clusterReady,
+  type DbSecrets,
+  isLeader,
+  leaderStreaming,
+  patroniCluster,
+  startPatroni,
+} from './components/patroni.ts';
+import { ensureAppDatabase, startPostgresServer } from './components/postgres.ts';
+import { startWeb, webReady } from './components/web.ts';
+import { httpStatus, isAlive, type StartedProcess, stopProcess, tcpOpen, waitUntil } from './process.ts';
+import {
+  allProcesses,
+  type ProcessKind,
+  type ProcessSpec,
+  publicUrl,
+  type Topology,
+  topologySchema,
+} from './topology.ts';
+
+export interface RunningProcess {
+  name: string;
+  kind: ProcessKind;
+  pid: number;
+  log: string;
+}
+
+/** What `up` leaves in the run directory, so that status, logs and down can find everything by PID. */
+export interface ClusterState {
+  topology: Topology;
+  runDir: string;
+  publicUrl: string;
+  secrets: DbSecrets;
+  processes: RunningProcess[];
+  startedAt: string;
+}
+
+export interface UpOptions {
+  runRoot: string;
+  log?: (line: string) => void;
+  /** Extra environment for the web servers (tests raise rate limits, for one). */
+  webEnv?: Record<string, string>;
+}
+
+const appUser = 'scaleout';
+const appDatabase = 'scaleout';
+const stateFile = (runDir: string) => path.join(runDir, 'state.json');
+
+export function readState(runRoot: string, name: string): ClusterState | null {
+  const file = stateFile(path.join(runRoot, name));
+  if (!existsSync(file)) return null;
+  const state = JSON.parse(readFileSync(file, 'utf8')) as ClusterState;
+  state.topology = topologySchema.parse(state.topology);
+  return state;
+}
+
+const save = (state: ClusterState) => writeFileSync(stateFile(state.runDir), JSON.stringify(state, null, 2));
+
+/**
+ * Renders and starts every server of a topology, in dependency order, and
+ * waits until each is healthy. On any failure it stops what it started.
+ */
+export async function up(topology: Topology, opts: UpOptions): Promise<ClusterState> {
+  const log = opts.log ?? (() => {});
+  const runDir = path.join(opts.runRoot, topology.name);
+  const previous = readState(opts.runRoot, topology.name);
+  if (previous?.processes.some((p) => isAlive(p.pid))) {
+    throw new Error(`topology "${topology.name}" is already running: "scaleout down --name ${topology.name}" first`);
+  }
+  rmSync(runDir, { recursive: true, force: true });
+  mkdirSync(path.join(runDir, 'logs'), { recursive: true });
+  chmodSync(opts.runRoot, 0o755);
+  chmodSync(runDir, 0o755);
+  const secret = () => randomBytes(12).toString('hex');
+  const state: ClusterState = {
+    topology,
+    runDir,
+    publicUrl: publicUrl(topology),
+    secrets: { superuser: secret(), replication: secret(), rewind: secret(), app: secret() },
+    processes: [],
+    startedAt: new Date().toISOString(),
+  };
+  save(state);
+  const record = (spec: ProcessSpec, p: StartedProcess) => {
+    state.processes.push({ name: spec.name, kind: spec.kind, pid: p.pid, log: p.log });
+    save(state);
+    log(`  ${spec.name.padEnd(14)} pid ${p.pid}`);
+  };
+
+  try {
+    const all = allProcesses(topology);
+    const of = <K extends ProcessKind>(kind: K) =>
+      all.filter((p): p is Extract<ProcessSpec, { kind: K }> => p.kind === kind);
+    const webEnv: Record<string, string> = { SCALEOUT_BLOB_DIR: path.join(runDir, 'blobs'), ...opts.webEnv };
+
+    for (const pg of of('postgres')) {
+      log(`starting PostgreSQL ${pg.listen.host}:${pg.listen.port}`);
+      record(
+        pg,
+        await startPostgresServer({
+          dir: path.join(runDir, pg.name),
+          host: pg.listen.host,
+          port: pg.listen.port,
+          superuserPassword: state.secrets.superuser,
+        }),
+      );
+      await ensureAppDatabase(
+        { host: pg.listen.host, port: pg.listen.port, password: state.secrets.superuser },
+        { user: appUser, password: state.secrets.app, database: appDatabase },
+      );
+      webEnv.SCALEOUT_DATABASE_URL = `postgres://${appUser}:${state.secrets.app}@${pg.listen.host}:${pg.listen.port}/${appDatabase}`;
+    }
+
+    const [etcd] = of('etcd');
+    const nodes = of('patroni');
+    if (nodes.length > 0) {
+      if (!etcd) throw new Error('Patroni needs etcd in the topology');
+      log(`starting etcd ${etcd.client.host}:${etcd.client.port}`);
+      record(etcd, await startEtcd(etcd, runDir));
+      log(
+        `starting ${nodes.length} Patroni nodes (PostgreSQL 15, ${topology.options.synchronous ? 'synchronous' : 'asynchronous'} replication)`,
+      );
+      for (const node of nodes) record(node, startPatroni(topology, node, etcd, runDir, state.secrets));
+      let leader = '';
+      await waitUntil(
+        async () => {
+          const members = await patroniCluster(nodes);
+          if (!clusterReady(members, nodes.length, topology.options.synchronous)) return false;
+          leader = members?.find(isLeader)?.name ?? '';
+          return (await leaderStreaming(nodes, leader)) === nodes.length - 1;
+        },
+        120_000,
+        'a Patroni leader with every replica streaming',
+      );
+      log(`  leader: ${leader}`);
+    }
+
+    for (const proxy of of('dbProxy')) {
+      log(`starting the database proxy (HAProxy) ${proxy.primary.host}:${proxy.primary.port}/${proxy.replicas.port}`);
+      record(proxy, await startHaproxy(proxy.name, dbProxyConfig(proxy, nodes), runDir, proxy.primary));
+      await waitUntil(
+        () =>
+          ensureAppDatabase(
+            { host: proxy.primary.host, port: proxy.primary.port, password: state.secrets.superuser },
+            { user: appUser, password: state.secrets.app, database: appDatabase },
+          ).then(() => true),
+        30_000,
+        'the primary through the database proxy',
+      );
+      webEnv.SCALEOUT_DATABASE_URL = `postgres://${appUser}:${state.secrets.app}@${proxy.primary.host}:${proxy.primary.port}/${appDatabase}`;
+      webEnv.SCALEOUT_PATRONI_URLS = nodes.map((n) => `http://${n.rest.host}:${n.rest.port}`).join(',');
+    }
+
+    const webs = of('web');
+    const [lb] = of('loadBalancer');
+    if (lb) {
+      webEnv.SCALEOUT_TRUST_PROXY = 'true';
+      webEnv.SCALEOUT_PUBLIC_URL = state.publicUrl;
+    }
+    log(`starting ${webs.length} web server${webs.length > 1 ? 's' : ''}`);
+    // The first server applies the migrations; the others then start together.
+    const [first, ...rest] = webs;
+    if (first) record(first, await startWeb(first, runDir, webEnv));
+    const started = await Promise.allSettled(rest.map((w) => startWeb(w, runDir, webEnv).then((p) => record(w, p))));
+    const failed = started.find((s) => s.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+
+    if (lb) {
+      log(`starting the load balancer (HAProxy) ${state.publicUrl}`);
+      record(lb, await startHaproxy(lb.name, loadBalancerConfig(lb, webs), runDir, lb.listen));
+      await waitUntil(
+        async () => (await httpStatus(`${state.publicUrl}/readyz`)) === 200,
+        30_000,
+        'the site through the load balancer',
+      );
+    }
+    return state;
+  } catch (err) {
+    log(`start failed: ${(err as Error).message}; stopping what was started`);
+    await down(state, { purge: false });
+    throw err;
+  }
+}
+
+/** Stops every process by PID, the front first and the data last. */
+export async function down(state: ClusterState, opts: { purge: boolean }): Promise<void> {
+  for (const p of [...state.processes].reverse()) await stopProcess(p.pid, 15_000);
+  if (opts.purge) rmSync(state.runDir, { recursive: true, force: true });
+}
+
+export interface ProcessStatus {
+  name: string;
+  kind: ProcessKind;
+  role: string;
+  address: string;
+  pid: number | null;
+  alive: boolean;
+  health: 'healthy' | 'unhealthy' | 'down';
+  detail?: string;
+  lagBytes?: number | null;
+}
+
+const addressOf = (p: ProcessSpec): string => {
+  switch (p.kind) {
+    case 'web':
+    case 'postgres':
+    case 'loadBalancer':
+      return `${p.listen.host}:${p.listen.port}`;
+    case 'etcd':
+      return `${p.client.host}:${p.client.port}`;
+    case 'patroni':
+      return `${p.postgres.host}:${p.postgres.port}`;
+    case 'dbProxy':
+      return `${p.primary.host}:${p.primary.port},${p.replicas.port}`;
+  }
+};
+
+/** Every process of the topology with its role, PID and health, checked live. */
+export async function status(state: ClusterState): Promise<ProcessStatus[]> {
+  const all = allProcesses(state.topology);
+  const nodes = all.filter((p): p is Extract<ProcessSpec, { kind: 'patroni' }> => p.kind === 'patroni');
+  const members = nodes.length ? await patroniCluster(nodes) : null;
+  const leaderName = members?.find(isLeader)?.name;
+  const replication = leaderName ? await leaderReplication(nodes, leaderName).catch(() => []) : [];
+  return Promise.all(
+    all.map(async (spec): Promise<ProcessStatus> => {
+      const running = state.processes.find((p) => p.name === spec.name);
+      const alive = running ? isAlive(running.pid) : false;
+      const row: ProcessStatus = {
+        name: spec.name,
+        kind: spec.kind,
+        role: spec.kind,
+        address: addressOf(spec),
+        pid: running?.pid ?? null,
+        alive,
+        health: 'down',
+      };
+      if (!alive) return row;
+      let ok = false;
+      switch (spec.kind) {
+        case 'web':
+          ok = (await webReady(spec)) === 200;
+          row.role = 'web server';
+          break;
+        case 'postgres':
+          ok = await tcpOpen(spec.listen.host, spec.listen.port);
+          row.role = 'primary';
+          break;
+        case 'etcd':
+          ok = await etcdHealthy(spec);
+          row.role = 'consensus store';
+          break;
+        case 'patroni': {
+          const m = members?.find((x) => x.name === spec.name);
+          row.role = m ? (isLeader(m) ? 'leader' : m.role === 'sync_standby' ? 'sync replica' : 'replica') : 'unknown';
+          const stream = replication.find((r) => r.application_name === spec.name);
+          row.detail = m && !isLeader(m) ? (stream?.state ?? 'not streaming') : m?.state;
+          row.lagBytes = m && !isLeader(m) ? (typeof m.lag === 'number' ? m.lag : null) : undefined;
+          ok = m !== undefined && (m.state === 'running' || m.state === 'streaming');
+          break;
+        }
+        case 'dbProxy':
+          ok = await tcpOpen(spec.primary.host, spec.primary.port);
+          row.role = 'database proxy';
+          break;
+        case 'loadBalancer':
+          ok = (await httpStatus(`http://${spec.listen.host}:${spec.listen.port}/healthz`)) === 200;
+          row.role = 'load balancer (public)';
+          break;
+      }
+      row.health = ok ? 'healthy' : 'unhealthy';
+      return row;
+    }),
+  );
+}
+
+export function statusTable(rows: ProcessStatus[]): string {
+  const header = ['NAME', 'ROLE', 'ADDRESS', 'PID', 'HEALTH', 'LAG'];
+  const lines = rows.map((r) => [
+    r.name,
+    r.role,
+    r.address,
+    r.pid ? String(r.pid) : '-',
+    r.health + (r.detail && r.health !== 'down' ? ` (${r.detail})` : ''),
+    r.lagBytes === undefined ? '' : r.lagBytes === null ? '?' : `${r.lagBytes} B`,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
+  return [header, ...lines]
+    .map((l) =>
+      l
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}

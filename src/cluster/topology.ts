@@ -1,0 +1,144 @@
+import { z } from 'zod';
+
+/**
+ * A topology as data: its data centers and, in each, the processes that run
+ * and the addresses they bind. Every process has its own 127.x.y.z address;
+ * only the load balancer's is "public". Presets are functions from a few
+ * options to one of these, never code paths of their own.
+ */
+const address = z.object({
+  host: z.string().regex(/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/),
+  port: z.number().int().min(1).max(65535),
+});
+
+const process = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('web'), name: z.string(), listen: address, db: z.enum(['pglite', 'postgres']) }),
+  z.object({ kind: z.literal('postgres'), name: z.string(), listen: address }),
+  z.object({ kind: z.literal('etcd'), name: z.string(), client: address, peer: address }),
+  z.object({ kind: z.literal('patroni'), name: z.string(), postgres: address, rest: address }),
+  z.object({
+    kind: z.literal('loadBalancer'),
+    name: z.string(),
+    /** The one public endpoint. */
+    listen: address,
+    /** Stats page and Prometheus exporter, private. */
+    stats: address,
+  }),
+  z.object({
+    kind: z.literal('dbProxy'),
+    name: z.string(),
+    /** Routes to the Patroni leader. */
+    primary: address,
+    /** Round robin over streaming replicas. */
+    replicas: address,
+    stats: address,
+  }),
+]);
+
+export const topologySchema = z.object({
+  name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/),
+  preset: z.string(),
+  options: z.object({
+    /** Patroni synchronous mode: a commit is acknowledged once a replica has it. */
+    synchronous: z.boolean(),
+    /** Patroni leader-key TTL in seconds: the failover detection time. */
+    patroniTtl: z.number().int().min(5).max(60),
+  }),
+  dataCenters: z.array(z.object({ name: z.string(), processes: z.array(process) })).min(1),
+});
+
+export type Topology = z.infer<typeof topologySchema>;
+export type ProcessSpec = Topology['dataCenters'][number]['processes'][number];
+export type ProcessKind = ProcessSpec['kind'];
+
+export interface PresetOptions {
+  name?: string;
+  /** The second octet of every address (127.<octet>.x.y), so two topologies can run at once. */
+  octet?: number;
+  /** Port of the public endpoint. */
+  port?: number;
+  webServers?: number;
+  replicas?: number;
+  synchronous?: boolean;
+  patroniTtl?: number;
+}
+
+export const presets = ['single', 'db', 'lb'] as const;
+export type PresetName = (typeof presets)[number];
+
+/** 20–219, from the name, so that differently named topologies usually get different addresses. */
+export function octetFor(name: string): number {
+  let h = 0;
+  for (const c of name) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return 20 + (h % 200);
+}
+
+export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology {
+  const name = o.name ?? preset;
+  const octet = o.octet ?? octetFor(name);
+  const ip = (tier: number, n: number) => `127.${octet}.${tier}.${n}`;
+  // Tiers: .0 public edge, .1 web servers, .2 database, .3 coordination.
+  const webCount = preset === 'lb' ? (o.webServers ?? 2) : 1;
+  const db = preset === 'single' ? 'pglite' : 'postgres';
+  const webPort = preset === 'lb' ? 3000 : (o.port ?? 3000);
+  const webs = Array.from({ length: webCount }, (_, i) => ({
+    kind: 'web' as const,
+    name: `web-${i + 1}`,
+    listen: { host: preset === 'lb' ? ip(1, i + 1) : ip(0, 1), port: webPort },
+    db: db as 'pglite' | 'postgres',
+  }));
+  const processes: ProcessSpec[] = [];
+  if (preset === 'db') processes.push({ kind: 'postgres', name: 'postgres', listen: { host: ip(2, 1), port: 5432 } });
+  if (preset === 'lb') {
+    processes.push({
+      kind: 'etcd',
+      name: 'etcd',
+      client: { host: ip(3, 1), port: 2379 },
+      peer: { host: ip(3, 1), port: 2380 },
+    });
+    for (let i = 1; i <= 1 + (o.replicas ?? 2); i++) {
+      processes.push({
+        kind: 'patroni',
+        name: `pg-${i}`,
+        postgres: { host: ip(2, i), port: 5432 },
+        rest: { host: ip(2, i), port: 8008 },
+      });
+    }
+    processes.push({
+      kind: 'dbProxy',
+      name: 'db-proxy',
+      primary: { host: ip(2, 100), port: 5000 },
+      replicas: { host: ip(2, 100), port: 5001 },
+      stats: { host: ip(2, 100), port: 7000 },
+    });
+  }
+  processes.push(...webs);
+  if (preset === 'lb') {
+    processes.push({
+      kind: 'loadBalancer',
+      name: 'load-balancer',
+      listen: { host: ip(0, 1), port: o.port ?? 8080 },
+      stats: { host: ip(1, 100), port: 8404 },
+    });
+  }
+  return topologySchema.parse({
+    name,
+    preset,
+    options: { synchronous: o.synchronous ?? true, patroniTtl: o.patroniTtl ?? 5 },
+    dataCenters: [{ name: 'dc1', processes }],
+  });
+}
+
+export function allProcesses(t: Topology): ProcessSpec[] {
+  return t.dataCenters.flatMap((dc) => dc.processes);
+}
+
+/** The URL users reach: the load balancer when there is one, else the web server. */
+export function publicUrl(t: Topology): string {
+  const all = allProcesses(t);
+  const lb = all.find((p) => p.kind === 'loadBalancer');
+  if (lb) return `http://${lb.listen.host}:${lb.listen.port}`;
+  const web = all.find((p) => p.kind === 'web');
+  if (!web || web.kind !== 'web') throw new Error('a topology needs a web server');
+  return `http://${web.listen.host}:${web.listen.port}`;
+}
