@@ -7,6 +7,7 @@ import {
   clusterReady,
   type DbSecrets,
   isLeader,
+  leaderReplication,
   leaderStreaming,
   patroniCluster,
   startPatroni,
