@@ -138,13 +138,23 @@ export function clusterReady(members: PatroniMember[] | null, nodes: number, syn
   return leaders.length === 1 && streaming.length === nodes - 1 && (!synchronous || sync);
 }
 
-/** How many replicas the leader itself sees streaming (pg_stat_replication through Patroni). */
-export async function leaderStreaming(nodes: Patroni[], leaderName: string): Promise<number> {
+/** The leader's pg_stat_replication, through Patroni: each replica's application_name and state. */
+export async function leaderReplication(
+  nodes: Patroni[],
+  leaderName: string,
+): Promise<{ application_name: string; state: string; sync_state: string }[]> {
   const leader = nodes.find((n) => n.name === leaderName);
-  if (!leader) return 0;
+  if (!leader) return [];
   const res = await fetch(`http://${leader.rest.host}:${leader.rest.port}/patroni`, {
     signal: AbortSignal.timeout(1000),
   });
-  const body = (await res.json()) as { replication?: { state: string }[] };
-  return (body.replication ?? []).filter((r) => r.state === 'streaming').length;
+  const body = (await res.json()) as {
+    replication?: { application_name: string; state: string; sync_state: string }[];
+  };
+  return body.replication ?? [];
+}
+
+/** How many replicas the leader itself sees streaming. */
+export async function leaderStreaming(nodes: Patroni[], leaderName: string): Promise<number> {
+  return (await leaderReplication(nodes, leaderName)).filter((r) => r.state === 'streaming').length;
 }
