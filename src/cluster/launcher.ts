@@ -4,13 +4,12 @@ import path from 'node:path';
 import { etcdHealthy, startEtcd } from './components/etcd.ts';
 import { dbProxyConfig, loadBalancerConfig, startHaproxy } from './components/haproxy.ts';
 import {
-  clusterReady,
   type DbSecrets,
   isLeader,
   leaderReplication,
-  leaderStreaming,
   patroniCluster,
   startPatroni,
+  waitForCluster,
 } from './components/patroni.ts';
 import { ensureAppDatabase, startPostgresServer } from './components/postgres.ts';
 import { startWeb, webReady } from './components/web.ts';
@@ -127,17 +126,7 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
         `starting ${nodes.length} Patroni nodes (PostgreSQL 15, ${topology.options.synchronous ? 'synchronous' : 'asynchronous'} replication)`,
       );
       for (const node of nodes) record(node, startPatroni(topology, node, etcd, runDir, state.secrets));
-      let leader = '';
-      await waitUntil(
-        async () => {
-          const members = await patroniCluster(nodes);
-          if (!clusterReady(members, nodes.length, topology.options.synchronous)) return false;
-          leader = members?.find(isLeader)?.name ?? '';
-          return (await leaderStreaming(nodes, leader)) === nodes.length - 1;
-        },
-        120_000,
-        'a Patroni leader with every replica streaming',
-      );
+      const leader = await waitForCluster(nodes, topology.options.synchronous, 120_000);
       log(`  leader: ${leader}`);
     }
 
@@ -163,6 +152,8 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
       webEnv.SCALEOUT_TRUST_PROXY = 'true';
       webEnv.SCALEOUT_PUBLIC_URL = state.publicUrl;
     }
+    // Kept so that a web server can be restarted later with the same settings.
+    writeFileSync(path.join(runDir, 'web.env.json'), JSON.stringify(webEnv), { mode: 0o600 });
     log(`starting ${webs.length} web server${webs.length > 1 ? 's' : ''}`);
     // The first server applies the migrations; the others then start together.
     const [first, ...rest] = webs;
@@ -262,7 +253,7 @@ export async function status(state: ClusterState): Promise<ProcessStatus[]> {
           const stream = replication.find((r) => r.application_name === spec.name);
           row.detail = m && !isLeader(m) ? (stream?.state ?? 'not streaming') : m?.state;
           row.lagBytes = m && !isLeader(m) ? (typeof m.lag === 'number' ? m.lag : null) : undefined;
-          ok = m !== undefined && (m.state === 'running' || m.state === 'streaming');
+          ok = m !== undefined && (isLeader(m) ? m.state === 'running' : stream?.state === 'streaming');
           break;
         }
         case 'dbProxy':
@@ -299,4 +290,68 @@ export function statusTable(rows: ProcessStatus[]): string {
         .trimEnd(),
     )
     .join('\n');
+}
+
+/**
+ * Starts one process of a running topology again, from its spec, with the
+ * configuration and data it had (a Patroni node rejoins as a replica,
+ * rewinding if it was the old leader).
+ */
+export async function restart(
+  state: ClusterState,
+  name: string,
+  opts: { webEnv?: Record<string, string> } = {},
+): Promise<RunningProcess> {
+  const spec = allProcesses(state.topology).find((p) => p.name === name);
+  if (!spec) throw new Error(`no process named "${name}"`);
+  const old = state.processes.find((p) => p.name === name);
+  if (old && isAlive(old.pid)) throw new Error(`${name} is still running (pid ${old.pid})`);
+  const all = allProcesses(state.topology);
+  let started: StartedProcess;
+  switch (spec.kind) {
+    case 'web': {
+      const env = JSON.parse(readFileSync(path.join(state.runDir, 'web.env.json'), 'utf8')) as Record<string, string>;
+      started = await startWeb(spec, state.runDir, { ...env, ...opts.webEnv });
+      break;
+    }
+    case 'patroni': {
+      const etcd = all.find((p) => p.kind === 'etcd');
+      if (etcd?.kind !== 'etcd') throw new Error('no etcd in the topology');
+      started = startPatroni(state.topology, spec, etcd, state.runDir, state.secrets);
+      break;
+    }
+    case 'loadBalancer': {
+      const webs = all.filter((p): p is Extract<ProcessSpec, { kind: 'web' }> => p.kind === 'web');
+      started = await startHaproxy(spec.name, loadBalancerConfig(spec, webs), state.runDir, spec.listen);
+      break;
+    }
+    case 'dbProxy': {
+      const nodes = all.filter((p): p is Extract<ProcessSpec, { kind: 'patroni' }> => p.kind === 'patroni');
+      started = await startHaproxy(spec.name, dbProxyConfig(spec, nodes), state.runDir, spec.primary);
+      break;
+    }
+    case 'etcd':
+      started = await startEtcd(spec, state.runDir);
+      break;
+    case 'postgres':
+      started = await startPostgresServer({
+        dir: path.join(state.runDir, spec.name),
+        host: spec.listen.host,
+        port: spec.listen.port,
+        superuserPassword: state.secrets.superuser,
+      });
+      break;
+  }
+  const entry: RunningProcess = { name, kind: spec.kind, pid: started.pid, log: started.log };
+  state.processes = [...state.processes.filter((p) => p.name !== name), entry];
+  save(state);
+  return entry;
+}
+
+/** The PostgreSQL server process under a Patroni node (its postmaster.pid), if running. */
+export function postmasterPid(state: ClusterState, node: string): number | null {
+  const file = path.join(state.runDir, node, 'data', 'postmaster.pid');
+  if (!existsSync(file)) return null;
+  const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
+  return pid && isAlive(pid) ? pid : null;
 }

@@ -139,6 +139,6 @@ export function publicUrl(t: Topology): string {
   const lb = all.find((p) => p.kind === 'loadBalancer');
   if (lb) return `http://${lb.listen.host}:${lb.listen.port}`;
   const web = all.find((p) => p.kind === 'web');
-  if (!web || web.kind !== 'web') throw new Error('a topology needs a web server');
+  if (web?.kind !== 'web') throw new Error('a topology needs a web server');
   return `http://${web.listen.host}:${web.listen.port}`;
 }

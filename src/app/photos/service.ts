@@ -83,7 +83,9 @@ export function createPhotoService(deps: {
     async get(id: string): Promise<PhotoView> {
       const hit = await cache.get<PhotoView>(photoCacheKey(id));
       if (hit) return hit;
-      const row = await photos.get(id);
+      // The cache is filled from the primary: a value read from a lagging
+      // replica would be served to everyone, the writer included, until it expires.
+      const row = await photos.get(id, true);
       if (!row) throw notFound('photo');
       const photo = toPhotoView(row);
       // Only settled photos are cached: a processing one changes soon.

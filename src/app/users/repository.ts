@@ -49,9 +49,8 @@ export function createUserRepository(db: Db) {
       return db.reader().selectFrom('users').select(['id', 'username']).where('id', '=', id).executeTakeFirst();
     },
 
-    async getProfile(username: string): Promise<ProfileRow | undefined> {
-      const row = await db
-        .reader()
+    async getProfile(username: string, fromPrimary = false): Promise<ProfileRow | undefined> {
+      const row = await (fromPrimary ? db.primary : db.reader())
         .selectFrom('users as u')
         .select((eb) => [
           'u.id',

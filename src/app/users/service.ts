@@ -47,7 +47,8 @@ export function createUserService(deps: {
 
     async profile(username: string): Promise<CachedProfile> {
       const profile = await cached<CachedProfile>(cache, profileCacheKey(username), async () => {
-        const row = await users.getProfile(username);
+        // Filled from the primary, so the cache never holds a lagging replica's answer.
+        const row = await users.getProfile(username, true);
         return row && { ...row, createdAt: row.createdAt.toISOString() };
       });
       if (!profile) throw notFound('user');

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { type StartedProcess, startProcess } from '../process.ts';
+import { type StartedProcess, startProcess, waitUntil } from '../process.ts';
 import type { ProcessSpec, Topology } from '../topology.ts';
 import { pgBin, postgresDir, requireBinaries } from './postgres.ts';
 
@@ -157,4 +157,24 @@ export async function leaderReplication(
 /** How many replicas the leader itself sees streaming. */
 export async function leaderStreaming(nodes: Patroni[], leaderName: string): Promise<number> {
   return (await leaderReplication(nodes, leaderName)).filter((r) => r.state === 'streaming').length;
+}
+
+/**
+ * Waits until the cluster is whole: Patroni's view (from etcd, which keeps a
+ * dead member's key until its TTL) and the leader's own pg_stat_replication
+ * must both show every replica streaming.
+ */
+export async function waitForCluster(nodes: Patroni[], synchronous: boolean, timeoutMs: number): Promise<string> {
+  let leader = '';
+  await waitUntil(
+    async () => {
+      const members = await patroniCluster(nodes);
+      if (!clusterReady(members, nodes.length, synchronous)) return false;
+      leader = members?.find(isLeader)?.name ?? '';
+      return (await leaderStreaming(nodes, leader)) === nodes.length - 1;
+    },
+    timeoutMs,
+    'a Patroni leader with every replica streaming',
+  );
+  return leader;
 }

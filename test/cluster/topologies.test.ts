@@ -1,0 +1,258 @@
+import pg from 'pg';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { isLeader, patroniCluster, waitForCluster } from '../../src/cluster/components/patroni.ts';
+import { type ClusterState, postmasterPid, restart, status } from '../../src/cluster/launcher.ts';
+import { httpStatus, isAlive, killHard, waitUntil } from '../../src/cluster/process.ts';
+import { allProcesses, type ProcessSpec } from '../../src/cluster/topology.ts';
+import { Client, jpegWithExif, password, pngImage, uniqueName } from '../support/app.ts';
+import { json, startTopology, steadyLoad } from '../support/cluster.ts';
+
+type Topo = Awaited<ReturnType<typeof startTopology>>;
+type PatroniSpec = Extract<ProcessSpec, { kind: 'patroni' }>;
+
+const nodesOf = (state: ClusterState) =>
+  allProcesses(state.topology).filter((p): p is PatroniSpec => p.kind === 'patroni');
+const pidOf = (state: ClusterState, name: string) => state.processes.find((p) => p.name === name)?.pid as number;
+
+async function signUpAndUpload(url: string) {
+  const c = new Client(url);
+  const name = await c.signUp();
+  await c.logIn(name);
+  const id = (await c.upload(await jpegWithExif(), 'through the load balancer')).body.photo.id as string;
+  const ready = await c.waitForPhoto(id, 15_000);
+  return { c, name, id, photo: ready.body.photo };
+}
+
+/** Kill -9 a Patroni node and the PostgreSQL it manages. */
+function killNode(state: ClusterState, node: string) {
+  const postmaster = postmasterPid(state, node);
+  killHard(pidOf(state, node));
+  if (postmaster) killHard(postmaster);
+}
+
+async function waitClusterHealthy(state: ClusterState) {
+  await waitForCluster(nodesOf(state), state.topology.options.synchronous, 90_000);
+}
+
+/** Each test starts from a whole cluster, whatever the one before it broke. */
+async function waitAllHealthy(state: ClusterState) {
+  await waitClusterHealthy(state);
+  await waitUntil(
+    async () => (await status(state)).every((r) => r.health === 'healthy'),
+    60_000,
+    'every process healthy',
+  );
+}
+
+async function superuserQuery<T extends pg.QueryResultRow>(state: ClusterState, text: string, values: unknown[] = []) {
+  const proxy = allProcesses(state.topology).find((p) => p.kind === 'dbProxy');
+  if (proxy?.kind !== 'dbProxy') throw new Error('no db proxy');
+  const client = new pg.Client({
+    host: proxy.primary.host,
+    port: proxy.primary.port,
+    user: 'postgres',
+    password: state.secrets.superuser,
+    database: 'scaleout',
+  });
+  await client.connect();
+  try {
+    return await client.query<T>(text, values);
+  } finally {
+    await client.end();
+  }
+}
+
+async function onEachReplica(state: ClusterState, sql: string) {
+  const members = (await patroniCluster(nodesOf(state))) ?? [];
+  const rows: Record<string, unknown>[] = [];
+  for (const m of members.filter((x) => !isLeader(x))) {
+    const c = new pg.Client({
+      host: m.host,
+      port: m.port,
+      user: 'postgres',
+      password: state.secrets.superuser,
+      database: 'postgres',
+    });
+    await c.connect();
+    rows.push(...(await c.query(sql)).rows);
+    await c.end();
+  }
+  return rows;
+}
+
+const expectBadInputStill4xx = async (url: string) => {
+  const res = await fetch(`${url}/api/v1/users`, json({ username: 'X', password: 'short' }));
+  expect(res.status).toBe(400);
+};
+
+describe('db preset: the web server and its own PostgreSQL server', () => {
+  let topo: Topo;
+  beforeAll(async () => {
+    topo = await startTopology('db');
+  }, 120_000);
+  afterAll(async () => {
+    expect(await topo?.stop()).toEqual([]);
+  });
+
+  it('runs the photo flow on PostgreSQL', async () => {
+    const rows = await status(topo.state);
+    expect(rows.map((r) => [r.name, r.health])).toEqual([
+      ['postgres', 'healthy'],
+      ['web-1', 'healthy'],
+    ]);
+    const { c, name, id, photo } = await signUpAndUpload(topo.url);
+    expect(photo.status).toBe('ready');
+    expect((await fetch(photo.variants.display)).headers.get('content-type')).toBe('image/webp');
+    expect((await c.request('GET', '/api/v1/feed')).body.items[0].id).toBe(id);
+    expect((await c.request('GET', `/api/v1/users/${name}`)).body.user.photoCount).toBe(1);
+  });
+});
+
+describe('lb preset: HAProxy, 2 web servers, 3 PostgreSQL nodes under Patroni (synchronous)', () => {
+  let topo: Topo;
+  let seed: Awaited<ReturnType<typeof signUpAndUpload>>;
+  beforeAll(async () => {
+    topo = await startTopology('lb');
+    seed = await signUpAndUpload(topo.url);
+  }, 180_000);
+  afterAll(async () => {
+    expect(await topo?.stop()).toEqual([]);
+  }, 60_000);
+  beforeEach(async () => {
+    await waitAllHealthy(topo.state);
+  }, 120_000);
+
+  const reads = (i: number) => {
+    const paths = [`/api/v1/photos/${seed.id}`, `/api/v1/users/${seed.name}`, `/api/v1/users/${seed.name}/photos`, '/'];
+    return { url: topo.url + paths[i % paths.length], init: { headers: { authorization: `Bearer ${seed.c.token}` } } };
+  };
+
+  it('is up: one public load balancer, two web servers, a leader and two streaming replicas', async () => {
+    const rows = await status(topo.state);
+    expect(rows.every((r) => r.health === 'healthy')).toBe(true);
+    const count = (kind: string) => rows.filter((r) => r.kind === kind).length;
+    expect([count('loadBalancer'), count('web'), count('etcd'), count('patroni')]).toEqual([1, 2, 1, 3]);
+    const pg = rows.filter((r) => r.kind === 'patroni');
+    expect(pg.filter((r) => r.role === 'leader')).toHaveLength(1);
+    expect(pg.filter((r) => r.role !== 'leader').map((r) => r.detail)).toEqual(['streaming', 'streaming']);
+    expect(seed.photo.variants.thumb.startsWith(topo.url)).toBe(true);
+    expect((await fetch(seed.photo.variants.thumb)).status).toBe(200);
+    // The web servers are private: each has its own 127.x address, the public one is the load balancer's.
+    const web = allProcesses(topo.state.topology).find((p) => p.kind === 'web');
+    expect(web?.kind === 'web' && web.listen.host).not.toBe(new URL(topo.url).hostname);
+  });
+
+  it('kill -9 of a web server under a steady read load fails no request, and it rejoins', async () => {
+    const victim = 'web-1';
+    const load = steadyLoad(reads, { ratePerSecond: 40, ms: 6000 });
+    await new Promise((r) => setTimeout(r, 2000));
+    killHard(pidOf(topo.state, victim));
+    const report = await load;
+    expect(report.failures).toEqual([]);
+    expect(report.ok).toBe(report.sent);
+    await expectBadInputStill4xx(topo.url);
+
+    await restart(topo.state, victim);
+    const spec = allProcesses(topo.state.topology).find((p) => p.name === victim);
+    if (spec?.kind !== 'web') throw new Error('no web-1');
+    const lb = allProcesses(topo.state.topology).find((p) => p.kind === 'loadBalancer');
+    if (lb?.kind !== 'loadBalancer') throw new Error('no lb');
+    await waitUntil(
+      async () => {
+        const csv = await (await fetch(`http://${lb.stats.host}:${lb.stats.port}/;csv`)).text();
+        return csv.split('\n').some((l) => l.startsWith(`web,${victim},`) && l.includes(',UP,'));
+      },
+      20_000,
+      'web-1 back in the load balancer',
+    );
+  }, 60_000);
+
+  it('kill -9 of a replica: reads go on without a single failure', async () => {
+    const members = (await patroniCluster(nodesOf(topo.state))) ?? [];
+    const replica = members.find((m) => !isLeader(m))?.name as string;
+    const load = steadyLoad(reads, { ratePerSecond: 40, ms: 6000 });
+    await new Promise((r) => setTimeout(r, 1500));
+    killNode(topo.state, replica);
+    const report = await load;
+    expect(report.failures).toEqual([]);
+    await expectBadInputStill4xx(topo.url);
+    await restart(topo.state, replica);
+    await waitClusterHealthy(topo.state);
+  }, 120_000);
+
+  it("reads your own writes even while every replica's replay is paused", async () => {
+    const c = new Client(topo.url);
+    const name = await c.signUp();
+    await c.logIn(name);
+    const other = new Client(topo.url);
+    const followee = await other.signUp();
+    await onEachReplica(topo.state, 'SELECT pg_wal_replay_pause()');
+    try {
+      for (let i = 0; i < 5; i++) {
+        const id = (await c.upload(await pngImage(16, 16), `ryw ${i}`)).body.photo.id;
+        const mine = await c.request('GET', `/api/v1/users/${name}/photos`);
+        expect(mine.body.items.map((p: { id: string }) => p.id)).toContain(id);
+      }
+      expect((await c.request('PUT', `/api/v1/users/${followee}/follow`)).status).toBe(204);
+      expect((await c.request('GET', `/api/v1/users/${followee}`)).body.following).toBe(true);
+      // The replicas really are behind the primary: without read-your-writes these reads could have missed.
+      const replayed = await onEachReplica(topo.state, 'SELECT pg_last_wal_replay_lsn()::text AS lsn');
+      for (const r of replayed) {
+        const behind = await superuserQuery<{ bytes: string }>(
+          topo.state,
+          'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::text AS bytes',
+          [r.lsn],
+        );
+        expect(Number(behind.rows[0]?.bytes)).toBeGreaterThan(0);
+      }
+    } finally {
+      await onEachReplica(topo.state, 'SELECT pg_wal_replay_resume()');
+    }
+  }, 60_000);
+
+  it('kill -9 of the primary under a write load: a replica takes over within 15 s and no acknowledged write is lost', async () => {
+    const members = (await patroniCluster(nodesOf(topo.state))) ?? [];
+    const leader = members.find(isLeader)?.name as string;
+    const acked: string[] = [];
+    let killedAt = 0;
+    const names = Array.from({ length: 400 }, () => uniqueName('w'));
+    const load = steadyLoad(
+      (i) => ({ url: `${topo.url}/api/v1/users`, init: json({ username: names[i], password }) }),
+      {
+        ratePerSecond: 10,
+        ms: 25_000,
+        timeoutMs: 20_000,
+        onOk: (i) => acked.push(names[i] as string),
+      },
+    );
+    await new Promise((r) => setTimeout(r, 4000));
+    killedAt = Date.now();
+    killNode(topo.state, leader);
+    const report = await load;
+    const start = killedAt - (Date.now() - 25_000);
+
+    // Writes resumed: the first acknowledgement of a request sent after the kill came within 15 s.
+    const after = report.okTimes.filter((t) => t > start + 500).sort((a, b) => a - b);
+    expect(after.length).toBeGreaterThan(0);
+    expect((after[0] as number) - start).toBeLessThan(15_000);
+    const newLeader = ((await patroniCluster(nodesOf(topo.state))) ?? []).find(isLeader)?.name;
+    expect(newLeader).toBeDefined();
+    expect(newLeader).not.toBe(leader);
+
+    // Every acknowledged write is on the new primary.
+    const rows = await superuserQuery<{ username: string }>(
+      topo.state,
+      'SELECT username FROM users WHERE username = ANY($1)',
+      [acked],
+    );
+    const found = new Set(rows.rows.map((r) => r.username));
+    expect(acked.filter((n) => !found.has(n))).toEqual([]);
+    expect(acked.length).toBeGreaterThan(100);
+    await expectBadInputStill4xx(topo.url);
+    expect(await httpStatus(`${topo.url}/readyz`)).toBe(200);
+
+    await restart(topo.state, leader);
+    await waitClusterHealthy(topo.state);
+    expect(isAlive(pidOf(topo.state, leader))).toBe(true);
+  }, 120_000);
+});

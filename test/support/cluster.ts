@@ -1,0 +1,84 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { down, up } from '../../src/cluster/launcher.ts';
+import { isAlive } from '../../src/cluster/process.ts';
+import { buildPreset, type PresetName, type PresetOptions } from '../../src/cluster/topology.ts';
+
+export const clusterWebEnv = {
+  SCALEOUT_SIGNUP_RATE_LIMIT: '100000',
+  SCALEOUT_LOGIN_RATE_LIMIT: '100000',
+  SCALEOUT_LOG_LEVEL: 'info',
+};
+
+/** A real topology with a unique name, its own 127.x addresses and its own run root. */
+export async function startTopology(preset: PresetName, options: PresetOptions = {}) {
+  const runRoot = mkdtempSync(path.join(os.tmpdir(), 'scaleout-cluster-'));
+  const name = `t-${randomBytes(3).toString('hex')}`;
+  const octet = 20 + Math.floor(Math.random() * 200);
+  const topology = buildPreset(preset, { name, octet, port: 18_000 + Math.floor(Math.random() * 20_000), ...options });
+  const state = await up(topology, { runRoot, webEnv: clusterWebEnv });
+  return {
+    state,
+    runRoot,
+    url: state.publicUrl,
+    async stop() {
+      await down(state, { purge: false });
+      const left = state.processes.filter((p) => isAlive(p.pid));
+      rmSync(runRoot, { recursive: true, force: true });
+      return left;
+    },
+  };
+}
+
+export interface LoadReport {
+  sent: number;
+  ok: number;
+  failures: { at: number; what: string }[];
+  /** ms since the start of each success, for outage measurement. */
+  okTimes: number[];
+}
+
+/**
+ * Sends `make(i)` at a fixed rate for `ms` (bounded in count and time), each
+ * request with its own timeout; counts every non-2xx and network error.
+ */
+export async function steadyLoad(
+  make: (i: number) => { url: string; init?: RequestInit; ok?: (status: number) => boolean },
+  opts: { ratePerSecond: number; ms: number; timeoutMs?: number; onOk?: (i: number, body: unknown) => void },
+): Promise<LoadReport> {
+  const report: LoadReport = { sent: 0, ok: 0, failures: [], okTimes: [] };
+  const start = Date.now();
+  const pending: Promise<void>[] = [];
+  const total = Math.floor((opts.ratePerSecond * opts.ms) / 1000);
+  for (let i = 0; i < total; i++) {
+    const due = start + (i * 1000) / opts.ratePerSecond;
+    const wait = due - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const { url, init, ok } = make(i);
+    report.sent++;
+    pending.push(
+      fetch(url, { ...init, signal: AbortSignal.timeout(opts.timeoutMs ?? 20_000) })
+        .then(async (res) => {
+          const text = await res.text();
+          if ((ok ?? ((s: number) => s >= 200 && s < 300))(res.status)) {
+            report.ok++;
+            report.okTimes.push(Date.now() - start);
+            opts.onOk?.(i, text ? JSON.parse(text) : undefined);
+          } else report.failures.push({ at: Date.now() - start, what: `HTTP ${res.status} ${text.slice(0, 120)}` });
+        })
+        .catch((err: Error) => {
+          report.failures.push({ at: Date.now() - start, what: err.message });
+        }),
+    );
+  }
+  await Promise.all(pending);
+  return report;
+}
+
+export const json = (body: unknown, headers: Record<string, string> = {}): RequestInit => ({
+  method: 'POST',
+  headers: { 'content-type': 'application/json', ...headers },
+  body: JSON.stringify(body),
+});
