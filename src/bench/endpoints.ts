@@ -51,7 +51,7 @@ export async function benchEndpoints(opts: EndpointBenchOptions): Promise<Endpoi
     const auth = { authorization: `Bearer ${manifest.viewer.token}` };
     const pick = <T>(list: T[], i: number) => list[(i * 7919) % list.length] as T;
 
-    const targets: { name: string; origin: string; next: (i: number) => RequestSpec }[] = [
+    const targets: Target[] = [
       { name: 'Fastify hello-world (baseline)', origin: helloOrigin, next: () => ({ path: '/' }) },
       {
         name: 'GET /api/v1/users/{username}',
@@ -66,32 +66,44 @@ export async function benchEndpoints(opts: EndpointBenchOptions): Promise<Endpoi
       { name: 'GET /api/v1/feed', origin: appOrigin, next: () => ({ path: '/api/v1/feed', headers: auth }) },
     ];
     const rows: EndpointRow[] = [];
-    for (const t of targets) {
-      await closedLoop({ origin: t.origin, seconds: 2, connections: opts.connections, next: t.next }); // warm-up
-      const peak = await closedLoop({
-        origin: t.origin,
-        seconds: opts.seconds,
-        connections: opts.connections,
-        next: t.next,
-      });
-      const rate = Math.max(1, Math.round(peak.throughput * opts.loadFraction));
-      const open = await openLoop({
-        origin: t.origin,
-        rate,
-        seconds: opts.seconds,
-        connections: opts.connections * 4,
-        next: t.next,
-      });
-      opts.log(
-        `${t.name}: peak ${peak.throughput} req/s; at ${rate} req/s p50 ${open.latencyMs.p50} ms, p99 ${open.latencyMs.p99} ms`,
-      );
-      rows.push({ name: t.name, peak, open });
-    }
+    for (const t of targets) rows.push(await measure(t, opts));
     return rows;
   } finally {
     await Promise.all([app.stop(), hello.stop()]);
     await rm(dataDir, { recursive: true, force: true });
   }
+}
+
+export interface Target {
+  name: string;
+  origin: string;
+  next: (i: number) => RequestSpec;
+}
+
+/** 2 s warm-up, the closed-loop peak, then latency under an open loop at a fraction of that peak. */
+export async function measure(
+  t: Target,
+  opts: { seconds: number; connections: number; loadFraction: number; log: (l: string) => void },
+): Promise<EndpointRow> {
+  await closedLoop({ origin: t.origin, seconds: 2, connections: opts.connections, next: t.next });
+  const peak = await closedLoop({
+    origin: t.origin,
+    seconds: opts.seconds,
+    connections: opts.connections,
+    next: t.next,
+  });
+  const rate = Math.max(1, Math.round(peak.throughput * opts.loadFraction));
+  const open = await openLoop({
+    origin: t.origin,
+    rate,
+    seconds: opts.seconds,
+    connections: opts.connections * 4,
+    next: t.next,
+  });
+  opts.log(
+    `${t.name}: peak ${peak.throughput} req/s; at ${rate} req/s p50 ${open.latencyMs.p50} ms, p99 ${open.latencyMs.p99} ms`,
+  );
+  return { name: t.name, peak, open };
 }
 
 export function endpointTable(rows: EndpointRow[]): string {

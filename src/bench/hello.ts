@@ -2,7 +2,10 @@
 import Fastify from 'fastify';
 
 const port = Number(process.argv[2] ?? 3100);
+const host = process.argv[3] ?? '127.0.0.1';
 const app = Fastify({ logger: false });
 app.get('/', async () => ({ hello: 'world' }));
-await app.listen({ host: '127.0.0.1', port });
+// So that a load balancer can health-check it exactly like a scaleout web server.
+app.get('/readyz', async () => ({ status: 'ready' }));
+await app.listen({ host, port });
 process.on('SIGTERM', () => void app.close().then(() => process.exit(0)));

@@ -2,7 +2,9 @@ import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { Command, Option } from 'commander';
 import { benchEndpoints, endpointTable } from '../bench/endpoints.ts';
+import { benchFailover } from '../bench/failover.ts';
 import { seed } from '../bench/seed.ts';
+import { benchTopologies, topologyTable } from '../bench/topologies.ts';
 import { type Config, ConfigError, loadConfig, runRoot } from '../config.ts';
 import { createRuntime } from '../runtime.ts';
 import { clusterCommands } from './cluster.ts';
@@ -89,6 +91,63 @@ program
   });
 
 clusterCommands(program, runRoot(process.env));
+
+const machine = () =>
+  `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+
+program
+  .command('bench-topologies')
+  .description(
+    'GET /api/v1/photos/{id} and /api/v1/feed on single, db, lb (1 and 2 web servers) beside a hello-world behind HAProxy',
+  )
+  .option('--seconds <n>', 'seconds per measurement', '10')
+  .option('--connections <n>', 'connections of the closed loop', '16')
+  .option('--load <fraction>', 'open-loop rate as a fraction of the peak', '0.5')
+  .option('--users <n>', 'seeded users (the viewer follows all the others)', '51')
+  .option('--photos <n>', 'seeded photos', '500')
+  .option('--out <file>', 'also write the results as JSON')
+  .action(
+    async (o: { seconds: string; connections: string; load: string; users: string; photos: string; out?: string }) => {
+      const rows = await benchTopologies({
+        seconds: Number(o.seconds),
+        connections: Number(o.connections),
+        loadFraction: Number(o.load),
+        users: Number(o.users),
+        photos: Number(o.photos),
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+      process.stdout.write(`machine: ${machine()}\n\n${topologyTable(rows)}\n`);
+      if (o.out)
+        await writeFile(o.out, JSON.stringify({ machine: machine(), date: new Date().toISOString(), rows }, null, 2));
+    },
+  );
+
+program
+  .command('bench-failover')
+  .description(
+    'Kill -9 the primary of an lb topology under a write load; report the write outage and acknowledged writes lost',
+  )
+  .option('--async', 'asynchronous replication (default: synchronous)')
+  .option('--rate <n>', 'writes (follows) per second', '100')
+  .option('--users <n>', 'users whose follows are written', '60')
+  .option('--seconds <n>', 'length of the write load', '30')
+  .option('--kill-after <s>', 'when to kill the primary', '10')
+  .option('--out <file>', 'also write the result as JSON')
+  .action(
+    async (o: { async?: boolean; rate: string; users: string; seconds: string; killAfter: string; out?: string }) => {
+      const result = await benchFailover({
+        synchronous: !o.async,
+        writeRate: Number(o.rate),
+        users: Number(o.users),
+        seconds: Number(o.seconds),
+        killAfterSeconds: Number(o.killAfter),
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+      process.stdout.write(`machine: ${machine()}\n${JSON.stringify(result, null, 2)}\n`);
+      if (o.out)
+        await writeFile(o.out, JSON.stringify({ machine: machine(), date: new Date().toISOString(), result }, null, 2));
+    },
+  );
 
 function configOrExit(flags: Partial<Record<keyof Config, string>>): Config {
   try {
