@@ -50,7 +50,10 @@ export async function benchFailover(opts: {
       const res = await http.request({
         method,
         path: p,
-        headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        headers: {
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
         headersTimeout: 30_000,
         bodyTimeout: 30_000,
