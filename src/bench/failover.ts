@@ -33,6 +33,8 @@ export async function benchFailover(opts: {
   users: number;
   seconds: number;
   killAfterSeconds: number;
+  /** Leave the topology running afterwards, to read its logs. */
+  keep?: boolean;
   log: (l: string) => void;
 }): Promise<FailoverResult> {
   const runRoot = await mkdtemp(path.join(os.tmpdir(), 'scaleout-failover-'));
@@ -141,8 +143,11 @@ export async function benchFailover(opts: {
     };
   } finally {
     await http.close();
-    await down(state, { purge: true });
-    await rm(runRoot, { recursive: true, force: true });
+    if (opts.keep) opts.log(`left running: ${state.runDir} ("SCALEOUT_RUN_ROOT=${runRoot} scaleout down")`);
+    else {
+      await down(state, { purge: true });
+      await rm(runRoot, { recursive: true, force: true });
+    }
   }
 }
 

@@ -131,6 +131,7 @@ program
   .option('--rate <n>', 'writes (follows) per second', '100')
   .option('--users <n>', 'users whose follows are written', '60')
   .option('--seconds <n>', 'length of the write load', '30')
+  .option('--keep', 'leave the topology running afterwards (to read its logs)')
   .option('--kill-after <s>', 'when to kill the primary', '10')
   .option('--out <file>', 'also write the result as JSON')
   .action(
@@ -140,6 +141,7 @@ program
         writeRate: Number(o.rate),
         users: Number(o.users),
         seconds: Number(o.seconds),
+        keep: Boolean((o as { keep?: boolean }).keep),
         killAfterSeconds: Number(o.killAfter),
         log: (line) => process.stderr.write(`${line}\n`),
       });

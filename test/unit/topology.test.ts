@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest';
+import { dbProxyConfig, loadBalancerConfig } from '../../src/cluster/components/haproxy.ts';
+import { patroniConfig } from '../../src/cluster/components/patroni.ts';
+import { allProcesses, buildPreset, octetFor, publicUrl, topologySchema } from '../../src/cluster/topology.ts';
+import { lsnReached, parseLsn } from '../../src/platform/db/consistency.ts';
+
+const kinds = (preset: 'single' | 'db' | 'lb') => allProcesses(buildPreset(preset)).map((p) => p.kind);
+
+describe('presets are data', () => {
+  it('single, db and lb hold the processes of their chapter step', () => {
+    expect(kinds('single')).toEqual(['web']);
+    expect(kinds('db')).toEqual(['postgres', 'web']);
+    expect(kinds('lb')).toEqual(['etcd', 'patroni', 'patroni', 'patroni', 'dbProxy', 'web', 'web', 'loadBalancer']);
+  });
+
+  it('gives every server its own loopback address and only the load balancer the public one', () => {
+    const t = buildPreset('lb', { name: 'demo', octet: 77 });
+    const hosts = allProcesses(t).map((p) =>
+      'listen' in p
+        ? p.listen.host
+        : 'postgres' in p
+          ? p.postgres.host
+          : 'client' in p
+            ? p.client.host
+            : p.primary.host,
+    );
+    expect(new Set(hosts).size).toBe(hosts.length);
+    expect(hosts.every((h) => h.startsWith('127.77.'))).toBe(true);
+    expect(publicUrl(t)).toBe('http://127.77.0.1:8080');
+    expect(topologySchema.parse(JSON.parse(JSON.stringify(t)))).toEqual(t);
+  });
+
+  it('derives different addresses for different names, and takes options', () => {
+    expect(octetFor('alpha')).not.toBe(octetFor('beta'));
+    const t = buildPreset('lb', { webServers: 3, synchronous: false, patroniTtl: 10, port: 9000 });
+    expect(allProcesses(t).filter((p) => p.kind === 'web')).toHaveLength(3);
+    expect(t.options).toEqual({ synchronous: false, patroniTtl: 10 });
+    expect(publicUrl(t).endsWith(':9000')).toBe(true);
+  });
+});
+
+describe('rendered configs', () => {
+  const t = buildPreset('lb', { octet: 50 });
+  const all = allProcesses(t);
+  const nodes = all.filter((p) => p.kind === 'patroni');
+  const webs = all.filter((p) => p.kind === 'web');
+
+  it('HAProxy checks /readyz, retries, and never replays a POST', () => {
+    const lb = all.find((p) => p.kind === 'loadBalancer');
+    if (lb?.kind !== 'loadBalancer') throw new Error('no lb');
+    const cfg = loadBalancerConfig(lb, webs as never);
+    expect(cfg).toContain('option httpchk GET /readyz');
+    expect(cfg).toContain('option redispatch');
+    expect(cfg).toMatch(/retry-on conn-failure empty-response/);
+    expect(cfg).toContain('http-request disable-l7-retry if METH_POST');
+    expect(cfg).toContain('server web-1 127.50.1.1:3000 check');
+    expect(cfg).toContain('bind 127.50.0.1:8080');
+  });
+
+  it('the database proxy follows Patroni: /primary for writes, /replica for reads', () => {
+    const proxy = all.find((p) => p.kind === 'dbProxy');
+    if (proxy?.kind !== 'dbProxy') throw new Error('no proxy');
+    const cfg = dbProxyConfig(proxy, nodes as never);
+    expect(cfg).toContain('option httpchk OPTIONS /primary');
+    expect(cfg).toContain('option httpchk OPTIONS /replica');
+    expect(cfg).toContain('server pg-1 127.50.2.1:5432 maxconn 200 check addr 127.50.2.1 port 8008');
+  });
+
+  it('Patroni uses the etcd3 API, the TTL and synchronous mode of the topology', () => {
+    const etcd = all.find((p) => p.kind === 'etcd');
+    const yml = patroniConfig(t, nodes[0] as never, etcd as never, '/tmp/x', {
+      superuser: 's',
+      replication: 'r',
+      rewind: 'w',
+      app: 'a',
+    });
+    expect(yml).toContain('etcd3:\n  hosts: 127.50.3.1:2379');
+    expect(yml).toContain('ttl: 5');
+    expect(yml).toContain('synchronous_mode: true');
+    expect(yml).toContain('use_pg_rewind: true');
+  });
+});
+
+describe('LSNs', () => {
+  it('parses and compares WAL positions', () => {
+    expect(parseLsn('0/0')).toBe(0n);
+    expect(parseLsn('1/0')).toBe(2n ** 32n);
+    expect(parseLsn('16/B374D848')).toBe((0x16n << 32n) + 0xb374d848n);
+    expect(parseLsn('nonsense')).toBeNull();
+    expect(lsnReached('16/B374D848', '16/B374D847')).toBe(true);
+    expect(lsnReached('2/0', '10/0')).toBe(false);
+    expect(lsnReached('A/0', '9/FFFFFFFF')).toBe(true);
+  });
+});
