@@ -72,6 +72,16 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
   if (previous?.processes.some((p) => isAlive(p.pid))) {
     throw new Error(`topology "${topology.name}" is already running: "scaleout down --name ${topology.name}" first`);
   }
+  const busy = (
+    await Promise.all(
+      allProcesses(topology)
+        .flatMap(addressesOf)
+        .map(async (a) => ((await tcpOpen(a.host, a.port, 300)) ? `${a.host}:${a.port}` : null)),
+    )
+  ).filter(Boolean);
+  if (busy.length > 0) {
+    throw new Error(`already in use: ${busy.join(', ')} (another topology? give this one another --name or --octet)`);
+  }
   rmSync(runDir, { recursive: true, force: true });
   mkdirSync(path.join(runDir, 'logs'), { recursive: true });
   chmodSync(opts.runRoot, 0o755);
@@ -195,6 +205,23 @@ export interface ProcessStatus {
   health: 'healthy' | 'unhealthy' | 'down';
   detail?: string;
   lagBytes?: number | null;
+}
+
+/** Every address a process binds. */
+function addressesOf(p: ProcessSpec): { host: string; port: number }[] {
+  switch (p.kind) {
+    case 'web':
+    case 'postgres':
+      return [p.listen];
+    case 'loadBalancer':
+      return [p.listen, p.stats];
+    case 'etcd':
+      return [p.client, p.peer];
+    case 'patroni':
+      return [p.postgres, p.rest];
+    case 'dbProxy':
+      return [p.primary, p.replicas, p.stats];
+  }
 }
 
 const addressOf = (p: ProcessSpec): string => {
