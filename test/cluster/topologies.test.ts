@@ -1,9 +1,9 @@
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isLeader, patroniCluster, waitForCluster } from '../../src/cluster/components/patroni.ts';
-import { type ClusterState, postmasterPid, restart, status } from '../../src/cluster/launcher.ts';
+import { type ClusterState, postmasterPid, restart, status, up } from '../../src/cluster/launcher.ts';
 import { httpStatus, isAlive, killHard, waitUntil } from '../../src/cluster/process.ts';
-import { allProcesses, type ProcessSpec } from '../../src/cluster/topology.ts';
+import { allProcesses, buildPreset, type ProcessSpec } from '../../src/cluster/topology.ts';
 import { Client, jpegWithExif, password, pngImage, uniqueName } from '../support/app.ts';
 import { json, startTopology, steadyLoad } from '../support/cluster.ts';
 
@@ -84,6 +84,27 @@ const expectBadInputStill4xx = async (url: string) => {
   const res = await fetch(`${url}/api/v1/users`, json({ username: 'X', password: 'short' }));
   expect(res.status).toBe(400);
 };
+
+describe('two topologies at once', () => {
+  it('run side by side under different names, and a clash of addresses is refused', async () => {
+    const [a, b] = await Promise.all([startTopology('single'), startTopology('single')]);
+    try {
+      expect(a.url).not.toBe(b.url);
+      const [ra, rb] = await Promise.all([new Client(a.url).signUp(), new Client(b.url).signUp()]);
+      expect((await new Client(a.url).request('GET', `/api/v1/users/${rb}`)).status).toBe(404);
+      expect((await new Client(b.url).request('GET', `/api/v1/users/${ra}`)).status).toBe(404);
+      const clash = buildPreset('single', {
+        name: 'clash',
+        octet: Number(new URL(a.url).hostname.split('.')[1]),
+        port: Number(new URL(a.url).port),
+      });
+      await expect(up(clash, { runRoot: a.runRoot })).rejects.toThrow(/already in use/);
+    } finally {
+      expect(await a.stop()).toEqual([]);
+      expect(await b.stop()).toEqual([]);
+    }
+  }, 60_000);
+});
 
 describe('db preset: the web server and its own PostgreSQL server', () => {
   let topo: Topo;

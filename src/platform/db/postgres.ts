@@ -15,7 +15,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { type Database, type Db, StoreUnavailableError } from '../../ports/db.ts';
 import { ConsistencyScope } from './consistency.ts';
-import { isUnavailable } from './errors.ts';
+import { guardPool, isUnavailable } from './errors.ts';
 import { migrate } from './migrate.ts';
 import { type ReplicaDiscovery, ReplicaSet } from './replicas.ts';
 
@@ -184,8 +184,7 @@ export async function openPostgresDb(
     connectionTimeoutMillis: 2000,
     idleTimeoutMillis: 30_000,
   });
-  // Without a listener, an idle client losing its server (a failover) would crash the process.
-  pool.on('error', (err) => logger.warn({ err: err.message }, 'idle primary connection lost'));
+  guardPool(pool, (err) => logger.warn({ err: err.message }, 'primary connection lost'));
   const scope = new ConsistencyScope();
   const primaryDriver = new PrimaryDriver(new PostgresDriver({ pool }), options.primaryWaitMs ?? 8000);
   const primary = new Kysely<Database>({ dialect: dialect(primaryDriver), plugins: [writeTracker(scope)] });

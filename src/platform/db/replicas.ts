@@ -2,6 +2,7 @@ import { PostgresDriver } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { parseLsn } from './consistency.ts';
+import { guardPool } from './errors.ts';
 
 export interface ReplicaEndpoint {
   name: string;
@@ -192,7 +193,7 @@ export class ReplicaSet {
       connectionTimeoutMillis: 1000,
       idleTimeoutMillis: 30_000,
     });
-    pool.on('error', (err) => this.markDown(e.name, err.message));
+    guardPool(pool, (err) => this.markDown(e.name, err.message));
     const tracked: Tracked = {
       ...e,
       healthy: false,
