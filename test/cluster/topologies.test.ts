@@ -217,15 +217,18 @@ describe('lb preset: HAProxy, 2 web servers, 3 PostgreSQL nodes under Patroni (s
       expect((await c.request('PUT', `/api/v1/users/${followee}/follow`)).status).toBe(204);
       expect((await c.request('GET', `/api/v1/users/${followee}`)).body.following).toBe(true);
       // The replicas really are behind the primary: without read-your-writes these reads could have missed.
+      // (Patroni may restart a replica that was just rejoining, which clears its pause, so one lagging is enough.)
       const replayed = await onEachReplica(topo.state, 'SELECT pg_last_wal_replay_lsn()::text AS lsn');
+      let lagging = 0;
       for (const r of replayed) {
         const behind = await superuserQuery<{ bytes: string }>(
           topo.state,
           'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::text AS bytes',
           [r.lsn],
         );
-        expect(Number(behind.rows[0]?.bytes)).toBeGreaterThan(0);
+        if (Number(behind.rows[0]?.bytes) > 0) lagging++;
       }
+      expect(lagging).toBeGreaterThan(0);
     } finally {
       await onEachReplica(topo.state, 'SELECT pg_wal_replay_resume()');
     }
