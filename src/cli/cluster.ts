@@ -1,8 +1,9 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { down, readState, status, statusTable, up } from '../cluster/launcher.ts';
+import { down, readState, up } from '../cluster/launcher.ts';
 import { isAlive, sleep } from '../cluster/process.ts';
+import { status, statusTable } from '../cluster/status.ts';
 import { buildPreset, type PresetName, presets, type Topology, topologySchema } from '../cluster/topology.ts';
 
 /** The topology named, or the only one with a running process. */

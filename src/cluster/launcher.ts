@@ -1,20 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { etcdHealthy, startEtcd } from './components/etcd.ts';
+import { startEtcd } from './components/etcd.ts';
 import { dbProxyConfig, loadBalancerConfig, startHaproxy } from './components/haproxy.ts';
-import {
-  type DbSecrets,
-  isLeader,
-  leaderReplication,
-  patroniCluster,
-  startPatroni,
-  waitForCluster,
-} from './components/patroni.ts';
+import { type DbSecrets, startPatroni, waitForCluster } from './components/patroni.ts';
 import { ensureAppDatabase, startPostgresServer } from './components/postgres.ts';
-import { startWeb, webReady } from './components/web.ts';
+import { startWeb } from './components/web.ts';
 import { httpStatus, isAlive, type StartedProcess, stopProcess, tcpOpen, waitUntil } from './process.ts';
 import {
+  addressesOf,
   allProcesses,
   type ProcessKind,
   type ProcessSpec,
@@ -193,130 +187,6 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
 export async function down(state: ClusterState, opts: { purge: boolean }): Promise<void> {
   for (const p of [...state.processes].reverse()) await stopProcess(p.pid, 15_000);
   if (opts.purge) rmSync(state.runDir, { recursive: true, force: true });
-}
-
-export interface ProcessStatus {
-  name: string;
-  kind: ProcessKind;
-  role: string;
-  address: string;
-  pid: number | null;
-  alive: boolean;
-  health: 'healthy' | 'unhealthy' | 'down';
-  detail?: string;
-  lagBytes?: number | null;
-}
-
-/** Every address a process binds. */
-function addressesOf(p: ProcessSpec): { host: string; port: number }[] {
-  switch (p.kind) {
-    case 'web':
-    case 'postgres':
-      return [p.listen];
-    case 'loadBalancer':
-      return [p.listen, p.stats];
-    case 'etcd':
-      return [p.client, p.peer];
-    case 'patroni':
-      return [p.postgres, p.rest];
-    case 'dbProxy':
-      return [p.primary, p.replicas, p.stats];
-  }
-}
-
-const addressOf = (p: ProcessSpec): string => {
-  switch (p.kind) {
-    case 'web':
-    case 'postgres':
-    case 'loadBalancer':
-      return `${p.listen.host}:${p.listen.port}`;
-    case 'etcd':
-      return `${p.client.host}:${p.client.port}`;
-    case 'patroni':
-      return `${p.postgres.host}:${p.postgres.port}`;
-    case 'dbProxy':
-      return `${p.primary.host}:${p.primary.port},${p.replicas.port}`;
-  }
-};
-
-/** Every process of the topology with its role, PID and health, checked live. */
-export async function status(state: ClusterState): Promise<ProcessStatus[]> {
-  const all = allProcesses(state.topology);
-  const nodes = all.filter((p): p is Extract<ProcessSpec, { kind: 'patroni' }> => p.kind === 'patroni');
-  const members = nodes.length ? await patroniCluster(nodes) : null;
-  const leaderName = members?.find(isLeader)?.name;
-  const replication = leaderName ? await leaderReplication(nodes, leaderName).catch(() => []) : [];
-  return Promise.all(
-    all.map(async (spec): Promise<ProcessStatus> => {
-      const running = state.processes.find((p) => p.name === spec.name);
-      const alive = running ? isAlive(running.pid) : false;
-      const row: ProcessStatus = {
-        name: spec.name,
-        kind: spec.kind,
-        role: spec.kind,
-        address: addressOf(spec),
-        pid: running?.pid ?? null,
-        alive,
-        health: 'down',
-      };
-      if (!alive) return row;
-      let ok = false;
-      switch (spec.kind) {
-        case 'web':
-          ok = (await webReady(spec)) === 200;
-          row.role = 'web server';
-          break;
-        case 'postgres':
-          ok = await tcpOpen(spec.listen.host, spec.listen.port);
-          row.role = 'primary';
-          break;
-        case 'etcd':
-          ok = await etcdHealthy(spec);
-          row.role = 'consensus store';
-          break;
-        case 'patroni': {
-          const m = members?.find((x) => x.name === spec.name);
-          row.role = m ? (isLeader(m) ? 'leader' : m.role === 'sync_standby' ? 'sync replica' : 'replica') : 'unknown';
-          const stream = replication.find((r) => r.application_name === spec.name);
-          row.detail = m && !isLeader(m) ? (stream?.state ?? 'not streaming') : m?.state;
-          row.lagBytes = m && !isLeader(m) ? (typeof m.lag === 'number' ? m.lag : null) : undefined;
-          ok = m !== undefined && (isLeader(m) ? m.state === 'running' : stream?.state === 'streaming');
-          break;
-        }
-        case 'dbProxy':
-          ok = await tcpOpen(spec.primary.host, spec.primary.port);
-          row.role = 'database proxy';
-          break;
-        case 'loadBalancer':
-          ok = (await httpStatus(`http://${spec.listen.host}:${spec.listen.port}/healthz`)) === 200;
-          row.role = 'load balancer (public)';
-          break;
-      }
-      row.health = ok ? 'healthy' : 'unhealthy';
-      return row;
-    }),
-  );
-}
-
-export function statusTable(rows: ProcessStatus[]): string {
-  const header = ['NAME', 'ROLE', 'ADDRESS', 'PID', 'HEALTH', 'LAG'];
-  const lines = rows.map((r) => [
-    r.name,
-    r.role,
-    r.address,
-    r.pid ? String(r.pid) : '-',
-    r.health + (r.detail && r.health !== 'down' ? ` (${r.detail})` : ''),
-    r.lagBytes === undefined ? '' : r.lagBytes === null ? '?' : `${r.lagBytes} B`,
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
-  return [header, ...lines]
-    .map((l) =>
-      l
-        .map((c, i) => c.padEnd(widths[i] ?? 0))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
 }
 
 /**

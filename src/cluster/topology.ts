@@ -142,3 +142,36 @@ export function publicUrl(t: Topology): string {
   if (web?.kind !== 'web') throw new Error('a topology needs a web server');
   return `http://${web.listen.host}:${web.listen.port}`;
 }
+
+/** Every address a process binds. */
+export function addressesOf(p: ProcessSpec): { host: string; port: number }[] {
+  switch (p.kind) {
+    case 'web':
+    case 'postgres':
+      return [p.listen];
+    case 'loadBalancer':
+      return [p.listen, p.stats];
+    case 'etcd':
+      return [p.client, p.peer];
+    case 'patroni':
+      return [p.postgres, p.rest];
+    case 'dbProxy':
+      return [p.primary, p.replicas, p.stats];
+  }
+}
+
+/** The address to show for a process. */
+export const addressOf = (p: ProcessSpec): string => {
+  switch (p.kind) {
+    case 'web':
+    case 'postgres':
+    case 'loadBalancer':
+      return `${p.listen.host}:${p.listen.port}`;
+    case 'etcd':
+      return `${p.client.host}:${p.client.port}`;
+    case 'patroni':
+      return `${p.postgres.host}:${p.postgres.port}`;
+    case 'dbProxy':
+      return `${p.primary.host}:${p.primary.port},${p.replicas.port}`;
+  }
+};

@@ -1,8 +1,9 @@
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isLeader, patroniCluster, waitForCluster } from '../../src/cluster/components/patroni.ts';
-import { type ClusterState, postmasterPid, restart, status, up } from '../../src/cluster/launcher.ts';
+import { type ClusterState, postmasterPid, restart, up } from '../../src/cluster/launcher.ts';
 import { httpStatus, isAlive, killHard, waitUntil } from '../../src/cluster/process.ts';
+import { status } from '../../src/cluster/status.ts';
 import { allProcesses, buildPreset, type ProcessSpec } from '../../src/cluster/topology.ts';
 import { Client, jpegWithExif, password, pngImage, uniqueName } from '../support/app.ts';
 import { json, startTopology, steadyLoad } from '../support/cluster.ts';

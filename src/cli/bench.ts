@@ -1,0 +1,124 @@
+import { writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import type { Command } from 'commander';
+import { benchEndpoints, endpointTable } from '../bench/endpoints.ts';
+import { benchFailover } from '../bench/failover.ts';
+import { seed } from '../bench/seed.ts';
+import { benchTopologies, topologyTable } from '../bench/topologies.ts';
+
+/** seed and the benchmark commands. */
+export function benchCommands(program: Command): void {
+  program
+    .command('seed')
+    .description('Fill a running scaleout through its API with users, follows and photos (repeatable from --seed)')
+    .requiredOption('--target <url>', 'base URL, e.g. http://127.0.0.1:3000')
+    .option('--users <n>', 'accounts to create', '51')
+    .option('--photos <n>', 'photos to upload', '500')
+    .option('--follows <n>', 'how many users the viewer (user 0) follows', '50')
+    .option('--seed <n>', 'seed of the random generator', '1')
+    .option('--out <file>', 'write the manifest (usernames, photo ids, viewer token) here')
+    .action(
+      async (o: { target: string; users: string; photos: string; follows: string; seed: string; out?: string }) => {
+        const manifest = await seed({
+          target: o.target,
+          users: Number(o.users),
+          photos: Number(o.photos),
+          follows: Number(o.follows),
+          seed: Number(o.seed),
+          log: (line) => process.stderr.write(`${line}\n`),
+        });
+        if (o.out) await writeFile(o.out, JSON.stringify(manifest, null, 2));
+        process.stdout.write(`seeded ${manifest.users.length} users and ${manifest.photoIds.length} photos\n`);
+      },
+    );
+
+  program
+    .command('bench-endpoints')
+    .description(
+      'Single-server benchmark: peak req/s and open-loop latency of three reads beside a Fastify hello-world',
+    )
+    .option('--seconds <n>', 'seconds per measurement', '10')
+    .option('--connections <n>', 'connections of the closed loop', '16')
+    .option('--load <fraction>', 'open-loop rate as a fraction of the peak', '0.5')
+    .option('--out <file>', 'also write the results as JSON')
+    .action(async (o: { seconds: string; connections: string; load: string; out?: string }) => {
+      const rows = await benchEndpoints({
+        seconds: Number(o.seconds),
+        connections: Number(o.connections),
+        loadFraction: Number(o.load),
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+      const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+      process.stdout.write(`machine: ${machine}\n\n${endpointTable(rows)}\n`);
+      if (o.out) await writeFile(o.out, JSON.stringify({ machine, date: new Date().toISOString(), rows }, null, 2));
+    });
+
+  const machine = () =>
+    `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+
+  program
+    .command('bench-topologies')
+    .description(
+      'GET /api/v1/photos/{id} and /api/v1/feed on single, db, lb (1 and 2 web servers) beside a hello-world behind HAProxy',
+    )
+    .option('--seconds <n>', 'seconds per measurement', '10')
+    .option('--connections <n>', 'connections of the closed loop', '16')
+    .option('--load <fraction>', 'open-loop rate as a fraction of the peak', '0.5')
+    .option('--users <n>', 'seeded users (the viewer follows all the others)', '51')
+    .option('--photos <n>', 'seeded photos', '500')
+    .option('--out <file>', 'also write the results as JSON')
+    .action(
+      async (o: {
+        seconds: string;
+        connections: string;
+        load: string;
+        users: string;
+        photos: string;
+        out?: string;
+      }) => {
+        const rows = await benchTopologies({
+          seconds: Number(o.seconds),
+          connections: Number(o.connections),
+          loadFraction: Number(o.load),
+          users: Number(o.users),
+          photos: Number(o.photos),
+          log: (line) => process.stderr.write(`${line}\n`),
+        });
+        process.stdout.write(`machine: ${machine()}\n\n${topologyTable(rows)}\n`);
+        if (o.out)
+          await writeFile(o.out, JSON.stringify({ machine: machine(), date: new Date().toISOString(), rows }, null, 2));
+      },
+    );
+
+  program
+    .command('bench-failover')
+    .description(
+      'Kill -9 the primary of an lb topology under a write load; report the write outage and acknowledged writes lost',
+    )
+    .option('--async', 'asynchronous replication (default: synchronous)')
+    .option('--rate <n>', 'writes (follows) per second', '100')
+    .option('--users <n>', 'users whose follows are written', '60')
+    .option('--seconds <n>', 'length of the write load', '30')
+    .option('--keep', 'leave the topology running afterwards (to read its logs)')
+    .option('--kill-after <s>', 'when to kill the primary', '10')
+    .option('--out <file>', 'also write the result as JSON')
+    .action(
+      async (o: { async?: boolean; rate: string; users: string; seconds: string; killAfter: string; out?: string }) => {
+        const result = await benchFailover({
+          synchronous: !o.async,
+          writeRate: Number(o.rate),
+          users: Number(o.users),
+          seconds: Number(o.seconds),
+          keep: Boolean((o as { keep?: boolean }).keep),
+          killAfterSeconds: Number(o.killAfter),
+          log: (line) => process.stderr.write(`${line}\n`),
+        });
+        process.stdout.write(`machine: ${machine()}\n${JSON.stringify(result, null, 2)}\n`);
+        if (o.out)
+          await writeFile(
+            o.out,
+            JSON.stringify({ machine: machine(), date: new Date().toISOString(), result }, null, 2),
+          );
+      },
+    );
+}
