@@ -1,6 +1,9 @@
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { createConnection } from 'node:net';
+import { isAlive } from '../platform/pid.ts';
+
+export { isAlive };
 
 export interface StartedProcess {
   pid: number;
@@ -40,21 +43,6 @@ export function startProcess(opts: SpawnOptions): StartedProcess {
   child.unref();
   if (!child.pid) throw new Error(`could not start ${opts.command}`);
   return { pid: child.pid, log: opts.log };
-}
-
-/** True while the process exists and is not a zombie. */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return true;
-  }
 }
 
 /** SIGTERM, then SIGKILL after `graceMs`; resolves when the process is gone. */
