@@ -80,7 +80,7 @@ export interface Db {
   /** Runs `fn` in one transaction on the primary. */
   transaction<T>(fn: (trx: QueryBuilder) => Promise<T>): Promise<T>;
   readonly consistency: ReadConsistency;
-  /** Resolves when the store answers a trivial query. */
+  /** Resolves when the store can answer reads (a replica is enough). */
   ping(): Promise<void>;
   close(): Promise<void>;
 }

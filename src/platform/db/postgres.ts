@@ -221,8 +221,11 @@ export async function openPostgresDb(
       // Only a request that wrote needs a new position; the primary's current one covers its commits.
       token: async () => (scope.wrote ? currentLsn() : scope.minLsn),
     },
+    // Ready means "can answer": a healthy replica is enough, so that while the
+    // primary fails over the load balancer keeps this server for reads (writes
+    // answer 503 meanwhile) instead of taking the whole site down.
     ping: async () => {
-      await primary.executeQuery(CompiledQuery.raw('SELECT 1'));
+      await reader.executeQuery(CompiledQuery.raw('SELECT 1'));
     },
     replicaStates: () => replicas?.states() ?? [],
     close: async () => {
