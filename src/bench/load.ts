@@ -5,7 +5,26 @@ export interface RequestSpec {
   method?: 'GET' | 'POST' | 'PUT' | 'DELETE';
   path: string;
   headers?: Record<string, string>;
-  body?: string;
+  body?: string | Buffer;
+  /** Called with the answer; when set, the body is read as text. */
+  onAnswer?: (status: number, body: string) => void;
+}
+
+export interface Percentiles {
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+}
+
+export interface TimelinePoint {
+  /** Seconds since the start. */
+  t: number;
+  ok: number;
+  errors: number;
+  p50: number;
+  p99: number;
 }
 
 export interface LoadResult {
@@ -13,40 +32,64 @@ export interface LoadResult {
   /** Requests per second that were asked for (open loop only). */
   targetRate?: number;
   seconds: number;
+  sent: number;
   completed: number;
   errors: Record<string, number>;
   throughput: number;
-  latencyMs: { p50: number; p90: number; p99: number; p999: number; max: number };
+  latencyMs: Percentiles;
+  timeline: TimelinePoint[];
 }
 
 const micros = () => Number(process.hrtime.bigint() / 1000n);
+const newHistogram = () =>
+  hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 });
 
-function summary(h: hdr.Histogram) {
-  const ms = (us: number) => Math.round(us / 10) / 100;
-  return {
-    p50: ms(h.getValueAtPercentile(50)),
-    p90: ms(h.getValueAtPercentile(90)),
-    p99: ms(h.getValueAtPercentile(99)),
-    p999: ms(h.getValueAtPercentile(99.9)),
-    max: ms(h.maxValue),
-  };
+/** Latencies in microseconds in, percentiles in milliseconds out (HDR histogram, 3 significant digits). */
+export class LatencyHistogram {
+  readonly #h = newHistogram();
+  record(us: number): void {
+    this.#h.recordValue(Math.max(1, Math.round(us)));
+  }
+  get count(): number {
+    return this.#h.totalCount;
+  }
+  summary(): Percentiles {
+    const ms = (us: number) => Math.round(us / 10) / 100;
+    return {
+      p50: ms(this.#h.getValueAtPercentile(50)),
+      p90: ms(this.#h.getValueAtPercentile(90)),
+      p99: ms(this.#h.getValueAtPercentile(99)),
+      p999: ms(this.#h.getValueAtPercentile(99.9)),
+      max: ms(this.#h.maxValue),
+    };
+  }
 }
 
-/** Latencies, completions and errors of one measurement. */
+/** Latencies, completions and errors of one measurement, overall and second by second. */
 class Recorder {
-  readonly histogram = hdr.build({
-    lowestDiscernibleValue: 1,
-    highestTrackableValue: 120_000_000,
-    numberOfSignificantValueDigits: 3,
-  });
+  readonly overall = new LatencyHistogram();
   readonly errors: Record<string, number> = {};
+  readonly #seconds: { ok: number; errors: number; h: LatencyHistogram }[] = [];
   completed = 0;
+  sent = 0;
+  constructor(readonly start: number) {}
 
   /** Records one answer, its latency counted from `sinceUs`. */
   record(sinceUs: number, error: string | null): void {
-    this.histogram.recordValue(Math.max(1, micros() - sinceUs));
-    if (error) this.errors[error] = (this.errors[error] ?? 0) + 1;
-    else this.completed++;
+    const now = micros();
+    this.overall.record(now - sinceUs);
+    const second = Math.floor((now - this.start) / 1e6);
+    for (let i = this.#seconds.length; i <= second; i++)
+      this.#seconds.push({ ok: 0, errors: 0, h: new LatencyHistogram() });
+    const bucket = this.#seconds[second] as { ok: number; errors: number; h: LatencyHistogram };
+    bucket.h.record(now - sinceUs);
+    if (error) {
+      this.errors[error] = (this.errors[error] ?? 0) + 1;
+      bucket.errors++;
+    } else {
+      this.completed++;
+      bucket.ok++;
+    }
   }
 
   result(mode: 'open' | 'closed', seconds: number, targetRate?: number): LoadResult {
@@ -54,10 +97,15 @@ class Recorder {
       mode,
       targetRate,
       seconds,
+      sent: this.sent,
       completed: this.completed,
       errors: this.errors,
       throughput: Math.round(this.completed / seconds),
-      latencyMs: summary(this.histogram),
+      latencyMs: this.overall.summary(),
+      timeline: this.#seconds.map((b, t) => {
+        const s = b.h.count > 0 ? b.h.summary() : { p50: 0, p99: 0 };
+        return { t, ok: b.ok, errors: b.errors, p50: s.p50, p99: s.p99 };
+      }),
     };
   }
 }
@@ -71,8 +119,11 @@ async function send(pool: Pool, spec: RequestSpec): Promise<string | null> {
       path: spec.path,
       headers: spec.headers,
       body: spec.body,
+      headersTimeout: 30_000,
+      bodyTimeout: 30_000,
     });
-    await res.body.dump();
+    if (spec.onAnswer) spec.onAnswer(res.statusCode, await res.body.text());
+    else await res.body.dump();
     return res.statusCode >= 400 ? `http_${res.statusCode}` : null;
   } catch (err) {
     return (err as { code?: string }).code ?? 'network';
@@ -91,19 +142,23 @@ export async function openLoop(opts: {
   seconds: number;
   connections: number;
   next: (i: number) => RequestSpec;
+  onProgress?: (done: number, total: number) => void;
 }): Promise<LoadResult> {
   const pool = newPool(opts.origin, opts.connections);
-  const recorder = new Recorder();
-  const total = Math.floor(opts.rate * opts.seconds);
   const start = micros();
+  const recorder = new Recorder(start);
+  const total = Math.floor(opts.rate * opts.seconds);
   const inflight = new Set<Promise<void>>();
+  let done = 0;
   for (let i = 0; i < total; i++) {
     const due = start + (i * 1_000_000) / opts.rate;
     const wait = due - micros();
     if (wait > 1000) await new Promise((r) => setTimeout(r, wait / 1000));
+    recorder.sent++;
     const p = send(pool, opts.next(i)).then((error) => {
       recorder.record(due, error);
       inflight.delete(p);
+      opts.onProgress?.(++done, total);
     });
     inflight.add(p);
   }
@@ -121,13 +176,14 @@ export async function closedLoop(opts: {
   next: (i: number) => RequestSpec;
 }): Promise<LoadResult> {
   const pool = newPool(opts.origin, opts.connections);
-  const recorder = new Recorder();
   const start = micros();
+  const recorder = new Recorder(start);
   const end = start + opts.seconds * 1e6;
   let i = 0;
   const worker = async () => {
     while (micros() < end) {
       const sent = micros();
+      recorder.sent++;
       recorder.record(sent, await send(pool, opts.next(i++)));
     }
   };

@@ -25,10 +25,61 @@ export interface SeedOptions {
 
 export interface SeedManifest {
   target: string;
+  seed: number;
   password: string;
   viewer: { username: string; token: string };
+  /** Followed by about nine users in ten. */
+  celebrity: string;
   users: string[];
+  /** A bearer token per user, same order: the virtual users' sessions. */
+  tokens: string[];
   photoIds: string[];
+  follows: number;
+}
+
+/** Draws ranks 0..n-1 with probability ∝ 1/(rank+1)^s: a few are very popular, most are not. */
+export function zipf(n: number, s: number, random: () => number): () => number {
+  const cumulative: number[] = [];
+  let sum = 0;
+  for (let r = 0; r < n; r++) {
+    sum += 1 / (r + 1) ** s;
+    cumulative.push(sum);
+  }
+  return () => {
+    const x = random() * sum;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((cumulative[mid] as number) < x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+}
+
+/**
+ * The follow graph: the viewer (user 0) follows users 1..`viewerFollows`;
+ * every other user follows the celebrity (user 1) with probability 0.9 and a
+ * power-law number of others (Pareto, α 1.2, at most 50) picked by Zipf
+ * popularity. Pairs are unique and nobody follows themself.
+ */
+export function followGraph(users: number, viewerFollows: number, random: () => number): [number, number][] {
+  const pairs = new Set<string>();
+  const out: [number, number][] = [];
+  const add = (a: number, b: number) => {
+    if (a === b || b >= users || pairs.has(`${a}>${b}`)) return;
+    pairs.add(`${a}>${b}`);
+    out.push([a, b]);
+  };
+  for (let b = 1; b <= viewerFollows; b++) add(0, b);
+  const popular = zipf(users, 1.1, random);
+  for (let a = 2; a < users; a++) {
+    if (random() < 0.9) add(a, 1);
+    const k = Math.min(50, Math.floor(1 / (1 - random()) ** (1 / 1.2)));
+    for (let j = 0; j < k; j++) add(a, popular());
+  }
+  return out;
 }
 
 const password = 'bench-password-123';
@@ -74,8 +125,16 @@ export async function seed(opts: SeedOptions): Promise<SeedManifest> {
   log(`users: ${users.length}`);
   const viewer = { username: users[0] as string, token: tokens[0] as string };
   const followed = users.slice(1, 1 + opts.follows);
-  for (const username of followed) await call('PUT', `/api/v1/users/${username}/follow`, undefined, viewer.token);
-  log(`follows: ${followed.length}`);
+  const graph = followGraph(users.length, opts.follows, random);
+  for (let i = 0; i < graph.length; i += 8) {
+    await Promise.all(
+      graph.slice(i, i + 8).map(async ([a, b]) => {
+        const res = await call('PUT', `/api/v1/users/${users[b]}/follow`, undefined, tokens[a]);
+        if (res.status !== 204) throw new Error(`follow ${users[a]} → ${users[b]}: ${res.status}`);
+      }),
+    );
+  }
+  log(`follows: ${graph.length} (the viewer follows ${followed.length})`);
 
   const owners = followed.length > 0 ? followed : users;
   const photoIds: string[] = [];
@@ -108,5 +167,15 @@ export async function seed(opts: SeedOptions): Promise<SeedManifest> {
   }
   log(`photos ready: ${photoIds.length}`);
   await pool.close();
-  return { target: opts.target, password, viewer, users, photoIds };
+  return {
+    target: opts.target,
+    seed: opts.seed,
+    password,
+    viewer,
+    celebrity: users[1] ?? (users[0] as string),
+    users,
+    tokens,
+    photoIds,
+    follows: graph.length,
+  };
 }

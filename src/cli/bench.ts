@@ -1,13 +1,16 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { benchEndpoints, endpointTable } from '../bench/endpoints.ts';
 import { benchFailover } from '../bench/failover.ts';
 import { seed } from '../bench/seed.ts';
 import { benchTopologies, topologyTable } from '../bench/topologies.ts';
+import { defaultManifest, registerLoadCommands } from './load.ts';
 
 /** seed and the benchmark commands. */
 export function benchCommands(program: Command): void {
+  registerLoadCommands(program);
   program
     .command('seed')
     .description('Fill a running scaleout through its API with users, follows and photos (repeatable from --seed)')
@@ -16,7 +19,7 @@ export function benchCommands(program: Command): void {
     .option('--photos <n>', 'photos to upload', '500')
     .option('--follows <n>', 'how many users the viewer (user 0) follows', '50')
     .option('--seed <n>', 'seed of the random generator', '1')
-    .option('--out <file>', 'write the manifest (usernames, photo ids, viewer token) here')
+    .option('--out <file>', 'where to write the manifest (users, tokens, photo ids) that bench reads', defaultManifest)
     .action(
       async (o: { target: string; users: string; photos: string; follows: string; seed: string; out?: string }) => {
         const manifest = await seed({
@@ -27,7 +30,10 @@ export function benchCommands(program: Command): void {
           seed: Number(o.seed),
           log: (line) => process.stderr.write(`${line}\n`),
         });
-        if (o.out) await writeFile(o.out, JSON.stringify(manifest, null, 2));
+        if (o.out) {
+          await mkdir(path.dirname(path.resolve(o.out)), { recursive: true });
+          await writeFile(o.out, JSON.stringify(manifest, null, 2));
+        }
         process.stdout.write(`seeded ${manifest.users.length} users and ${manifest.photoIds.length} photos\n`);
       },
     );

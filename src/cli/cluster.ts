@@ -35,7 +35,11 @@ function loadTopology(arg: string, o: UpFlags): Topology {
   throw new Error(`"${arg}" is neither a preset (${presets.join(', ')}) nor a topology file`);
 }
 
+/** Seeding makes hundreds of accounts from one address; the defaults (5 sign-ups a minute) are for people. */
+const loadTestEnv = { SCALEOUT_SIGNUP_RATE_LIMIT: '1000000', SCALEOUT_LOGIN_RATE_LIMIT: '1000000' };
+
 interface UpFlags {
+  loadTest?: boolean;
   name?: string;
   octet?: string;
   port?: string;
@@ -56,6 +60,7 @@ export function clusterCommands(program: Command, root: string): void {
     .option('--web-servers <n>', 'web servers behind the load balancer (lb: 2)')
     .option('--async', 'asynchronous replication instead of synchronous (lb)')
     .option('--patroni-ttl <s>', 'Patroni leader TTL, the failover detection time (lb: 5)')
+    .option('--load-test', 'raise the per-client log-in and sign-up limits, for seeding and benchmarks')
     .option('--print', 'print the topology as JSON and start nothing')
     .action(async (arg: string, o: UpFlags) => {
       const topology = loadTopology(arg, o);
@@ -64,7 +69,11 @@ export function clusterCommands(program: Command, root: string): void {
         return;
       }
       const started = Date.now();
-      const state = await up(topology, { runRoot: root, log: (l) => process.stdout.write(`${l}\n`) });
+      const state = await up(topology, {
+        runRoot: root,
+        log: (l) => process.stdout.write(`${l}\n`),
+        webEnv: o.loadTest ? loadTestEnv : undefined,
+      });
       process.stdout.write(
         `\n"${topology.name}" is up in ${((Date.now() - started) / 1000).toFixed(1)} s\n  site:    ${state.publicUrl}\n  run dir: ${state.runDir}\n\n${statusTable(await status(state))}\n`,
       );

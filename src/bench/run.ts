@@ -1,0 +1,117 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { SingleBar } from 'cli-progress';
+import { Ledger, type VerifyReport, verifyLedger } from './ledger.ts';
+import { type LoadResult, openLoop } from './load.ts';
+import { type BenchReport, machine, writeReports } from './report.ts';
+import { buildScenario, type ScenarioName } from './scenarios.ts';
+import type { SeedManifest } from './seed.ts';
+
+export interface BenchOptions {
+  target: string;
+  scenario: ScenarioName;
+  rate: number;
+  seconds: number;
+  connections: number;
+  out: string;
+  manifest: SeedManifest;
+  /** Raise the rate step by step until p99 passes this bound (ms); report the highest rate that held. */
+  sweepP99Ms?: number;
+  progress?: boolean;
+  log?: (line: string) => void;
+}
+
+export const manifestFile = (out: string) => path.join(out, 'manifest.json');
+export const ledgerFile = (out: string) => path.join(out, 'ledger.jsonl');
+
+/** "30s", "2m", "45" → seconds. */
+export function parseDuration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
+  if (!m) throw new Error(`not a duration: ${text} (try 30s or 2m)`);
+  const n = Number(m[1]);
+  return m[2] === 'ms' ? n / 1000 : m[2] === 'm' ? n * 60 : n;
+}
+
+async function measure(opts: BenchOptions, rate: number, ledger: Ledger): Promise<LoadResult> {
+  const next = await buildScenario(opts.scenario, opts.manifest, ledger);
+  const bar = opts.progress
+    ? new SingleBar({ format: `${opts.scenario} @ ${rate}/s [{bar}] {percentage}% | {value}/{total} | {eta}s left` })
+    : undefined;
+  bar?.start(Math.floor(rate * opts.seconds), 0);
+  try {
+    return await openLoop({
+      origin: opts.target,
+      rate,
+      seconds: opts.seconds,
+      connections: opts.connections,
+      next,
+      onProgress: bar ? (done) => bar.update(done) : undefined,
+    });
+  } finally {
+    bar?.stop();
+  }
+}
+
+const errorCount = (r: LoadResult) => Object.values(r.errors).reduce((a, b) => a + b, 0);
+
+/**
+ * One open-loop run (or a sweep of them) of a scenario against a running
+ * scaleout; writes report.json, summary.md, report.html, the manifest and the
+ * ledger of acknowledged writes to `out`.
+ */
+export async function runBench(opts: BenchOptions): Promise<BenchReport> {
+  const ledger = new Ledger();
+  let result: LoadResult;
+  let rate = opts.rate;
+  let sweep: BenchReport['sweep'];
+  let highest: number | undefined;
+  if (opts.sweepP99Ms) {
+    sweep = [];
+    let last: LoadResult | undefined;
+    for (let step = 0; step < 12; step++) {
+      const r = await measure(opts, rate, ledger);
+      const sustainable = r.latencyMs.p99 <= opts.sweepP99Ms && errorCount(r) <= r.sent * 0.01;
+      sweep.push({ rate, throughput: r.throughput, p99: r.latencyMs.p99, errors: errorCount(r), sustainable });
+      opts.log?.(
+        `rate ${rate}/s: p99 ${r.latencyMs.p99} ms, ${errorCount(r)} errors → ${sustainable ? 'holds' : 'too much'}`,
+      );
+      if (!sustainable) break;
+      highest = rate;
+      last = r;
+      rate = Math.round(rate * 1.5);
+    }
+    result = last ?? (await measure(opts, opts.rate, ledger));
+    rate = highest ?? opts.rate;
+  } else {
+    result = await measure(opts, rate, ledger);
+  }
+  const report: BenchReport = {
+    scenario: opts.scenario,
+    target: opts.target,
+    rate,
+    durationSeconds: opts.seconds,
+    connections: opts.connections,
+    machine: machine(),
+    date: new Date().toISOString(),
+    throughput: result.throughput,
+    sent: result.sent,
+    completed: result.completed,
+    errors: result.errors,
+    latencyMs: result.latencyMs,
+    timeline: result.timeline,
+    writesAcknowledged: ledger.entries.length,
+    sweep,
+    highestSustainableRate: sweep ? highest : undefined,
+  };
+  await writeReports(opts.out, report);
+  await writeFile(manifestFile(opts.out), JSON.stringify(opts.manifest, null, 2));
+  await ledger.save(ledgerFile(opts.out));
+  return report;
+}
+
+/** Checks the ledger of a finished run (in `out`) against the server. */
+export async function verifyRun(out: string, target?: string): Promise<VerifyReport> {
+  const manifest = JSON.parse(await readFile(manifestFile(out), 'utf8')) as SeedManifest;
+  const ledger = await Ledger.load(ledgerFile(out));
+  return verifyLedger(ledger, manifest, target ?? manifest.target);
+}

@@ -1,0 +1,116 @@
+import { randomBytes } from 'node:crypto';
+import sharp from 'sharp';
+import type { Ledger } from './ledger.ts';
+import type { RequestSpec } from './load.ts';
+import { mulberry32, type SeedManifest, zipf } from './seed.ts';
+
+export const scenarioNames = ['mixed', 'read-photo', 'upload', 'celebrity'] as const;
+export type ScenarioName = (typeof scenarioNames)[number];
+
+/** Makes request i of a run; writes record themselves in the ledger when acknowledged. */
+export type Scenario = (i: number) => RequestSpec;
+
+/** A small multipart upload body (a 32×24 PNG) with a caption that is unique in the run. */
+function multipart(png: Buffer, caption: string) {
+  const boundary = `----scaleout${randomBytes(8).toString('hex')}`;
+  const body = Buffer.concat([
+    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="caption"\r\n\r\n${caption}\r\n`),
+    Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="b.png"\r\nContent-Type: image/png\r\n\r\n`,
+    ),
+    png,
+    Buffer.from(`\r\n--${boundary}--\r\n`),
+  ]);
+  return { body, contentType: `multipart/form-data; boundary=${boundary}` };
+}
+
+/**
+ * The scenarios. `mixed` is shaped like DeathStarBench's social-network mix:
+ * 60 % home feed, 30 % someone's photos and profile, 10 % writes (likes,
+ * follows, small uploads). `celebrity` reads with Zipf-skewed popularity, so
+ * the celebrity's profile and photos are the hot keys.
+ */
+export async function buildScenario(
+  name: ScenarioName,
+  manifest: SeedManifest,
+  ledger: Ledger,
+  seed = 7,
+): Promise<Scenario> {
+  const random = mulberry32(seed);
+  const n = manifest.users.length;
+  const auth = (u: number) => ({ authorization: `Bearer ${manifest.tokens[u]}` });
+  const anyUser = () => Math.floor(random() * n);
+  const anyPhoto = () => manifest.photoIds[Math.floor(random() * manifest.photoIds.length)] as string;
+  const png = await sharp({ create: { width: 32, height: 24, channels: 3, background: '#4a7' } })
+    .png()
+    .toBuffer();
+  const run = randomBytes(3).toString('hex');
+
+  const like = (): RequestSpec => {
+    const user = anyUser();
+    const photoId = anyPhoto();
+    return {
+      method: 'PUT',
+      path: `/api/v1/photos/${photoId}/like`,
+      headers: auth(user),
+      onAnswer: (status) => status === 204 && ledger.add({ kind: 'like', user, photoId }),
+    };
+  };
+  const follow = (): RequestSpec => {
+    const user = anyUser();
+    let other = anyUser();
+    if (other === user) other = (other + 1) % n;
+    const followee = manifest.users[other] as string;
+    return {
+      method: 'PUT',
+      path: `/api/v1/users/${followee}/follow`,
+      headers: auth(user),
+      onAnswer: (status) => status === 204 && ledger.add({ kind: 'follow', user, followee }),
+    };
+  };
+  const upload = (i: number): RequestSpec => {
+    const user = anyUser();
+    const caption = `bench ${run} #${i}`;
+    const { body, contentType } = multipart(png, caption);
+    return {
+      method: 'POST',
+      path: '/api/v1/photos',
+      headers: { ...auth(user), 'content-type': contentType },
+      body,
+      onAnswer: (status, text) => {
+        if (status === 202) ledger.add({ kind: 'upload', user, photoId: JSON.parse(text).photo.id, caption });
+      },
+    };
+  };
+  const profileRead = (username: string, i: number, viewer: number): RequestSpec =>
+    i % 2 === 0
+      ? { path: `/api/v1/users/${username}/photos`, headers: auth(viewer) }
+      : { path: `/api/v1/users/${username}`, headers: auth(viewer) };
+
+  switch (name) {
+    case 'read-photo':
+      return () => ({ path: `/api/v1/photos/${anyPhoto()}`, headers: auth(anyUser()) });
+    case 'upload':
+      return upload;
+    case 'mixed':
+      return (i) => {
+        const x = random();
+        if (x < 0.6) return { path: '/api/v1/feed', headers: auth(anyUser()) };
+        if (x < 0.9) return profileRead(manifest.users[anyUser()] as string, i, anyUser());
+        const w = random();
+        return w < 0.5 ? like() : w < 0.8 ? follow() : upload(i);
+      };
+    case 'celebrity': {
+      const popular = zipf(n, 1.2, random);
+      // Rank 0 is the celebrity (user 1), then the viewer, then everyone else.
+      const byRank = [1, 0, ...Array.from({ length: Math.max(0, n - 2) }, (_, k) => k + 2)];
+      return (i) => {
+        const x = random();
+        const who = manifest.users[byRank[popular()] as number] as string;
+        if (x < 0.5) return { path: '/api/v1/feed', headers: auth(anyUser()) };
+        if (x < 0.95) return profileRead(who, i, anyUser());
+        return like();
+      };
+    }
+  }
+}
