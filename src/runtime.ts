@@ -12,11 +12,12 @@ import { createFilesystemBlobStore } from './platform/blobs/filesystem.ts';
 import { createMemoryCache } from './platform/cache/memory.ts';
 import { lockDataDir } from './platform/data-dir-lock.ts';
 import { openPgliteDb } from './platform/db/pglite.ts';
-import { openPostgresDb } from './platform/db/postgres.ts';
+import { openPostgresDb, type QueryObserver } from './platform/db/postgres.ts';
 import { patroniReplicas, staticReplicas } from './platform/db/replicas.ts';
 import { createSharpImageProcessor } from './platform/images/sharp.ts';
+import { currentRequestId } from './platform/observability/context.ts';
 import { createLogger, type Logger } from './platform/observability/logger.ts';
-import { createMetrics } from './platform/observability/metrics.ts';
+import { createMetrics, type Metrics } from './platform/observability/metrics.ts';
 import { createMemoryQueue } from './platform/queue/memory.ts';
 import { createDatabaseSessionStore } from './platform/sessions/database.ts';
 import { createMemorySessionStore } from './platform/sessions/memory.ts';
@@ -24,20 +25,35 @@ import type { Db } from './ports/db.ts';
 import { buildServer } from './server/app.ts';
 import { startPhotoWorker } from './worker/photo-variants.ts';
 
-async function openDb(config: Config, logger: Logger): Promise<Db> {
-  if (config.db === 'pglite') return openPgliteDb(path.join(config.dataDir, 'pg'));
+/** Every query feeds the duration histogram; slow ones are logged with the request that ran them. */
+function queryObserver(config: Config, logger: Logger, metrics: Metrics): QueryObserver {
+  const log = logger.child({ component: 'db' });
+  return (target, ms, sql) => {
+    metrics.observeQuery(target, ms / 1000);
+    if (ms >= config.slowQueryMs)
+      log.warn({ reqId: currentRequestId(), target, ms: Math.round(ms), sql: sql.slice(0, 300) }, 'slow query');
+  };
+}
+
+async function openDb(config: Config, logger: Logger, metrics: Metrics): Promise<Db> {
+  const observe = queryObserver(config, logger, metrics);
+  if (config.db === 'pglite') return openPgliteDb(path.join(config.dataDir, 'pg'), observe);
   const replicas = config.patroniUrls?.length
     ? patroniReplicas(config.patroniUrls)
     : config.replicaUrls?.length
       ? staticReplicas(config.replicaUrls)
       : undefined;
-  return openPostgresDb({
+  const db = await openPostgresDb({
     url: config.databaseUrl as string,
     replicas,
     poolSize: config.dbPoolSize,
     maxReplicaLagBytes: config.maxReplicaLagBytes,
+    observe,
     logger: logger.child({ component: 'db' }),
   });
+  metrics.watchDbPool(db.poolStats);
+  metrics.watchReplicas(db.replicaStates);
+  return db;
 }
 
 export interface Runtime {
@@ -57,7 +73,8 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
     for (const c of closers.reverse()) await c().catch((err) => logger.error({ err }, 'shutdown step failed'));
   };
   try {
-    const db = await openDb(config, logger);
+    const metrics = createMetrics();
+    const db = await openDb(config, logger, metrics);
     closers.push(() => db.close());
     const blobs = createFilesystemBlobStore(config.blobDir ?? path.join(config.dataDir, 'blobs'));
     const cache = createMemoryCache({
@@ -72,7 +89,6 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
     const queue = createMemoryQueue({ attempts: config.jobAttempts, backoffMs: config.jobBackoffMs });
     closers.push(() => queue.close());
     const images = createSharpImageProcessor(config.uploadMaxMegapixels * 1e6);
-    const metrics = createMetrics();
     metrics.watchCache(cache);
     metrics.watchQueue(queue);
 

@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { down, readState, up } from '../cluster/launcher.ts';
+import { keep, type Level, type LogLine, mergeByTime, parseLines } from '../cluster/logs.ts';
 import { isAlive, sleep } from '../cluster/process.ts';
 import { status, statusTable } from '../cluster/status.ts';
 import { buildPreset, type PresetName, presets, type Topology, topologySchema } from '../cluster/topology.ts';
@@ -100,33 +101,51 @@ export function clusterCommands(program: Command, root: string): void {
 
   program
     .command('logs')
-    .description('Show the logs of a running topology, or of one of its processes')
+    .description('The logs of a running topology, every process merged by time, or one process')
     .argument('[service]', 'a process name, e.g. web-1, pg-2, load-balancer')
     .option('--name <name>')
+    .option('--level <level>', 'only lines at this level or above: debug, info, warn, error')
+    .option('--request-id <id>', "only the lines of one request (HAProxy's and the web server's)")
     .option('-f, --follow', 'keep printing new lines')
-    .action(async (service: string | undefined, o: { name?: string; follow?: boolean }) => {
-      const state = pickState(root, o.name);
-      const files = state.processes.filter((p) => !service || p.name === service);
-      if (files.length === 0) throw new Error(`no process named "${service}"`);
-      const offsets = new Map<string, number>();
-      const print = () => {
-        for (const f of files) {
-          if (!existsSync(f.log)) continue;
-          const size = statSync(f.log).size;
-          const from = offsets.get(f.log) ?? 0;
-          if (size <= from) continue;
-          const text = readFileSync(f.log).subarray(from, size).toString('utf8');
-          offsets.set(f.log, size);
-          for (const line of text.split('\n'))
-            if (line) process.stdout.write(files.length > 1 ? `${f.name.padEnd(14)} | ${line}\n` : `${line}\n`);
+    .action(
+      async (
+        service: string | undefined,
+        o: { name?: string; level?: Level; requestId?: string; follow?: boolean },
+      ) => {
+        const state = pickState(root, o.name);
+        const files = state.processes.filter((p) => !service || p.name === service);
+        if (files.length === 0) throw new Error(`no process named "${service}"`);
+        if (o.level && !['debug', 'info', 'warn', 'error'].includes(o.level))
+          throw new Error(`unknown level ${o.level}`);
+        const offsets = new Map<string, number>();
+        const lastTime = new Map<string, number>();
+        const read = () => {
+          const lines: LogLine[] = [];
+          for (const f of files) {
+            if (!existsSync(f.log)) continue;
+            const size = statSync(f.log).size;
+            const from = offsets.get(f.log) ?? 0;
+            if (size <= from) continue;
+            const chunk = readFileSync(f.log).subarray(from, size).toString('utf8');
+            // Keep a partial last line for the next read.
+            const end = chunk.lastIndexOf('\n') + 1;
+            offsets.set(f.log, from + Buffer.byteLength(chunk.slice(0, end)));
+            const parsed = parseLines(f.name, chunk.slice(0, end), lastTime.get(f.name));
+            if (parsed.length) lastTime.set(f.name, parsed[parsed.length - 1]?.time ?? Number.NaN);
+            lines.push(...parsed);
+          }
+          for (const l of mergeByTime(lines)) {
+            if (keep(l, o))
+              process.stdout.write(files.length > 1 ? `${l.service.padEnd(14)} | ${l.text}\n` : `${l.text}\n`);
+          }
+        };
+        read();
+        while (o.follow) {
+          await sleep(250);
+          read();
         }
-      };
-      print();
-      while (o.follow) {
-        await sleep(250);
-        print();
-      }
-    });
+      },
+    );
 
   program
     .command('down')

@@ -9,6 +9,8 @@ export interface JobContext {
   attempt: number;
   /** The last attempt the queue will make. */
   maxAttempts: number;
+  /** The request that enqueued the job, for its logs. */
+  requestId?: string;
 }
 
 export type JobHandler<N extends JobName> = (payload: JobPayloads[N], ctx: JobContext) => Promise<void>;

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { forbidden } from '../app/errors.ts';
 import type { Viewer } from '../app/routes/context.ts';
+import { runWithRequestId } from '../platform/observability/context.ts';
 import type { ReadConsistency } from '../ports/db.ts';
 import type { SessionStore } from '../ports/sessions.ts';
 
@@ -64,8 +65,8 @@ export function installAuth(
     return token;
   });
 
-  // Each request runs in its own consistency scope (AsyncLocalStorage.run needs a callback hook).
-  app.addHook('onRequest', (_request, _reply, done) => consistency.scope(done));
+  // Each request runs in its own request-id and consistency scopes (AsyncLocalStorage.run needs a callback hook).
+  app.addHook('onRequest', (request, _reply, done) => runWithRequestId(request.id, () => consistency.scope(done)));
   app.addHook('onRequest', async (request, reply) => {
     if (publicPrefixes.some((p) => request.url.startsWith(p))) return;
     const header = request.headers.authorization;

@@ -16,7 +16,7 @@ export function startPhotoWorker(deps: {
     'photo.variants',
     async ({ photoId }, ctx) => {
       const started = performance.now();
-      const log = logger.child({ job: 'photo.variants', photoId, attempt: ctx.attempt });
+      const log = logger.child({ job: 'photo.variants', photoId, attempt: ctx.attempt, reqId: ctx.requestId });
       try {
         await photos.makeVariants(photoId, ctx);
         metrics.jobDone('photo.variants', (performance.now() - started) / 1000, 'ok');

@@ -41,7 +41,9 @@ defaults
 frontend public
     bind ${lb.listen.host}:${lb.listen.port}
     unique-id-format %{+X}o%ci-%cp-%Ts-%rt-%pid
-    http-request set-header X-Request-Id %[unique-id] unless { req.hdr(x-request-id) -m found }
+    # The edge names every request; the web servers log this id, and so does this log line.
+    http-request set-header X-Request-Id %[unique-id]
+    log-format "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc %{+Q}r reqId=%ID"
     http-request set-header X-Forwarded-Proto http
     default_backend web
 

@@ -12,6 +12,7 @@ import {
 } from 'kysely';
 import type { Database, Db } from '../../ports/db.ts';
 import { migrate } from './migrate.ts';
+import type { QueryObserver } from './postgres.ts';
 
 /**
  * PGlite has a single connection. Kysely asks for a connection per query and
@@ -20,7 +21,10 @@ import { migrate } from './migrate.ts';
  */
 class PgliteDriver implements Driver {
   #queue: Promise<void> = Promise.resolve();
-  constructor(private readonly client: PGlite) {}
+  constructor(
+    private readonly client: PGlite,
+    private readonly observe?: QueryObserver,
+  ) {}
 
   async init(): Promise<void> {}
 
@@ -31,7 +35,7 @@ class PgliteDriver implements Driver {
       release = resolve;
     });
     await previous;
-    return new PgliteConnection(this.client, release);
+    return new PgliteConnection(this.client, release, this.observe);
   }
 
   async beginTransaction(conn: DatabaseConnection): Promise<void> {
@@ -53,15 +57,18 @@ class PgliteConnection implements DatabaseConnection {
   constructor(
     private readonly client: PGlite,
     readonly release: () => void,
+    private readonly observe?: QueryObserver,
   ) {}
 
   async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
     // Like node-postgres, a query without parameters goes over the simple
     // protocol, which accepts several statements (migrations need that).
+    const started = performance.now();
     const result =
       query.parameters.length === 0
         ? ((await this.client.exec(query.sql)).at(-1) ?? { rows: [], affectedRows: 0 })
         : await this.client.query<R>(query.sql, [...query.parameters]);
+    this.observe?.('embedded', performance.now() - started, query.sql);
     return {
       rows: result.rows as R[],
       numAffectedRows: result.affectedRows === undefined ? undefined : BigInt(result.affectedRows),
@@ -75,13 +82,13 @@ class PgliteConnection implements DatabaseConnection {
 }
 
 /** Embedded PostgreSQL (WASM) on a data directory, migrated at open. */
-export async function openPgliteDb(dataDir: string | undefined): Promise<Db> {
+export async function openPgliteDb(dataDir: string | undefined, observe?: QueryObserver): Promise<Db> {
   if (dataDir) await mkdir(dataDir, { recursive: true });
   const client = await PGlite.create(dataDir ? { dataDir } : {});
   const db = new Kysely<Database>({
     dialect: {
       createAdapter: () => new PostgresAdapter(),
-      createDriver: () => new PgliteDriver(client),
+      createDriver: () => new PgliteDriver(client, observe),
       createIntrospector: (k) => new PostgresIntrospector(k),
       createQueryCompiler: () => new PostgresQueryCompiler(),
     },

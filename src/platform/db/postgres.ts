@@ -29,8 +29,12 @@ export interface PostgresDbOptions {
   primaryWaitMs?: number;
   maxReplicaLagBytes?: number;
   replicaPollMs?: number;
+  /** Told of every query: where it ran and how long it took. */
+  observe?: QueryObserver;
   logger: Logger;
 }
+
+export type QueryObserver = (target: 'primary' | 'replica' | 'embedded', ms: number, sql: string) => void;
 
 const unavailable = (err: unknown) =>
   isUnavailable(err) ? new StoreUnavailableError('the database is unavailable', { cause: err }) : err;
@@ -40,12 +44,17 @@ class GuardedConnection implements DatabaseConnection {
   constructor(
     readonly inner: DatabaseConnection,
     readonly origin: Driver,
+    private readonly target: 'primary' | 'replica',
+    private readonly observe: QueryObserver | undefined,
     private readonly onQueryError?: (err: unknown, query: CompiledQuery) => Promise<QueryResult<unknown> | undefined>,
   ) {}
 
   async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+    const started = performance.now();
     try {
-      return await this.inner.executeQuery<R>(query);
+      const result = await this.inner.executeQuery<R>(query);
+      this.observe?.(this.target, performance.now() - started, query.sql);
+      return result;
     } catch (err) {
       const recovered = await this.onQueryError?.(err, query);
       if (recovered) return recovered as QueryResult<R>;
@@ -68,6 +77,7 @@ class PrimaryDriver implements Driver {
   constructor(
     readonly inner: PostgresDriver,
     private readonly waitMs: number,
+    private readonly observe?: QueryObserver,
   ) {}
   init() {
     return this.inner.init();
@@ -77,7 +87,7 @@ class PrimaryDriver implements Driver {
     for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
       try {
         const conn = await this.inner.acquireConnection();
-        return new GuardedConnection(conn, this.inner);
+        return new GuardedConnection(conn, this.inner, 'primary', this.observe);
       } catch (err) {
         if (!isUnavailable(err) || Date.now() + delay > deadline) throw unavailable(err);
         await new Promise((r) => setTimeout(r, delay));
@@ -113,6 +123,7 @@ class ReaderDriver implements Driver {
     private readonly primary: PrimaryDriver,
     private readonly replicas: ReplicaSet,
     private readonly scope: ConsistencyScope,
+    private readonly observe?: QueryObserver,
   ) {}
   async init() {}
   async acquireConnection(): Promise<DatabaseConnection> {
@@ -120,7 +131,7 @@ class ReaderDriver implements Driver {
     if (target) {
       try {
         const conn = await target.driver.acquireConnection();
-        return new GuardedConnection(conn, target.driver, async (err, query) => {
+        return new GuardedConnection(conn, target.driver, 'replica', this.observe, async (err, query) => {
           if (!isUnavailable(err)) return undefined;
           this.replicas.markDown(target.name, (err as Error).message);
           const fallback = await this.primary.acquireConnection();
@@ -174,9 +185,12 @@ const dialect = (driver: Driver) => ({
 });
 
 /** PostgreSQL through node-postgres: writes on the primary, reads on replicas with read-your-writes. */
-export async function openPostgresDb(
-  options: PostgresDbOptions,
-): Promise<Db & { replicaStates(): ReturnType<ReplicaSet['states']> }> {
+export interface PostgresDb extends Db {
+  replicaStates(): ReturnType<ReplicaSet['states']>;
+  poolStats(): { total: number; idle: number; waiting: number };
+}
+
+export async function openPostgresDb(options: PostgresDbOptions): Promise<PostgresDb> {
   const { logger } = options;
   const pool = new pg.Pool({
     connectionString: options.url,
@@ -186,7 +200,7 @@ export async function openPostgresDb(
   });
   guardPool(pool, (err) => logger.warn({ err: err.message }, 'primary connection lost'));
   const scope = new ConsistencyScope();
-  const primaryDriver = new PrimaryDriver(new PostgresDriver({ pool }), options.primaryWaitMs ?? 8000);
+  const primaryDriver = new PrimaryDriver(new PostgresDriver({ pool }), options.primaryWaitMs ?? 8000, options.observe);
   const primary = new Kysely<Database>({ dialect: dialect(primaryDriver), plugins: [writeTracker(scope)] });
   const currentLsn = async () => {
     const res = await pool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
@@ -205,7 +219,9 @@ export async function openPostgresDb(
       poolSize: options.poolSize ?? 10,
       logger,
     });
-    reader = new Kysely<Database>({ dialect: dialect(new ReaderDriver(primaryDriver, replicas, scope)) });
+    reader = new Kysely<Database>({
+      dialect: dialect(new ReaderDriver(primaryDriver, replicas, scope, options.observe)),
+    });
   }
 
   await migrate(primary);
@@ -228,6 +244,7 @@ export async function openPostgresDb(
       await reader.executeQuery(CompiledQuery.raw('SELECT 1'));
     },
     replicaStates: () => replicas?.states() ?? [],
+    poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     close: async () => {
       await replicas?.close();
       await primary.destroy();

@@ -9,6 +9,9 @@ export interface Metrics {
   observeRequest(method: string, route: string, status: number, seconds: number): void;
   watchCache(cache: Cache): void;
   watchQueue(queue: JobQueue): void;
+  observeQuery(target: string, seconds: number): void;
+  watchDbPool(stats: () => { total: number; idle: number; waiting: number }): void;
+  watchReplicas(states: () => { name: string; healthy: boolean; lagBytes: number | null }[]): void;
 }
 
 /**
@@ -52,8 +55,53 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
     registers: [registry],
   });
 
+  const queries = new client.Histogram({
+    name: 'scaleout_db_query_duration_seconds',
+    help: 'Database query time by target (primary, replica, embedded)',
+    labelNames: ['target'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  });
+
   return {
     registry,
+    observeQuery: (target, seconds) => queries.observe({ target }, seconds),
+    watchDbPool(stats) {
+      new client.Gauge({
+        name: 'scaleout_db_pool_connections',
+        help: 'Primary pool connections by state',
+        labelNames: ['state'],
+        registers: [registry],
+        collect() {
+          const s = stats();
+          this.set({ state: 'total' }, s.total);
+          this.set({ state: 'idle' }, s.idle);
+          this.set({ state: 'waiting' }, s.waiting);
+        },
+      });
+    },
+    watchReplicas(states) {
+      new client.Gauge({
+        name: 'scaleout_replica_lag_bytes',
+        help: 'How far each replica is behind the primary, as this web server last saw it',
+        labelNames: ['replica'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const r of states()) if (r.lagBytes !== null) this.set({ replica: r.name }, r.lagBytes);
+        },
+      });
+      new client.Gauge({
+        name: 'scaleout_replica_serving_reads',
+        help: '1 when the replica gets reads, 0 when it is down or lags too far',
+        labelNames: ['replica'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const r of states()) this.set({ replica: r.name }, r.healthy ? 1 : 0);
+        },
+      });
+    },
     business: {
       signup: () => signups.inc(),
       upload: () => uploads.inc(),

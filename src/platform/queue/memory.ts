@@ -1,4 +1,5 @@
 import type { EnqueueOptions, JobHandler, JobName, JobPayloads, JobQueue } from '../../ports/queue.ts';
+import { currentRequestId } from '../observability/context.ts';
 
 export interface MemoryQueueOptions {
   attempts: number;
@@ -11,6 +12,7 @@ interface Job {
   payload: unknown;
   jobId: string | undefined;
   attempt: number;
+  requestId: string | undefined;
 }
 
 /**
@@ -49,6 +51,7 @@ export function createMemoryQueue(options: MemoryQueueOptions): JobQueue {
       await handler(job.payload as JobPayloads[JobName], {
         attempt: job.attempt,
         maxAttempts: options.attempts,
+        requestId: job.requestId,
       });
       if (job.jobId) pendingIds.delete(job.jobId);
     } catch (err) {
@@ -75,7 +78,7 @@ export function createMemoryQueue(options: MemoryQueueOptions): JobQueue {
         if (pendingIds.has(opts.jobId)) return;
         pendingIds.add(opts.jobId);
       }
-      waiting.push({ name, payload, jobId: opts.jobId, attempt: 1 });
+      waiting.push({ name, payload, jobId: opts.jobId, attempt: 1, requestId: currentRequestId() });
       queueMicrotask(pump);
     },
     process(name, handler, opts = {}) {
