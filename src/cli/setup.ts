@@ -9,6 +9,8 @@ export const debianPackages: Record<string, string[]> = {
   // db and lb presets: PostgreSQL 15, Patroni with etcd, HAProxy.
   database: ['postgresql', 'patroni', 'etcd-server', 'etcd-client'],
   loadBalancer: ['haproxy'],
+  // observed: metrics of every process.
+  metrics: ['prometheus'],
 };
 
 export function missingPackages(packages: string[]): string[] {

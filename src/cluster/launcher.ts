@@ -5,6 +5,7 @@ import { startEtcd } from './components/etcd.ts';
 import { dbProxyConfig, loadBalancerConfig, startHaproxy } from './components/haproxy.ts';
 import { type DbSecrets, startPatroni, waitForCluster } from './components/patroni.ts';
 import { ensureAppDatabase, startPostgresServer } from './components/postgres.ts';
+import { startPrometheus } from './components/prometheus.ts';
 import { startWeb } from './components/web.ts';
 import { httpStatus, isAlive, type StartedProcess, stopProcess, tcpOpen, waitUntil } from './process.ts';
 import {
@@ -166,6 +167,11 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
     const failed = started.find((s) => s.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason;
 
+    for (const prom of of('prometheus')) {
+      log(`starting Prometheus http://${prom.listen.host}:${prom.listen.port}`);
+      record(prom, await startPrometheus(topology, prom, runDir));
+    }
+
     if (lb) {
       log(`starting the load balancer (HAProxy) ${state.publicUrl}`);
       record(lb, await startHaproxy(lb.name, loadBalancerConfig(lb, webs), runDir, lb.listen));
@@ -229,6 +235,9 @@ export async function restart(
     }
     case 'etcd':
       started = await startEtcd(spec, state.runDir);
+      break;
+    case 'prometheus':
+      started = await startPrometheus(state.topology, spec, state.runDir);
       break;
     case 'postgres':
       started = await startPostgresServer({

@@ -1,5 +1,6 @@
 import { etcdHealthy } from './components/etcd.ts';
 import { isLeader, leaderReplication, patroniCluster } from './components/patroni.ts';
+import { prometheusReady } from './components/prometheus.ts';
 import { webReady } from './components/web.ts';
 import type { ClusterState } from './launcher.ts';
 import { httpStatus, isAlive, tcpOpen } from './process.ts';
@@ -64,6 +65,10 @@ export async function status(state: ClusterState): Promise<ProcessStatus[]> {
         case 'dbProxy':
           ok = await tcpOpen(spec.primary.host, spec.primary.port);
           row.role = 'database proxy';
+          break;
+        case 'prometheus':
+          ok = (await prometheusReady(spec)) === 200;
+          row.role = 'metrics (Prometheus)';
           break;
         case 'loadBalancer':
           ok = (await httpStatus(`http://${spec.listen.host}:${spec.listen.port}/healthz`)) === 200;

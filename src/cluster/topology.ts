@@ -24,6 +24,7 @@ const process = z.discriminatedUnion('kind', [
     /** Stats page and Prometheus exporter, private. */
     stats: address,
   }),
+  z.object({ kind: z.literal('prometheus'), name: z.string(), listen: address }),
   z.object({
     kind: z.literal('dbProxy'),
     name: z.string(),
@@ -77,7 +78,7 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
   const name = o.name ?? preset;
   const octet = o.octet ?? octetFor(name);
   const ip = (tier: number, n: number) => `127.${octet}.${tier}.${n}`;
-  // Tiers: .0 public edge, .1 web servers, .2 database, .3 coordination.
+  // Tiers: .0 public edge, .1 web servers, .2 database, .3 coordination, .4 monitoring.
   const webCount = preset === 'lb' ? (o.webServers ?? 2) : 1;
   const db = preset === 'single' ? 'pglite' : 'postgres';
   const webPort = preset === 'lb' ? 3000 : (o.port ?? 3000);
@@ -121,6 +122,7 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
       stats: { host: ip(1, 100), port: 8404 },
     });
   }
+  processes.push({ kind: 'prometheus', name: 'prometheus', listen: { host: ip(4, 1), port: 9090 } });
   return topologySchema.parse({
     name,
     preset,
@@ -148,6 +150,7 @@ export function addressesOf(p: ProcessSpec): { host: string; port: number }[] {
   switch (p.kind) {
     case 'web':
     case 'postgres':
+    case 'prometheus':
       return [p.listen];
     case 'loadBalancer':
       return [p.listen, p.stats];
@@ -166,6 +169,7 @@ export const addressOf = (p: ProcessSpec): string => {
     case 'web':
     case 'postgres':
     case 'loadBalancer':
+    case 'prometheus':
       return `${p.listen.host}:${p.listen.port}`;
     case 'etcd':
       return `${p.client.host}:${p.client.port}`;

@@ -3,8 +3,10 @@ import { keep, lineLevel, lineTime, mergeByTime, parseLines } from '../../src/cl
 
 const web = '{"level":30,"time":"2026-11-27T22:34:42.300Z","pid":1,"reqId":"7F-1","msg":"request completed"}';
 const webWarn = '{"level":40,"time":"2026-11-27T22:34:42.100Z","reqId":"7F-2","msg":"slow query"}';
-const hap = '127.0.0.1:5824 [27/Nov/2026:22:34:42.292] public web/web-1 0/0/0/2/2 200 217 ---- "GET /healthz HTTP/1.1" reqId=7F-1';
-const hap5xx = '127.0.0.1:5825 [27/Nov/2026:22:34:43.000] public web/<NOSRV> 0/-1/-1/-1/0 503 217 SC-- "PUT /x HTTP/1.1" reqId=7F-3';
+const hap =
+  '127.0.0.1:5824 [27/Nov/2026:22:34:42.292] public web/web-1 0/0/0/2/2 200 217 ---- "GET /healthz HTTP/1.1" reqId=7F-1';
+const hap5xx =
+  '127.0.0.1:5825 [27/Nov/2026:22:34:43.000] public web/<NOSRV> 0/-1/-1/-1/0 503 217 SC-- "PUT /x HTTP/1.1" reqId=7F-3';
 const patroni = '2026-11-27 22:34:41,999 INFO: following a different leader';
 const postgres = '2026-11-27 22:34:42.050 UTC [30386] FATAL:  could not receive data from WAL stream';
 
@@ -18,7 +20,14 @@ describe('log lines', () => {
   });
 
   it('knows the level', () => {
-    expect([web, webWarn, hap, hap5xx, patroni, postgres].map(lineLevel)).toEqual(['info', 'warn', 'info', 'error', 'info', 'error']);
+    expect([web, webWarn, hap, hap5xx, patroni, postgres].map(lineLevel)).toEqual([
+      'info',
+      'warn',
+      'info',
+      'error',
+      'info',
+      'error',
+    ]);
   });
 
   it('merges services by time, keeps continuation lines with their line, and filters', () => {
@@ -27,7 +36,15 @@ describe('log lines', () => {
       ...parseLines('load-balancer', `${hap}\n${hap5xx}\n`),
       ...parseLines('pg-1', `${patroni}\n${postgres}\n`),
     ]);
-    expect(lines.map((l) => l.service)).toEqual(['pg-1', 'pg-1', 'web-1', 'load-balancer', 'web-1', 'web-1', 'load-balancer']);
+    expect(lines.map((l) => l.service)).toEqual([
+      'pg-1',
+      'pg-1',
+      'web-1',
+      'load-balancer',
+      'web-1',
+      'web-1',
+      'load-balancer',
+    ]);
     const one = lines.filter((l) => keep(l, { requestId: '7F-1' }));
     expect(one.map((l) => l.service)).toEqual(['load-balancer', 'web-1']);
     expect(lines.filter((l) => keep(l, { level: 'warn' })).map((l) => l.level)).toEqual(['error', 'warn', 'error']);

@@ -8,9 +8,9 @@ const kinds = (preset: 'single' | 'db' | 'lb') => allProcesses(buildPreset(prese
 
 describe('presets are data', () => {
   it('single, db and lb hold the processes of their chapter step', () => {
-    expect(kinds('single')).toEqual(['web']);
-    expect(kinds('db')).toEqual(['postgres', 'web']);
-    expect(kinds('lb')).toEqual(['etcd', 'patroni', 'patroni', 'patroni', 'dbProxy', 'web', 'web', 'loadBalancer']);
+    expect(kinds('single')).toEqual(['web', 'prometheus']);
+    expect(kinds('db')).toEqual(['postgres', 'web', 'prometheus']);
+    expect(kinds('lb')).toEqual(['etcd', 'patroni', 'patroni', 'patroni', 'dbProxy', 'web', 'web', 'loadBalancer', 'prometheus']);
   });
 
   it('gives every server its own loopback address and only the load balancer the public one', () => {

@@ -71,6 +71,8 @@ postgresql:
     - local all all trust
     - host replication replicator 127.0.0.0/8 scram-sha-256
     - host all all 127.0.0.0/8 scram-sha-256
+watchdog:
+  mode: off
 tags:
   nofailover: false
   noloadbalance: false

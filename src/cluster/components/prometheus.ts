@@ -1,0 +1,69 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { httpStatus, type StartedProcess, startProcess, waitUntil } from '../process.ts';
+import { allProcesses, type ProcessSpec, type Topology } from '../topology.ts';
+import { requireBinaries } from './postgres.ts';
+
+type Prometheus = Extract<ProcessSpec, { kind: 'prometheus' }>;
+
+/** Where each kind of process serves Prometheus metrics. */
+function scrapeTargets(p: ProcessSpec): { job: string; target: string } | null {
+  switch (p.kind) {
+    case 'web':
+      return { job: 'web', target: `${p.listen.host}:${p.listen.port}` };
+    case 'loadBalancer':
+    case 'dbProxy':
+      return { job: 'haproxy', target: `${p.stats.host}:${p.stats.port}` };
+    case 'etcd':
+      return { job: 'etcd', target: `${p.client.host}:${p.client.port}` };
+    case 'patroni':
+      return { job: 'patroni', target: `${p.rest.host}:${p.rest.port}` };
+    case 'prometheus':
+      return { job: 'prometheus', target: `${p.listen.host}:${p.listen.port}` };
+    case 'postgres':
+      return null;
+  }
+}
+
+/** A scrape config covering every process of the topology, labelled with the process name and role. */
+export function prometheusConfig(t: Topology): string {
+  const jobs = new Map<string, string[]>();
+  for (const p of allProcesses(t)) {
+    const s = scrapeTargets(p);
+    if (!s) continue;
+    const entry = `      - targets: ['${s.target}']\n        labels: {process: '${p.name}', kind: '${p.kind}', topology: '${t.name}'}`;
+    jobs.set(s.job, [...(jobs.get(s.job) ?? []), entry]);
+  }
+  const body = [...jobs]
+    .map(
+      ([job, entries]) =>
+        `  - job_name: ${job}\n    metrics_path: /metrics\n    static_configs:\n${entries.join('\n')}`,
+    )
+    .join('\n');
+  return `global:\n  scrape_interval: 2s\n  scrape_timeout: 1s\n  evaluation_interval: 5s\nscrape_configs:\n${body}\n`;
+}
+
+export async function startPrometheus(t: Topology, spec: Prometheus, runDir: string): Promise<StartedProcess> {
+  requireBinaries(['/usr/bin/prometheus'], 'prometheus');
+  const dir = path.join(runDir, spec.name);
+  mkdirSync(path.join(dir, 'data'), { recursive: true });
+  const config = path.join(dir, 'prometheus.yml');
+  writeFileSync(config, prometheusConfig(t));
+  const proc = startProcess({
+    command: '/usr/bin/prometheus',
+    args: [
+      `--config.file=${config}`,
+      `--storage.tsdb.path=${path.join(dir, 'data')}`,
+      `--web.listen-address=${spec.listen.host}:${spec.listen.port}`,
+      '--storage.tsdb.retention.time=2d',
+      '--log.level=warn',
+    ],
+    log: path.join(runDir, 'logs', `${spec.name}.log`),
+    cwd: dir,
+  });
+  await waitUntil(async () => (await prometheusReady(spec)) === 200, 30_000, 'Prometheus ready');
+  return proc;
+}
+
+export const prometheusReady = (spec: Prometheus) =>
+  httpStatus(`http://${spec.listen.host}:${spec.listen.port}/-/ready`);
