@@ -6,6 +6,7 @@ import { keep, type Level, type LogLine, mergeByTime, parseLines } from '../clus
 import { isAlive, sleep } from '../cluster/process.ts';
 import { status, statusTable } from '../cluster/status.ts';
 import { buildPreset, type PresetName, presets, type Topology, topologySchema } from '../cluster/topology.ts';
+import { buildDashboard } from '../dashboard/server.ts';
 
 /** The topology named, or the only one with a running process. */
 function pickState(root: string, name?: string) {
@@ -146,6 +147,31 @@ export function clusterCommands(program: Command, root: string): void {
         }
       },
     );
+
+  program
+    .command('dashboard')
+    .description(
+      'Serve the dashboard of a running topology: live processes, kill/restart buttons, charts from Prometheus',
+    )
+    .option('--name <name>')
+    .option('--host <host>', 'address to listen on; beyond loopback a token is required', '127.0.0.1')
+    .option('--port <port>', 'port', '8090')
+    .option('--token <token>', 'the access token when listening beyond loopback (default: a random one, printed)')
+    .action(async (o: { name?: string; host: string; port: string; token?: string }) => {
+      const state = pickState(root, o.name);
+      const { app, token } = await buildDashboard({
+        runRoot: root,
+        name: state.topology.name,
+        host: o.host,
+        port: Number(o.port),
+        token: o.token,
+      });
+      const url = await app.listen({ host: o.host, port: Number(o.port) });
+      process.stdout.write(`dashboard of "${state.topology.name}": ${url}/${token ? `?token=${token}` : ''}\n`);
+      const stop = () => void app.close().then(() => process.exit(0));
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+    });
 
   program
     .command('down')

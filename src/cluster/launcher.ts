@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { startDashboard } from './components/dashboard.ts';
 import { startEtcd } from './components/etcd.ts';
 import { dbProxyConfig, loadBalancerConfig, startHaproxy } from './components/haproxy.ts';
 import { type DbSecrets, startPatroni, waitForCluster } from './components/patroni.ts';
@@ -172,6 +173,11 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
       record(prom, await startPrometheus(topology, prom, runDir));
     }
 
+    for (const d of of('dashboard')) {
+      log(`starting the dashboard http://${d.listen.host}:${d.listen.port}`);
+      record(d, await startDashboard(topology, d, opts.runRoot, runDir));
+    }
+
     if (lb) {
       log(`starting the load balancer (HAProxy) ${state.publicUrl}`);
       record(lb, await startHaproxy(lb.name, loadBalancerConfig(lb, webs), runDir, lb.listen));
@@ -238,6 +244,9 @@ export async function restart(
       break;
     case 'prometheus':
       started = await startPrometheus(state.topology, spec, state.runDir);
+      break;
+    case 'dashboard':
+      started = await startDashboard(state.topology, spec, path.dirname(state.runDir), state.runDir);
       break;
     case 'postgres':
       started = await startPostgresServer({

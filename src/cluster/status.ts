@@ -1,3 +1,4 @@
+import { dashboardUp } from './components/dashboard.ts';
 import { etcdHealthy } from './components/etcd.ts';
 import { isLeader, leaderReplication, patroniCluster } from './components/patroni.ts';
 import { prometheusReady } from './components/prometheus.ts';
@@ -65,6 +66,10 @@ export async function status(state: ClusterState): Promise<ProcessStatus[]> {
         case 'dbProxy':
           ok = await tcpOpen(spec.primary.host, spec.primary.port);
           row.role = 'database proxy';
+          break;
+        case 'dashboard':
+          ok = (await dashboardUp(spec)) === 200;
+          row.role = 'dashboard';
           break;
         case 'prometheus':
           ok = (await prometheusReady(spec)) === 200;

@@ -25,6 +25,8 @@ const process = z.discriminatedUnion('kind', [
     stats: address,
   }),
   z.object({ kind: z.literal('prometheus'), name: z.string(), listen: address }),
+  /** The project's own page: live topology, charts, fault buttons. */
+  z.object({ kind: z.literal('dashboard'), name: z.string(), listen: address }),
   z.object({
     kind: z.literal('dbProxy'),
     name: z.string(),
@@ -123,6 +125,7 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
     });
   }
   processes.push({ kind: 'prometheus', name: 'prometheus', listen: { host: ip(4, 1), port: 9090 } });
+  processes.push({ kind: 'dashboard', name: 'dashboard', listen: { host: ip(4, 2), port: 8090 } });
   return topologySchema.parse({
     name,
     preset,
@@ -151,6 +154,7 @@ export function addressesOf(p: ProcessSpec): { host: string; port: number }[] {
     case 'web':
     case 'postgres':
     case 'prometheus':
+    case 'dashboard':
       return [p.listen];
     case 'loadBalancer':
       return [p.listen, p.stats];
@@ -170,6 +174,7 @@ export const addressOf = (p: ProcessSpec): string => {
     case 'postgres':
     case 'loadBalancer':
     case 'prometheus':
+    case 'dashboard':
       return `${p.listen.host}:${p.listen.port}`;
     case 'etcd':
       return `${p.client.host}:${p.client.port}`;

@@ -1,7 +1,8 @@
+import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isLeader, patroniCluster, waitForCluster } from '../../src/cluster/components/patroni.ts';
-import { type ClusterState, postmasterPid, restart, up } from '../../src/cluster/launcher.ts';
+import { type ClusterState, postmasterPid, readState, restart, up } from '../../src/cluster/launcher.ts';
 import { httpStatus, isAlive, killHard, waitUntil } from '../../src/cluster/process.ts';
 import { status } from '../../src/cluster/status.ts';
 import { allProcesses, buildPreset, type ProcessSpec } from '../../src/cluster/topology.ts';
@@ -122,6 +123,8 @@ describe('db preset: the web server and its own PostgreSQL server', () => {
     expect(rows.map((r) => [r.name, r.health])).toEqual([
       ['postgres', 'healthy'],
       ['web-1', 'healthy'],
+      ['prometheus', 'healthy'],
+      ['dashboard', 'healthy'],
     ]);
     const { c, name, id, photo } = await signUpAndUpload(topo.url);
     expect(photo.status).toBe('ready');
@@ -142,6 +145,8 @@ describe('lb preset: HAProxy, 2 web servers, 3 PostgreSQL nodes under Patroni (s
     expect(await topo?.stop()).toEqual([]);
   }, 60_000);
   beforeEach(async () => {
+    // Another process (the dashboard) may have restarted something: the state file has the PIDs.
+    Object.assign(topo.state, readState(topo.runRoot, topo.state.topology.name));
     await waitAllHealthy(topo.state);
   }, 120_000);
 
@@ -164,6 +169,60 @@ describe('lb preset: HAProxy, 2 web servers, 3 PostgreSQL nodes under Patroni (s
     const web = allProcesses(topo.state.topology).find((p) => p.kind === 'web');
     expect(web?.kind === 'web' && web.listen.host).not.toBe(new URL(topo.url).hostname);
   });
+
+  it('Prometheus scrapes every process, and the dashboard shows charts and a failover in Chromium', async () => {
+    const prom = allProcesses(topo.state.topology).find((p) => p.kind === 'prometheus');
+    const dash = allProcesses(topo.state.topology).find((p) => p.kind === 'dashboard');
+    if (prom?.kind !== 'prometheus' || dash?.kind !== 'dashboard') throw new Error('no prometheus or dashboard');
+    const scraped = allProcesses(topo.state.topology)
+      .filter((p) => p.kind !== 'dashboard')
+      .map((p) => p.name);
+    await waitUntil(
+      async () => {
+        const res = await fetch(`http://${prom.listen.host}:${prom.listen.port}/api/v1/targets`);
+        const body = (await res.json()) as {
+          data: { activeTargets: { health: string; labels: { process: string } }[] };
+        };
+        const up = body.data.activeTargets.filter((t) => t.health === 'up').map((t) => t.labels.process);
+        return scraped.every((name) => up.includes(name));
+      },
+      30_000,
+      'every process an up target in Prometheus',
+    );
+
+    const traffic = steadyLoad(reads, { ratePerSecond: 20, ms: 20_000 });
+    const { chromium } = await import('playwright-core');
+    const browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    });
+    try {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 1100 } });
+      await page.goto(`http://${dash.listen.host}:${dash.listen.port}/`);
+      await page.waitForFunction(
+        () => {
+          const d = (window as unknown as { __dashboard?: { points: Record<string, number> } }).__dashboard;
+          return (d?.points.requests ?? 0) >= 3 && (d?.points.latency ?? 0) >= 3;
+        },
+        null,
+        { timeout: 30_000 },
+      );
+      expect(await page.locator('tr[data-process="load-balancer"]').getAttribute('data-health')).toBe('healthy');
+      await page.screenshot({ path: path.resolve('artifacts', 'dashboard.png'), fullPage: true });
+
+      // Kill a web server from the page, watch it go down, restart it from the page.
+      await page.click('tr[data-process="web-2"] button.kill');
+      await page.waitForSelector('tr[data-process="web-2"][data-health="down"]', { timeout: 10_000 });
+      await page.click('tr[data-process="web-2"] button.restart');
+      await page.waitForSelector('tr[data-process="web-2"][data-health="healthy"]', { timeout: 60_000 });
+      expect(await page.locator('#events').textContent()).toContain('web-2');
+    } finally {
+      await browser.close();
+    }
+    const report = await traffic;
+    // The load balancer routed around the killed server: the site kept answering.
+    expect(report.failures).toEqual([]);
+  }, 120_000);
 
   it('kill -9 of a web server under a steady read load fails no request, and it rejoins', async () => {
     const victim = 'web-1';

@@ -10,7 +10,17 @@ describe('presets are data', () => {
   it('single, db and lb hold the processes of their chapter step', () => {
     expect(kinds('single')).toEqual(['web', 'prometheus']);
     expect(kinds('db')).toEqual(['postgres', 'web', 'prometheus']);
-    expect(kinds('lb')).toEqual(['etcd', 'patroni', 'patroni', 'patroni', 'dbProxy', 'web', 'web', 'loadBalancer', 'prometheus']);
+    expect(kinds('lb')).toEqual([
+      'etcd',
+      'patroni',
+      'patroni',
+      'patroni',
+      'dbProxy',
+      'web',
+      'web',
+      'loadBalancer',
+      'prometheus',
+    ]);
   });
 
   it('gives every server its own loopback address and only the load balancer the public one', () => {

@@ -21,6 +21,7 @@ function scrapeTargets(p: ProcessSpec): { job: string; target: string } | null {
     case 'prometheus':
       return { job: 'prometheus', target: `${p.listen.host}:${p.listen.port}` };
     case 'postgres':
+    case 'dashboard':
       return null;
   }
 }

@@ -1,0 +1,56 @@
+/**
+ * The charts of the dashboard, as PromQL over the metrics every process
+ * serves. Only these named queries are sent on to Prometheus: the dashboard
+ * is not an open proxy.
+ */
+export const charts: Record<string, { title: string; unit: string; queries: Record<string, string> }> = {
+  requests: {
+    title: 'Requests per second (web servers)',
+    unit: 'req/s',
+    queries: {
+      total: 'sum(rate(http_requests_total[10s]))',
+      '5xx': 'sum(rate(http_request_errors_total[10s])) or vector(0)',
+    },
+  },
+  latency: {
+    title: 'Latency (web servers)',
+    unit: 'ms',
+    queries: {
+      p50: '1000 * histogram_quantile(0.5, sum by (le) (rate(http_request_duration_seconds_bucket[10s])))',
+      p99: '1000 * histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[10s])))',
+    },
+  },
+  errors: {
+    title: 'Error ratio (5xx / all)',
+    unit: '%',
+    queries: {
+      errors:
+        '100 * (sum(rate(http_request_errors_total[10s])) or vector(0)) / clamp_min(sum(rate(http_requests_total[10s])), 0.001)',
+    },
+  },
+  cache: {
+    title: 'Cache hit ratio',
+    unit: '%',
+    queries: {
+      hits: '100 * sum(rate(scaleout_cache_hits[10s])) / clamp_min(sum(rate(scaleout_cache_hits[10s])) + sum(rate(scaleout_cache_misses[10s])), 0.001)',
+    },
+  },
+  replication: {
+    title: 'Replication lag (bytes, as the web servers see it)',
+    unit: 'B',
+    queries: { lag: 'max by (replica) (scaleout_replica_lag_bytes)' },
+  },
+  queue: {
+    title: 'Queue depth',
+    unit: 'jobs',
+    queries: {
+      waiting: 'sum(scaleout_queue_jobs{state="waiting"})',
+      active: 'sum(scaleout_queue_jobs{state="active"})',
+    },
+  },
+  dau: {
+    title: 'Daily active users',
+    unit: 'users',
+    queries: { dau: 'max(scaleout_daily_active_users)' },
+  },
+};

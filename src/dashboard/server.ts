@@ -1,0 +1,144 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { type ClusterState, readState, restart } from '../cluster/launcher.ts';
+import { isAlive, killHard } from '../cluster/process.ts';
+import { status } from '../cluster/status.ts';
+import { allProcesses } from '../cluster/topology.ts';
+import { dashboardPage } from './page.ts';
+import { charts } from './queries.ts';
+
+export interface DashboardOptions {
+  runRoot: string;
+  name: string;
+  host: string;
+  port: number;
+  /** Required when the dashboard listens beyond loopback; generated when not given. */
+  token?: string;
+}
+
+const loopback = (host: string) => host.startsWith('127.') || host === '::1' || host === 'localhost';
+
+interface Series {
+  label: string;
+  values: (number | null)[];
+}
+
+/** Asks Prometheus for one chart over the last `seconds`, as aligned series. */
+async function chartData(promUrl: string, key: string, seconds: number): Promise<{ t: number[]; series: Series[] }> {
+  const chart = charts[key];
+  if (!chart) throw new Error(`no chart ${key}`);
+  const end = Math.floor(Date.now() / 1000);
+  const start = end - seconds;
+  const step = 2;
+  const t: number[] = [];
+  for (let x = start; x <= end; x += step) t.push(x);
+  const series: Series[] = [];
+  for (const [name, query] of Object.entries(chart.queries)) {
+    const url = `${promUrl}/api/v1/query_range?query=${encodeURIComponent(query)}&start=${start}&end=${end}&step=${step}`;
+    const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+    const body = (await res.json()) as {
+      data?: { result?: { metric: Record<string, string>; values: [number, string][] }[] };
+    };
+    for (const r of body.data?.result ?? []) {
+      const byTime = new Map(r.values.map(([ts, v]) => [Math.round(ts), Number(v)]));
+      const extra = Object.values(r.metric).join(' ');
+      series.push({
+        label: extra ? `${name} ${extra}` : name,
+        values: t.map((x) => {
+          const v = byTime.get(x);
+          return v === undefined || !Number.isFinite(v) ? null : v;
+        }),
+      });
+    }
+  }
+  return { t, series };
+}
+
+/**
+ * The dashboard of one running topology: its live processes with kill and
+ * restart buttons, and charts from its Prometheus.
+ */
+export async function buildDashboard(opts: DashboardOptions): Promise<{ app: FastifyInstance; token: string | null }> {
+  const load = (): ClusterState => {
+    const state = readState(opts.runRoot, opts.name);
+    if (!state) throw new Error(`no topology named ${opts.name}`);
+    return state;
+  };
+  const prom = allProcesses(load().topology).find((p) => p.kind === 'prometheus');
+  const promUrl = prom?.kind === 'prometheus' ? `http://${prom.listen.host}:${prom.listen.port}` : null;
+  const token = loopback(opts.host) ? null : (opts.token ?? randomBytes(18).toString('base64url'));
+  const require = createRequire(import.meta.url);
+  const uplotDir = path.dirname(require.resolve('uplot/dist/uPlot.iife.min.js'));
+  const [uplotJs, uplotCss] = await Promise.all([
+    readFile(path.join(uplotDir, 'uPlot.iife.min.js'), 'utf8'),
+    readFile(path.join(uplotDir, 'uPlot.min.css'), 'utf8'),
+  ]);
+
+  const app = Fastify({ logger: false });
+  const authorised = (req: FastifyRequest) => {
+    if (!token) return true;
+    const given = (req.query as { token?: string }).token ?? req.headers.authorization?.replace(/^Bearer /, '') ?? '';
+    const a = Buffer.from(given);
+    const b = Buffer.from(token);
+    return a.length === b.length && timingSafeEqual(a, b);
+  };
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.url !== '/uplot.js' && !authorised(req))
+      return reply.code(401).send({ error: 'this dashboard needs ?token=… when it is reachable beyond loopback' });
+    // Actions need a custom header, which no cross-site form can send.
+    if (req.method === 'POST' && req.headers['x-dashboard'] !== '1')
+      return reply.code(403).send({ error: 'missing x-dashboard header' });
+  });
+  app.addHook('onSend', async (_req, reply, payload) => {
+    reply.header('x-frame-options', 'DENY').header('cache-control', 'no-store');
+    return payload;
+  });
+
+  app.get('/', async (_req, reply) =>
+    reply.type('text/html; charset=utf-8').send(
+      dashboardPage(
+        opts.name,
+        Object.entries(charts).map(([k, c]) => ({ key: k, title: c.title, unit: c.unit })),
+        uplotCss,
+      ),
+    ),
+  );
+  app.get('/uplot.js', async (_req, reply) => reply.type('text/javascript').send(uplotJs));
+  app.get('/api/topology', async () => {
+    const state = load();
+    return {
+      name: state.topology.name,
+      preset: state.topology.preset,
+      publicUrl: state.publicUrl,
+      processes: await status(state),
+    };
+  });
+  app.get('/api/charts/:key', async (req, reply) => {
+    if (!promUrl) return reply.code(404).send({ error: 'this topology has no Prometheus' });
+    const { key } = req.params as { key: string };
+    if (!charts[key]) return reply.code(404).send({ error: 'no such chart' });
+    const seconds = Math.min(3600, Math.max(30, Number((req.query as { seconds?: string }).seconds ?? 300)));
+    return chartData(promUrl, key, seconds);
+  });
+  app.post('/api/processes/:name/kill', async (req, reply) => {
+    const state = load();
+    const p = state.processes.find((x) => x.name === (req.params as { name: string }).name);
+    if (!p) return reply.code(404).send({ error: 'no such process' });
+    if (p.kind === 'prometheus') return reply.code(400).send({ error: 'the dashboard needs Prometheus' });
+    killHard(p.pid);
+    return { killed: p.name, pid: p.pid };
+  });
+  app.post('/api/processes/:name/restart', async (req, reply) => {
+    const state = load();
+    const name = (req.params as { name: string }).name;
+    const p = state.processes.find((x) => x.name === name);
+    if (!p) return reply.code(404).send({ error: 'no such process' });
+    if (isAlive(p.pid)) return reply.code(409).send({ error: `${name} is running` });
+    const started = await restart(state, name);
+    return { restarted: name, pid: started.pid };
+  });
+  return { app, token };
+}
