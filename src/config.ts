@@ -47,6 +47,15 @@ export const configSchema = z.strictObject({
   dbPoolSize: int(1, 500).default(10),
   blobDir: z.string().min(1).optional(),
   slowQueryMs: int(1, 600_000).default(200),
+  admins: z
+    .string()
+    .transform((s) =>
+      s
+        .split(',')
+        .map((u) => u.trim())
+        .filter(Boolean),
+    )
+    .default([]),
   cachePolicy: z.enum(['lru', 'lfu', 'fifo']).default('lru'),
   cacheMaxEntries: int(1, 10_000_000).default(10_000),
   cacheTtlSeconds: int(1, 86_400 * 7).default(60),
@@ -82,6 +91,7 @@ export const envNames: Record<keyof Config, string> = {
   dbPoolSize: 'SCALEOUT_DB_POOL_SIZE',
   blobDir: 'SCALEOUT_BLOB_DIR',
   slowQueryMs: 'SCALEOUT_SLOW_QUERY_MS',
+  admins: 'SCALEOUT_ADMINS',
   cachePolicy: 'SCALEOUT_CACHE_POLICY',
   cacheMaxEntries: 'SCALEOUT_CACHE_MAX_ENTRIES',
   cacheTtlSeconds: 'SCALEOUT_CACHE_TTL_SECONDS',

@@ -1,5 +1,7 @@
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { createActivityRepository } from './app/activity/repository.ts';
+import { createActivityService } from './app/activity/service.ts';
 import { createFeedService } from './app/feed/service.ts';
 import { createPhotoRepository } from './app/photos/repository.ts';
 import { createPhotoService } from './app/photos/service.ts';
@@ -113,7 +115,9 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
         metrics: metrics.business,
       }),
       feed: createFeedService({ photos: photoRepo, users }),
+      activity: createActivityService({ activity: createActivityRepository(db) }),
     };
+    metrics.watchKpis(() => services.activity.kpis());
 
     startPhotoWorker({
       queue,
@@ -139,6 +143,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
         signupRateLimit: config.signupRateLimit,
         rateLimitWindowMs: config.rateLimitWindowSeconds * 1000,
         publicUrl: config.publicUrl,
+        admins: config.admins,
       },
       readiness: [
         { name: 'db', check: () => db.ping() },

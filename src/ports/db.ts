@@ -31,6 +31,10 @@ export interface Database {
     photo_id: string;
     created_at: Generated<Date>;
   };
+  daily_active_users: {
+    day: string;
+    user_id: string;
+  };
   sessions: {
     id_hash: string;
     user_id: string;

@@ -99,6 +99,9 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
       ),
   });
   installAuth(app, options.sessions, options.consistency ?? noConsistency, options.secureCookies);
+  app.addHook('preHandler', async (request) => {
+    if (request.viewer) await services.activity.markActive(request.viewer.userId);
+  });
 
   const assets = await loadAssets(publicDir);
   installErrorHandlers(app, (request, reply, error) =>

@@ -25,7 +25,13 @@ beforeAll(async () => {
   server = await buildServer({
     services: failing,
     sessions: createMemorySessionStore(60),
-    settings: { uploadMaxBytes: 1000, loginRateLimit: 100, signupRateLimit: 100, rateLimitWindowMs: 60_000 },
+    settings: {
+      uploadMaxBytes: 1000,
+      loginRateLimit: 100,
+      signupRateLimit: 100,
+      rateLimitWindowMs: 60_000,
+      admins: [],
+    },
     logger: createLogger('silent'),
     metrics: createMetrics(),
     readiness: [{ name: 'db', check: async () => Promise.reject(new Error(internal)) }],

@@ -8,8 +8,8 @@ const kinds = (preset: 'single' | 'db' | 'lb') => allProcesses(buildPreset(prese
 
 describe('presets are data', () => {
   it('single, db and lb hold the processes of their chapter step', () => {
-    expect(kinds('single')).toEqual(['web', 'prometheus']);
-    expect(kinds('db')).toEqual(['postgres', 'web', 'prometheus']);
+    expect(kinds('single')).toEqual(['web', 'prometheus', 'dashboard']);
+    expect(kinds('db')).toEqual(['postgres', 'web', 'prometheus', 'dashboard']);
     expect(kinds('lb')).toEqual([
       'etcd',
       'patroni',
@@ -20,6 +20,7 @@ describe('presets are data', () => {
       'web',
       'loadBalancer',
       'prometheus',
+      'dashboard',
     ]);
   });
 

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import type { ActivityService } from '../activity/service.ts';
 import { unauthorized } from '../errors.ts';
 import type { FeedService } from '../feed/service.ts';
 import type { PhotoService } from '../photos/service.ts';
@@ -11,6 +12,7 @@ export interface Services {
   photos: PhotoService;
   social: SocialService;
   feed: FeedService;
+  activity: ActivityService;
 }
 
 /** Settings the routes need to speak HTTP. */
@@ -19,6 +21,8 @@ export interface RouteSettings {
   loginRateLimit: number;
   signupRateLimit: number;
   rateLimitWindowMs: number;
+  /** Usernames that may read the business KPIs. */
+  admins: string[];
   /** Absolute base for links in API responses; the request's own origin when unset. */
   publicUrl?: string;
 }

@@ -10,6 +10,7 @@ export interface Metrics {
   watchCache(cache: Cache): void;
   watchQueue(queue: JobQueue): void;
   observeQuery(target: string, seconds: number): void;
+  watchKpis(kpis: () => Promise<{ dailyActiveUsers: number; signups: number; uploads: number; likes: number }>): void;
   watchDbPool(stats: () => { total: number; idle: number; waiting: number }): void;
   watchReplicas(states: () => { name: string; healthy: boolean; lagBytes: number | null }[]): void;
 }
@@ -66,6 +67,39 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
   return {
     registry,
     observeQuery: (target, seconds) => queries.observe({ target }, seconds),
+    watchKpis(kpis) {
+      // One query per scrape feeds all four gauges.
+      let pending: ReturnType<typeof kpis> | undefined;
+      const read = () => {
+        pending ??= kpis().finally(() => {
+          setTimeout(() => {
+            pending = undefined;
+          }, 500);
+        });
+        return pending;
+      };
+      const gauge = (name: string, help: string, pick: (k: Awaited<ReturnType<typeof kpis>>) => number) =>
+        new client.Gauge({
+          name,
+          help,
+          registers: [registry],
+          async collect() {
+            try {
+              this.set(pick(await read()));
+            } catch {
+              // the database is away; keep the last value
+            }
+          },
+        });
+      gauge(
+        'scaleout_daily_active_users',
+        'Users with an authenticated request today (UTC), exact',
+        (k) => k.dailyActiveUsers,
+      );
+      gauge('scaleout_signups_today', 'Accounts created today (UTC)', (k) => k.signups);
+      gauge('scaleout_uploads_today', 'Photos uploaded today (UTC)', (k) => k.uploads);
+      gauge('scaleout_likes_today', 'Likes given today (UTC)', (k) => k.likes);
+    },
     watchDbPool(stats) {
       new client.Gauge({
         name: 'scaleout_db_pool_connections',

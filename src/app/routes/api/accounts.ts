@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { forbidden } from '../../errors.ts';
 import { type RouteSettings, requireViewer, type Services } from '../context.ts';
 import { mapUser } from '../mappers.ts';
 import { credentials, errors, user, usernameParams } from './schemas.ts';
@@ -47,6 +48,30 @@ export function accountRoutes(services: Services, settings: RouteSettings): Fast
         await services.users.logOut(requireViewer(request).sessionId);
         reply.endSession();
         return reply.code(204).send(null);
+      },
+    });
+
+    r.get('/admin/kpis', {
+      schema: {
+        tags: ['admin'],
+        summary: "Today's business KPIs: daily active users, sign-ups, uploads, likes (admins only)",
+        response: {
+          200: z.object({
+            kpis: z.object({
+              day: z.string(),
+              dailyActiveUsers: z.number().int(),
+              signups: z.number().int(),
+              uploads: z.number().int(),
+              likes: z.number().int(),
+            }),
+          }),
+          ...errors(401, 403),
+        },
+      },
+      handler: async (request) => {
+        const viewer = requireViewer(request);
+        if (!settings.admins.includes(viewer.username)) throw forbidden('admins only');
+        return { kpis: await services.activity.kpis() };
       },
     });
 
