@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { benchEndpoints, endpointTable } from '../bench/endpoints.ts';
 import { benchFailover } from '../bench/failover.ts';
+import { benchPresets, presetTable } from '../bench/presets.ts';
 import { seed } from '../bench/seed.ts';
 import { benchTopologies, topologyTable } from '../bench/topologies.ts';
 import { defaultManifest, registerLoadCommands } from './load.ts';
@@ -125,6 +126,43 @@ export function benchCommands(program: Command): void {
             o.out,
             JSON.stringify({ machine: machine(), date: new Date().toISOString(), result }, null, 2),
           );
+      },
+    );
+
+  program
+    .command('bench-presets')
+    .description(
+      'Highest rate of the mixed scenario each preset (single, db, lb) sustains with p99 under a bound, beside a hello-world',
+    )
+    .option('--p99 <ms>', 'the p99 bound', '100')
+    .option('--step-seconds <n>', 'seconds per sweep step', '10')
+    .option('--start-rate <n>', 'first rate of the sweep (hello-world starts at 10×)', '20')
+    .option('--users <n>', 'seeded users', '100')
+    .option('--photos <n>', 'seeded photos', '200')
+    .option('--out <dir>', 'reports of every preset go here', 'bench-out/presets')
+    .action(
+      async (o: {
+        p99: string;
+        stepSeconds: string;
+        startRate: string;
+        users: string;
+        photos: string;
+        out: string;
+      }) => {
+        const rows = await benchPresets({
+          p99Ms: Number(o.p99),
+          stepSeconds: Number(o.stepSeconds),
+          startRate: Number(o.startRate),
+          users: Number(o.users),
+          photos: Number(o.photos),
+          out: o.out,
+          log: (line) => process.stderr.write(`${line}\n`),
+        });
+        process.stdout.write(`machine: ${machine()}\n\n${presetTable(rows, Number(o.p99))}\n`);
+        await writeFile(
+          path.join(o.out, 'presets.json'),
+          JSON.stringify({ machine: machine(), date: new Date().toISOString(), rows }, null, 2),
+        );
       },
     );
 }
