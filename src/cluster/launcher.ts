@@ -6,6 +6,7 @@ import { startEtcd } from './components/etcd.ts';
 import { dbProxyConfig, loadBalancerConfig, startHaproxy } from './components/haproxy.ts';
 import { type DbSecrets, startPatroni, waitForCluster } from './components/patroni.ts';
 import { ensureAppDatabase, startPostgresServer } from './components/postgres.ts';
+import { startPostgresExporter } from './components/postgres-exporter.ts';
 import { startPrometheus } from './components/prometheus.ts';
 import { startWeb } from './components/web.ts';
 import { httpStatus, isAlive, type StartedProcess, stopProcess, tcpOpen, waitUntil } from './process.ts';
@@ -168,6 +169,11 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
     const failed = started.find((s) => s.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason;
 
+    for (const exporter of of('postgresExporter')) {
+      log(`starting the PostgreSQL exporter http://${exporter.listen.host}:${exporter.listen.port}/metrics`);
+      record(exporter, await startPostgresExporter(topology, exporter, runDir, state.secrets.superuser));
+    }
+
     for (const prom of of('prometheus')) {
       log(`starting Prometheus http://${prom.listen.host}:${prom.listen.port}`);
       record(prom, await startPrometheus(topology, prom, runDir));
@@ -244,6 +250,9 @@ export async function restart(
       break;
     case 'prometheus':
       started = await startPrometheus(state.topology, spec, state.runDir);
+      break;
+    case 'postgresExporter':
+      started = await startPostgresExporter(state.topology, spec, state.runDir, state.secrets.superuser);
       break;
     case 'dashboard':
       started = await startDashboard(state.topology, spec, path.dirname(state.runDir), state.runDir);

@@ -1,6 +1,7 @@
 import { dashboardUp } from './components/dashboard.ts';
 import { etcdHealthy } from './components/etcd.ts';
 import { isLeader, leaderReplication, patroniCluster } from './components/patroni.ts';
+import { exporterUp } from './components/postgres-exporter.ts';
 import { prometheusReady } from './components/prometheus.ts';
 import { webReady } from './components/web.ts';
 import type { ClusterState } from './launcher.ts';
@@ -66,6 +67,10 @@ export async function status(state: ClusterState): Promise<ProcessStatus[]> {
         case 'dbProxy':
           ok = await tcpOpen(spec.primary.host, spec.primary.port);
           row.role = 'database proxy';
+          break;
+        case 'postgresExporter':
+          ok = (await exporterUp(spec)) === 200;
+          row.role = 'metrics (PostgreSQL exporter)';
           break;
         case 'dashboard':
           ok = (await dashboardUp(spec)) === 200;

@@ -25,6 +25,8 @@ const process = z.discriminatedUnion('kind', [
     stats: address,
   }),
   z.object({ kind: z.literal('prometheus'), name: z.string(), listen: address }),
+  /** Prometheus metrics of every PostgreSQL server. */
+  z.object({ kind: z.literal('postgresExporter'), name: z.string(), listen: address }),
   /** The project's own page: live topology, charts, fault buttons. */
   z.object({ kind: z.literal('dashboard'), name: z.string(), listen: address }),
   z.object({
@@ -124,6 +126,9 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
       stats: { host: ip(1, 100), port: 8404 },
     });
   }
+  if (preset !== 'single') {
+    processes.push({ kind: 'postgresExporter', name: 'pg-exporter', listen: { host: ip(4, 3), port: 9187 } });
+  }
   processes.push({ kind: 'prometheus', name: 'prometheus', listen: { host: ip(4, 1), port: 9090 } });
   processes.push({ kind: 'dashboard', name: 'dashboard', listen: { host: ip(4, 2), port: 8090 } });
   return topologySchema.parse({
@@ -155,6 +160,7 @@ export function addressesOf(p: ProcessSpec): { host: string; port: number }[] {
     case 'postgres':
     case 'prometheus':
     case 'dashboard':
+    case 'postgresExporter':
       return [p.listen];
     case 'loadBalancer':
       return [p.listen, p.stats];
@@ -175,6 +181,7 @@ export const addressOf = (p: ProcessSpec): string => {
     case 'loadBalancer':
     case 'prometheus':
     case 'dashboard':
+    case 'postgresExporter':
       return `${p.listen.host}:${p.listen.port}`;
     case 'etcd':
       return `${p.client.host}:${p.client.port}`;

@@ -123,6 +123,7 @@ describe('db preset: the web server and its own PostgreSQL server', () => {
     expect(rows.map((r) => [r.name, r.health])).toEqual([
       ['postgres', 'healthy'],
       ['web-1', 'healthy'],
+      ['pg-exporter', 'healthy'],
       ['prometheus', 'healthy'],
       ['dashboard', 'healthy'],
     ]);

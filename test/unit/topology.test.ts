@@ -9,7 +9,7 @@ const kinds = (preset: 'single' | 'db' | 'lb') => allProcesses(buildPreset(prese
 describe('presets are data', () => {
   it('single, db and lb hold the processes of their chapter step', () => {
     expect(kinds('single')).toEqual(['web', 'prometheus', 'dashboard']);
-    expect(kinds('db')).toEqual(['postgres', 'web', 'prometheus', 'dashboard']);
+    expect(kinds('db')).toEqual(['postgres', 'web', 'postgresExporter', 'prometheus', 'dashboard']);
     expect(kinds('lb')).toEqual([
       'etcd',
       'patroni',
@@ -19,6 +19,7 @@ describe('presets are data', () => {
       'web',
       'web',
       'loadBalancer',
+      'postgresExporter',
       'prometheus',
       'dashboard',
     ]);

@@ -9,8 +9,10 @@ type Exporter = Extract<ProcessSpec, { kind: 'postgresExporter' }>;
 export function exporterSources(t: Topology, superuserPassword: string): string[] {
   return allProcesses(t).flatMap((p) => {
     const pw = encodeURIComponent(superuserPassword);
-    if (p.kind === 'postgres') return [`postgresql://postgres:${pw}@${p.listen.host}:${p.listen.port}/postgres?sslmode=disable`];
-    if (p.kind === 'patroni') return [`postgresql://postgres:${pw}@${p.postgres.host}:${p.postgres.port}/postgres?sslmode=disable`];
+    if (p.kind === 'postgres')
+      return [`postgresql://postgres:${pw}@${p.listen.host}:${p.listen.port}/postgres?sslmode=disable`];
+    if (p.kind === 'patroni')
+      return [`postgresql://postgres:${pw}@${p.postgres.host}:${p.postgres.port}/postgres?sslmode=disable`];
     return [];
   });
 }
@@ -37,4 +39,5 @@ export async function startPostgresExporter(
   return proc;
 }
 
-export const exporterUp = (spec: Exporter) => httpStatus(`http://${spec.listen.host}:${spec.listen.port}/metrics`, 3000);
+export const exporterUp = (spec: Exporter) =>
+  httpStatus(`http://${spec.listen.host}:${spec.listen.port}/metrics`, 3000);

@@ -20,6 +20,8 @@ function scrapeTargets(p: ProcessSpec): { job: string; target: string } | null {
       return { job: 'patroni', target: `${p.rest.host}:${p.rest.port}` };
     case 'prometheus':
       return { job: 'prometheus', target: `${p.listen.host}:${p.listen.port}` };
+    case 'postgresExporter':
+      return { job: 'postgres', target: `${p.listen.host}:${p.listen.port}` };
     case 'postgres':
     case 'dashboard':
       return null;
