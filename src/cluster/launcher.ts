@@ -9,7 +9,7 @@ import { ensureAppDatabase, startPostgresServer } from './components/postgres.ts
 import { startPostgresExporter } from './components/postgres-exporter.ts';
 import { startPrometheus } from './components/prometheus.ts';
 import { startWeb } from './components/web.ts';
-import { httpStatus, isAlive, type StartedProcess, stopProcess, tcpOpen, waitUntil } from './process.ts';
+import { httpStatus, isAlive, type StartedProcess, spawned, stopProcess, tcpOpen, waitUntil } from './process.ts';
 import {
   addressesOf,
   allProcesses,
@@ -197,6 +197,9 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
   } catch (err) {
     log(`start failed: ${(err as Error).message}; stopping what was started`);
     await down(state, { purge: false });
+    // Also what was spawned but never became healthy, so never recorded.
+    const recorded = new Set(state.processes.map((p) => p.pid));
+    for (const pid of spawned) if (!recorded.has(pid)) await stopProcess(pid, 5000);
     throw err;
   }
 }

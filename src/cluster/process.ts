@@ -20,6 +20,12 @@ export interface SpawnOptions {
   cwd?: string;
 }
 
+/**
+ * Every PID this process started. A launcher whose health wait fails stops
+ * these too, not only the processes it had recorded as started.
+ */
+export const spawned = new Set<number>();
+
 const baseEnv = { PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', LANG: 'C.UTF-8' };
 
 /**
@@ -42,6 +48,7 @@ export function startProcess(opts: SpawnOptions): StartedProcess {
   closeSync(out);
   child.unref();
   if (!child.pid) throw new Error(`could not start ${opts.command}`);
+  spawned.add(child.pid);
   return { pid: child.pid, log: opts.log };
 }
 

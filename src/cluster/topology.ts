@@ -25,8 +25,8 @@ const process = z.discriminatedUnion('kind', [
     stats: address,
   }),
   z.object({ kind: z.literal('prometheus'), name: z.string(), listen: address }),
-  /** Prometheus metrics of every PostgreSQL server. */
-  z.object({ kind: z.literal('postgresExporter'), name: z.string(), listen: address }),
+  /** Prometheus metrics of one PostgreSQL server (the process named by `server`). */
+  z.object({ kind: z.literal('postgresExporter'), name: z.string(), listen: address, server: z.string() }),
   /** The project's own page: live topology, charts, fault buttons. */
   z.object({ kind: z.literal('dashboard'), name: z.string(), listen: address }),
   z.object({
@@ -126,9 +126,16 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
       stats: { host: ip(1, 100), port: 8404 },
     });
   }
-  if (preset !== 'single') {
-    processes.push({ kind: 'postgresExporter', name: 'pg-exporter', listen: { host: ip(4, 3), port: 9187 } });
-  }
+  // One exporter per PostgreSQL server: Debian's 0.11 cannot serve several data sources at once.
+  const servers = processes.filter((p) => p.kind === 'postgres' || p.kind === 'patroni');
+  servers.forEach((s, i) => {
+    processes.push({
+      kind: 'postgresExporter',
+      name: `${s.name}-exporter`,
+      listen: { host: ip(4, 10 + i), port: 9187 },
+      server: s.name,
+    });
+  });
   processes.push({ kind: 'prometheus', name: 'prometheus', listen: { host: ip(4, 1), port: 9090 } });
   processes.push({ kind: 'dashboard', name: 'dashboard', listen: { host: ip(4, 2), port: 8090 } });
   return topologySchema.parse({

@@ -115,7 +115,7 @@ describe('db preset: the web server and its own PostgreSQL server', () => {
     topo = await startTopology('db');
   }, 120_000);
   afterAll(async () => {
-    expect(await topo?.stop()).toEqual([]);
+    if (topo) expect(await topo.stop()).toEqual([]);
   });
 
   it('runs the photo flow on PostgreSQL', async () => {
@@ -123,7 +123,7 @@ describe('db preset: the web server and its own PostgreSQL server', () => {
     expect(rows.map((r) => [r.name, r.health])).toEqual([
       ['postgres', 'healthy'],
       ['web-1', 'healthy'],
-      ['pg-exporter', 'healthy'],
+      ['postgres-exporter', 'healthy'],
       ['prometheus', 'healthy'],
       ['dashboard', 'healthy'],
     ]);
@@ -143,7 +143,7 @@ describe('lb preset: HAProxy, 2 web servers, 3 PostgreSQL nodes under Patroni (s
     seed = await signUpAndUpload(topo.url);
   }, 180_000);
   afterAll(async () => {
-    expect(await topo?.stop()).toEqual([]);
+    if (topo) expect(await topo.stop()).toEqual([]);
   }, 60_000);
   beforeEach(async () => {
     // Another process (the dashboard) may have restarted something: the state file has the PIDs.

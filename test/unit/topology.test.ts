@@ -10,6 +10,11 @@ describe('presets are data', () => {
   it('single, db and lb hold the processes of their chapter step', () => {
     expect(kinds('single')).toEqual(['web', 'prometheus', 'dashboard']);
     expect(kinds('db')).toEqual(['postgres', 'web', 'postgresExporter', 'prometheus', 'dashboard']);
+    expect(
+      allProcesses(buildPreset('lb'))
+        .filter((p) => p.kind === 'postgresExporter')
+        .map((p) => p.name),
+    ).toEqual(['pg-1-exporter', 'pg-2-exporter', 'pg-3-exporter']);
     expect(kinds('lb')).toEqual([
       'etcd',
       'patroni',
@@ -19,6 +24,8 @@ describe('presets are data', () => {
       'web',
       'web',
       'loadBalancer',
+      'postgresExporter',
+      'postgresExporter',
       'postgresExporter',
       'prometheus',
       'dashboard',

@@ -5,22 +5,18 @@ import { requireBinaries } from './postgres.ts';
 
 type Exporter = Extract<ProcessSpec, { kind: 'postgresExporter' }>;
 
-/** Every PostgreSQL server of the topology, as the exporter's data sources. */
-export function exporterSources(t: Topology, superuserPassword: string): string[] {
-  return allProcesses(t).flatMap((p) => {
-    const pw = encodeURIComponent(superuserPassword);
-    if (p.kind === 'postgres')
-      return [`postgresql://postgres:${pw}@${p.listen.host}:${p.listen.port}/postgres?sslmode=disable`];
-    if (p.kind === 'patroni')
-      return [`postgresql://postgres:${pw}@${p.postgres.host}:${p.postgres.port}/postgres?sslmode=disable`];
-    return [];
-  });
+/** The data source of the server an exporter watches. */
+export function exporterSource(t: Topology, spec: Exporter, superuserPassword: string): string {
+  const server = allProcesses(t).find((p) => p.name === spec.server);
+  const pw = encodeURIComponent(superuserPassword);
+  if (server?.kind === 'postgres')
+    return `postgresql://postgres:${pw}@${server.listen.host}:${server.listen.port}/postgres?sslmode=disable`;
+  if (server?.kind === 'patroni')
+    return `postgresql://postgres:${pw}@${server.postgres.host}:${server.postgres.port}/postgres?sslmode=disable`;
+  throw new Error(`${spec.name}: no PostgreSQL server named ${spec.server}`);
 }
 
-/**
- * Debian's prometheus-postgres-exporter, one process for every PostgreSQL
- * server of the topology (comma-separated data sources, labelled by server).
- */
+/** Debian's prometheus-postgres-exporter for one PostgreSQL server. */
 export async function startPostgresExporter(
   t: Topology,
   spec: Exporter,
@@ -31,7 +27,7 @@ export async function startPostgresExporter(
   const proc = startProcess({
     command: '/usr/bin/prometheus-postgres-exporter',
     args: [`--web.listen-address=${spec.listen.host}:${spec.listen.port}`, '--log.level=warn'],
-    env: { DATA_SOURCE_NAME: exporterSources(t, superuserPassword).join(',') },
+    env: { DATA_SOURCE_NAME: exporterSource(t, spec, superuserPassword) },
     log: path.join(runDir, 'logs', `${spec.name}.log`),
     cwd: runDir,
   });
@@ -39,5 +35,5 @@ export async function startPostgresExporter(
   return proc;
 }
 
-export const exporterUp = (spec: Exporter) =>
-  httpStatus(`http://${spec.listen.host}:${spec.listen.port}/metrics`, 3000);
+// Its landing page answers at once; /metrics asks every server and can take seconds.
+export const exporterUp = (spec: Exporter) => httpStatus(`http://${spec.listen.host}:${spec.listen.port}/`, 2000);
