@@ -10,7 +10,7 @@ export const debianPackages: Record<string, string[]> = {
   database: ['postgresql', 'patroni', 'etcd-server', 'etcd-client'],
   loadBalancer: ['haproxy'],
   // observed: metrics of every process.
-  metrics: ['prometheus', 'prometheus-postgres-exporter'],
+  metrics: ['prometheus', 'prometheus-postgres-exporter', 'prometheus-node-exporter'],
 };
 
 export function missingPackages(packages: string[]): string[] {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { startDashboard } from './components/dashboard.ts';
 import { startEtcd } from './components/etcd.ts';
 import { dbProxyConfig, loadBalancerConfig, startHaproxy } from './components/haproxy.ts';
+import { startHostExporter } from './components/host-exporter.ts';
 import { type DbSecrets, startPatroni, waitForCluster } from './components/patroni.ts';
 import { ensureAppDatabase, startPostgresServer } from './components/postgres.ts';
 import { startPostgresExporter } from './components/postgres-exporter.ts';
@@ -169,6 +170,11 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
     const failed = started.find((s) => s.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason;
 
+    for (const host of of('hostExporter')) {
+      log(`starting the host exporter http://${host.listen.host}:${host.listen.port}/metrics`);
+      record(host, await startHostExporter(host, runDir));
+    }
+
     for (const exporter of of('postgresExporter')) {
       log(`starting the PostgreSQL exporter http://${exporter.listen.host}:${exporter.listen.port}/metrics`);
       record(exporter, await startPostgresExporter(topology, exporter, runDir, state.secrets.superuser));
@@ -253,6 +259,9 @@ export async function restart(
       break;
     case 'prometheus':
       started = await startPrometheus(state.topology, spec, state.runDir);
+      break;
+    case 'hostExporter':
+      started = await startHostExporter(spec, state.runDir);
       break;
     case 'postgresExporter':
       started = await startPostgresExporter(state.topology, spec, state.runDir, state.secrets.superuser);

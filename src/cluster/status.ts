@@ -1,5 +1,6 @@
 import { dashboardUp } from './components/dashboard.ts';
 import { etcdHealthy } from './components/etcd.ts';
+import { hostExporterUp } from './components/host-exporter.ts';
 import { isLeader, leaderReplication, patroniCluster } from './components/patroni.ts';
 import { exporterUp } from './components/postgres-exporter.ts';
 import { prometheusReady } from './components/prometheus.ts';
@@ -67,6 +68,10 @@ export async function status(state: ClusterState): Promise<ProcessStatus[]> {
         case 'dbProxy':
           ok = await tcpOpen(spec.primary.host, spec.primary.port);
           row.role = 'database proxy';
+          break;
+        case 'hostExporter':
+          ok = (await hostExporterUp(spec)) === 200;
+          row.role = 'metrics (host)';
           break;
         case 'postgresExporter':
           ok = (await exporterUp(spec)) === 200;

@@ -25,6 +25,8 @@ const process = z.discriminatedUnion('kind', [
     stats: address,
   }),
   z.object({ kind: z.literal('prometheus'), name: z.string(), listen: address }),
+  /** The machine's own metrics: CPU, memory, disk I/O, network. */
+  z.object({ kind: z.literal('hostExporter'), name: z.string(), listen: address }),
   /** Prometheus metrics of one PostgreSQL server (the process named by `server`). */
   z.object({ kind: z.literal('postgresExporter'), name: z.string(), listen: address, server: z.string() }),
   /** The project's own page: live topology, charts, fault buttons. */
@@ -136,6 +138,7 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
       server: s.name,
     });
   });
+  processes.push({ kind: 'hostExporter', name: 'host-exporter', listen: { host: ip(4, 5), port: 9100 } });
   processes.push({ kind: 'prometheus', name: 'prometheus', listen: { host: ip(4, 1), port: 9090 } });
   processes.push({ kind: 'dashboard', name: 'dashboard', listen: { host: ip(4, 2), port: 8090 } });
   return topologySchema.parse({
@@ -168,6 +171,7 @@ export function addressesOf(p: ProcessSpec): { host: string; port: number }[] {
     case 'prometheus':
     case 'dashboard':
     case 'postgresExporter':
+    case 'hostExporter':
       return [p.listen];
     case 'loadBalancer':
       return [p.listen, p.stats];
@@ -189,6 +193,7 @@ export const addressOf = (p: ProcessSpec): string => {
     case 'prometheus':
     case 'dashboard':
     case 'postgresExporter':
+    case 'hostExporter':
       return `${p.listen.host}:${p.listen.port}`;
     case 'etcd':
       return `${p.client.host}:${p.client.port}`;

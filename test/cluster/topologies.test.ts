@@ -1,8 +1,10 @@
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isLeader, patroniCluster, waitForCluster } from '../../src/cluster/components/patroni.ts';
 import { type ClusterState, postmasterPid, readState, restart, up } from '../../src/cluster/launcher.ts';
+import { keep, mergeByTime, parseLines } from '../../src/cluster/logs.ts';
 import { httpStatus, isAlive, killHard, waitUntil } from '../../src/cluster/process.ts';
 import { status } from '../../src/cluster/status.ts';
 import { allProcesses, buildPreset, type ProcessSpec } from '../../src/cluster/topology.ts';
@@ -124,6 +126,7 @@ describe('db preset: the web server and its own PostgreSQL server', () => {
       ['postgres', 'healthy'],
       ['web-1', 'healthy'],
       ['postgres-exporter', 'healthy'],
+      ['host-exporter', 'healthy'],
       ['prometheus', 'healthy'],
       ['dashboard', 'healthy'],
     ]);
@@ -169,6 +172,26 @@ describe('lb preset: HAProxy, 2 web servers, 3 PostgreSQL nodes under Patroni (s
     // The web servers are private: each has its own 127.x address, the public one is the load balancer's.
     const web = allProcesses(topo.state.topology).find((p) => p.kind === 'web');
     expect(web?.kind === 'web' && web.listen.host).not.toBe(new URL(topo.url).hostname);
+  });
+
+  it('one request id names the request in the load balancer and web server logs', async () => {
+    const res = await fetch(`${topo.url}/api/v1/users/${seed.name}`);
+    const id = res.headers.get('x-request-id') as string;
+    expect(id).toMatch(/^[0-9A-F]{8}-/);
+    const lines = async () => {
+      const all = [];
+      for (const p of topo.state.processes)
+        all.push(...parseLines(p.name, await readFile(p.log, 'utf8').catch(() => '')));
+      return mergeByTime(all).filter((l) => keep(l, { requestId: id }));
+    };
+    await waitUntil(
+      async () => new Set((await lines()).map((l) => l.service)).has('load-balancer'),
+      10_000,
+      'the HAProxy log line',
+    );
+    const services = new Set((await lines()).map((l) => l.service));
+    expect(services.has('load-balancer')).toBe(true);
+    expect([...services].some((s) => s.startsWith('web-'))).toBe(true);
   });
 
   it('Prometheus scrapes every process, and the dashboard shows charts and a failover in Chromium', async () => {

@@ -8,8 +8,8 @@ const kinds = (preset: 'single' | 'db' | 'lb') => allProcesses(buildPreset(prese
 
 describe('presets are data', () => {
   it('single, db and lb hold the processes of their chapter step', () => {
-    expect(kinds('single')).toEqual(['web', 'prometheus', 'dashboard']);
-    expect(kinds('db')).toEqual(['postgres', 'web', 'postgresExporter', 'prometheus', 'dashboard']);
+    expect(kinds('single')).toEqual(['web', 'hostExporter', 'prometheus', 'dashboard']);
+    expect(kinds('db')).toEqual(['postgres', 'web', 'postgresExporter', 'hostExporter', 'prometheus', 'dashboard']);
     expect(
       allProcesses(buildPreset('lb'))
         .filter((p) => p.kind === 'postgresExporter')
@@ -27,6 +27,7 @@ describe('presets are data', () => {
       'postgresExporter',
       'postgresExporter',
       'postgresExporter',
+      'hostExporter',
       'prometheus',
       'dashboard',
     ]);

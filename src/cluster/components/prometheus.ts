@@ -22,6 +22,8 @@ function scrapeTargets(p: ProcessSpec): { job: string; target: string } | null {
       return { job: 'prometheus', target: `${p.listen.host}:${p.listen.port}` };
     case 'postgresExporter':
       return { job: 'postgres', target: `${p.listen.host}:${p.listen.port}` };
+    case 'hostExporter':
+      return { job: 'node', target: `${p.listen.host}:${p.listen.port}` };
     case 'postgres':
     case 'dashboard':
       return null;
