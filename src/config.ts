@@ -10,6 +10,13 @@ const bool = z.union([
   z.boolean(),
   z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes'),
 ]);
+/** A comma-separated list; blanks dropped. */
+const csv = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((u) => u.trim())
+    .filter(Boolean),
+);
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
 export const configSchema = z.strictObject({
@@ -25,37 +32,13 @@ export const configSchema = z.strictObject({
     .string()
     .regex(/^postgres(ql)?:\/\//, 'a postgres:// URL')
     .optional(),
-  patroniUrls: z
-    .string()
-    .transform((s) =>
-      s
-        .split(',')
-        .map((u) => u.trim())
-        .filter(Boolean),
-    )
-    .optional(),
-  replicaUrls: z
-    .string()
-    .transform((s) =>
-      s
-        .split(',')
-        .map((u) => u.trim())
-        .filter(Boolean),
-    )
-    .optional(),
+  patroniUrls: csv.optional(),
+  replicaUrls: csv.optional(),
   maxReplicaLagBytes: int(0, 2 ** 40).default(16 * 1024 * 1024),
   dbPoolSize: int(1, 500).default(10),
   blobDir: z.string().min(1).optional(),
   slowQueryMs: int(1, 600_000).default(200),
-  admins: z
-    .string()
-    .transform((s) =>
-      s
-        .split(',')
-        .map((u) => u.trim())
-        .filter(Boolean),
-    )
-    .default([]),
+  admins: csv.default([]),
   cachePolicy: z.enum(['lru', 'lfu', 'fifo']).default('lru'),
   cacheMaxEntries: int(1, 10_000_000).default(10_000),
   cacheTtlSeconds: int(1, 86_400 * 7).default(60),

@@ -7,6 +7,7 @@ import { isLeader, patroniCluster } from '../cluster/components/patroni.ts';
 import { type ClusterState, down, postmasterPid, up } from '../cluster/launcher.ts';
 import { killHard } from '../cluster/process.ts';
 import { allProcesses, buildPreset, type ProcessSpec } from '../cluster/topology.ts';
+import { benchWebEnv } from './processes.ts';
 
 export interface FailoverResult {
   mode: 'synchronous' | 'asynchronous';
@@ -44,7 +45,7 @@ export async function benchFailover(opts: {
   });
   const state = await up(topology, {
     runRoot,
-    webEnv: { SCALEOUT_LOG_LEVEL: 'warn', SCALEOUT_SIGNUP_RATE_LIMIT: '1000000', SCALEOUT_LOGIN_RATE_LIMIT: '1000000' },
+    webEnv: benchWebEnv,
   });
   const http = new Pool(state.publicUrl, { connections: 64 });
   try {

@@ -6,7 +6,7 @@ import { down, up } from '../cluster/launcher.ts';
 import { httpStatus, waitUntil } from '../cluster/process.ts';
 import { buildPreset, type PresetName } from '../cluster/topology.ts';
 import { openLoop } from './load.ts';
-import { freePort, startNode } from './processes.ts';
+import { benchWebEnv, freePort, startNode } from './processes.ts';
 import { runBench, verifyRun } from './run.ts';
 import { seed } from './seed.ts';
 
@@ -69,11 +69,7 @@ export async function benchPresets(o: PresetBenchOptions): Promise<PresetRow[]> 
       o.log(`starting ${preset}`);
       const state = await up(buildPreset(preset, { name: `sweep-${preset}` }), {
         runRoot,
-        webEnv: {
-          SCALEOUT_LOG_LEVEL: 'warn',
-          SCALEOUT_SIGNUP_RATE_LIMIT: '1000000',
-          SCALEOUT_LOGIN_RATE_LIMIT: '1000000',
-        },
+        webEnv: benchWebEnv,
       });
       try {
         const manifest = await seed({

@@ -7,7 +7,7 @@ import { down, up } from '../cluster/launcher.ts';
 import { httpStatus, stopProcess, waitUntil } from '../cluster/process.ts';
 import { buildPreset, type PresetName } from '../cluster/topology.ts';
 import { type EndpointRow, measure } from './endpoints.ts';
-import { startNode } from './processes.ts';
+import { benchWebEnv, startNode } from './processes.ts';
 import { seed } from './seed.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -94,11 +94,7 @@ export async function benchTopologies(opts: TopologyBenchOptions): Promise<Topol
       opts.log(`starting ${c.label}`);
       const state = await up(topology, {
         runRoot,
-        webEnv: {
-          SCALEOUT_LOG_LEVEL: 'warn',
-          SCALEOUT_SIGNUP_RATE_LIMIT: '1000000',
-          SCALEOUT_LOGIN_RATE_LIMIT: '1000000',
-        },
+        webEnv: benchWebEnv,
       });
       try {
         const manifest = await seed({
