@@ -212,6 +212,9 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
 
 /** Stops every process by PID, the front first and the data last. */
 export async function down(state: ClusterState, opts: { purge: boolean }): Promise<void> {
+  // Another process (the dashboard) may have restarted some: the state file has the latest PIDs.
+  const file = stateFile(state.runDir);
+  if (existsSync(file)) state.processes = (JSON.parse(readFileSync(file, 'utf8')) as ClusterState).processes;
   for (const p of [...state.processes].reverse()) await stopProcess(p.pid, 15_000);
   if (opts.purge) rmSync(state.runDir, { recursive: true, force: true });
 }
