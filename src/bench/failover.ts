@@ -1,10 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { Pool } from 'undici';
 import { isLeader, patroniCluster } from '../cluster/components/patroni.ts';
-import { type ClusterState, down, postmasterPid, up } from '../cluster/launcher.ts';
+import { type ClusterState, down, postmasterPid, queryPrimary, up } from '../cluster/launcher.ts';
 import { killHard } from '../cluster/process.ts';
 import { allProcesses, buildPreset, type ProcessSpec } from '../cluster/topology.ts';
 import { benchWebEnv } from './processes.ts';
@@ -115,20 +114,10 @@ export async function benchFailover(opts: {
     const newLeader = ((await patroniCluster(nodes)) ?? []).find(isLeader)?.name;
 
     // Check every acknowledged write on the (new) primary.
-    const proxy = allProcesses(state.topology).find((p) => p.kind === 'dbProxy');
-    if (proxy?.kind !== 'dbProxy') throw new Error('no database proxy');
-    const db = new pg.Client({
-      host: proxy.primary.host,
-      port: proxy.primary.port,
-      user: 'postgres',
-      password: state.secrets.superuser,
-      database: 'scaleout',
-    });
-    await db.connect();
-    const rows = await db.query<{ follower: string; followee: string }>(
+    const rows = await queryPrimary<{ follower: string; followee: string }>(
+      state,
       'SELECT a.username AS follower, b.username AS followee FROM follows f JOIN users a ON a.id = f.follower_id JOIN users b ON b.id = f.followee_id',
     );
-    await db.end();
     const present = new Set(rows.rows.map((r) => `${r.follower}>${r.followee}`));
     const lost = acked.filter(([a, b]) => !present.has(`${names[a]}>${names[b]}`)).length;
     return {

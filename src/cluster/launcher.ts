@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import pg from 'pg';
 import { startDashboard } from './components/dashboard.ts';
 import { startEtcd } from './components/etcd.ts';
 import { dbProxyConfig, loadBalancerConfig, startHaproxy } from './components/haproxy.ts';
@@ -293,4 +294,28 @@ export function postmasterPid(state: ClusterState, node: string): number | null 
   if (!existsSync(file)) return null;
   const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
   return pid && isAlive(pid) ? pid : null;
+}
+
+/** Runs one query as the superuser on the current primary (through the database proxy), for checks and benchmarks. */
+export async function queryPrimary<T extends pg.QueryResultRow>(
+  state: ClusterState,
+  text: string,
+  values: unknown[] = [],
+): Promise<pg.QueryResult<T>> {
+  const proxy = allProcesses(state.topology).find((p) => p.kind === 'dbProxy');
+  if (proxy?.kind !== 'dbProxy') throw new Error('this topology has no database proxy');
+  const client = new pg.Client({
+    host: proxy.primary.host,
+    port: proxy.primary.port,
+    user: 'postgres',
+    password: state.secrets.superuser,
+    database: appDatabase,
+  });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    return await client.query<T>(text, values);
+  } finally {
+    await client.end();
+  }
 }

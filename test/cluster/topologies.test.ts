@@ -3,7 +3,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { isLeader, patroniCluster, waitForCluster } from '../../src/cluster/components/patroni.ts';
-import { type ClusterState, postmasterPid, readState, restart, up } from '../../src/cluster/launcher.ts';
+import { type ClusterState, postmasterPid, queryPrimary, readState, restart, up } from '../../src/cluster/launcher.ts';
 import { keep, mergeByTime, parseLines } from '../../src/cluster/logs.ts';
 import { httpStatus, isAlive, killHard, waitUntil } from '../../src/cluster/process.ts';
 import { status } from '../../src/cluster/status.ts';
@@ -47,24 +47,6 @@ async function waitAllHealthy(state: ClusterState) {
     60_000,
     'every process healthy',
   );
-}
-
-async function superuserQuery<T extends pg.QueryResultRow>(state: ClusterState, text: string, values: unknown[] = []) {
-  const proxy = allProcesses(state.topology).find((p) => p.kind === 'dbProxy');
-  if (proxy?.kind !== 'dbProxy') throw new Error('no db proxy');
-  const client = new pg.Client({
-    host: proxy.primary.host,
-    port: proxy.primary.port,
-    user: 'postgres',
-    password: state.secrets.superuser,
-    database: 'scaleout',
-  });
-  await client.connect();
-  try {
-    return await client.query<T>(text, values);
-  } finally {
-    await client.end();
-  }
 }
 
 async function onEachReplica(state: ClusterState, sql: string) {
@@ -311,7 +293,7 @@ describe('lb preset: HAProxy, 2 web servers, 3 PostgreSQL nodes under Patroni (s
           topo.state,
           'SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_is_wal_replay_paused() AS paused',
         );
-        const primary = await superuserQuery<{ lsn: string }>(topo.state, 'SELECT pg_current_wal_lsn()::text AS lsn');
+        const primary = await queryPrimary<{ lsn: string }>(topo.state, 'SELECT pg_current_wal_lsn()::text AS lsn');
         diagnostics.push({ primary: primary.rows[0]?.lsn, replicas: replayed });
         const lagging = replayed.filter(
           (r) => lsnReached(primary.rows[0]?.lsn ?? '0/0', String(r.lsn)) && r.lsn !== primary.rows[0]?.lsn,
@@ -354,7 +336,7 @@ describe('lb preset: HAProxy, 2 web servers, 3 PostgreSQL nodes under Patroni (s
     expect(newLeader).not.toBe(leader);
 
     // Every acknowledged write is on the new primary.
-    const rows = await superuserQuery<{ username: string }>(
+    const rows = await queryPrimary<{ username: string }>(
       topo.state,
       'SELECT username FROM users WHERE username = ANY($1)',
       [acked],
