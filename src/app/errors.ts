@@ -1,11 +1,11 @@
 /** An error the client caused or may see: a stable code, an HTTP status and a safe message. */
 export class AppError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
     super(message);
+    this.status = status;
+    this.code = code;
     this.name = 'AppError';
   }
 }

@@ -31,7 +31,6 @@ export interface EndpointRow {
 export async function benchEndpoints(opts: EndpointBenchOptions): Promise<EndpointRow[]> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'scaleout-bench-'));
   const [appPort, helloPort] = [await freePort(), await freePort()];
-  const tsx = ['--import', 'tsx'];
   const app = startNode(
     [path.join(root, 'bin/scaleout.js'), 'start', '--port', String(appPort), '--data-dir', dataDir],
     {
@@ -40,7 +39,7 @@ export async function benchEndpoints(opts: EndpointBenchOptions): Promise<Endpoi
       SCALEOUT_LOGIN_RATE_LIMIT: '100000',
     },
   );
-  const hello = startNode([...tsx, path.join(root, 'src/bench/hello.ts'), String(helloPort)]);
+  const hello = startNode([path.join(root, 'src/bench/hello.ts'), String(helloPort)]);
   try {
     const appOrigin = `http://127.0.0.1:${appPort}`;
     const helloOrigin = `http://127.0.0.1:${helloPort}`;

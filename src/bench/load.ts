@@ -72,7 +72,10 @@ class Recorder {
   readonly #seconds: { ok: number; errors: number; h: LatencyHistogram }[] = [];
   completed = 0;
   sent = 0;
-  constructor(readonly start: number) {}
+  readonly start: number;
+  constructor(start: number) {
+    this.start = start;
+  }
 
   /** Records one answer, its latency counted from `sinceUs`. */
   record(sinceUs: number, error: string | null): void {

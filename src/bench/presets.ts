@@ -35,7 +35,7 @@ export interface PresetBenchOptions {
 /** The hello-world's sweep: same bound, same step rule, a plain GET. */
 async function helloSweep(o: PresetBenchOptions): Promise<PresetRow> {
   const port = await freePort();
-  const hello = startNode(['--import', 'tsx', path.join(root, 'src/bench/hello.ts'), String(port)]);
+  const hello = startNode([path.join(root, 'src/bench/hello.ts'), String(port)]);
   try {
     const origin = `http://127.0.0.1:${port}`;
     await waitUntil(async () => (await httpStatus(`${origin}/`)) === 200, 30_000);

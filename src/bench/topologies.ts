@@ -52,7 +52,7 @@ async function baseline(
     stats: { host: `127.${octet}.1.100`, port: 8404 },
   };
   const hellos = webs.map((w) =>
-    startNode(['--import', 'tsx', path.join(root, 'src/bench/hello.ts'), String(w.listen.port), w.listen.host]),
+    startNode([path.join(root, 'src/bench/hello.ts'), String(w.listen.port), w.listen.host]),
   );
   try {
     for (const w of webs)

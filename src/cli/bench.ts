@@ -6,6 +6,7 @@ import { benchEndpoints, endpointTable } from '../bench/endpoints.ts';
 import { benchFailover } from '../bench/failover.ts';
 import { benchPresets, presetTable } from '../bench/presets.ts';
 import { seed } from '../bench/seed.ts';
+import { benchStart, startTable } from '../bench/start.ts';
 import { benchTopologies, topologyTable } from '../bench/topologies.ts';
 import { defaultManifest, registerLoadCommands } from './load.ts';
 
@@ -62,6 +63,18 @@ export function benchCommands(program: Command): void {
 
   const machine = () =>
     `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+
+  program
+    .command('bench-start')
+    .description('Warm start of the single server: spawn to the first 200 of /healthz, natively and through tsx')
+    .option('--runs <n>', 'starts of each variant', '10')
+    .option('--out <file>', 'also write the results as JSON')
+    .action(async (o: { runs: string; out?: string }) => {
+      const rows = await benchStart({ runs: Number(o.runs), log: (line) => process.stderr.write(`${line}\n`) });
+      process.stdout.write(`machine: ${machine()}\n\n${startTable(rows)}\n`);
+      if (o.out)
+        await writeFile(o.out, JSON.stringify({ machine: machine(), date: new Date().toISOString(), rows }, null, 2));
+    });
 
   program
     .command('bench-topologies')

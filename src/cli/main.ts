@@ -1,13 +1,20 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { Command, Option } from 'commander';
+import packageJson from '../../package.json' with { type: 'json' };
 import { type Config, ConfigError, loadConfig, runRoot } from '../config.ts';
 import { createRuntime } from '../runtime.ts';
 import { benchCommands } from './bench.ts';
 import { clusterCommands } from './cluster.ts';
 import { setup } from './setup.ts';
 
+const packageVersion = packageJson.version;
+
 const program = new Command()
   .name('scaleout')
-  .description('A photo-sharing service, from one process to millions of users');
+  .description('A photo-sharing service, from one process to millions of users')
+  .version(`scaleout ${packageVersion} on Node.js ${process.version}`, '-v, --version');
 
 program
   .command('start')
@@ -35,6 +42,27 @@ program
     process.on('SIGTERM', () => void stop('SIGTERM'));
     const url = await runtime.listen();
     runtime.logger.info({ url, dataDir: config.dataDir }, `scaleout is serving ${url}`);
+  });
+
+program
+  .command('openapi')
+  .description("Print the JSON API's OpenAPI document, as a fresh single server serves it at /api/v1/openapi.json")
+  .addOption(new Option('--out <file>', 'write it to this file instead of stdout'))
+  .action(async (flags: { out?: string }) => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'scaleout-openapi-'));
+    try {
+      const config = loadConfig(process.env, { dataDir, logLevel: 'silent' });
+      const runtime = await createRuntime(config);
+      const answer = await runtime.server.inject({ method: 'GET', url: '/api/v1/openapi.json' });
+      await runtime.close();
+      const document = `${JSON.stringify(answer.json(), null, 2)}\n`;
+      if (flags.out) {
+        await mkdir(path.dirname(flags.out), { recursive: true });
+        await writeFile(flags.out, document);
+      } else process.stdout.write(document);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 
 program

@@ -122,7 +122,10 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
             title: 'scaleout API',
             version: '1',
             description: 'Photo sharing: accounts, photos, follows, likes, feed.',
+            license: { name: 'MIT', url: 'https://opensource.org/licenses/MIT' },
           },
+          // The configured public URL, else relative: the origin that served this document.
+          servers: [{ url: settings.publicUrl?.replace(/\/$/, '') || '/', description: 'this site' }],
           components: {
             securitySchemes: {
               bearer: { type: 'http', scheme: 'bearer' },

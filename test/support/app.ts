@@ -58,7 +58,10 @@ export const password = 'correct horse battery';
 export class Client {
   cookies = new Map<string, string>();
   token: string | undefined;
-  constructor(public base: string) {}
+  base: string;
+  constructor(base: string) {
+    this.base = base;
+  }
 
   async request(
     method: string,

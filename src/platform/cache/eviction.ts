@@ -15,7 +15,10 @@ export interface EvictionOrder {
 /** FIFO evicts the oldest insert; LRU evicts the least recently read or written. */
 class InsertionOrder implements EvictionOrder {
   readonly #keys = new Set<string>();
-  constructor(private readonly refreshOnUse: boolean) {}
+  private readonly refreshOnUse: boolean;
+  constructor(refreshOnUse: boolean) {
+    this.refreshOnUse = refreshOnUse;
+  }
   add(key: string): void {
     if (this.#keys.has(key) && !this.refreshOnUse) return;
     this.#keys.delete(key);

@@ -21,10 +21,12 @@ import type { QueryObserver } from './postgres.ts';
  */
 class PgliteDriver implements Driver {
   #queue: Promise<void> = Promise.resolve();
-  constructor(
-    private readonly client: PGlite,
-    private readonly observe?: QueryObserver,
-  ) {}
+  private readonly client: PGlite;
+  private readonly observe?: QueryObserver;
+  constructor(client: PGlite, observe?: QueryObserver) {
+    this.client = client;
+    this.observe = observe;
+  }
 
   async init(): Promise<void> {}
 
@@ -54,11 +56,14 @@ class PgliteDriver implements Driver {
 }
 
 class PgliteConnection implements DatabaseConnection {
-  constructor(
-    private readonly client: PGlite,
-    readonly release: () => void,
-    private readonly observe?: QueryObserver,
-  ) {}
+  private readonly client: PGlite;
+  readonly release: () => void;
+  private readonly observe?: QueryObserver;
+  constructor(client: PGlite, release: () => void, observe?: QueryObserver) {
+    this.client = client;
+    this.release = release;
+    this.observe = observe;
+  }
 
   async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
     // Like node-postgres, a query without parameters goes over the simple

@@ -41,13 +41,24 @@ const unavailable = (err: unknown) =>
 
 /** Wraps a connection so that connection-level failures surface as StoreUnavailableError. */
 class GuardedConnection implements DatabaseConnection {
+  readonly inner: DatabaseConnection;
+  readonly origin: Driver;
+  private readonly target: 'primary' | 'replica';
+  private readonly observe: QueryObserver | undefined;
+  private readonly onQueryError?: (err: unknown, query: CompiledQuery) => Promise<QueryResult<unknown> | undefined>;
   constructor(
-    readonly inner: DatabaseConnection,
-    readonly origin: Driver,
-    private readonly target: 'primary' | 'replica',
-    private readonly observe: QueryObserver | undefined,
-    private readonly onQueryError?: (err: unknown, query: CompiledQuery) => Promise<QueryResult<unknown> | undefined>,
-  ) {}
+    inner: DatabaseConnection,
+    origin: Driver,
+    target: 'primary' | 'replica',
+    observe: QueryObserver | undefined,
+    onQueryError?: (err: unknown, query: CompiledQuery) => Promise<QueryResult<unknown> | undefined>,
+  ) {
+    this.inner = inner;
+    this.origin = origin;
+    this.target = target;
+    this.observe = observe;
+    this.onQueryError = onQueryError;
+  }
 
   async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
     const started = performance.now();
@@ -62,7 +73,7 @@ class GuardedConnection implements DatabaseConnection {
     }
   }
 
-  streamQuery<R>(query: CompiledQuery, chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
+  streamQuery<R>(query: CompiledQuery, chunkSize: number): AsyncIterableIterator<QueryResult<R>> {
     return this.inner.streamQuery<R>(query, chunkSize);
   }
 }
@@ -74,11 +85,14 @@ class GuardedConnection implements DatabaseConnection {
  * outcome is unknown.
  */
 class PrimaryDriver implements Driver {
-  constructor(
-    readonly inner: PostgresDriver,
-    private readonly waitMs: number,
-    private readonly observe?: QueryObserver,
-  ) {}
+  readonly inner: PostgresDriver;
+  private readonly waitMs: number;
+  private readonly observe?: QueryObserver;
+  constructor(inner: PostgresDriver, waitMs: number, observe?: QueryObserver) {
+    this.inner = inner;
+    this.waitMs = waitMs;
+    this.observe = observe;
+  }
   init() {
     return this.inner.init();
   }
@@ -119,12 +133,16 @@ class PrimaryDriver implements Driver {
  * the primary (reads are safe to repeat) and the replica leaves the rotation.
  */
 class ReaderDriver implements Driver {
-  constructor(
-    private readonly primary: PrimaryDriver,
-    private readonly replicas: ReplicaSet,
-    private readonly scope: ConsistencyScope,
-    private readonly observe?: QueryObserver,
-  ) {}
+  private readonly primary: PrimaryDriver;
+  private readonly replicas: ReplicaSet;
+  private readonly scope: ConsistencyScope;
+  private readonly observe?: QueryObserver;
+  constructor(primary: PrimaryDriver, replicas: ReplicaSet, scope: ConsistencyScope, observe?: QueryObserver) {
+    this.primary = primary;
+    this.replicas = replicas;
+    this.scope = scope;
+    this.observe = observe;
+  }
   async init() {}
   async acquireConnection(): Promise<DatabaseConnection> {
     const target = this.replicas.pick(this.scope.minLsn);

@@ -16,6 +16,7 @@ export function accountRoutes(services: Services, settings: RouteSettings): Fast
       config: limit(settings.signupRateLimit),
       schema: {
         tags: ['accounts'],
+        operationId: 'signUp',
         summary: 'Sign up',
         body: credentials,
         response: { 201: z.object({ user: z.object({ username: z.string() }) }), ...errors(400, 409, 429) },
@@ -30,6 +31,7 @@ export function accountRoutes(services: Services, settings: RouteSettings): Fast
       config: limit(settings.loginRateLimit),
       schema: {
         tags: ['accounts'],
+        operationId: 'logIn',
         summary: 'Log in: sets the session cookie and returns the same session as a bearer token',
         body: credentials,
         response: { 201: z.object({ token: z.string(), expiresAt: z.string() }), ...errors(400, 401, 429) },
@@ -43,7 +45,12 @@ export function accountRoutes(services: Services, settings: RouteSettings): Fast
     });
 
     r.delete('/sessions/current', {
-      schema: { tags: ['accounts'], summary: 'Log out', response: { 204: z.null(), ...errors(401) } },
+      schema: {
+        tags: ['accounts'],
+        operationId: 'logOut',
+        summary: 'Log out',
+        response: { 204: z.null(), ...errors(401) },
+      },
       handler: async (request, reply) => {
         await services.users.logOut(requireViewer(request).sessionId);
         reply.endSession();
@@ -54,6 +61,7 @@ export function accountRoutes(services: Services, settings: RouteSettings): Fast
     r.get('/admin/kpis', {
       schema: {
         tags: ['admin'],
+        operationId: 'getKpis',
         summary: "Today's business KPIs: daily active users, sign-ups, uploads, likes (admins only)",
         response: {
           200: z.object({
@@ -78,6 +86,7 @@ export function accountRoutes(services: Services, settings: RouteSettings): Fast
     r.get('/users/:username', {
       schema: {
         tags: ['accounts'],
+        operationId: 'getUser',
         summary: 'A profile with its counts',
         params: usernameParams,
         response: { 200: z.object({ user, following: z.boolean().optional() }), ...errors(400, 404) },

@@ -1,11 +1,26 @@
+import type { SwaggerTransform } from '@fastify/swagger';
 import type { FastifyPluginAsync } from 'fastify';
-import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { jsonSchemaTransform, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { badRequest } from '../../errors.ts';
 import { baseUrl, type RouteSettings, requireViewer, type Services } from '../context.ts';
 import { mapPhoto } from '../mappers.ts';
-import { readUploadForm } from '../upload.ts';
+import { captionMaxLength, readUploadForm } from '../upload.ts';
 import { cursorQuery, errors, photo, photoPage, photoParams, usernameParams } from './schemas.ts';
+
+/** The upload's multipart/form-data body, in the OpenAPI document. */
+const describeUploadBody: SwaggerTransform = (route) => {
+  const transformed = jsonSchemaTransform(route as Parameters<typeof jsonSchemaTransform>[0]);
+  const body = {
+    type: 'object',
+    required: ['file'],
+    properties: {
+      file: { type: 'string', format: 'binary', description: 'JPEG, PNG, WebP, AVIF or GIF' },
+      caption: { type: 'string', maxLength: captionMaxLength },
+    },
+  };
+  return { ...transformed, schema: { ...transformed.schema, body } };
+};
 
 /** Upload, read and delete photos; a user's photos; likes; the home feed. */
 export function photoRoutes(services: Services, settings: RouteSettings): FastifyPluginAsync {
@@ -13,8 +28,11 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
     const r = app.withTypeProvider<ZodTypeProvider>();
 
     r.post('/photos', {
+      // The multipart body is read by the handler, not validated by a schema; this describes it for clients.
+      config: { swaggerTransform: describeUploadBody },
       schema: {
         tags: ['photos'],
+        operationId: 'uploadPhoto',
         summary: 'Upload a photo (multipart: file, caption); variants are made by a job',
         consumes: ['multipart/form-data'],
         response: {
@@ -37,6 +55,7 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
     r.get('/photos/:id', {
       schema: {
         tags: ['photos'],
+        operationId: 'getPhoto',
         summary: 'One photo with its status, like count and variant URLs',
         params: photoParams,
         response: { 200: z.object({ photo }), ...errors(400, 404) },
@@ -51,6 +70,7 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
     r.delete('/photos/:id', {
       schema: {
         tags: ['photos'],
+        operationId: 'deletePhoto',
         summary: 'Delete your photo',
         params: photoParams,
         response: { 204: z.null(), ...errors(400, 401, 403, 404) },
@@ -64,6 +84,7 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
     r.put('/photos/:id/like', {
       schema: {
         tags: ['social'],
+        operationId: 'likePhoto',
         summary: 'Like a photo',
         params: photoParams,
         response: { 204: z.null(), ...errors(400, 401, 404) },
@@ -77,6 +98,7 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
     r.delete('/photos/:id/like', {
       schema: {
         tags: ['social'],
+        operationId: 'unlikePhoto',
         summary: 'Take a like back',
         params: photoParams,
         response: { 204: z.null(), ...errors(400, 401, 404) },
@@ -90,6 +112,7 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
     r.get('/users/:username/photos', {
       schema: {
         tags: ['photos'],
+        operationId: 'listUserPhotos',
         summary: "A user's photos, newest first",
         params: usernameParams,
         querystring: cursorQuery,
@@ -109,6 +132,7 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
     r.put('/users/:username/follow', {
       schema: {
         tags: ['social'],
+        operationId: 'followUser',
         summary: 'Follow a user',
         params: usernameParams,
         response: { 204: z.null(), ...errors(400, 401, 404) },
@@ -122,6 +146,7 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
     r.delete('/users/:username/follow', {
       schema: {
         tags: ['social'],
+        operationId: 'unfollowUser',
         summary: 'Unfollow a user',
         params: usernameParams,
         response: { 204: z.null(), ...errors(400, 401, 404) },
@@ -135,6 +160,7 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
     r.get('/feed', {
       schema: {
         tags: ['feed'],
+        operationId: 'getFeed',
         summary: 'Home feed: the people you follow and you, newest first',
         querystring: cursorQuery,
         response: { 200: photoPage, ...errors(400, 401) },
