@@ -25,7 +25,36 @@ export const configSchema = z.strictObject({
   dataDir: z.string().min(1).default('./data'),
   publicUrl: z.url().optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  trustProxy: bool.default(false),
+  /**
+   * Which proxies may set X-Forwarded-For: false (none, the default), a number
+   * of hops, or a comma-separated list of addresses or CIDR ranges (the load
+   * balancer's). `true` trusts every hop, so a client can choose its own address.
+   */
+  trustProxy: z
+    .union([z.boolean(), z.string()])
+    .transform((v, ctx): boolean | number | string[] => {
+      if (typeof v === 'boolean') return v;
+      if (/^(true|yes|1)$/.test(v)) return true;
+      if (/^(false|no|0|)$/.test(v)) return false;
+      if (/^\d{1,2}$/.test(v)) return Number(v);
+      const list = v
+        .split(',')
+        .map((a) => a.trim())
+        .filter(Boolean);
+      if (list.every((a) => /^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(a))) return list;
+      ctx.addIssue({ code: 'custom', message: 'true, false, a hop count, or a list of addresses or CIDR ranges' });
+      return z.NEVER;
+    })
+    .default(false),
+  /** Host names (with port) the site answers to when no public URL is set; others get 400. Empty: any well-formed one. */
+  allowedHosts: csv.default([]),
+  /** Where /metrics is served: a listener of its own, never the public one. */
+  metricsHost: z.string().min(1).default('127.0.0.1'),
+  metricsPort: int(0, 65535).default(9464),
+  /** Signs the forms' CSRF tokens; every web server of a site shares it. A random one per data dir when unset. */
+  secret: z.string().min(32, 'at least 32 characters').optional(),
+  /** fsync each original and its directory before the upload is acknowledged. */
+  blobFsync: bool.default(true),
   secureCookies: z.enum(['auto', 'always', 'never']).default('auto'),
   db: z.enum(['pglite', 'postgres']).default('pglite'),
   databaseUrl: z
@@ -38,7 +67,6 @@ export const configSchema = z.strictObject({
   dbPoolSize: int(1, 500).default(10),
   blobDir: z.string().min(1).optional(),
   slowQueryMs: int(1, 600_000).default(200),
-  admins: csv.default([]),
   cachePolicy: z.enum(['lru', 'lfu', 'fifo']).default('lru'),
   cacheMaxEntries: int(1, 10_000_000).default(10_000),
   cacheTtlSeconds: int(1, 86_400 * 7).default(60),
@@ -50,6 +78,10 @@ export const configSchema = z.strictObject({
   uploadMaxBytes: int(1024, 1024 * 1024 * 1024).default(15 * 1024 * 1024),
   uploadMaxMegapixels: z.coerce.number().positive().max(1000).default(50),
   loginRateLimit: int(1, 1_000_000).default(10),
+  accountLoginFailures: int(1, 1000).default(5),
+  uploadRateLimit: int(1, 1_000_000).default(30),
+  uploadMaxQueued: int(1, 10_000).default(5),
+  imageDecodeTimeoutSeconds: int(1, 600).default(10),
   signupRateLimit: int(1, 1_000_000).default(5),
   rateLimitWindowSeconds: int(1, 86_400).default(60),
 });
@@ -65,6 +97,11 @@ export const envNames: Record<keyof Config, string> = {
   publicUrl: 'SCALEOUT_PUBLIC_URL',
   logLevel: 'SCALEOUT_LOG_LEVEL',
   trustProxy: 'SCALEOUT_TRUST_PROXY',
+  allowedHosts: 'SCALEOUT_ALLOWED_HOSTS',
+  metricsHost: 'SCALEOUT_METRICS_HOST',
+  metricsPort: 'SCALEOUT_METRICS_PORT',
+  secret: 'SCALEOUT_SECRET',
+  blobFsync: 'SCALEOUT_BLOB_FSYNC',
   secureCookies: 'SCALEOUT_SECURE_COOKIES',
   db: 'SCALEOUT_DB',
   databaseUrl: 'SCALEOUT_DATABASE_URL',
@@ -74,7 +111,6 @@ export const envNames: Record<keyof Config, string> = {
   dbPoolSize: 'SCALEOUT_DB_POOL_SIZE',
   blobDir: 'SCALEOUT_BLOB_DIR',
   slowQueryMs: 'SCALEOUT_SLOW_QUERY_MS',
-  admins: 'SCALEOUT_ADMINS',
   cachePolicy: 'SCALEOUT_CACHE_POLICY',
   cacheMaxEntries: 'SCALEOUT_CACHE_MAX_ENTRIES',
   cacheTtlSeconds: 'SCALEOUT_CACHE_TTL_SECONDS',
@@ -86,8 +122,23 @@ export const envNames: Record<keyof Config, string> = {
   uploadMaxBytes: 'SCALEOUT_UPLOAD_MAX_BYTES',
   uploadMaxMegapixels: 'SCALEOUT_UPLOAD_MAX_MEGAPIXELS',
   loginRateLimit: 'SCALEOUT_LOGIN_RATE_LIMIT',
+  accountLoginFailures: 'SCALEOUT_ACCOUNT_LOGIN_FAILURES',
+  uploadRateLimit: 'SCALEOUT_UPLOAD_RATE_LIMIT',
+  uploadMaxQueued: 'SCALEOUT_UPLOAD_MAX_QUEUED',
+  imageDecodeTimeoutSeconds: 'SCALEOUT_IMAGE_DECODE_TIMEOUT_SECONDS',
   signupRateLimit: 'SCALEOUT_SIGNUP_RATE_LIMIT',
   rateLimitWindowSeconds: 'SCALEOUT_RATE_LIMIT_WINDOW_SECONDS',
+};
+
+/**
+ * Limits for seeding and load tests (`up --load-test`, the benchmarks): they
+ * make hundreds of accounts and photos from one address; the defaults are for people.
+ */
+export const loadTestLimits: Record<string, string> = {
+  SCALEOUT_SIGNUP_RATE_LIMIT: '1000000',
+  SCALEOUT_LOGIN_RATE_LIMIT: '1000000',
+  SCALEOUT_UPLOAD_RATE_LIMIT: '1000000',
+  SCALEOUT_UPLOAD_MAX_QUEUED: '10000',
 };
 
 export class ConfigError extends Error {

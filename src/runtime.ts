@@ -7,6 +7,7 @@ import { createPhotoRepository } from './app/photos/repository.ts';
 import { createPhotoService } from './app/photos/service.ts';
 import { createSocialRepository } from './app/social/repository.ts';
 import { createSocialService } from './app/social/service.ts';
+import { createThrottle } from './app/throttle.ts';
 import { createUserRepository } from './app/users/repository.ts';
 import { createUserService } from './app/users/service.ts';
 import type { Config } from './config.ts';
@@ -21,10 +22,13 @@ import { currentRequestId } from './platform/observability/context.ts';
 import { createLogger, type Logger } from './platform/observability/logger.ts';
 import { createMetrics, type Metrics } from './platform/observability/metrics.ts';
 import { createMemoryQueue } from './platform/queue/memory.ts';
+import { createDatabaseRateLimiter } from './platform/rate-limits/database.ts';
+import { dataDirSecret } from './platform/secret.ts';
 import { createDatabaseSessionStore } from './platform/sessions/database.ts';
 import { createMemorySessionStore } from './platform/sessions/memory.ts';
 import type { Db } from './ports/db.ts';
 import { buildServer } from './server/app.ts';
+import { buildMetricsServer, listenUrl } from './server/metrics.ts';
 import { startPhotoWorker } from './worker/photo-variants.ts';
 
 /** Every query feeds the duration histogram; slow ones are logged with the request that ran them. */
@@ -61,8 +65,10 @@ async function openDb(config: Config, logger: Logger, metrics: Metrics): Promise
 export interface Runtime {
   server: FastifyInstance;
   logger: Logger;
-  /** Listens on the configured host and port; resolves to the URL. */
+  /** Listens on the configured host and port (and the metrics listener on its own); resolves to the site's URL. */
   listen(): Promise<string>;
+  /** Where /metrics is served, once listening. */
+  metricsUrl(): string;
   close(): Promise<void>;
 }
 
@@ -78,7 +84,9 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
     const metrics = createMetrics();
     const db = await openDb(config, logger, metrics);
     closers.push(() => db.close());
-    const blobs = createFilesystemBlobStore(config.blobDir ?? path.join(config.dataDir, 'blobs'));
+    const blobs = createFilesystemBlobStore(config.blobDir ?? path.join(config.dataDir, 'blobs'), {
+      fsync: config.blobFsync,
+    });
     const cache = createMemoryCache({
       policy: config.cachePolicy,
       maxEntries: config.cacheMaxEntries,
@@ -90,14 +98,27 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
         : createMemorySessionStore(config.sessionTtlSeconds);
     const queue = createMemoryQueue({ attempts: config.jobAttempts, backoffMs: config.jobBackoffMs });
     closers.push(() => queue.close());
-    const images = createSharpImageProcessor(config.uploadMaxMegapixels * 1e6);
+    const images = createSharpImageProcessor(config.uploadMaxMegapixels * 1e6, config.imageDecodeTimeoutSeconds);
     metrics.watchCache(cache);
     metrics.watchQueue(queue);
 
     const users = createUserRepository(db);
     const photoRepo = createPhotoRepository(db);
+    const throttle = createThrottle(createDatabaseRateLimiter(db), {
+      windowMs: config.rateLimitWindowSeconds * 1000,
+      loginsPerClient: config.loginRateLimit,
+      signupsPerClient: config.signupRateLimit,
+      accountFailuresBeforeBackoff: config.accountLoginFailures,
+      uploadsPerUser: config.uploadRateLimit,
+    });
     const services = {
-      users: createUserService({ users, sessions, cache, metrics: metrics.business }),
+      users: createUserService({
+        users,
+        sessions,
+        cache,
+        metrics: metrics.business,
+        throttle,
+      }),
       photos: createPhotoService({
         photos: photoRepo,
         blobs,
@@ -105,7 +126,12 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
         images,
         cache,
         metrics: metrics.business,
-        limits: { maxBytes: config.uploadMaxBytes, maxPixels: config.uploadMaxMegapixels * 1e6 },
+        throttle,
+        limits: {
+          maxBytes: config.uploadMaxBytes,
+          maxPixels: config.uploadMaxMegapixels * 1e6,
+          maxQueuedPerUser: config.uploadMaxQueued,
+        },
       }),
       social: createSocialService({
         social: createSocialRepository(db),
@@ -137,13 +163,11 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
       metrics,
       trustProxy: config.trustProxy,
       secureCookies: config.secureCookies,
+      secret: config.secret ?? (await dataDirSecret(config.dataDir)),
+      allowedHosts: config.allowedHosts,
       settings: {
         uploadMaxBytes: config.uploadMaxBytes,
-        loginRateLimit: config.loginRateLimit,
-        signupRateLimit: config.signupRateLimit,
-        rateLimitWindowMs: config.rateLimitWindowSeconds * 1000,
         publicUrl: config.publicUrl,
-        admins: config.admins,
       },
       readiness: [
         { name: 'db', check: () => db.ping() },
@@ -152,14 +176,48 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
     });
     // The server closes first, so in-flight requests finish before their adapters go.
     closers.push(() => server.close());
+    const metricsServer = await buildMetricsServer(metrics);
+    closers.push(() => metricsServer.close());
     return {
       server,
       logger,
-      listen: () => server.listen({ host: config.host, port: config.port }),
+      async listen() {
+        const url = await server.listen({ host: config.host, port: config.port });
+        const metricsUrl = await metricsServer.listen({ host: config.metricsHost, port: config.metricsPort });
+        logger.info({ metrics: `${metricsUrl}/metrics` }, 'metrics listener');
+        return url;
+      },
+      metricsUrl: () => listenUrl(metricsServer),
       close,
     };
   } catch (err) {
     await close();
+    throw err;
+  }
+}
+
+/**
+ * The accounts of a site's database, for an operator's commands (`scaleout
+ * admin`). An embedded database is opened only while no server runs on it.
+ */
+export async function openAccounts(config: Config) {
+  const logger = createLogger('silent');
+  const unlock = config.db === 'pglite' ? await lockDataDir(config.dataDir) : async () => {};
+  try {
+    const db = await openDb(config, logger, createMetrics());
+    const users = createUserRepository(db);
+    return {
+      async setRole(username: string, role: 'member' | 'admin'): Promise<boolean> {
+        return users.setRole(username, role);
+      },
+      admins: () => users.admins(),
+      async close() {
+        await db.close();
+        await unlock();
+      },
+    };
+  } catch (err) {
+    await unlock();
     throw err;
   }
 }

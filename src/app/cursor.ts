@@ -1,4 +1,5 @@
 import { badRequest } from './errors.ts';
+import { idPattern } from './ids.ts';
 
 /** A keyset position: the (created_at, id) of the last item of the previous page. */
 export interface Cursor {
@@ -10,13 +11,24 @@ export function encodeCursor(c: Cursor): string {
   return Buffer.from(JSON.stringify([c.createdAt.toISOString(), c.id])).toString('base64url');
 }
 
+// Exactly what encodeCursor writes: an ISO instant between years 1000 and 9999 (inside PostgreSQL's range).
+const isoInstant = /^[1-9]\d{3}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
 export function decodeCursor(text: string | undefined): Cursor | undefined {
   if (!text) return undefined;
   try {
     const value: unknown = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
-    if (Array.isArray(value) && typeof value[0] === 'string' && typeof value[1] === 'string') {
-      const createdAt = new Date(value[0]);
-      if (!Number.isNaN(createdAt.getTime()) && value[1].length <= 64) return { createdAt, id: value[1] };
+    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
+      const [when, id] = value as [string, string];
+      const createdAt = new Date(when);
+      if (
+        isoInstant.test(when) &&
+        !Number.isNaN(createdAt.getTime()) &&
+        createdAt.toISOString() === when &&
+        idPattern.test(id)
+      ) {
+        return { createdAt, id };
+      }
     }
   } catch {
     // fall through to the 400 below

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadTestLimits } from '../config.ts';
 import { closedLoop, type LoadResult, openLoop, type RequestSpec } from './load.ts';
 import { freePort, startNode, waitHealthy } from './processes.ts';
 import { seed } from './seed.ts';
@@ -35,8 +36,8 @@ export async function benchEndpoints(opts: EndpointBenchOptions): Promise<Endpoi
     [path.join(root, 'bin/scaleout.js'), 'start', '--port', String(appPort), '--data-dir', dataDir],
     {
       SCALEOUT_LOG_LEVEL: 'warn',
-      SCALEOUT_SIGNUP_RATE_LIMIT: '100000',
-      SCALEOUT_LOGIN_RATE_LIMIT: '100000',
+      SCALEOUT_METRICS_PORT: '0',
+      ...loadTestLimits,
     },
   );
   const hello = startNode([path.join(root, 'src/bench/hello.ts'), String(helloPort)]);

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
+import { loadTestLimits } from '../config.ts';
 
 /** A free TCP port on loopback. */
 export function freePort(): Promise<number> {
@@ -45,9 +46,5 @@ export function startNode(args: string[], env: Record<string, string> = {}): Chi
   });
 }
 
-/** Web servers under a benchmark: quiet logs, and no per-client limits on the sign-ups and log-ins of seeding. */
-export const benchWebEnv = {
-  SCALEOUT_LOG_LEVEL: 'warn',
-  SCALEOUT_SIGNUP_RATE_LIMIT: '1000000',
-  SCALEOUT_LOGIN_RATE_LIMIT: '1000000',
-};
+/** Web servers under a benchmark: quiet logs, and limits raised for seeding. */
+export const benchWebEnv = { SCALEOUT_LOG_LEVEL: 'warn', ...loadTestLimits };

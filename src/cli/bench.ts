@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { benchEndpoints, endpointTable } from '../bench/endpoints.ts';
 import { benchFailover } from '../bench/failover.ts';
+import { benchFsync, fsyncTable } from '../bench/fsync.ts';
 import { benchPresets, presetTable } from '../bench/presets.ts';
 import { seed } from '../bench/seed.ts';
 import { benchStart, startTable } from '../bench/start.ts';
@@ -63,6 +64,27 @@ export function benchCommands(program: Command): void {
 
   const machine = () =>
     `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+
+  program
+    .command('bench-fsync')
+    .description('The cost of durable originals: the upload scenario with SCALEOUT_BLOB_FSYNC on and off')
+    .option('--rate <n>', 'uploads per second (open loop)', '20')
+    .option('--seconds <n>', 'seconds per run', '20')
+    .option('--users <n>', 'seeded users who upload', '20')
+    .option('--out <dir>', 'where the runs write their reports', 'bench-out/fsync')
+    .option('--json <file>', 'also write the results as JSON')
+    .action(async (o: { rate: string; seconds: string; users: string; out: string; json?: string }) => {
+      const rows = await benchFsync({
+        rate: Number(o.rate),
+        seconds: Number(o.seconds),
+        users: Number(o.users),
+        out: o.out,
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+      process.stdout.write(`machine: ${machine()}\n\n${fsyncTable(rows)}\n`);
+      if (o.json)
+        await writeFile(o.json, JSON.stringify({ machine: machine(), date: new Date().toISOString(), rows }, null, 2));
+    });
 
   program
     .command('bench-start')

@@ -6,6 +6,7 @@ import { keep, type Level, type LogLine, mergeByTime, parseLines } from '../clus
 import { isAlive, sleep } from '../cluster/process.ts';
 import { status, statusTable } from '../cluster/status.ts';
 import { buildPreset, type PresetName, presets, type Topology, topologySchema } from '../cluster/topology.ts';
+import { loadTestLimits } from '../config.ts';
 import { buildDashboard } from '../dashboard/server.ts';
 
 /** The topology named, or the only one with a running process. */
@@ -36,9 +37,6 @@ function loadTopology(arg: string, o: UpFlags): Topology {
   if (existsSync(arg)) return topologySchema.parse(JSON.parse(readFileSync(arg, 'utf8')));
   throw new Error(`"${arg}" is neither a preset (${presets.join(', ')}) nor a topology file`);
 }
-
-/** Seeding makes hundreds of accounts from one address; the defaults (5 sign-ups a minute) are for people. */
-const loadTestEnv = { SCALEOUT_SIGNUP_RATE_LIMIT: '1000000', SCALEOUT_LOGIN_RATE_LIMIT: '1000000' };
 
 interface UpFlags {
   loadTest?: boolean;
@@ -74,7 +72,7 @@ export function clusterCommands(program: Command, root: string): void {
       const state = await up(topology, {
         runRoot: root,
         log: (l) => process.stdout.write(`${l}\n`),
-        webEnv: o.loadTest ? loadTestEnv : undefined,
+        webEnv: o.loadTest ? loadTestLimits : undefined,
       });
       process.stdout.write(
         `\n"${topology.name}" is up in ${((Date.now() - started) / 1000).toFixed(1)} s\n  site:    ${state.publicUrl}\n  run dir: ${state.runDir}\n\n${statusTable(await status(state))}\n`,

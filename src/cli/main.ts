@@ -5,6 +5,7 @@ import { Command, Option } from 'commander';
 import packageJson from '../../package.json' with { type: 'json' };
 import { type Config, ConfigError, loadConfig, runRoot } from '../config.ts';
 import { createRuntime } from '../runtime.ts';
+import { adminCommands } from './admin.ts';
 import { benchCommands } from './bench.ts';
 import { clusterCommands } from './cluster.ts';
 import { setup } from './setup.ts';
@@ -74,6 +75,7 @@ program
 
 benchCommands(program);
 clusterCommands(program, runRoot(process.env));
+adminCommands(program, runRoot(process.env));
 function configOrExit(flags: Partial<Record<keyof Config, string>>): Config {
   try {
     return loadConfig(process.env, flags);

@@ -105,7 +105,14 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
     const all = allProcesses(topology);
     const of = <K extends ProcessKind>(kind: K) =>
       all.filter((p): p is Extract<ProcessSpec, { kind: K }> => p.kind === kind);
-    const webEnv: Record<string, string> = { SCALEOUT_BLOB_DIR: path.join(runDir, 'blobs'), ...opts.webEnv };
+    const webEnv: Record<string, string> = {
+      SCALEOUT_BLOB_DIR: path.join(runDir, 'blobs'),
+      // One signing secret for every web server of the site (their forms' CSRF tokens).
+      SCALEOUT_SECRET: randomBytes(32).toString('base64url'),
+      // Links are built from the public URL, never from a request's Host.
+      SCALEOUT_PUBLIC_URL: state.publicUrl,
+      ...opts.webEnv,
+    };
 
     for (const pg of of('postgres')) {
       log(`starting PostgreSQL ${pg.listen.host}:${pg.listen.port}`);
@@ -158,8 +165,8 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
     const webs = of('web');
     const [lb] = of('loadBalancer');
     if (lb) {
-      webEnv.SCALEOUT_TRUST_PROXY = 'true';
-      webEnv.SCALEOUT_PUBLIC_URL = state.publicUrl;
+      // Only the balancer may say who the client is: it connects from its own address (see its `source`).
+      webEnv.SCALEOUT_TRUST_PROXY = lb.listen.host;
     }
     // Kept so that a web server can be restarted later with the same settings.
     writeFileSync(path.join(runDir, 'web.env.json'), JSON.stringify(webEnv), { mode: 0o600 });

@@ -12,7 +12,14 @@ const address = z.object({
 });
 
 const process = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('web'), name: z.string(), listen: address, db: z.enum(['pglite', 'postgres']) }),
+  z.object({
+    kind: z.literal('web'),
+    name: z.string(),
+    listen: address,
+    /** Its private /metrics listener (default: the same host, port 9464). */
+    metrics: address.optional(),
+    db: z.enum(['pglite', 'postgres']),
+  }),
   z.object({ kind: z.literal('postgres'), name: z.string(), listen: address }),
   z.object({ kind: z.literal('etcd'), name: z.string(), client: address, peer: address }),
   z.object({ kind: z.literal('patroni'), name: z.string(), postgres: address, rest: address }),
@@ -92,6 +99,7 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
     kind: 'web' as const,
     name: `web-${i + 1}`,
     listen: { host: preset === 'lb' ? ip(1, i + 1) : ip(0, 1), port: webPort },
+    metrics: { host: preset === 'lb' ? ip(1, i + 1) : ip(0, 1), port: webMetricsPort },
     db: db as 'pglite' | 'postgres',
   }));
   const processes: ProcessSpec[] = [];
@@ -149,6 +157,13 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
   });
 }
 
+export const webMetricsPort = 9464;
+
+/** Where a web server serves /metrics. */
+export function webMetrics(spec: Extract<ProcessSpec, { kind: 'web' }>): { host: string; port: number } {
+  return spec.metrics ?? { host: spec.listen.host, port: webMetricsPort };
+}
+
 export function allProcesses(t: Topology): ProcessSpec[] {
   return t.dataCenters.flatMap((dc) => dc.processes);
 }
@@ -167,6 +182,7 @@ export function publicUrl(t: Topology): string {
 export function addressesOf(p: ProcessSpec): { host: string; port: number }[] {
   switch (p.kind) {
     case 'web':
+      return [p.listen, webMetrics(p)];
     case 'postgres':
     case 'prometheus':
     case 'dashboard':

@@ -6,6 +6,7 @@ export interface Database {
     id: string;
     username: string;
     password_hash: string;
+    role: Generated<'member' | 'admin'>;
     created_at: Generated<Date>;
   };
   photos: {
@@ -34,6 +35,12 @@ export interface Database {
   daily_active_users: {
     day: string;
     user_id: string;
+  };
+  rate_limits: {
+    key: string;
+    count: number;
+    window_ends: Date;
+    last_hit: Date;
   };
   sessions: {
     id_hash: string;

@@ -15,3 +15,11 @@ export interface ImageProcessor {
   /** The thumb and display variants, oriented and stripped of metadata. */
   variants(data: Buffer): Promise<ImageVariant[]>;
 }
+
+/** The image costs more to decode than the time limit allows; retrying will not help. */
+export class ImageTooCostlyError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ImageTooCostlyError';
+  }
+}

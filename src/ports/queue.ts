@@ -18,6 +18,8 @@ export type JobHandler<N extends JobName> = (payload: JobPayloads[N], ctx: JobCo
 export interface EnqueueOptions {
   /** A job with the same id that is still waiting or running is not added twice. */
   jobId?: string;
+  /** Whose job it is (a user): waiting jobs of different groups take turns. */
+  group?: string;
 }
 
 /**

@@ -5,13 +5,11 @@ import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import helmet from '@fastify/helmet';
 import multipart from '@fastify/multipart';
-import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
-import { AppError } from '../app/errors.ts';
 import { accountRoutes } from '../app/routes/api/accounts.ts';
 import { photoRoutes } from '../app/routes/api/photos.ts';
 import type { RouteSettings, Services } from '../app/routes/context.ts';
@@ -25,6 +23,7 @@ import { loadAssets } from './assets.ts';
 import { installAuth } from './auth.ts';
 import { installErrorHandlers } from './errors.ts';
 import { healthRoutes, type ReadinessCheck } from './health.ts';
+import { installHostCheck, requireApiContentType } from './requests.ts';
 
 const noConsistency: ReadConsistency = { scope: (fn) => fn(), begin: () => {}, token: async () => undefined };
 const publicDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'public');
@@ -39,7 +38,11 @@ export interface ServerOptions {
   logger: Logger;
   metrics: Metrics;
   readiness: ReadinessCheck[];
-  trustProxy: boolean;
+  trustProxy: boolean | number | string[];
+  /** Signs the forms' CSRF tokens. */
+  secret: string;
+  /** Host headers the site answers to when no public URL is set (empty: any well-formed one). */
+  allowedHosts: string[];
   secureCookies: 'auto' | 'always' | 'never';
 }
 
@@ -48,7 +51,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   const { services, settings, metrics } = options;
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
-    trustProxy: options.trustProxy,
+    trustProxy: options.trustProxy as FastifyServerOptions['trustProxy'],
     bodyLimit: 64 * 1024,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -62,6 +65,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  installHostCheck(app, { publicUrl: settings.publicUrl, allowedHosts: options.allowedHosts });
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.observeRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
@@ -88,17 +92,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     limits: { fileSize: settings.uploadMaxBytes, files: 1, fields: 8, fieldSize: 16 * 1024, parts: 10 },
     throwFileSizeLimit: true,
   });
-  await app.register(rateLimit, {
-    global: false,
-    errorResponseBuilder: (_request, ctx) =>
-      Object.assign(
-        new AppError(429, 'RATE_LIMITED', `too many attempts: try again in ${Math.ceil(ctx.ttl / 1000)} s`),
-        {
-          statusCode: 429,
-        },
-      ),
-  });
-  installAuth(app, options.sessions, options.consistency ?? noConsistency, options.secureCookies);
+  installAuth(app, options.sessions, options.consistency ?? noConsistency, options.secureCookies, options.secret);
   app.addHook('preHandler', async (request) => {
     if (request.viewer) await services.activity.markActive(request.viewer.userId);
   });
@@ -138,7 +132,8 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
       });
       await api.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
       api.get('/openapi.json', { schema: { hide: true } }, async () => api.swagger());
-      await api.register(accountRoutes(services, settings));
+      api.addHook('onRequest', requireApiContentType);
+      await api.register(accountRoutes(services));
       await api.register(photoRoutes(services, settings));
     },
     { prefix: '/api/v1' },
@@ -146,6 +141,6 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   await app.register(htmlRoutes(services, { ...settings, stylesheetUrl: assets.url('style.css') }));
   await app.register(mediaRoutes(services));
   await app.register(assets.plugin);
-  await app.register(healthRoutes(options.readiness, metrics));
+  await app.register(healthRoutes(options.readiness));
   return app;
 }

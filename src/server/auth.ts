@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { forbidden } from '../app/errors.ts';
 import type { Viewer } from '../app/routes/context.ts';
@@ -8,6 +8,9 @@ import type { SessionStore } from '../ports/sessions.ts';
 
 export const sessionCookie = 'sid';
 export const csrfCookie = 'csrf';
+/** Read-your-writes for a client without a session: how far the primary had got after its last write. */
+export const lsnCookie = 'lsn';
+const formExpired = 'the form has expired: reload the page and try again';
 const unsafeMethods = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const publicPrefixes = ['/static/', '/media/', '/healthz', '/readyz', '/metrics'];
 
@@ -21,18 +24,27 @@ export function installAuth(
   sessions: SessionStore,
   consistency: ReadConsistency,
   secureCookies: 'auto' | 'always' | 'never',
+  secret: string,
 ) {
   // The session of each request (found or started), for read-your-writes bookkeeping.
   const current = new WeakMap<FastifyRequest, { id: string; data: Record<string, string> } | null>();
   const secure = (request: FastifyRequest) =>
     secureCookies === 'always' || (secureCookies === 'auto' && request.protocol === 'https');
+  // Over TLS the cookies carry the __Host- prefix: Secure, Path=/, no Domain, so no other host can plant them.
+  const cookieName = (request: FastifyRequest, base: string) => (secure(request) ? `__Host-${base}` : base);
+  // A form's token: an HMAC of the browser's CSRF nonce and its session. A nonce
+  // planted by someone else is useless without a token this server signed.
+  const csrfFor = (nonce: string, request: FastifyRequest) =>
+    createHmac('sha256', secret)
+      .update(`csrf\0${nonce}\0${request.viewer?.sessionId ?? ''}`)
+      .digest('base64url');
 
   app.decorateRequest('viewer', null);
   app.decorateReply(
     'startSession',
     function (this: FastifyReply, session: { id: string; expiresAt: Date; data?: Record<string, string> }) {
       current.set(this.request, { id: session.id, data: session.data ?? {} });
-      this.setCookie(sessionCookie, session.id, {
+      this.setCookie(cookieName(this.request, sessionCookie), session.id, {
         path: '/',
         httpOnly: true,
         sameSite: 'lax',
@@ -43,7 +55,7 @@ export function installAuth(
   );
   app.decorateReply('endSession', function (this: FastifyReply) {
     current.set(this.request, null);
-    this.clearCookie(sessionCookie, {
+    this.clearCookie(cookieName(this.request, sessionCookie), {
       path: '/',
       httpOnly: true,
       sameSite: 'lax',
@@ -51,18 +63,37 @@ export function installAuth(
     });
   });
   const issued = new WeakMap<FastifyRequest, string>();
+  const nonceOf = (request: FastifyRequest) => request.cookies[cookieName(request, csrfCookie)];
   app.decorateReply('csrfToken', function (this: FastifyReply) {
-    const existing = this.request.cookies[csrfCookie] ?? issued.get(this.request);
-    if (existing) return existing;
-    const token = randomBytes(24).toString('base64url');
-    issued.set(this.request, token);
-    this.setCookie(csrfCookie, token, {
-      path: '/',
-      httpOnly: true,
-      sameSite: 'lax',
-      secure: secure(this.request),
-    });
-    return token;
+    let nonce = nonceOf(this.request) ?? issued.get(this.request);
+    if (!nonce) {
+      nonce = randomBytes(24).toString('base64url');
+      issued.set(this.request, nonce);
+      this.setCookie(cookieName(this.request, csrfCookie), nonce, {
+        path: '/',
+        httpOnly: true,
+        sameSite: 'lax',
+        secure: secure(this.request),
+      });
+    }
+    return csrfFor(nonce, this.request);
+  });
+  app.decorateRequest('verifyCsrf', function (this: FastifyRequest, token: string | undefined) {
+    const nonce = nonceOf(this);
+    if (!nonce || !token) throw forbidden(formExpired);
+    const a = Buffer.from(csrfFor(nonce, this));
+    const b = Buffer.from(token);
+    if (a.length !== b.length || !timingSafeEqual(a, b)) throw forbidden(formExpired);
+  });
+
+  // No unsafe request from another site, logged in or not: neither a form
+  // (log-in CSRF) nor a script. Browsers say where a request comes from in
+  // Sec-Fetch-Site and Origin; clients that are not browsers send neither.
+  app.addHook('onRequest', async (request) => {
+    if (!unsafeMethods.has(request.method)) return;
+    if (request.headers['sec-fetch-site'] === 'cross-site') throw forbidden('cross-site request refused');
+    const origin = request.headers.origin;
+    if (origin !== undefined && !sameOrigin(origin, request)) throw forbidden('cross-origin request refused');
   });
 
   // Each request runs in its own request-id and consistency scopes (AsyncLocalStorage.run needs a callback hook).
@@ -71,12 +102,16 @@ export function installAuth(
     if (publicPrefixes.some((p) => request.url.startsWith(p))) return;
     const header = request.headers.authorization;
     const bearer = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
-    const id = bearer ?? request.cookies[sessionCookie];
-    if (!id || id.length > 128) return;
+    const id = bearer ?? request.cookies[cookieName(request, sessionCookie)];
+    const anonymous = () => {
+      const token = request.cookies[cookieName(request, lsnCookie)];
+      if (token && token.length <= 40) consistency.begin(token);
+    };
+    if (!id || id.length > 128) return anonymous();
     const session = await sessions.get(id);
     if (!session) {
       if (!bearer) reply.endSession();
-      return;
+      return anonymous();
     }
     const viewer: Viewer = {
       userId: session.userId,
@@ -84,11 +119,6 @@ export function installAuth(
       sessionId: session.id,
       via: bearer ? 'bearer' : 'cookie',
     };
-    // Defence in depth beside SameSite: a cookie-authenticated API write must not come from another origin.
-    if (viewer.via === 'cookie' && unsafeMethods.has(request.method) && request.url.startsWith('/api/')) {
-      const origin = request.headers.origin;
-      if (origin && safeHost(origin) !== request.host) throw forbidden('cross-origin request refused');
-    }
     request.viewer = viewer;
     current.set(request, { id: session.id, data: session.data });
     consistency.begin(session.data.lsn);
@@ -96,10 +126,23 @@ export function installAuth(
 
   // After a write, the session remembers how far the primary had got, so this
   // user's next reads skip replicas that are behind it.
-  app.addHook('onSend', async (request, _reply, payload) => {
+  app.addHook('onSend', async (request, reply, payload) => {
     const session = current.get(request);
-    if (!session) return payload;
     const token = await consistency.token();
+    if (!session) {
+      // No session (a sign-up, say): a short-lived cookie carries the token, so the client's next reads see its write.
+      const name = cookieName(request, lsnCookie);
+      if (token && token !== request.cookies[name]) {
+        reply.setCookie(name, token, {
+          path: '/',
+          httpOnly: true,
+          sameSite: 'lax',
+          secure: secure(request),
+          maxAge: 300,
+        });
+      }
+      return payload;
+    }
     if (token && token !== session.data.lsn) {
       await sessions.update(session.id, { ...session.data, lsn: token });
     }
@@ -107,10 +150,12 @@ export function installAuth(
   });
 }
 
-function safeHost(origin: string): string | undefined {
+/** The Origin names this site: same scheme and host (the one the request was sent to). */
+function sameOrigin(origin: string, request: FastifyRequest): boolean {
   try {
-    return new URL(origin).host;
+    const url = new URL(origin);
+    return url.host === request.host && url.protocol === `${request.protocol}:`;
   } catch {
-    return undefined;
+    return false; // "null" (a sandboxed page, a file) or garbage
   }
 }

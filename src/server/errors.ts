@@ -1,11 +1,14 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../app/errors.ts';
+import { RateLimitedError } from '../app/throttle.ts';
 import { StoreUnavailableError } from '../ports/db.ts';
 
 export interface ErrorPayload {
   status: number;
   code: string;
   message: string;
+  /** For a 429: when a retry can succeed. */
+  retryAfterSeconds?: number;
 }
 
 /**
@@ -14,6 +17,9 @@ export interface ErrorPayload {
  * to the log.
  */
 export function toClientError(err: unknown): ErrorPayload {
+  if (err instanceof RateLimitedError) {
+    return { status: 429, code: err.code, message: err.message, retryAfterSeconds: err.retryAfterSeconds };
+  }
   if (err instanceof AppError) return { status: err.status, code: err.code, message: err.message };
   if (err instanceof StoreUnavailableError) {
     return { status: 503, code: 'UNAVAILABLE', message: 'the service is briefly unavailable; try again in a moment' };
@@ -51,7 +57,9 @@ export function installErrorHandlers(
 ): void {
   const respond = (request: FastifyRequest, reply: FastifyReply, error: ErrorPayload) => {
     reply.code(error.status);
-    if (error.status === 429 && !reply.hasHeader('retry-after')) reply.header('retry-after', '60');
+    if (error.status === 429 && !reply.hasHeader('retry-after')) {
+      reply.header('retry-after', String(error.retryAfterSeconds ?? 60));
+    }
     if (error.status === 503) reply.header('retry-after', '1');
     if (wantsJson(request)) {
       return reply.send({ error: { code: error.code, message: error.message, requestId: request.id } });

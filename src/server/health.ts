@@ -1,13 +1,12 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { Metrics } from '../platform/observability/metrics.ts';
 
 export interface ReadinessCheck {
   name: string;
   check(): Promise<void>;
 }
 
-/** /healthz: the process answers. /readyz: its dependencies answer too. /metrics: Prometheus. */
-export function healthRoutes(checks: ReadinessCheck[], metrics: Metrics): FastifyPluginAsync {
+/** /healthz: the process answers. /readyz: its dependencies answer too. (/metrics has its own listener.) */
+export function healthRoutes(checks: ReadinessCheck[]): FastifyPluginAsync {
   return async (app) => {
     app.get('/healthz', async () => ({ status: 'ok' }));
     app.get('/readyz', async (request, reply) => {
@@ -27,9 +26,6 @@ export function healthRoutes(checks: ReadinessCheck[], metrics: Metrics): Fastif
         .code(ok ? 200 : 503)
         .send({ status: ok ? 'ready' : 'not ready', checks: Object.fromEntries(results) });
     });
-    app.get('/metrics', async (_request, reply) =>
-      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
-    );
   };
 }
 

@@ -177,7 +177,7 @@ describe('rate limits', () => {
 });
 
 describe('behind TLS', () => {
-  it('marks cookies Secure when the proxy says the request came over HTTPS', async () => {
+  it('marks cookies Secure, with the __Host- prefix, when the proxy says the request came over HTTPS', async () => {
     const proxied = await startApp({ trustProxy: true });
     try {
       const c = new Client(proxied.url);
@@ -187,7 +187,16 @@ describe('behind TLS', () => {
         headers: { 'x-forwarded-proto': 'https' },
       });
       expect(res.status).toBe(201);
-      expect(res.headers.getSetCookie().find((s) => s.startsWith('sid='))).toMatch(/;\s*Secure/i);
+      const cookie = res.headers.getSetCookie().find((s) => s.startsWith('__Host-sid='));
+      expect(cookie).toMatch(/;\s*Secure/i);
+      expect(cookie).toMatch(/;\s*Path=\//i);
+      expect(cookie).not.toMatch(/Domain=/i);
+      // The session works under its prefixed name.
+      const token = /^__Host-sid=([^;]+)/.exec(cookie ?? '')?.[1];
+      const me = await c.request('GET', '/api/v1/feed', {
+        headers: { cookie: `__Host-sid=${token}`, 'x-forwarded-proto': 'https' },
+      });
+      expect(me.status).toBe(200);
     } finally {
       await proxied.stop();
       await proxied.remove();

@@ -27,16 +27,15 @@ beforeAll(async () => {
     sessions: createMemorySessionStore(60),
     settings: {
       uploadMaxBytes: 1000,
-      loginRateLimit: 100,
-      signupRateLimit: 100,
-      rateLimitWindowMs: 60_000,
-      admins: [],
     },
     logger: createLogger('silent'),
     metrics: createMetrics(),
     readiness: [{ name: 'db', check: async () => Promise.reject(new Error(internal)) }],
     trustProxy: false,
     secureCookies: 'never',
+    secret: 'a test secret that is long enough to sign',
+    // inject() sends Host: localhost:80, and this server never listens.
+    allowedHosts: ['localhost:80'],
   });
 });
 afterAll(async () => server.close());

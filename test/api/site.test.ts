@@ -126,10 +126,11 @@ describe('operations endpoints', () => {
     expect(made.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
   });
 
-  it('serves Prometheus metrics with rate, errors and duration per route', async () => {
+  it('serves Prometheus metrics with rate, errors and duration per route on its own listener, not the public port', async () => {
     const c = new Client(app.url);
     await c.request('GET', '/api/v1/users/nobody_here_x');
-    const res = await c.request('GET', '/metrics');
+    expect((await c.request('GET', '/metrics')).status).toBe(404);
+    const res = await new Client(app.metricsUrl).request('GET', '/metrics');
     expect(res.status).toBe(200);
     expect(res.body).toMatch(
       /http_requests_total\{method="GET",route="\/api\/v1\/users\/:username",status="404"\} \d+/,

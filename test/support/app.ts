@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import sharp from 'sharp';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll } from 'vitest';
 import { type Config, loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/platform/observability/logger.ts';
@@ -26,10 +27,13 @@ export async function startApp(
     {},
     {
       port: 0,
+      metricsPort: 0,
       dataDir: tmp.dir,
       logLevel: 'silent',
       loginRateLimit: 1000,
       signupRateLimit: 1000,
+      uploadRateLimit: 1000,
+      uploadMaxQueued: 1000,
       jobBackoffMs: 50,
       ...overrides,
     },
@@ -59,8 +63,11 @@ export class Client {
   cookies = new Map<string, string>();
   token: string | undefined;
   base: string;
-  constructor(base: string) {
+  readonly #agent: Agent | undefined;
+  /** `localAddress`: connect from this loopback address, as another client machine would (127.0.0.2, …). */
+  constructor(base: string, opts: { localAddress?: string } = {}) {
     this.base = base;
+    this.#agent = opts.localAddress ? new Agent({ localAddress: opts.localAddress }) : undefined;
   }
 
   async request(
@@ -75,12 +82,15 @@ export class Client {
       headers.authorization = `Bearer ${this.token}`;
       delete headers.cookie;
     }
-    const res = await fetch(this.base + path, {
+    const options = {
       method,
       headers,
       body: init.json !== undefined ? JSON.stringify(init.json) : init.body,
-      redirect: 'manual',
-    });
+      redirect: 'manual' as const,
+    };
+    const res = this.#agent
+      ? ((await undiciFetch(this.base + path, { ...options, dispatcher: this.#agent } as never)) as unknown as Response)
+      : await fetch(this.base + path, options);
     for (const c of res.headers.getSetCookie()) {
       const [pair] = c.split(';');
       const [k, ...v] = (pair ?? '').split('=');
@@ -123,7 +133,9 @@ export class Client {
     const end = Date.now() + timeoutMs;
     for (;;) {
       const res = await this.request('GET', `/api/v1/photos/${id}`);
-      if (res.body?.photo?.status !== 'processing' || Date.now() > end) return res;
+      // Someone else's photo is a 404 until it is ready.
+      const waiting = res.status === 404 || res.body?.photo?.status === 'processing';
+      if (!waiting || Date.now() > end) return res;
       await new Promise((r) => setTimeout(r, 50));
     }
   }
@@ -172,6 +184,10 @@ export function useApp(overrides: Partial<Record<keyof Config, unknown>> = {}) {
   return {
     get url() {
       return current().url;
+    },
+    /** The private metrics listener. */
+    get metricsUrl() {
+      return current().runtime.metricsUrl();
     },
     async loggedIn() {
       const c = new Client(current().url);

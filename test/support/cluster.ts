@@ -5,20 +5,21 @@ import path from 'node:path';
 import { down, up } from '../../src/cluster/launcher.ts';
 import { isAlive } from '../../src/cluster/process.ts';
 import { buildPreset, type PresetName, type PresetOptions } from '../../src/cluster/topology.ts';
+import { loadTestLimits } from '../../src/config.ts';
 
-export const clusterWebEnv = {
-  SCALEOUT_SIGNUP_RATE_LIMIT: '100000',
-  SCALEOUT_LOGIN_RATE_LIMIT: '100000',
-  SCALEOUT_LOG_LEVEL: 'info',
-};
+export const clusterWebEnv = { ...loadTestLimits, SCALEOUT_LOG_LEVEL: 'info' };
 
 /** A real topology with a unique name, its own 127.x addresses and its own run root. */
-export async function startTopology(preset: PresetName, options: PresetOptions = {}) {
+export async function startTopology(
+  preset: PresetName,
+  options: PresetOptions = {},
+  webEnv: Record<string, string> = clusterWebEnv,
+) {
   const runRoot = mkdtempSync(path.join(os.tmpdir(), 'scaleout-cluster-'));
   const name = `t-${randomBytes(3).toString('hex')}`;
   const octet = 20 + Math.floor(Math.random() * 200);
   const topology = buildPreset(preset, { name, octet, port: 18_000 + Math.floor(Math.random() * 20_000), ...options });
-  const state = await up(topology, { runRoot, webEnv: clusterWebEnv });
+  const state = await up(topology, { runRoot, webEnv });
   return {
     state,
     runRoot,

@@ -7,7 +7,7 @@ import { toClientError } from '../../src/server/errors.ts';
 
 describe('cursor', () => {
   it('round-trips and rejects garbage with a 400', () => {
-    const c = { createdAt: new Date('2026-01-01T00:00:00.123Z'), id: 'abc' };
+    const c = { createdAt: new Date('2026-01-01T00:00:00.123Z'), id: 'abcdefghijklmnop' };
     expect(decodeCursor(encodeCursor(c))).toEqual(c);
     expect(decodeCursor(undefined)).toBeUndefined();
     for (const bad of [
@@ -20,10 +20,10 @@ describe('cursor', () => {
   });
 
   it('page() trims the extra row and points the cursor at the last item', () => {
-    const rows = [3, 2, 1].map((n) => ({ id: String(n), createdAt: new Date(n * 1000) }));
+    const rows = [3, 2, 1].map((n) => ({ id: String(n).repeat(16), createdAt: new Date(n * 1000) }));
     const p = page(rows, 2, (r) => r.id);
-    expect(p.items).toEqual(['3', '2']);
-    expect(decodeCursor(p.nextCursor!)).toEqual({ id: '2', createdAt: new Date(2000) });
+    expect(p.items).toEqual(['3'.repeat(16), '2'.repeat(16)]);
+    expect(decodeCursor(p.nextCursor!)).toEqual({ id: '2'.repeat(16), createdAt: new Date(2000) });
     expect(page(rows, 3, (r) => r.id).nextCursor).toBeNull();
   });
 });

@@ -189,14 +189,26 @@ export function createPhotoRepository(db: Db) {
       return withLikeCounts(rows as SelectedPhoto[]);
     },
 
-    async processingIds(): Promise<string[]> {
+    /** Photos still processing (a crash left them, or their job waits), oldest first. */
+    async processing(): Promise<{ id: string; ownerId: string }[]> {
       const rows = await db.primary
         .selectFrom('photos')
-        .select('id')
+        .select(['id', 'owner_id'])
         .where('status', '=', 'processing')
         .orderBy('created_at')
         .execute();
-      return rows.map((r) => r.id);
+      return rows.map((r) => ({ id: r.id, ownerId: r.owner_id }));
+    },
+
+    /** How many of a user's photos are processing. */
+    async countProcessing(ownerId: string): Promise<number> {
+      const row = await db.primary
+        .selectFrom('photos')
+        .select((eb) => eb.fn.countAll<string>().as('n'))
+        .where('owner_id', '=', ownerId)
+        .where('status', '=', 'processing')
+        .executeTakeFirst();
+      return Number(row?.n ?? 0);
     },
 
     async likedBy(userId: string, photoIds: string[]): Promise<Set<string>> {

@@ -1,11 +1,12 @@
 import type { BlobStore } from '../../ports/blobs.ts';
 import type { Cache } from '../../ports/cache.ts';
 import type { PhotoVariantRecord } from '../../ports/db.ts';
-import type { ImageProcessor } from '../../ports/images.ts';
+import { type ImageProcessor, ImageTooCostlyError } from '../../ports/images.ts';
 import type { BusinessMetrics } from '../../ports/metrics.ts';
 import type { JobContext, JobQueue } from '../../ports/queue.ts';
-import { forbidden, notFound, payloadTooLarge, unprocessable, unsupportedMediaType } from '../errors.ts';
+import { AppError, forbidden, notFound, payloadTooLarge, unprocessable, unsupportedMediaType } from '../errors.ts';
 import { newId } from '../ids.ts';
+import { RateLimitedError, type Throttle } from '../throttle.ts';
 import { profileCacheKey } from '../users/service.ts';
 import { detectImageFormat, mimeTypes } from './image-type.ts';
 import type { PhotoRepository, PhotoRow } from './repository.ts';
@@ -24,6 +25,8 @@ export const toPhotoView = (row: PhotoRow): PhotoView => ({ ...row, createdAt: r
 export interface PhotoLimits {
   maxBytes: number;
   maxPixels: number;
+  /** Photos one user may have processing at once; more wait for a 429. */
+  maxQueuedPerUser: number;
 }
 
 export function createPhotoService(deps: {
@@ -33,9 +36,26 @@ export function createPhotoService(deps: {
   images: ImageProcessor;
   cache: Cache;
   metrics: BusinessMetrics;
+  throttle: Throttle;
   limits: PhotoLimits;
 }) {
-  const { photos, blobs, queue, images, cache, metrics, limits } = deps;
+  const { photos, blobs, queue, images, cache, metrics, throttle, limits } = deps;
+  /** Every blob a photo can have, whatever its row says: a delete leaves none behind. */
+  const allKeys = (id: string) => [originalKey(id), variantKey(id, 'thumb'), variantKey(id, 'display')];
+
+  /** The photo whatever its status: cached once settled, filled from the primary. */
+  const load = async (id: string): Promise<PhotoView> => {
+    const hit = await cache.get<PhotoView>(photoCacheKey(id));
+    if (hit) return hit;
+    // The cache is filled from the primary: a value read from a lagging
+    // replica would be served to everyone, the writer included, until it expires.
+    const row = await photos.get(id, true);
+    if (!row) throw notFound('photo');
+    const photo = toPhotoView(row);
+    // Only settled photos are cached: a processing one changes soon.
+    if (photo.status !== 'processing') await cache.set(photoCacheKey(id), photo);
+    return photo;
+  };
 
   const forget = async (photo: { id: string; owner: string }) =>
     cache.delete(photoCacheKey(photo.id), profileCacheKey(photo.owner));
@@ -47,6 +67,13 @@ export function createPhotoService(deps: {
       file: { data: Buffer; caption: string },
     ): Promise<{ id: string; status: 'processing' }> {
       if (file.data.length > limits.maxBytes) throw payloadTooLarge(`the file is larger than ${limits.maxBytes} bytes`);
+      await throttle.beforeUpload(ownerId);
+      if ((await photos.countProcessing(ownerId)) >= limits.maxQueuedPerUser) {
+        throw new RateLimitedError(
+          `you have ${limits.maxQueuedPerUser} photos processing: upload more when they are ready`,
+          5,
+        );
+      }
       const format = detectImageFormat(file.data);
       if (!format) throw unsupportedMediaType('the file is not a JPEG, PNG, WebP, AVIF or GIF image');
       let size: { width: number; height: number };
@@ -75,26 +102,30 @@ export function createPhotoService(deps: {
         await blobs.delete(originalKey(id));
         throw err;
       }
-      await queue.enqueue('photo.variants', { photoId: id }, { jobId: id });
+      await queue.enqueue('photo.variants', { photoId: id }, { jobId: id, group: ownerId });
       metrics.upload();
       return { id, status: 'processing' };
     },
 
-    async get(id: string): Promise<PhotoView> {
-      const hit = await cache.get<PhotoView>(photoCacheKey(id));
-      if (hit) return hit;
-      // The cache is filled from the primary: a value read from a lagging
-      // replica would be served to everyone, the writer included, until it expires.
-      const row = await photos.get(id, true);
-      if (!row) throw notFound('photo');
-      const photo = toPhotoView(row);
-      // Only settled photos are cached: a processing one changes soon.
-      if (photo.status !== 'processing') await cache.set(photoCacheKey(id), photo);
+    /** A photo; one that is not ready yet (processing or failed) is its owner's alone: 404 for everyone else. */
+    async get(id: string, viewerId: string | undefined): Promise<PhotoView> {
+      const photo = await load(id);
+      if (photo.status !== 'ready' && photo.ownerId !== viewerId) throw notFound('photo');
       return photo;
     },
 
-    /** A variant's bytes, or null. Variants are immutable, so no database read is needed. */
-    variant: (id: string, name: 'thumb' | 'display') => blobs.get(variantKey(id, name)),
+    /**
+     * A variant's bytes, or null. Only a ready photo's variants are served, so
+     * files a job wrote for a photo deleted meanwhile never are.
+     */
+    async variant(id: string, name: 'thumb' | 'display') {
+      const photo = await load(id).catch((err) => {
+        if (err instanceof AppError && err.status === 404) return null;
+        throw err;
+      });
+      if (photo?.status !== 'ready') return null;
+      return blobs.get(variantKey(id, name));
+    },
 
     likedBy: (userId: string, photoId: string) => photos.likedBy(userId, [photoId]).then((s) => s.has(photoId)),
 
@@ -103,8 +134,9 @@ export function createPhotoService(deps: {
       if (!photo) throw notFound('photo');
       if (photo.ownerId !== userId) throw forbidden('only the owner may delete a photo');
       if (!(await photos.delete(id, userId))) throw notFound('photo');
-      await blobs.delete(originalKey(id), ...Object.values(photo.variants).map((v) => v.key));
       await forget(photo);
+      // All keys, not the row's list: a job may have written variants after the row was read.
+      await blobs.delete(...allKeys(id));
     },
 
     /** The job: makes the variants of one photo. Safe to run twice. */
@@ -114,7 +146,16 @@ export function createPhotoService(deps: {
       try {
         const original = await blobs.get(originalKey(photoId));
         if (!original) throw new Error(`original of ${photoId} is missing`);
-        const made = await images.variants(original.data);
+        let made: Awaited<ReturnType<typeof images.variants>>;
+        try {
+          made = await images.variants(original.data);
+        } catch (err) {
+          if (!(err instanceof ImageTooCostlyError)) throw err;
+          // Too costly to decode: it would cost as much again, so the photo fails now.
+          await photos.markFailed(photoId);
+          await blobs.delete(originalKey(photoId));
+          return;
+        }
         const records: Record<string, PhotoVariantRecord> = {};
         for (const v of made) {
           const key = variantKey(photoId, v.name);
@@ -123,7 +164,7 @@ export function createPhotoService(deps: {
         }
         if (!(await photos.markReady(photoId, records))) {
           // Deleted while we worked: leave nothing behind.
-          await blobs.delete(...Object.values(records).map((r) => r.key));
+          await blobs.delete(...allKeys(photoId));
         }
       } catch (err) {
         if (ctx.attempt >= ctx.maxAttempts) await photos.markFailed(photoId);
@@ -135,9 +176,9 @@ export function createPhotoService(deps: {
 
     /** Re-queues photos a crash left processing. Returns how many. */
     async resumeProcessing(): Promise<number> {
-      const ids = await photos.processingIds();
-      for (const id of ids) await queue.enqueue('photo.variants', { photoId: id }, { jobId: id });
-      return ids.length;
+      const left = await photos.processing();
+      for (const p of left) await queue.enqueue('photo.variants', { photoId: p.id }, { jobId: p.id, group: p.ownerId });
+      return left.length;
     },
   };
 }

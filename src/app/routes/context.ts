@@ -18,11 +18,6 @@ export interface Services {
 /** Settings the routes need to speak HTTP. */
 export interface RouteSettings {
   uploadMaxBytes: number;
-  loginRateLimit: number;
-  signupRateLimit: number;
-  rateLimitWindowMs: number;
-  /** Usernames that may read the business KPIs. */
-  admins: string[];
   /** Absolute base for links in API responses; the request's own origin when unset. */
   publicUrl?: string;
 }
@@ -38,6 +33,8 @@ export interface Viewer {
 declare module 'fastify' {
   interface FastifyRequest {
     viewer: Viewer | null;
+    /** Throws 403 unless `token` is the CSRF token this browser's forms carry for its session. */
+    verifyCsrf(token: string | undefined): void;
   }
   interface FastifyReply {
     startSession(session: { id: string; expiresAt: Date; data?: Record<string, string> }): void;

@@ -1,5 +1,8 @@
 import type { Db } from '../../ports/db.ts';
 
+/** SQLSTATE of a row that refers to one that no longer exists. */
+const foreignKeyViolation = '23503';
+
 export function createSocialRepository(db: Db) {
   return {
     async follow(followerId: string, followeeId: string): Promise<void> {
@@ -27,13 +30,19 @@ export function createSocialRepository(db: Db) {
       return row !== undefined;
     },
     /** true when the like is new. */
-    async like(userId: string, photoId: string): Promise<boolean> {
-      const result = await db.primary
-        .insertInto('likes')
-        .values({ user_id: userId, photo_id: photoId })
-        .onConflict((oc) => oc.doNothing())
-        .executeTakeFirst();
-      return Number(result.numInsertedOrUpdatedRows ?? 0) === 1;
+    /** True when the like is new, false when it was there; 'gone' when the photo was deleted meanwhile. */
+    async like(userId: string, photoId: string): Promise<boolean | 'gone'> {
+      try {
+        const result = await db.primary
+          .insertInto('likes')
+          .values({ user_id: userId, photo_id: photoId })
+          .onConflict((oc) => oc.doNothing())
+          .executeTakeFirst();
+        return Number(result.numInsertedOrUpdatedRows ?? 0) === 1;
+      } catch (err) {
+        if ((err as { code?: string }).code === foreignKeyViolation) return 'gone';
+        throw err;
+      }
     },
     async unlike(userId: string, photoId: string): Promise<void> {
       await db.primary.deleteFrom('likes').where('user_id', '=', userId).where('photo_id', '=', photoId).execute();

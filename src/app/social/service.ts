@@ -43,7 +43,10 @@ export function createSocialService(deps: {
     isFollowing: (followerId: string, followeeId: string) => social.isFollowing(followerId, followeeId),
     async like(userId: string, photoId: string): Promise<void> {
       await likeable(photoId);
-      if (await social.like(userId, photoId)) metrics.like();
+      const liked = await social.like(userId, photoId);
+      // Deleted between the check and the insert: the same answer as deleted before it.
+      if (liked === 'gone') throw notFound('photo');
+      if (liked) metrics.like();
       await cache.delete(photoCacheKey(photoId));
     },
     async unlike(userId: string, photoId: string): Promise<void> {

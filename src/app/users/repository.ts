@@ -28,9 +28,8 @@ export function createUserRepository(db: Db) {
       return Number(result.numInsertedOrUpdatedRows ?? 0) === 1;
     },
 
-    async getByUsername(username: string): Promise<UserRow | undefined> {
-      const row = await db
-        .reader()
+    async getByUsername(username: string, fromPrimary = false): Promise<UserRow | undefined> {
+      const row = await (fromPrimary ? db.primary : db.reader())
         .selectFrom('users')
         .select(['id', 'username', 'password_hash', 'created_at'])
         .where('username', '=', username)
@@ -43,6 +42,32 @@ export function createUserRepository(db: Db) {
           createdAt: row.created_at,
         }
       );
+    },
+
+    /** Sets an account's role; false when there is no such account. */
+    async setRole(username: string, role: 'member' | 'admin'): Promise<boolean> {
+      const result = await db.primary
+        .updateTable('users')
+        .set({ role })
+        .where('username', '=', username)
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) === 1;
+    },
+
+    async admins(): Promise<string[]> {
+      const rows = await db.primary
+        .selectFrom('users')
+        .select('username')
+        .where('role', '=', 'admin')
+        .orderBy('username')
+        .execute();
+      return rows.map((r) => r.username);
+    },
+
+    /** Read on the primary: a role just granted or revoked counts at once. */
+    async isAdmin(id: string): Promise<boolean> {
+      const row = await db.primary.selectFrom('users').select('role').where('id', '=', id).executeTakeFirst();
+      return row?.role === 'admin';
     },
 
     async get(id: string): Promise<{ id: string; username: string } | undefined> {

@@ -3,6 +3,7 @@ import type { BusinessMetrics } from '../../ports/metrics.ts';
 import type { Session, SessionStore } from '../../ports/sessions.ts';
 import { conflict, notFound, unauthorized } from '../errors.ts';
 import { newId } from '../ids.ts';
+import type { Throttle } from '../throttle.ts';
 import { dummyHash, hashPassword, verifyPassword } from './password.ts';
 import type { ProfileRow, UserRepository } from './repository.ts';
 
@@ -21,10 +22,13 @@ export function createUserService(deps: {
   sessions: SessionStore;
   cache: Cache;
   metrics: BusinessMetrics;
+  throttle: Throttle;
 }) {
-  const { users, sessions, cache, metrics } = deps;
+  const { users, sessions, cache, metrics, throttle } = deps;
   return {
-    async signUp(username: string, password: string): Promise<{ id: string; username: string }> {
+    /** Creates an account; `client` (the address) counts against the sign-up limit. */
+    async signUp(username: string, password: string, client: string): Promise<{ id: string; username: string }> {
+      await throttle.beforeSignUp(client);
       const id = newId();
       const created = await users.create({ id, username, passwordHash: await hashPassword(password) });
       if (!created) throw conflict('that username is taken');
@@ -32,11 +36,30 @@ export function createUserService(deps: {
       return { id, username };
     },
 
-    /** Checks the password and starts a new session; `previousSessionId` is ended (id rotation). */
-    async logIn(username: string, password: string, previousSessionId?: string): Promise<Session> {
-      const user = await users.getByUsername(username);
+    /**
+     * Checks the password and starts a new session; `previousSessionId` is
+     * ended (id rotation). The account is read on the primary, so an account
+     * made a moment ago on a lagging replica can log in.
+     */
+    async logIn(
+      username: string,
+      password: string,
+      opts: { client: string; previousSessionId?: string },
+    ): Promise<Session> {
+      await throttle.beforeLogIn(opts.client, username);
+      const user = await users.getByUsername(username, true);
       const ok = await verifyPassword(password, user?.passwordHash ?? dummyHash);
-      if (!user || !ok) throw unauthorized('wrong username or password');
+      if (!user || !ok) {
+        if (user) await throttle.logInFailed(username);
+        throw unauthorized('wrong username or password');
+      }
+      await throttle.logInSucceeded(username);
+      if (opts.previousSessionId) await sessions.delete(opts.previousSessionId);
+      return sessions.create(user.id, { username: user.username });
+    },
+
+    /** A session for an account that was just made: signing up logs you in. */
+    async startSession(user: { id: string; username: string }, previousSessionId?: string): Promise<Session> {
       if (previousSessionId) await sessions.delete(previousSessionId);
       return sessions.create(user.id, { username: user.username });
     },
@@ -62,6 +85,15 @@ export function createUserService(deps: {
     },
 
     get: (id: string) => users.get(id),
+
+    isAdmin: (userId: string) => users.isAdmin(userId),
+
+    /** An operator's act (`scaleout admin grant|revoke`): nobody becomes an admin through the site. */
+    async setRole(username: string, role: 'member' | 'admin'): Promise<void> {
+      if (!(await users.setRole(username, role))) throw notFound('user');
+    },
+
+    admins: () => users.admins(),
   };
 }
 

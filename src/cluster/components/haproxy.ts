@@ -45,10 +45,16 @@ frontend public
     http-request set-header X-Request-Id %[unique-id]
     log-format "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc %{+Q}r reqId=%ID"
     http-request set-header X-Forwarded-Proto http
+    # Who the client is, the balancer alone says: whatever the client sent is dropped, then forwardfor adds its address.
+    http-request del-header X-Forwarded-For
+    http-request del-header X-Real-IP
+    http-request del-header Forwarded
     default_backend web
 
 backend web
     balance roundrobin
+    # Connections to the web servers come from the balancer's own address: the one address they trust for X-Forwarded-For.
+    source ${lb.listen.host}
     # A POST that reached a server is never sent twice; only connection failures are retried for it.
     http-request disable-l7-retry if METH_POST
     option httpchk GET /readyz

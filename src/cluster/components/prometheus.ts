@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { httpStatus, type StartedProcess, startProcess, waitUntil } from '../process.ts';
-import { allProcesses, type ProcessSpec, type Topology } from '../topology.ts';
+import { allProcesses, type ProcessSpec, type Topology, webMetrics } from '../topology.ts';
 import { requireBinaries } from './postgres.ts';
 
 type Prometheus = Extract<ProcessSpec, { kind: 'prometheus' }>;
@@ -9,8 +9,10 @@ type Prometheus = Extract<ProcessSpec, { kind: 'prometheus' }>;
 /** Where each kind of process serves Prometheus metrics. */
 function scrapeTargets(p: ProcessSpec): { job: string; target: string } | null {
   switch (p.kind) {
-    case 'web':
-      return { job: 'web', target: `${p.listen.host}:${p.listen.port}` };
+    case 'web': {
+      const m = webMetrics(p);
+      return { job: 'web', target: `${m.host}:${m.port}` };
+    }
     case 'loadBalancer':
     case 'dbProxy':
       return { job: 'haproxy', target: `${p.stats.host}:${p.stats.port}` };

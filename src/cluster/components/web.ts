@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { httpStatus, type StartedProcess, startProcess, waitUntil } from '../process.ts';
-import type { ProcessSpec } from '../topology.ts';
+import { type ProcessSpec, webMetrics } from '../topology.ts';
 
 type Web = Extract<ProcessSpec, { kind: 'web' }>;
 
@@ -18,6 +18,8 @@ export async function startWeb(spec: Web, runDir: string, env: Record<string, st
     env: {
       SCALEOUT_HOST: spec.listen.host,
       SCALEOUT_PORT: String(spec.listen.port),
+      SCALEOUT_METRICS_HOST: webMetrics(spec).host,
+      SCALEOUT_METRICS_PORT: String(webMetrics(spec).port),
       SCALEOUT_DATA_DIR: dataDir,
       SCALEOUT_DB: spec.db,
       ...env,

@@ -145,7 +145,8 @@ class ReaderDriver implements Driver {
   }
   async init() {}
   async acquireConnection(): Promise<DatabaseConnection> {
-    const target = this.replicas.pick(this.scope.minLsn);
+    // A request that has written reads on the primary from then on: a replica may not have its write yet.
+    const target = this.scope.wrote ? undefined : this.replicas.pick(this.scope.minLsn);
     if (target) {
       try {
         const conn = await target.driver.acquireConnection();

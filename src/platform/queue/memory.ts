@@ -13,10 +13,12 @@ interface Job {
   jobId: string | undefined;
   attempt: number;
   requestId: string | undefined;
+  group: string | undefined;
 }
 
 /**
- * An in-process queue with retries and exponential backoff. It is not
+ * An in-process queue with retries and exponential backoff. Groups (users)
+ * take turns, so one user's many jobs cannot hold everyone else's back. It is not
  * durable: work that must survive a crash is re-enqueued from the database at
  * start (see the photo service's `resumeProcessing`).
  */
@@ -29,13 +31,31 @@ export function createMemoryQueue(options: MemoryQueueOptions): JobQueue {
   let failed = 0;
   let closed = false;
 
-  const pump = () => {
-    if (closed) return;
+  // Fair turns: the next job is the waiting one whose group was served longest ago (FIFO among equals).
+  const lastServed = new Map<string, number>();
+  let tick = 0;
+  const nextJob = (): number => {
+    let best = -1;
+    let bestServed = Number.POSITIVE_INFINITY;
     for (let i = 0; i < waiting.length; i++) {
       const job = waiting[i] as Job;
       const worker = handlers.get(job.name);
       if (!worker || worker.active >= worker.concurrency) continue;
-      waiting.splice(i--, 1);
+      const served = job.group === undefined ? -1 : (lastServed.get(job.group) ?? -1);
+      if (served < bestServed) {
+        best = i;
+        bestServed = served;
+      }
+    }
+    return best;
+  };
+
+  const pump = () => {
+    if (closed) return;
+    for (let i = nextJob(); i >= 0; i = nextJob()) {
+      const [job] = waiting.splice(i, 1) as [Job];
+      if (job.group !== undefined) lastServed.set(job.group, ++tick);
+      const worker = handlers.get(job.name) as { handler: JobHandler<JobName>; active: number };
       worker.active++;
       const run = execute(job, worker.handler).finally(() => {
         worker.active--;
@@ -78,7 +98,7 @@ export function createMemoryQueue(options: MemoryQueueOptions): JobQueue {
         if (pendingIds.has(opts.jobId)) return;
         pendingIds.add(opts.jobId);
       }
-      waiting.push({ name, payload, jobId: opts.jobId, attempt: 1, requestId: currentRequestId() });
+      waiting.push({ name, payload, jobId: opts.jobId, attempt: 1, requestId: currentRequestId(), group: opts.group });
       queueMicrotask(pump);
     },
     process(name, handler, opts = {}) {

@@ -2,18 +2,16 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { forbidden } from '../../errors.ts';
-import { type RouteSettings, requireViewer, type Services } from '../context.ts';
+import { requireViewer, type Services } from '../context.ts';
 import { mapUser } from '../mappers.ts';
 import { credentials, errors, user, usernameParams } from './schemas.ts';
 
 /** Sign up, log in (cookie and bearer token), log out, profiles. */
-export function accountRoutes(services: Services, settings: RouteSettings): FastifyPluginAsync {
+export function accountRoutes(services: Services): FastifyPluginAsync {
   return async (app) => {
     const r = app.withTypeProvider<ZodTypeProvider>();
-    const limit = (max: number) => ({ rateLimit: { max, timeWindow: settings.rateLimitWindowMs } });
 
     r.post('/users', {
-      config: limit(settings.signupRateLimit),
       schema: {
         tags: ['accounts'],
         operationId: 'signUp',
@@ -22,13 +20,12 @@ export function accountRoutes(services: Services, settings: RouteSettings): Fast
         response: { 201: z.object({ user: z.object({ username: z.string() }) }), ...errors(400, 409, 429) },
       },
       handler: async (request, reply) => {
-        const created = await services.users.signUp(request.body.username, request.body.password);
+        const created = await services.users.signUp(request.body.username, request.body.password, request.ip);
         return reply.code(201).send({ user: { username: created.username } });
       },
     });
 
     r.post('/sessions', {
-      config: limit(settings.loginRateLimit),
       schema: {
         tags: ['accounts'],
         operationId: 'logIn',
@@ -38,7 +35,10 @@ export function accountRoutes(services: Services, settings: RouteSettings): Fast
       },
       handler: async (request, reply) => {
         const { username, password } = request.body;
-        const session = await services.users.logIn(username, password, request.viewer?.sessionId);
+        const session = await services.users.logIn(username, password, {
+          client: request.ip,
+          previousSessionId: request.viewer?.sessionId,
+        });
         reply.startSession(session);
         return reply.code(201).send({ token: session.id, expiresAt: session.expiresAt.toISOString() });
       },
@@ -78,7 +78,7 @@ export function accountRoutes(services: Services, settings: RouteSettings): Fast
       },
       handler: async (request) => {
         const viewer = requireViewer(request);
-        if (!settings.admins.includes(viewer.username)) throw forbidden('admins only');
+        if (!(await services.users.isAdmin(viewer.userId))) throw forbidden('admins only');
         return { kpis: await services.activity.kpis() };
       },
     });

@@ -61,7 +61,7 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
         response: { 200: z.object({ photo }), ...errors(400, 404) },
       },
       handler: async (request) => {
-        const view = await services.photos.get(request.params.id);
+        const view = await services.photos.get(request.params.id, request.viewer?.userId);
         const liked = request.viewer ? await services.photos.likedBy(request.viewer.userId, view.id) : false;
         return { photo: mapPhoto(view, baseUrl(request, settings), liked) };
       },

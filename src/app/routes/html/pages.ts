@@ -1,7 +1,6 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { AppError, badRequest, forbidden, unauthorized } from '../../errors.ts';
+import { AppError, badRequest, unauthorized } from '../../errors.ts';
 import { idPattern } from '../../ids.ts';
 import type { PageContext } from '../../views/layout.ts';
 import * as pages from '../../views/pages.ts';
@@ -16,17 +15,6 @@ export interface HtmlSettings extends RouteSettings {
 
 const form = (body: unknown): Record<string, string> =>
   body && typeof body === 'object' ? (body as Record<string, string>) : {};
-
-/** Form posts must carry the token of the CSRF cookie (double submit). */
-function checkCsrf(request: FastifyRequest, token: string | undefined): void {
-  const expected = request.cookies.csrf;
-  if (!expected || !token) throw forbidden('the form has expired: reload the page and try again');
-  const a = Buffer.from(expected);
-  const b = Buffer.from(token);
-  if (a.length !== b.length || !timingSafeEqual(a, b)) {
-    throw forbidden('the form has expired: reload the page and try again');
-  }
-}
 
 const usernameParam = z.object({ username: usernameSchema });
 const photoParam = z.object({ id: z.string().regex(idPattern) });
@@ -52,7 +40,6 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
       if (!request.viewer) throw unauthorized();
       return request.viewer;
     };
-    const limit = (max: number) => ({ rateLimit: { max, timeWindow: settings.rateLimitWindowMs } });
 
     app.get('/', async (request, reply) => {
       if (!request.viewer) return send(reply, pages.landingPage(ctx(request, reply)));
@@ -74,37 +61,39 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
         if (request.viewer) return reply.redirect('/', 303);
         return send(reply, pages.credentialsPage(ctx(request, reply), kind));
       });
-      app.post(
-        `/${kind}`,
-        { config: limit(kind === 'signup' ? settings.signupRateLimit : settings.loginRateLimit) },
-        async (request, reply) => {
-          const body = form(request.body);
-          checkCsrf(request, body._csrf);
-          const parsed = credentials.safeParse({ username: body.username, password: body.password });
-          try {
-            if (!parsed.success) {
-              throw badRequest(
-                kind === 'signup'
-                  ? 'Usernames are 3–30 characters of a-z, 0-9 and _; passwords are at least 10 characters.'
-                  : 'wrong username or password',
-              );
-            }
-            const { username, password } = parsed.data;
-            if (kind === 'signup') await services.users.signUp(username, password);
-            const session = await services.users.logIn(username, password, request.viewer?.sessionId);
-            reply.startSession(session);
-            return reply.redirect('/', 303);
-          } catch (err) {
-            if (!(err instanceof AppError)) throw err;
-            const page = pages.credentialsPage(ctx(request, reply, err.message), kind, String(body.username ?? ''));
-            return send(reply, page, err.status);
+      app.post(`/${kind}`, async (request, reply) => {
+        const body = form(request.body);
+        request.verifyCsrf(body._csrf);
+        const parsed = credentials.safeParse({ username: body.username, password: body.password });
+        try {
+          if (!parsed.success) {
+            throw badRequest(
+              kind === 'signup'
+                ? 'Usernames are 3–30 characters of a-z, 0-9 and _; passwords are at least 10 characters.'
+                : 'wrong username or password',
+            );
           }
-        },
-      );
+          const { username, password } = parsed.data;
+          const previousSessionId = request.viewer?.sessionId;
+          const session =
+            kind === 'signup'
+              ? await services.users.startSession(
+                  await services.users.signUp(username, password, request.ip),
+                  previousSessionId,
+                )
+              : await services.users.logIn(username, password, { client: request.ip, previousSessionId });
+          reply.startSession(session);
+          return reply.redirect('/', 303);
+        } catch (err) {
+          if (!(err instanceof AppError)) throw err;
+          const page = pages.credentialsPage(ctx(request, reply, err.message), kind, String(body.username ?? ''));
+          return send(reply, page, err.status);
+        }
+      });
     }
 
     app.post('/logout', async (request, reply) => {
-      checkCsrf(request, form(request.body)._csrf);
+      request.verifyCsrf(form(request.body)._csrf);
       if (request.viewer) await services.users.logOut(request.viewer.sessionId);
       reply.endSession();
       return reply.redirect('/', 303);
@@ -118,7 +107,7 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
     app.post('/upload', async (request, reply) => {
       const viewer = signedIn(request);
       const upload = await readUploadForm(request, ['_csrf', 'caption']);
-      checkCsrf(request, upload.fields._csrf);
+      request.verifyCsrf(upload.fields._csrf);
       if (!upload.file || upload.file.length === 0) throw badRequest('choose a photo to upload');
       const photo = await services.photos.upload(viewer.userId, {
         data: upload.file,
@@ -145,7 +134,7 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
     for (const action of ['follow', 'unfollow'] as const) {
       app.post(`/u/:username/${action}`, async (request, reply) => {
         const viewer = signedIn(request);
-        checkCsrf(request, form(request.body)._csrf);
+        request.verifyCsrf(form(request.body)._csrf);
         const { username } = parse(usernameParam, request.params);
         await services.social[action](viewer.userId, username);
         return reply.redirect(`/u/${username}`, 303);
@@ -154,7 +143,7 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
 
     app.get('/p/:id', async (request, reply) => {
       const { id } = parse(photoParam, request.params);
-      const photo = await services.photos.get(id);
+      const photo = await services.photos.get(id, request.viewer?.userId);
       const liked = request.viewer ? await services.photos.likedBy(request.viewer.userId, id) : false;
       return send(reply, pages.photoPage(ctx(request, reply), mapPhoto(photo, baseUrl(request, settings), liked)));
     });
@@ -162,7 +151,7 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
     for (const action of ['like', 'unlike', 'delete'] as const) {
       app.post(`/p/:id/${action}`, async (request, reply) => {
         const viewer = signedIn(request);
-        checkCsrf(request, form(request.body)._csrf);
+        request.verifyCsrf(form(request.body)._csrf);
         const { id } = parse(photoParam, request.params);
         if (action === 'delete') {
           await services.photos.delete(id, viewer.userId);
