@@ -52,10 +52,12 @@ program
   .action(async (flags: { out?: string }) => {
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'scaleout-openapi-'));
     try {
-      const config = loadConfig(process.env, { dataDir, logLevel: 'silent' });
+      // Never listening: inject() names the host localhost:80, which the site must answer to.
+      const config = loadConfig(process.env, { dataDir, logLevel: 'silent', allowedHosts: 'localhost:80' });
       const runtime = await createRuntime(config);
       const answer = await runtime.server.inject({ method: 'GET', url: '/api/v1/openapi.json' });
       await runtime.close();
+      if (answer.statusCode !== 200) throw new Error(`the document: ${answer.statusCode} ${answer.body}`);
       const document = `${JSON.stringify(answer.json(), null, 2)}\n`;
       if (flags.out) {
         await mkdir(path.dirname(flags.out), { recursive: true });
