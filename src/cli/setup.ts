@@ -10,7 +10,9 @@ export const debianPackages: Record<string, string[]> = {
   database: ['postgresql', 'patroni', 'etcd-server', 'etcd-client'],
   loadBalancer: ['haproxy'],
   // observed: metrics of every process.
-  metrics: ['prometheus', 'prometheus-postgres-exporter', 'prometheus-node-exporter'],
+  metrics: ['prometheus', 'prometheus-postgres-exporter', 'prometheus-node-exporter', 'prometheus-redis-exporter'],
+  // cache preset: Redis with Sentinel.
+  cache: ['redis-server', 'redis-sentinel'],
 };
 
 export function missingPackages(packages: string[]): string[] {

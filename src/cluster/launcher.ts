@@ -10,6 +10,14 @@ import { type DbSecrets, startPatroni, waitForCluster } from './components/patro
 import { ensureAppDatabase, startPostgresServer } from './components/postgres.ts';
 import { startPostgresExporter } from './components/postgres-exporter.ts';
 import { startPrometheus } from './components/prometheus.ts';
+import {
+  currentMaster,
+  redisWebEnv,
+  startRedis,
+  startRedisExporter,
+  startSentinel,
+  waitForSentinels,
+} from './components/redis.ts';
 import { startWeb } from './components/web.ts';
 import { httpStatus, isAlive, type StartedProcess, spawned, stopProcess, tcpOpen, waitUntil } from './process.ts';
 import {
@@ -162,6 +170,21 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
       webEnv.SCALEOUT_PATRONI_URLS = nodes.map((n) => `http://${n.rest.host}:${n.rest.port}`).join(',');
     }
 
+    const redises = of('redis');
+    if (redises.length > 0) {
+      log(`starting Redis: ${redises.length} servers and ${of('redisSentinel').length} Sentinels`);
+      const byName = new Map(redises.map((r) => [r.name, r]));
+      // Masters first, then their replicas.
+      for (const r of [...redises.filter((x) => !x.replicaOf), ...redises.filter((x) => x.replicaOf)]) {
+        const master = r.replicaOf ? byName.get(r.replicaOf)?.listen : undefined;
+        record(r, await startRedis(topology, r, runDir, master));
+      }
+      const masters = redises.filter((x) => !x.replicaOf);
+      for (const s of of('redisSentinel')) record(s, await startSentinel(s, masters, runDir));
+      await waitForSentinels(of('redisSentinel'), masters);
+      Object.assign(webEnv, redisWebEnv(of('redisSentinel')));
+    }
+
     const webs = of('web');
     const [lb] = of('loadBalancer');
     if (lb) {
@@ -177,6 +200,13 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
     const started = await Promise.allSettled(rest.map((w) => startWeb(w, runDir, webEnv).then((p) => record(w, p))));
     const failed = started.find((s) => s.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason;
+
+    for (const exporter of of('redisExporter')) {
+      const server = redises.find((r) => r.name === exporter.server);
+      if (!server) throw new Error(`${exporter.name}: no Redis named ${exporter.server}`);
+      log(`starting the Redis exporter http://${exporter.listen.host}:${exporter.listen.port}/metrics`);
+      record(exporter, await startRedisExporter(exporter, server, runDir));
+    }
 
     for (const host of of('hostExporter')) {
       log(`starting the host exporter http://${host.listen.host}:${host.listen.port}/metrics`);
@@ -277,6 +307,29 @@ export async function restart(
     case 'postgresExporter':
       started = await startPostgresExporter(state.topology, spec, state.runDir, state.secrets.superuser);
       break;
+    case 'redis': {
+      const sentinels = all.filter(
+        (p): p is Extract<ProcessSpec, { kind: 'redisSentinel' }> => p.kind === 'redisSentinel',
+      );
+      // A server that comes back joins the tier's current master as a replica (never as a stale master).
+      const master = await currentMaster(sentinels, spec.tier);
+      const self = master && master.host === spec.listen.host && master.port === spec.listen.port;
+      started = await startRedis(state.topology, spec, state.runDir, self ? undefined : (master ?? undefined));
+      break;
+    }
+    case 'redisSentinel': {
+      const masters = all.filter(
+        (p): p is Extract<ProcessSpec, { kind: 'redis' }> => p.kind === 'redis' && p.replicaOf === undefined,
+      );
+      started = await startSentinel(spec, masters, state.runDir);
+      break;
+    }
+    case 'redisExporter': {
+      const server = all.find((p) => p.name === spec.server);
+      if (server?.kind !== 'redis') throw new Error(`${spec.name}: no Redis named ${spec.server}`);
+      started = await startRedisExporter(spec, server, state.runDir);
+      break;
+    }
     case 'dashboard':
       started = await startDashboard(state.topology, spec, path.dirname(state.runDir), state.runDir);
       break;

@@ -4,6 +4,7 @@ import { hostExporterUp } from './components/host-exporter.ts';
 import { isLeader, leaderReplication, patroniCluster } from './components/patroni.ts';
 import { exporterUp } from './components/postgres-exporter.ts';
 import { prometheusReady } from './components/prometheus.ts';
+import { redisExporterUp, redisRole, sentinelView } from './components/redis.ts';
 import { webReady } from './components/web.ts';
 import type { ClusterState } from './launcher.ts';
 import { httpStatus, isAlive, tcpOpen } from './process.ts';
@@ -19,6 +20,8 @@ export interface ProcessStatus {
   health: 'healthy' | 'unhealthy' | 'down';
   detail?: string;
   lagBytes?: number | null;
+  /** Redis servers: `durable` or `cache`. */
+  tier?: 'durable' | 'cache';
 }
 
 /** Every process of the topology with its role, PID and health, checked live. */
@@ -84,6 +87,25 @@ export async function status(state: ClusterState): Promise<ProcessStatus[]> {
         case 'prometheus':
           ok = (await prometheusReady(spec)) === 200;
           row.role = 'metrics (Prometheus)';
+          break;
+        case 'redis': {
+          const r = await redisRole(spec);
+          row.role = r?.role ?? 'unknown';
+          row.tier = spec.tier;
+          row.detail = `${spec.tier}${r?.role === 'replica' ? (r.linkUp ? ', replicating' : ', link down') : ''}`;
+          ok = r !== null && (r.role === 'master' || r.linkUp);
+          break;
+        }
+        case 'redisSentinel': {
+          const view = await sentinelView(spec);
+          row.role = 'sentinel';
+          row.detail = view ? view.map((m) => `${m.name} at ${m.address}`).join(', ') : undefined;
+          ok = view !== null && view.every((m) => !m.flags.includes('down'));
+          break;
+        }
+        case 'redisExporter':
+          ok = (await redisExporterUp(spec)) === 200;
+          row.role = 'metrics (Redis exporter)';
           break;
         case 'loadBalancer':
           ok = (await httpStatus(`http://${spec.listen.host}:${spec.listen.port}/healthz`)) === 200;

@@ -38,6 +38,22 @@ const process = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('postgresExporter'), name: z.string(), listen: address, server: z.string() }),
   /** The project's own page: live topology, charts, fault buttons. */
   z.object({ kind: z.literal('dashboard'), name: z.string(), listen: address }),
+  /**
+   * A Redis server. `tier`: `durable` (sessions, rate limits; append-only file,
+   * no eviction) or `cache` (no persistence, evicts under maxmemory).
+   * `replicaOf` names the server it starts as a replica of; Sentinel moves that later.
+   */
+  z.object({
+    kind: z.literal('redis'),
+    name: z.string(),
+    listen: address,
+    tier: z.enum(['durable', 'cache']),
+    replicaOf: z.string().optional(),
+  }),
+  /** A Redis Sentinel: watches every Redis master of the topology and promotes a replica when one fails. */
+  z.object({ kind: z.literal('redisSentinel'), name: z.string(), listen: address }),
+  /** Prometheus metrics of one Redis server (the process named by `server`). */
+  z.object({ kind: z.literal('redisExporter'), name: z.string(), listen: address, server: z.string() }),
   z.object({
     kind: z.literal('dbProxy'),
     name: z.string(),
@@ -57,6 +73,9 @@ export const topologySchema = z.object({
     synchronous: z.boolean(),
     /** Patroni leader-key TTL in seconds: the failover detection time. */
     patroniTtl: z.number().int().min(5).max(60),
+    /** The cache Redis's memory bound and eviction policy. */
+    cacheMaxMemory: z.string().default('64mb'),
+    cacheEviction: z.enum(['allkeys-lru', 'allkeys-lfu', 'volatile-lru', 'volatile-lfu']).default('allkeys-lru'),
   }),
   dataCenters: z.array(z.object({ name: z.string(), processes: z.array(process) })).min(1),
 });
@@ -75,9 +94,11 @@ export interface PresetOptions {
   replicas?: number;
   synchronous?: boolean;
   patroniTtl?: number;
+  cacheMaxMemory?: string;
+  cacheEviction?: 'allkeys-lru' | 'allkeys-lfu' | 'volatile-lru' | 'volatile-lfu';
 }
 
-export const presets = ['single', 'db', 'lb'] as const;
+export const presets = ['single', 'db', 'lb', 'cache'] as const;
 export type PresetName = (typeof presets)[number];
 
 /** 20–219, from the name, so that differently named topologies usually get different addresses. */
@@ -91,20 +112,22 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
   const name = o.name ?? preset;
   const octet = o.octet ?? octetFor(name);
   const ip = (tier: number, n: number) => `127.${octet}.${tier}.${n}`;
-  // Tiers: .0 public edge, .1 web servers, .2 database, .3 coordination, .4 monitoring.
-  const webCount = preset === 'lb' ? (o.webServers ?? 2) : 1;
+  // Tiers: .0 public edge, .1 web servers, .2 database, .3 coordination, .4 monitoring, .5 Redis.
+  // `cache` is `lb` plus the Redis tier.
+  const clustered = preset === 'lb' || preset === 'cache';
+  const webCount = clustered ? (o.webServers ?? 2) : 1;
   const db = preset === 'single' ? 'pglite' : 'postgres';
-  const webPort = preset === 'lb' ? 3000 : (o.port ?? 3000);
+  const webPort = clustered ? 3000 : (o.port ?? 3000);
   const webs = Array.from({ length: webCount }, (_, i) => ({
     kind: 'web' as const,
     name: `web-${i + 1}`,
-    listen: { host: preset === 'lb' ? ip(1, i + 1) : ip(0, 1), port: webPort },
-    metrics: { host: preset === 'lb' ? ip(1, i + 1) : ip(0, 1), port: webMetricsPort },
+    listen: { host: clustered ? ip(1, i + 1) : ip(0, 1), port: webPort },
+    metrics: { host: clustered ? ip(1, i + 1) : ip(0, 1), port: webMetricsPort },
     db: db as 'pglite' | 'postgres',
   }));
   const processes: ProcessSpec[] = [];
   if (preset === 'db') processes.push({ kind: 'postgres', name: 'postgres', listen: { host: ip(2, 1), port: 5432 } });
-  if (preset === 'lb') {
+  if (clustered) {
     processes.push({
       kind: 'etcd',
       name: 'etcd',
@@ -127,8 +150,27 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
       stats: { host: ip(2, 100), port: 7000 },
     });
   }
+  if (preset === 'cache') {
+    // Two Redis roles, as Mastodon's scaling guide separates them, each a master and a replica.
+    for (const [t, tier] of [
+      [1, 'durable'],
+      [2, 'cache'],
+    ] as const) {
+      processes.push({ kind: 'redis', name: `redis-${tier}-1`, listen: { host: ip(5, t * 10 + 1), port: 6379 }, tier });
+      processes.push({
+        kind: 'redis',
+        name: `redis-${tier}-2`,
+        listen: { host: ip(5, t * 10 + 2), port: 6379 },
+        tier,
+        replicaOf: `redis-${tier}-1`,
+      });
+    }
+    for (let i = 1; i <= 3; i++) {
+      processes.push({ kind: 'redisSentinel', name: `sentinel-${i}`, listen: { host: ip(5, 100 + i), port: 26379 } });
+    }
+  }
   processes.push(...webs);
-  if (preset === 'lb') {
+  if (clustered) {
     processes.push({
       kind: 'loadBalancer',
       name: 'load-balancer',
@@ -146,13 +188,28 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
       server: s.name,
     });
   });
+  processes
+    .filter((p) => p.kind === 'redis')
+    .forEach((r, i) => {
+      processes.push({
+        kind: 'redisExporter',
+        name: `${r.name}-exporter`,
+        listen: { host: ip(4, 30 + i), port: 9121 },
+        server: r.name,
+      });
+    });
   processes.push({ kind: 'hostExporter', name: 'host-exporter', listen: { host: ip(4, 5), port: 9100 } });
   processes.push({ kind: 'prometheus', name: 'prometheus', listen: { host: ip(4, 1), port: 9090 } });
   processes.push({ kind: 'dashboard', name: 'dashboard', listen: { host: ip(4, 2), port: 8090 } });
   return topologySchema.parse({
     name,
     preset,
-    options: { synchronous: o.synchronous ?? true, patroniTtl: o.patroniTtl ?? 5 },
+    options: {
+      synchronous: o.synchronous ?? true,
+      patroniTtl: o.patroniTtl ?? 5,
+      cacheMaxMemory: o.cacheMaxMemory ?? '64mb',
+      cacheEviction: o.cacheEviction ?? 'allkeys-lru',
+    },
     dataCenters: [{ name: 'dc1', processes }],
   });
 }
@@ -188,6 +245,9 @@ export function addressesOf(p: ProcessSpec): { host: string; port: number }[] {
     case 'dashboard':
     case 'postgresExporter':
     case 'hostExporter':
+    case 'redis':
+    case 'redisSentinel':
+    case 'redisExporter':
       return [p.listen];
     case 'loadBalancer':
       return [p.listen, p.stats];
@@ -210,6 +270,9 @@ export const addressOf = (p: ProcessSpec): string => {
     case 'dashboard':
     case 'postgresExporter':
     case 'hostExporter':
+    case 'redis':
+    case 'redisSentinel':
+    case 'redisExporter':
       return `${p.listen.host}:${p.listen.port}`;
     case 'etcd':
       return `${p.client.host}:${p.client.port}`;
@@ -219,3 +282,6 @@ export const addressOf = (p: ProcessSpec): string => {
       return `${p.primary.host}:${p.primary.port},${p.replicas.port}`;
   }
 };
+
+/** Sentinel's name for the master of a Redis tier. */
+export const redisMasterName = (tier: 'durable' | 'cache') => `scaleout-${tier}`;

@@ -26,8 +26,12 @@ function scrapeTargets(p: ProcessSpec): { job: string; target: string } | null {
       return { job: 'postgres', target: `${p.listen.host}:${p.listen.port}` };
     case 'hostExporter':
       return { job: 'node', target: `${p.listen.host}:${p.listen.port}` };
+    case 'redisExporter':
+      return { job: 'redis', target: `${p.listen.host}:${p.listen.port}` };
     case 'postgres':
     case 'dashboard':
+    case 'redis':
+    case 'redisSentinel':
       return null;
   }
 }
