@@ -6,7 +6,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 120_000,
     pool: 'forks',
-    // One real PostgreSQL server for the run; each test file makes its own database on it.
-    globalSetup: ['test/support/global-postgres.ts'],
+    // One real PostgreSQL server and one Redis (master + replica) for the run; each test file keeps to its own part.
+    globalSetup: ['test/support/global-postgres.ts', 'test/support/global-redis.ts'],
   },
 });

@@ -100,7 +100,7 @@ export async function status(state: ClusterState): Promise<ProcessStatus[]> {
           const view = await sentinelView(spec);
           row.role = 'sentinel';
           row.detail = view ? view.map((m) => `${m.name} at ${m.address}`).join(', ') : undefined;
-          ok = view !== null && view.every((m) => !m.flags.includes('down'));
+          ok = view?.every((m) => !m.flags.includes('down')) ?? false;
           break;
         }
         case 'redisExporter':

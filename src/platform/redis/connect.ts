@@ -1,0 +1,64 @@
+import { Redis, type RedisOptions } from 'ioredis';
+
+export interface RedisTarget {
+  /** Sentinels to ask for the master (host:port each). */
+  sentinels?: { host: string; port: number }[];
+  /** Sentinel's name of the master (with `sentinels`). */
+  name?: string;
+  /** Or a fixed address (tests, a single Redis). */
+  host?: string;
+  port?: number;
+}
+
+/** "host:port,host:port" → addresses. */
+export function parseHostPorts(list: string[]): { host: string; port: number }[] {
+  return list.map((entry) => {
+    const m = /^(.+):(\d{1,5})$/.exec(entry.trim());
+    if (!m) throw new Error(`not host:port: ${entry}`);
+    return { host: m[1] as string, port: Number(m[2]) };
+  });
+}
+
+/**
+ * An ioredis client for one Redis tier. Through Sentinel it always talks to
+ * the current master, and `failoverDetector` makes it reconnect as soon as
+ * the Sentinels announce a new one (instead of waiting for the old socket to
+ * time out). Commands fail fast while no master answers (a bounded number of
+ * retries, no endless offline queue), so callers can degrade or answer 503.
+ */
+export function connectRedis(target: RedisTarget, extra: RedisOptions = {}): Redis {
+  const common: RedisOptions = {
+    connectTimeout: 1000,
+    maxRetriesPerRequest: 2,
+    enableAutoPipelining: true,
+    retryStrategy: (times) => Math.min(50 * 2 ** times, 1000),
+    ...extra,
+  };
+  const client = target.sentinels?.length
+    ? new Redis({
+        ...common,
+        sentinels: target.sentinels,
+        name: target.name,
+        role: 'master',
+        failoverDetector: true,
+        sentinelRetryStrategy: (times) => Math.min(50 * 2 ** times, 1000),
+      })
+    : new Redis({ ...common, host: target.host, port: target.port });
+  // Errors surface on the commands; an unhandled 'error' event would crash the process.
+  client.on('error', () => {});
+  return client;
+}
+
+/**
+ * For the cache tier: a command fails at once while no master is connected
+ * (no offline queue) and after 100 ms on a hung one, so a dead cache costs
+ * requests nothing; they go to the database.
+ */
+export const cacheTierOptions: RedisOptions = {
+  enableOfflineQueue: false,
+  commandTimeout: 100,
+  maxRetriesPerRequest: 0,
+};
+
+/** For a subscriber: it waits for the server as long as it takes, and subscribes again after a reconnect. */
+export const subscriberOptions: RedisOptions = { maxRetriesPerRequest: null, enableAutoPipelining: false };

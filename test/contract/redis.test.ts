@@ -1,0 +1,99 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { createTwoLevelCache } from '../../src/platform/cache/two-level.ts';
+import { createRedisRateLimiter } from '../../src/platform/rate-limits/redis.ts';
+import { cacheTierOptions, connectRedis, subscriberOptions } from '../../src/platform/redis/connect.ts';
+import { createRedisSessionStore } from '../../src/platform/sessions/redis.ts';
+import { runCacheContract } from './cache.contract.ts';
+import { runRateLimiterContract } from './rate-limits.contract.ts';
+import { runSessionContract } from './sessions.contract.ts';
+
+const { host, port } = inject('redis');
+const connections: ReturnType<typeof connectRedis>[] = [];
+const connect = () => {
+  const c = connectRedis({ host, port });
+  connections.push(c);
+  return c;
+};
+afterAll(async () => {
+  for (const c of connections) c.disconnect();
+});
+
+runSessionContract({
+  name: 'Redis (durable tier, WAIT 1)',
+  create: async (ttl) => ({
+    store: createRedisSessionStore(connect(), ttl),
+    userId: 'user_redis',
+    cleanup: async () => {},
+  }),
+  restartable: async () => ({
+    userId: 'user_redis_restart',
+    // A new connection is a new web server: the sessions are in Redis, not in the process.
+    open: async () => ({ store: createRedisSessionStore(connect(), 3600), close: async () => {} }),
+    cleanup: async () => {},
+  }),
+});
+
+runCacheContract({
+  name: 'two-level (in-process L1 + Redis L2, Bentocache)',
+  create: async ({ maxEntries }) =>
+    createTwoLevelCache({
+      redis: connect(),
+      subscriber: connectRedis({ host, port }, subscriberOptions),
+      maxEntries,
+      defaultTtlSeconds: 60,
+    }),
+  skipEviction: 'L2 holds what L1 evicts: the bound is the cache Redis maxmemory, not an entry count',
+});
+
+runRateLimiterContract({ name: 'Redis (durable tier)', create: async () => createRedisRateLimiter(connect()) });
+
+describe('two-level cache across web servers', () => {
+  it('a delete on one server reaches the L1 of another through the bus', async () => {
+    const make = () =>
+      createTwoLevelCache({
+        redis: connect(),
+        subscriber: connectRedis({ host, port }, subscriberOptions),
+        maxEntries: 100,
+        defaultTtlSeconds: 60,
+      });
+    const [a, b] = [make(), make()];
+    await new Promise((r) => setTimeout(r, 200)); // both subscribed
+    const key = `bus:${randomBytes(4).toString('hex')}`;
+    try {
+      await a.set(key, { v: 1 });
+      expect(await b.get(key)).toEqual({ v: 1 }); // from L2, now in b's L1 too
+      await a.delete(key);
+      // b's L1 hears of the delete on the bus.
+      let seen: unknown = { v: 1 };
+      for (let i = 0; i < 50 && seen !== undefined; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        seen = await b.get(key);
+      }
+      expect(seen).toBeUndefined();
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('keeps answering (as misses) when the cache Redis is unreachable, within its time limit', async () => {
+    const dead = createTwoLevelCache({
+      redis: connectRedis({ host: '127.0.0.1', port: 1 }, cacheTierOptions),
+      subscriber: connectRedis({ host: '127.0.0.1', port: 1 }, subscriberOptions),
+      maxEntries: 10,
+      defaultTtlSeconds: 60,
+    });
+    try {
+      // Each call returns at once: no offline queue, and the circuit breaker skips L2 after its first failure.
+      for (let i = 0; i < 20; i++) {
+        const started = performance.now();
+        expect(await dead.get(`nothing-${i}`)).toBeUndefined();
+        await dead.set(`k-${i}`, { i });
+        expect(performance.now() - started).toBeLessThan(100);
+      }
+    } finally {
+      await dead.close();
+    }
+  });
+});

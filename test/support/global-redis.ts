@@ -1,0 +1,47 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { freePort } from '../../src/bench/processes.ts';
+import { redisCommand } from '../../src/cluster/components/redis.ts';
+import { startProcess, stopProcess, waitUntil } from '../../src/cluster/process.ts';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    redis: { host: string; port: number };
+  }
+}
+
+/**
+ * One real Redis master with a replica for the whole test run (so `WAIT 1`
+ * has a replica to wait for), on free ports of its own 127.x address. Test
+ * files use their own key prefixes.
+ */
+export default async function setup(project: TestProject) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'scaleout-redis-'));
+  const host = `127.0.${40 + Math.floor(Math.random() * 200)}.${1 + Math.floor(Math.random() * 250)}`;
+  const [port, replicaPort] = [await freePort(), await freePort()];
+  const common = ['--bind', host, '--protected-mode', 'no', '--save', '', '--appendonly', 'no'];
+  const master = startProcess({
+    command: '/usr/bin/redis-server',
+    args: ['--port', String(port), '--dir', dir, ...common],
+    log: path.join(dir, 'master.log'),
+    cwd: dir,
+  });
+  const replica = startProcess({
+    command: '/usr/bin/redis-server',
+    args: ['--port', String(replicaPort), '--dir', dir, '--replicaof', host, String(port), ...common],
+    log: path.join(dir, 'replica.log'),
+    cwd: dir,
+  });
+  await waitUntil(async () => {
+    const role = (await redisCommand(host, replicaPort, 'ROLE')) as unknown[] | null;
+    return Array.isArray(role) && role[3] === 'connected';
+  }, 30_000);
+  project.provide('redis', { host, port });
+  return async () => {
+    await stopProcess(replica.pid);
+    await stopProcess(master.pid);
+    rmSync(dir, { recursive: true, force: true });
+  };
+}
