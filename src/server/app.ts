@@ -85,6 +85,8 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     },
     crossOriginResourcePolicy: { policy: 'same-site' },
     hsts: false,
+    // Our own form posts must carry a real Origin (no-referrer makes browsers send "Origin: null", which is refused).
+    referrerPolicy: { policy: 'same-origin' },
   });
   await app.register(cookie);
   await app.register(formbody, { bodyLimit: 16 * 1024 });
