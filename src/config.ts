@@ -71,6 +71,13 @@ export const configSchema = z.strictObject({
   cacheMaxEntries: int(1, 10_000_000).default(10_000),
   cacheTtlSeconds: int(1, 86_400 * 7).default(60),
   sessionStore: z.enum(['database', 'memory']).default('database'),
+  /**
+   * Sentinels (host:port, comma-separated) of a Redis tier. When set, sessions
+   * and rate limits live in the durable Redis and the cache gets a Redis L2.
+   */
+  redisSentinels: csv.optional(),
+  redisDurableName: z.string().min(1).default('scaleout-durable'),
+  redisCacheName: z.string().min(1).default('scaleout-cache'),
   sessionTtlSeconds: int(60, 86_400 * 365).default(86_400 * 30),
   jobAttempts: int(1, 50).default(3),
   jobBackoffMs: int(0, 600_000).default(500),
@@ -115,6 +122,9 @@ export const envNames: Record<keyof Config, string> = {
   cacheMaxEntries: 'SCALEOUT_CACHE_MAX_ENTRIES',
   cacheTtlSeconds: 'SCALEOUT_CACHE_TTL_SECONDS',
   sessionStore: 'SCALEOUT_SESSION_STORE',
+  redisSentinels: 'SCALEOUT_REDIS_SENTINELS',
+  redisDurableName: 'SCALEOUT_REDIS_DURABLE_NAME',
+  redisCacheName: 'SCALEOUT_REDIS_CACHE_NAME',
   sessionTtlSeconds: 'SCALEOUT_SESSION_TTL_SECONDS',
   jobAttempts: 'SCALEOUT_JOB_ATTEMPTS',
   jobBackoffMs: 'SCALEOUT_JOB_BACKOFF_MS',

@@ -13,6 +13,7 @@ import { createUserService } from './app/users/service.ts';
 import type { Config } from './config.ts';
 import { createFilesystemBlobStore } from './platform/blobs/filesystem.ts';
 import { createMemoryCache } from './platform/cache/memory.ts';
+import { createTwoLevelCache } from './platform/cache/two-level.ts';
 import { lockDataDir } from './platform/data-dir-lock.ts';
 import { openPgliteDb } from './platform/db/pglite.ts';
 import { openPostgresDb, type QueryObserver } from './platform/db/postgres.ts';
@@ -23,9 +24,18 @@ import { createLogger, type Logger } from './platform/observability/logger.ts';
 import { createMetrics, type Metrics } from './platform/observability/metrics.ts';
 import { createMemoryQueue } from './platform/queue/memory.ts';
 import { createDatabaseRateLimiter } from './platform/rate-limits/database.ts';
+import { createRedisRateLimiter } from './platform/rate-limits/redis.ts';
+import {
+  cacheTierOptions,
+  connectRedis,
+  durableTierOptions,
+  parseHostPorts,
+  subscriberOptions,
+} from './platform/redis/connect.ts';
 import { dataDirSecret } from './platform/secret.ts';
 import { createDatabaseSessionStore } from './platform/sessions/database.ts';
 import { createMemorySessionStore } from './platform/sessions/memory.ts';
+import { createRedisSessionStore } from './platform/sessions/redis.ts';
 import type { Db } from './ports/db.ts';
 import { buildServer } from './server/app.ts';
 import { buildMetricsServer, listenUrl } from './server/metrics.ts';
@@ -72,6 +82,22 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
+/** The two Redis tiers, through Sentinel: the durable one waits out a failover, the cache one fails fast. */
+function connectRedisTiers(config: Config) {
+  const sentinels = parseHostPorts(config.redisSentinels ?? []);
+  const durable = connectRedis({ sentinels, name: config.redisDurableName }, durableTierOptions);
+  const cache = connectRedis({ sentinels, name: config.redisCacheName }, cacheTierOptions);
+  const cacheSubscriber = connectRedis({ sentinels, name: config.redisCacheName }, subscriberOptions);
+  return {
+    durable,
+    cache,
+    cacheSubscriber,
+    async close() {
+      for (const c of [durable, cache, cacheSubscriber]) c.disconnect();
+    },
+  };
+}
+
 /** The composition root: config → adapters → services → server. Only this file picks adapters. */
 export async function createRuntime(config: Config, opts: { logger?: Logger } = {}): Promise<Runtime> {
   const logger = opts.logger ?? createLogger(config.logLevel);
@@ -87,13 +113,25 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
     const blobs = createFilesystemBlobStore(config.blobDir ?? path.join(config.dataDir, 'blobs'), {
       fsync: config.blobFsync,
     });
-    const cache = createMemoryCache({
-      policy: config.cachePolicy,
-      maxEntries: config.cacheMaxEntries,
-      defaultTtlSeconds: config.cacheTtlSeconds,
-    });
-    const sessions =
-      config.sessionStore === 'database'
+    const redis = config.redisSentinels?.length ? connectRedisTiers(config) : undefined;
+    if (redis) closers.push(redis.close);
+    const cache = redis
+      ? createTwoLevelCache({
+          redis: redis.cache,
+          subscriber: redis.cacheSubscriber,
+          maxEntries: config.cacheMaxEntries,
+          defaultTtlSeconds: config.cacheTtlSeconds,
+        })
+      : createMemoryCache({
+          policy: config.cachePolicy,
+          maxEntries: config.cacheMaxEntries,
+          defaultTtlSeconds: config.cacheTtlSeconds,
+        });
+    const sessions = redis
+      ? createRedisSessionStore(redis.durable, config.sessionTtlSeconds, {
+          onUnreplicated: (op) => logger.warn({ op }, 'session write not on a replica within 500 ms (WAIT 1)'),
+        })
+      : config.sessionStore === 'database'
         ? createDatabaseSessionStore(db, config.sessionTtlSeconds)
         : createMemorySessionStore(config.sessionTtlSeconds);
     const queue = createMemoryQueue({ attempts: config.jobAttempts, backoffMs: config.jobBackoffMs });
@@ -104,7 +142,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
 
     const users = createUserRepository(db);
     const photoRepo = createPhotoRepository(db);
-    const throttle = createThrottle(createDatabaseRateLimiter(db), {
+    const throttle = createThrottle(redis ? createRedisRateLimiter(redis.durable) : createDatabaseRateLimiter(db), {
       windowMs: config.rateLimitWindowSeconds * 1000,
       loginsPerClient: config.loginRateLimit,
       signupsPerClient: config.signupRateLimit,

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { RateCount, RateLimiter } from '../../ports/rate-limits.ts';
+import { orUnavailable } from '../redis/connect.ts';
 
 // One round trip, atomic: count, start the window on the first hit, note the time.
 const hitScript = `
@@ -11,7 +12,7 @@ return {c, redis.call('PTTL', KEYS[1])}`;
 /** Rate-limit counters in the durable Redis, shared by every web server: a hash per key that expires with its window. */
 export function createRedisRateLimiter(redis: Redis, prefix = 'rl:'): RateLimiter {
   const key = (k: string) => prefix + k;
-  return {
+  const limiter: RateLimiter = {
     async hit(k, windowMs): Promise<RateCount> {
       const now = Date.now();
       const [count, ttl] = (await redis.eval(hitScript, 1, key(k), Math.max(1, Math.round(windowMs)), now)) as [
@@ -32,5 +33,10 @@ export function createRedisRateLimiter(redis: Redis, prefix = 'rl:'): RateLimite
     async reset(k) {
       await redis.del(key(k));
     },
+  };
+  return {
+    hit: (k, windowMs) => orUnavailable('the rate-limit store', () => limiter.hit(k, windowMs)),
+    peek: (k) => orUnavailable('the rate-limit store', () => limiter.peek(k)),
+    reset: (k) => orUnavailable('the rate-limit store', () => limiter.reset(k)),
   };
 }

@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
+import { StoreUnavailableError } from '../../ports/db.ts';
 
 export interface RedisTarget {
   /** Sentinels to ask for the master (host:port each). */
@@ -60,5 +61,24 @@ export const cacheTierOptions: RedisOptions = {
   maxRetriesPerRequest: 0,
 };
 
+/**
+ * For the durable tier: during a Sentinel failover (≈ 2 s) a command waits
+ * for the new master rather than failing, up to 10 s; then it fails (503).
+ */
+export const durableTierOptions: RedisOptions = { maxRetriesPerRequest: null, commandTimeout: 10_000 };
+
 /** For a subscriber: it waits for the server as long as it takes, and subscribes again after a reconnect. */
 export const subscriberOptions: RedisOptions = { maxRetriesPerRequest: null, enableAutoPipelining: false };
+
+/**
+ * Runs a Redis call; a failure of the store (no master, a timeout, a lost
+ * connection) becomes StoreUnavailableError, which the server answers with
+ * 503 and Retry-After instead of 500.
+ */
+export async function orUnavailable<T>(what: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    throw new StoreUnavailableError(`${what} is unavailable`, { cause: err });
+  }
+}

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Session, SessionStore } from '../../ports/sessions.ts';
+import { orUnavailable } from '../redis/connect.ts';
 import { newSessionId, sessionDigest } from './ids.ts';
 
 interface Stored {
@@ -26,7 +27,7 @@ export function createRedisSessionStore(
     const acked = Number(await redis.call('WAIT', '1', String(opts.waitMs ?? 500)));
     if (acked < 1) opts.onUnreplicated?.(op);
   };
-  return {
+  const store: SessionStore = {
     async create(userId, data = {}) {
       const id = newSessionId();
       const expiresAt = new Date(now().getTime() + ttlSeconds * 1000);
@@ -57,5 +58,16 @@ export function createRedisSessionStore(
     },
     // The connection belongs to the runtime, which closes it.
     async close() {},
+  };
+  const guarded =
+    <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
+    (...args: A) =>
+      orUnavailable('the session store', () => fn(...args));
+  return {
+    create: guarded(store.create),
+    get: guarded(store.get),
+    update: guarded(store.update),
+    delete: guarded(store.delete),
+    close: store.close,
   };
 }

@@ -1,0 +1,148 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { currentMaster, redisCommand } from '../../src/cluster/components/redis.ts';
+import { readState, restart } from '../../src/cluster/launcher.ts';
+import { isAlive, killHard, waitUntil } from '../../src/cluster/process.ts';
+import { status } from '../../src/cluster/status.ts';
+import { allProcesses, type ProcessSpec } from '../../src/cluster/topology.ts';
+import { Client, pngImage } from '../support/app.ts';
+import { startTopology, steadyLoad } from '../support/cluster.ts';
+
+type Topo = Awaited<ReturnType<typeof startTopology>>;
+type RedisSpec = Extract<ProcessSpec, { kind: 'redis' }>;
+type Sentinel = Extract<ProcessSpec, { kind: 'redisSentinel' }>;
+
+describe('cache preset: lb plus a durable and a cache Redis, each master + replica, under 3 Sentinels', () => {
+  let topo: Topo;
+  let viewer: Client;
+  let photoId: string;
+  let owner: string;
+  const redises = () => allProcesses(topo.state.topology).filter((p): p is RedisSpec => p.kind === 'redis');
+  const sentinels = () => allProcesses(topo.state.topology).filter((p): p is Sentinel => p.kind === 'redisSentinel');
+  const pidOf = (name: string) => topo.state.processes.find((p) => p.name === name)?.pid as number;
+  const masterOf = async (tier: 'durable' | 'cache') => {
+    const addr = await currentMaster(sentinels(), tier);
+    return redises().find((r) => r.tier === tier && r.listen.host === addr?.host);
+  };
+  const reads = (i: number) => {
+    const paths = [
+      `/api/v1/photos/${photoId}`,
+      `/api/v1/users/${owner}`,
+      `/api/v1/users/${owner}/photos`,
+      '/api/v1/feed',
+    ];
+    const path = paths[i % paths.length] as string;
+    return { url: topo.url + path, init: { headers: { authorization: `Bearer ${viewer.token}` } } };
+  };
+  /** Kills a tier's master; resolves with the ms until the Sentinels name another one. */
+  const killMaster = async (tier: 'durable' | 'cache') => {
+    const victim = (await masterOf(tier)) as RedisSpec;
+    const started = Date.now();
+    killHard(pidOf(victim.name));
+    await waitUntil(async () => {
+      const now = await currentMaster(sentinels(), tier);
+      return now !== null && now.host !== victim.listen.host;
+    }, 30_000);
+    return { victim, ms: Date.now() - started };
+  };
+
+  beforeAll(async () => {
+    topo = await startTopology('cache');
+    viewer = new Client(topo.url);
+    owner = await viewer.signUp();
+    await viewer.logIn(owner);
+    photoId = (await viewer.upload(await pngImage(), 'cached')).body.photo.id;
+    expect((await viewer.waitForPhoto(photoId, 15_000)).body.photo.status).toBe('ready');
+  }, 240_000);
+  afterAll(async () => {
+    if (topo) expect(await topo.stop()).toEqual([]);
+  }, 60_000);
+  beforeEach(async () => {
+    Object.assign(topo.state, readState(topo.runRoot, topo.state.topology.name));
+    // Whatever a test killed comes back: the server the Sentinels name as master first, then the others as its replicas.
+    for (const tier of ['durable', 'cache'] as const) {
+      const named = await currentMaster(sentinels(), tier);
+      const ofTier = redises().filter((r) => r.tier === tier);
+      ofTier.sort((a, b) => Number(b.listen.host === named?.host) - Number(a.listen.host === named?.host));
+      for (const r of ofTier) {
+        if (!topo.state.processes.some((p) => p.name === r.name && isAlive(p.pid))) await restart(topo.state, r.name);
+      }
+    }
+    await waitUntil(async () => (await status(topo.state)).every((r) => r.health === 'healthy'), 60_000);
+  }, 120_000);
+
+  it('is up: status names each Redis master and replica, and the 3 Sentinels; sessions live in the durable Redis', async () => {
+    const rows = await status(topo.state);
+    const redisRows = rows.filter((r) => r.kind === 'redis');
+    expect(redisRows.map((r) => `${r.tier} ${r.role}`).sort()).toEqual([
+      'cache master',
+      'cache replica',
+      'durable master',
+      'durable replica',
+    ]);
+    expect(rows.filter((r) => r.kind === 'redisSentinel').map((r) => r.role)).toEqual([
+      'sentinel',
+      'sentinel',
+      'sentinel',
+    ]);
+    const durable = (await masterOf('durable')) as RedisSpec;
+    const keys = (await redisCommand(durable.listen.host, durable.listen.port, 'KEYS', 'session:*')) as string[];
+    expect(keys.length).toBeGreaterThan(0);
+    // The durable tier never evicts and keeps an append-only file; the cache tier evicts.
+    const policy = (r: RedisSpec) => redisCommand(r.listen.host, r.listen.port, 'CONFIG', 'GET', 'maxmemory-policy');
+    expect(((await policy(durable)) as string[])[1]).toBe('noeviction');
+    expect(((await policy((await masterOf('cache')) as RedisSpec)) as string[])[1]).toBe('allkeys-lru');
+  });
+
+  it('kill -9 of the cache Redis master under load: Sentinel promotes the replica, no request fails', async () => {
+    const load = steadyLoad(reads, { ratePerSecond: 40, ms: 10_000 });
+    await new Promise((r) => setTimeout(r, 3000));
+    const { victim, ms } = await killMaster('cache');
+    const report = await load;
+    console.log(`cache master ${victim.name} killed: a new master in ${ms} ms; ${report.ok}/${report.sent} ok`);
+    expect(report.failures).toEqual([]);
+  }, 60_000);
+
+  it('kill -9 of the durable Redis master under load: nobody is logged out, requests wait rather than fail', async () => {
+    const load = steadyLoad(
+      (i) =>
+        i % 5 === 0
+          ? {
+              url: `${topo.url}/api/v1/photos/${photoId}/like`,
+              init: { method: i % 10 === 0 ? 'PUT' : 'DELETE', headers: { authorization: `Bearer ${viewer.token}` } },
+            }
+          : reads(i),
+      { ratePerSecond: 30, ms: 10_000 },
+    );
+    await new Promise((r) => setTimeout(r, 3000));
+    const { victim, ms } = await killMaster('durable');
+    const report = await load;
+    console.log(`durable master ${victim.name} killed: a new master in ${ms} ms; ${report.ok}/${report.sent} ok`);
+    expect(report.failures).toEqual([]);
+    // The session written before the failover is still there.
+    expect((await viewer.request('GET', '/api/v1/feed', { bearer: true })).status).toBe(200);
+  }, 60_000);
+
+  it('the whole cache tier down: the site answers from PostgreSQL, and the fast path returns with Redis', async () => {
+    for (const r of redises().filter((x) => x.tier === 'cache')) killHard(pidOf(r.name));
+    const report = await steadyLoad(reads, { ratePerSecond: 30, ms: 6000 });
+    expect(report.failures).toEqual([]);
+    expect(report.ok).toBe(report.sent);
+
+    // Back up (the last master first): once the circuit breaker's 5 s are over, reads fill the cache Redis again.
+    const named = await currentMaster(sentinels(), 'cache');
+    const cacheServers = redises().filter((r) => r.tier === 'cache');
+    cacheServers.sort((a, b) => Number(b.listen.host === named?.host) - Number(a.listen.host === named?.host));
+    for (const r of cacheServers) await restart(topo.state, r.name);
+    await new Promise((r) => setTimeout(r, 6000));
+    const master = (await masterOf('cache')) as RedisSpec;
+    await redisCommand(master.listen.host, master.listen.port, 'FLUSHALL');
+    // A photo no server has seen: its first settled read is a miss in L1 and L2, and fills both.
+    const fresh = (await viewer.upload(await pngImage(20, 20), 'after the outage')).body.photo.id as string;
+    expect((await viewer.waitForPhoto(fresh, 15_000)).body.photo.status).toBe('ready');
+    await waitUntil(
+      async () => Number(await redisCommand(master.listen.host, master.listen.port, 'DBSIZE')) > 0,
+      10_000,
+      'reads fill the cache Redis again',
+    );
+  }, 90_000);
+});
