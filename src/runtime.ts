@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { createActivityRepository } from './app/activity/repository.ts';
 import { createActivityService } from './app/activity/service.ts';
 import { createFeedService } from './app/feed/service.ts';
+import { createPeopleService } from './app/people/service.ts';
 import { createPhotoRepository } from './app/photos/repository.ts';
 import { createPhotoService } from './app/photos/service.ts';
 import { createSocialRepository } from './app/social/repository.ts';
@@ -180,6 +181,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
       }),
       feed: createFeedService({ photos: photoRepo, users }),
       activity: createActivityService({ activity: createActivityRepository(db) }),
+      people: createPeopleService({ users, social: createSocialRepository(db), cache }),
     };
     metrics.watchKpis(() => services.activity.kpis());
 

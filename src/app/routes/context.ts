@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import type { ActivityService } from '../activity/service.ts';
 import { unauthorized } from '../errors.ts';
 import type { FeedService } from '../feed/service.ts';
+import type { PeopleService } from '../people/service.ts';
 import type { PhotoService } from '../photos/service.ts';
 import type { SocialService } from '../social/service.ts';
 import type { UserService } from '../users/service.ts';
@@ -13,6 +14,7 @@ export interface Services {
   social: SocialService;
   feed: FeedService;
   activity: ActivityService;
+  people: PeopleService;
 }
 
 /** Settings the routes need to speak HTTP. */

@@ -19,6 +19,16 @@ export function createSocialRepository(db: Db) {
         .where('followee_id', '=', followeeId)
         .execute();
     },
+    /** The ids of everyone `followerId` follows. */
+    async followingIds(followerId: string): Promise<Set<string>> {
+      const rows = await db
+        .reader()
+        .selectFrom('follows')
+        .select('followee_id')
+        .where('follower_id', '=', followerId)
+        .execute();
+      return new Set(rows.map((r) => r.followee_id));
+    },
     async isFollowing(followerId: string, followeeId: string): Promise<boolean> {
       const row = await db
         .reader()

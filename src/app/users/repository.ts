@@ -17,6 +17,12 @@ export interface ProfileRow {
   photoCount: number;
 }
 
+/** Someone to follow: a username and how many follow them. */
+export interface PersonRow {
+  username: string;
+  followerCount: number;
+}
+
 export function createUserRepository(db: Db) {
   return {
     async create(user: { id: string; username: string; passwordHash: string }): Promise<boolean> {
@@ -42,6 +48,45 @@ export function createUserRepository(db: Db) {
           createdAt: row.created_at,
         }
       );
+    },
+
+    /** Usernames that start with `prefix`, in order, with their follower counts (a range scan of the username index). */
+    async searchByPrefix(prefix: string, limit: number): Promise<PersonRow[]> {
+      return (
+        db
+          .reader()
+          .selectFrom('users as u')
+          .select((eb) => [
+            'u.username',
+            eb
+              .selectFrom('follows')
+              .select(eb.fn.countAll<string>().as('n'))
+              .whereRef('followee_id', '=', 'u.id')
+              .as('followerCount'),
+          ])
+          // '~' sorts after every character a username may hold (a-z, 0-9, _).
+          .where('u.username', '>=', prefix)
+          .where('u.username', '<', `${prefix}~`)
+          .orderBy('u.username')
+          .limit(limit)
+          .execute()
+          .then((rows) => rows.map((r) => ({ username: r.username, followerCount: Number(r.followerCount ?? 0) })))
+      );
+    },
+
+    /** The most-followed accounts, most followers first. */
+    async mostFollowed(limit: number): Promise<(PersonRow & { id: string })[]> {
+      const rows = await db
+        .reader()
+        .selectFrom('follows as f')
+        .innerJoin('users as u', 'u.id', 'f.followee_id')
+        .select((eb) => ['u.id', 'u.username', eb.fn.countAll<string>().as('followerCount')])
+        .groupBy(['u.id', 'u.username'])
+        .orderBy('followerCount', 'desc')
+        .orderBy('u.username')
+        .limit(limit)
+        .execute();
+      return rows.map((r) => ({ id: r.id, username: r.username, followerCount: Number(r.followerCount) }));
     },
 
     /** Sets an account's role; false when there is no such account. */

@@ -11,6 +11,8 @@ export const usernamePattern = /^[a-z0-9_]{3,30}$/;
 export const passwordMinLength = 10;
 export const passwordMaxLength = 200;
 
+const reservedUsernames = new Set(['suggested']);
+
 export const profileCacheKey = (username: string) => `profile:${username}`;
 
 export interface CachedProfile extends Omit<ProfileRow, 'createdAt'> {
@@ -29,6 +31,8 @@ export function createUserService(deps: {
     /** Creates an account; `client` (the address) counts against the sign-up limit. */
     async signUp(username: string, password: string, client: string): Promise<{ id: string; username: string }> {
       await throttle.beforeSignUp(client);
+      // A path of the API (/api/v1/users/suggested), not a name.
+      if (reservedUsernames.has(username)) throw conflict('that username is taken');
       const id = newId();
       const created = await users.create({ id, username, passwordHash: await hashPassword(password) });
       if (!created) throw conflict('that username is taken');

@@ -11,7 +11,7 @@ export const csrfField = (ctx: PageContext) => html`<input type="hidden" name="_
 
 export function layout(ctx: PageContext, title: string, body: SafeHtml, head?: SafeHtml): string {
   const nav = ctx.viewer
-    ? html`<a href="/">Feed</a> <a href="/upload">Upload</a> <a href="/u/${ctx.viewer.username}">@${ctx.viewer.username}</a>
+    ? html`<a href="/">Feed</a> <a href="/people">People</a> <a href="/upload">Upload</a> <a href="/u/${ctx.viewer.username}">@${ctx.viewer.username}</a>
       <form method="post" action="/logout" class="inline">${csrfField(ctx)}<button type="submit" class="link">Log out</button></form>`
     : html`<a href="/login">Log in</a> <a href="/signup">Sign up</a>`;
   return html`<!doctype html>

@@ -31,7 +31,7 @@ export const feedPage = (ctx: PageContext, items: PhotoResponse[], nextCursor: s
     ctx,
     'Feed',
     html`<h1>Your feed</h1>
-${items.length === 0 ? html`<p>Nothing yet. <a href="/upload">Upload a photo</a> or follow someone.</p>` : ''}
+${items.length === 0 ? html`<p>Nothing yet. <a href="/upload">Upload a photo</a> or <a href="/people">find people to follow</a>.</p>` : ''}
 <div class="grid">${items.map(card)}</div>${more('/', nextCursor)}`,
   );
 
@@ -114,4 +114,29 @@ export const errorPage = (ctx: PageContext, status: number, message: string, req
     ctx,
     `Error ${status}`,
     html`<h1>${status}</h1><p>${message}</p><p class="meta">Request id: <code>${requestId}</code></p>`,
+  );
+
+export interface PersonView {
+  username: string;
+  followerCount: number;
+}
+
+const personList = (people: PersonView[]) =>
+  html`<ul class="people">${people.map(
+    (p) =>
+      html`<li><a href="/u/${p.username}">@${p.username}</a> <span class="meta">${p.followerCount} followers</span></li>`,
+  )}</ul>`;
+
+export const peoplePage = (ctx: PageContext, q: string, found: PersonView[] | null, suggested: PersonView[]) =>
+  layout(
+    ctx,
+    'People',
+    html`<h1>Find people</h1>
+<form method="get" action="/people" class="inline">
+<label>Username starts with <input name="q" value="${q}" pattern="[a-z0-9_]{1,30}" maxlength="30" autocomplete="off"></label>
+<button type="submit">Search</button>
+</form>
+${found === null ? '' : found.length === 0 ? html`<p>Nobody's username starts with “${q}”.</p>` : personList(found)}
+<h2>Most followed${ctx.viewer ? ' that you do not follow yet' : ''}</h2>
+${suggested.length === 0 ? html`<p>Nobody to suggest yet.</p>` : personList(suggested)}`,
   );

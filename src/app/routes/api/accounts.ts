@@ -83,6 +83,29 @@ export function accountRoutes(services: Services): FastifyPluginAsync {
       },
     });
 
+    const person = z.object({ username: z.string(), followerCount: z.number().int() });
+    r.get('/users', {
+      schema: {
+        tags: ['people'],
+        operationId: 'searchUsers',
+        summary: 'Find people by the start of their username',
+        querystring: z.strictObject({ q: z.string().regex(/^[a-z0-9_]{1,30}$/, '1–30 characters: a-z, 0-9, _') }),
+        response: { 200: z.object({ items: z.array(person) }), ...errors(400) },
+      },
+      handler: async (request) => ({ items: await services.people.search(request.query.q) }),
+    });
+
+    r.get('/users/suggested', {
+      schema: {
+        tags: ['people'],
+        operationId: 'suggestedUsers',
+        summary: 'The most-followed people you do not follow yet (everyone’s most-followed when logged out)',
+        querystring: z.strictObject({}),
+        response: { 200: z.object({ items: z.array(person) }), ...errors(400) },
+      },
+      handler: async (request) => ({ items: await services.people.suggested(request.viewer ?? undefined) }),
+    });
+
     r.get('/users/:username', {
       schema: {
         tags: ['accounts'],

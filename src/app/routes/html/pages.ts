@@ -19,6 +19,7 @@ const form = (body: unknown): Record<string, string> =>
 const usernameParam = z.object({ username: usernameSchema });
 const photoParam = z.object({ id: z.string().regex(idPattern) });
 const cursorParam = z.object({ cursor: z.string().max(200).optional() });
+const peopleQuery = z.object({ q: z.string().max(100).optional() });
 const parse = <T>(schema: z.ZodType<T>, value: unknown): T => {
   const result = schema.safeParse(value);
   if (!result.success) throw new AppError(404, 'NOT_FOUND', 'page not found');
@@ -114,6 +115,16 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
         caption: upload.fields.caption ?? '',
       });
       return reply.redirect(`/p/${photo.id}`, 303);
+    });
+
+    app.get('/people', async (request, reply) => {
+      const { q } = parse(peopleQuery, request.query);
+      if (q !== undefined && q !== '' && !/^[a-z0-9_]{1,30}$/.test(q)) {
+        throw badRequest('Usernames hold only a-z, 0-9 and _ (at most 30).');
+      }
+      const found = q ? await services.people.search(q) : null;
+      const suggested = await services.people.suggested(request.viewer ?? undefined);
+      return send(reply, pages.peoplePage(ctx(request, reply), q ?? '', found, suggested));
     });
 
     app.get('/u/:username', async (request, reply) => {
