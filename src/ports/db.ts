@@ -19,6 +19,7 @@ export interface Database {
     height: number;
     byte_size: number;
     variants: Generated<Record<string, PhotoVariantRecord>>;
+    like_count: Generated<number>;
     created_at: Generated<Date>;
     updated_at: Generated<Date>;
   };

@@ -51,6 +51,21 @@ describe('likes', () => {
     expect(after.body.photo).toMatchObject({ likeCount: 1, likedByMe: false });
   });
 
+  it('keeps the like count exact when many like and unlike at once, twice each', async () => {
+    const owner = await loggedIn();
+    const id = await readyPhoto(owner.c);
+    const fans = await Promise.all(Array.from({ length: 12 }, () => loggedIn()));
+    const all = (method: string) =>
+      Promise.all(fans.flatMap((f) => [1, 2].map(() => f.c.request(method, `/api/v1/photos/${id}/like`))));
+    expect((await all('PUT')).map((r) => r.status)).toEqual(Array(24).fill(204));
+    expect((await owner.c.request('GET', `/api/v1/photos/${id}`)).body.photo.likeCount).toBe(12);
+    // The feed and the profile page read the same stored count.
+    const listed = (await owner.c.request('GET', `/api/v1/users/${owner.name}/photos`)).body.items[0];
+    expect(listed).toMatchObject({ id, likeCount: 12 });
+    expect((await all('DELETE')).map((r) => r.status)).toEqual(Array(24).fill(204));
+    expect((await owner.c.request('GET', `/api/v1/photos/${id}`)).body.photo.likeCount).toBe(0);
+  });
+
   it('answers 404 for unknown photos, 400 for malformed ids and 401 when anonymous', async () => {
     const a = await loggedIn();
     expect((await a.c.request('PUT', '/api/v1/photos/AAAAAAAAAAAAAAAA/like')).status).toBe(404);

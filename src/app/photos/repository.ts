@@ -30,6 +30,7 @@ const photoColumns = (_eb: Eb) =>
     'p.width',
     'p.height',
     'p.variants',
+    'p.like_count',
     'p.created_at',
   ] as const;
 
@@ -42,10 +43,11 @@ interface SelectedPhoto {
   width: number;
   height: number;
   variants: Record<string, PhotoVariantRecord>;
+  like_count: number;
   created_at: Date;
 }
 
-const toRow = (r: SelectedPhoto, likeCount: number): PhotoRow => ({
+const toRow = (r: SelectedPhoto): PhotoRow => ({
   id: r.id,
   ownerId: r.owner_id,
   owner: r.username,
@@ -54,7 +56,7 @@ const toRow = (r: SelectedPhoto, likeCount: number): PhotoRow => ({
   width: r.width,
   height: r.height,
   variants: r.variants ?? {},
-  likeCount,
+  likeCount: Number(r.like_count),
   createdAt: new Date(r.created_at),
 });
 
@@ -64,27 +66,6 @@ export function createPhotoRepository(db: Db) {
       .selectFrom('photos as p')
       .innerJoin('users as u', 'u.id', 'p.owner_id')
       .select((eb) => photoColumns(eb as Eb));
-
-  /**
-   * Like counts for a page of photos, in a second query: counting inside the
-   * sorted query would count for every candidate row, not just the page.
-   */
-  const withLikeCounts = async (rows: SelectedPhoto[]): Promise<PhotoRow[]> => {
-    if (rows.length === 0) return [];
-    const counts = await db
-      .reader()
-      .selectFrom('likes')
-      .select(['photo_id', sql<number>`count(*)::int`.as('n')])
-      .where(
-        'photo_id',
-        'in',
-        rows.map((r) => r.id),
-      )
-      .groupBy('photo_id')
-      .execute();
-    const byId = new Map(counts.map((c) => [c.photo_id, c.n]));
-    return rows.map((r) => toRow(r, byId.get(r.id) ?? 0));
-  };
 
   const before = (cursor: Cursor | undefined) => (eb: Eb) =>
     cursor ? eb(eb.refTuple('p.created_at', 'p.id'), '<', eb.tuple(cursor.createdAt, cursor.id)) : eb.lit(true);
@@ -122,7 +103,7 @@ export function createPhotoRepository(db: Db) {
       const row = await base(fromPrimary ? db.primary : db.reader())
         .where('p.id', '=', id)
         .executeTakeFirst();
-      return row && (await withLikeCounts([row as SelectedPhoto]))[0];
+      return row && toRow(row as SelectedPhoto);
     },
 
     /** processing → ready; false when the photo is gone or no longer processing. */
@@ -165,7 +146,7 @@ export function createPhotoRepository(db: Db) {
         .orderBy('p.id', 'desc')
         .limit(opts.limit + 1)
         .execute();
-      return withLikeCounts(rows as SelectedPhoto[]);
+      return (rows as SelectedPhoto[]).map(toRow);
     },
 
     /**
@@ -186,7 +167,7 @@ export function createPhotoRepository(db: Db) {
         .orderBy('p.id', 'desc')
         .limit(opts.limit + 1)
         .execute();
-      return withLikeCounts(rows as SelectedPhoto[]);
+      return (rows as SelectedPhoto[]).map(toRow);
     },
 
     /** Photos still processing (a crash left them, or their job waits), oldest first. */

@@ -40,22 +40,48 @@ export function createSocialRepository(db: Db) {
       return row !== undefined;
     },
     /** true when the like is new. */
-    /** True when the like is new, false when it was there; 'gone' when the photo was deleted meanwhile. */
+    /**
+     * True when the like is new, false when it was there; 'gone' when the photo
+     * was deleted meanwhile. The photo's like count moves in the same transaction.
+     */
     async like(userId: string, photoId: string): Promise<boolean | 'gone'> {
       try {
-        const result = await db.primary
-          .insertInto('likes')
-          .values({ user_id: userId, photo_id: photoId })
-          .onConflict((oc) => oc.doNothing())
-          .executeTakeFirst();
-        return Number(result.numInsertedOrUpdatedRows ?? 0) === 1;
+        return await db.transaction(async (trx) => {
+          const result = await trx
+            .insertInto('likes')
+            .values({ user_id: userId, photo_id: photoId })
+            .onConflict((oc) => oc.doNothing())
+            .executeTakeFirst();
+          const added = Number(result.numInsertedOrUpdatedRows ?? 0) === 1;
+          if (added) {
+            await trx
+              .updateTable('photos')
+              .set((eb) => ({ like_count: eb('like_count', '+', 1) }))
+              .where('id', '=', photoId)
+              .execute();
+          }
+          return added;
+        });
       } catch (err) {
         if ((err as { code?: string }).code === foreignKeyViolation) return 'gone';
         throw err;
       }
     },
     async unlike(userId: string, photoId: string): Promise<void> {
-      await db.primary.deleteFrom('likes').where('user_id', '=', userId).where('photo_id', '=', photoId).execute();
+      await db.transaction(async (trx) => {
+        const removed = await trx
+          .deleteFrom('likes')
+          .where('user_id', '=', userId)
+          .where('photo_id', '=', photoId)
+          .executeTakeFirst();
+        if (Number(removed.numDeletedRows) === 1) {
+          await trx
+            .updateTable('photos')
+            .set((eb) => ({ like_count: eb('like_count', '-', 1) }))
+            .where('id', '=', photoId)
+            .execute();
+        }
+      });
     },
   };
 }
