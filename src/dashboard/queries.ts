@@ -48,6 +48,30 @@ export const charts: Record<string, { title: string; unit: string; queries: Reco
       active: 'sum(scaleout_queue_jobs{state="active"})',
     },
   },
+  redisMemory: {
+    title: 'Redis memory (cache preset)',
+    unit: 'B',
+    queries: { used: 'max by (process) (redis_memory_used_bytes)' },
+  },
+  redisHits: {
+    title: 'Redis hit ratio (cache preset)',
+    unit: '%',
+    queries: {
+      hits: '100 * sum(rate(redis_keyspace_hits_total[10s])) / clamp_min(sum(rate(redis_keyspace_hits_total[10s])) + sum(rate(redis_keyspace_misses_total[10s])), 0.001)',
+    },
+  },
+  redisEvictions: {
+    title: 'Redis evictions (cache preset)',
+    unit: 'keys/s',
+    queries: { evicted: 'sum by (process) (rate(redis_evicted_keys_total[10s]))' },
+  },
+  redisRole: {
+    title: 'Redis masters (1 = master, 0 = replica)',
+    unit: '',
+    queries: {
+      master: 'max by (process) (redis_instance_info{role="master"}) or max by (process) (0 * redis_instance_info)',
+    },
+  },
   dau: {
     title: 'Daily active users',
     unit: 'users',

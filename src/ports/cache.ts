@@ -8,16 +8,52 @@ export interface Cache {
   close(): Promise<void>;
 }
 
-/** Cache-aside: return the cached value, or load, store and return it. */
+/** What is cached for "there is no such thing", so that repeated misses do not reach the database. */
+const absent = { __absent: true } as const;
+const isAbsent = (v: unknown): boolean => typeof v === 'object' && v !== null && '__absent' in v;
+
+/** Loads running in this process, per cache and key: concurrent misses share one. */
+const inflight = new WeakMap<Cache, Map<string, Promise<unknown>>>();
+
+/** A TTL spread by ±10 %, so entries filled together do not all expire together. */
+export function jittered(ttlSeconds: number, random = Math.random): number {
+  return Math.max(1, Math.round(ttlSeconds * (0.9 + 0.2 * random())));
+}
+
+/**
+ * Cache-aside: the cached value, or load, store and return it. One load per
+ * key at a time in a process (stampede protection): concurrent misses wait
+ * for it. A given TTL is jittered. "Not found" is cached too, for
+ * `negativeTtlSeconds` (5 s; 0 turns it off), so whoever writes the thing
+ * must delete the key.
+ */
 export async function cached<T>(
   cache: Cache,
   key: string,
   load: () => Promise<T | undefined>,
   ttlSeconds?: number,
+  opts: { negativeTtlSeconds?: number } = {},
 ): Promise<T | undefined> {
   const hit = await cache.get<T>(key);
-  if (hit !== undefined) return hit;
-  const value = await load();
-  if (value !== undefined) await cache.set(key, value, ttlSeconds);
-  return value;
+  if (hit !== undefined) return isAbsent(hit) ? undefined : hit;
+  let loads = inflight.get(cache);
+  if (!loads) {
+    loads = new Map();
+    inflight.set(cache, loads);
+  }
+  const running = loads.get(key) as Promise<T | undefined> | undefined;
+  if (running) return running;
+  const negativeTtl = opts.negativeTtlSeconds ?? 5;
+  const loading = (async () => {
+    const value = await load();
+    if (value !== undefined) await cache.set(key, value, ttlSeconds === undefined ? undefined : jittered(ttlSeconds));
+    else if (negativeTtl > 0) await cache.set(key, absent, negativeTtl);
+    return value;
+  })();
+  loads.set(key, loading);
+  try {
+    return await loading;
+  } finally {
+    loads.delete(key);
+  }
 }

@@ -102,7 +102,8 @@ describe('HTML pages', () => {
     expect(res.headers.get('content-security-policy')).toContain("default-src 'self'");
     expect(res.headers.get('x-content-type-options')).toBe('nosniff');
     expect(res.headers.get('x-frame-options')).toBe('SAMEORIGIN');
-    expect(res.headers.get('referrer-policy')).toBe('no-referrer');
+    // same-origin, not no-referrer: with no-referrer browsers send 'Origin: null' on the site's own form posts.
+    expect(res.headers.get('referrer-policy')).toBe('same-origin');
   });
 });
 

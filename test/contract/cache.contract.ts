@@ -67,6 +67,34 @@ export function runCacheContract(opts: CacheContractOptions): void {
       expect(await cached(cache, key('absent'), async () => undefined)).toBeUndefined();
     });
 
+    it('cache-aside: concurrent misses share one load (stampede protection)', async () => {
+      let loads = 0;
+      const load = async () => {
+        loads++;
+        await new Promise((r) => setTimeout(r, 30));
+        return { n: loads };
+      };
+      const all = await Promise.all(Array.from({ length: 10 }, () => cached(cache, key('stampede'), load)));
+      expect(loads).toBe(1);
+      expect(all).toEqual(Array(10).fill({ n: 1 }));
+    });
+
+    it('cache-aside: remembers "not found" for a short while, until the key is deleted', async () => {
+      let loads = 0;
+      const load = async (): Promise<{ n: number } | undefined> => {
+        loads++;
+        return loads > 2 ? { n: loads } : undefined;
+      };
+      expect(await cached(cache, key('negative'), load)).toBeUndefined();
+      expect(await cached(cache, key('negative'), load)).toBeUndefined();
+      expect(loads).toBe(1);
+      await cache.delete(key('negative')); // whoever creates the thing deletes the key
+      expect(await cached(cache, key('negative'), load)).toBeUndefined();
+      expect(loads).toBe(2);
+      await cache.delete(key('negative'));
+      expect(await cached(cache, key('negative'), load)).toEqual({ n: 3 });
+    });
+
     describe.skipIf(Boolean(opts.skipEviction))(`bounded size ${opts.skipEviction ?? ''}`, () => {
       const fill = async (c: Cache) => {
         for (const k of ['1', '2', '3']) await c.set(key(k), k);

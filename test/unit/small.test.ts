@@ -3,6 +3,7 @@ import { decodeCursor, encodeCursor, page } from '../../src/app/cursor.ts';
 import { AppError } from '../../src/app/errors.ts';
 import { hashPassword, verifyPassword } from '../../src/app/users/password.ts';
 import { html } from '../../src/app/views/html.ts';
+import { jittered } from '../../src/ports/cache.ts';
 import { toClientError } from '../../src/server/errors.ts';
 
 describe('cursor', () => {
@@ -63,5 +64,14 @@ describe('toClientError', () => {
     const hidden = toClientError(new Error('connection to 10.0.0.5 refused'));
     expect(hidden.status).toBe(500);
     expect(hidden.message).not.toContain('10.0.0.5');
+  });
+});
+
+describe('cache TTL jitter', () => {
+  it('spreads a TTL by at most ±10 %, never below 1 s', () => {
+    expect(jittered(60, () => 0)).toBe(54);
+    expect(jittered(60, () => 1)).toBe(66);
+    expect(jittered(60, () => 0.5)).toBe(60);
+    expect(jittered(1, () => 0)).toBe(1);
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { dbProxyConfig, loadBalancerConfig } from '../../src/cluster/components/haproxy.ts';
 import { patroniConfig } from '../../src/cluster/components/patroni.ts';
+import { redisConfig, sentinelConfig } from '../../src/cluster/components/redis.ts';
 import { allProcesses, buildPreset, octetFor, publicUrl, topologySchema } from '../../src/cluster/topology.ts';
 import { lsnReached, parseLsn } from '../../src/platform/db/consistency.ts';
 
@@ -54,8 +55,35 @@ describe('presets are data', () => {
     expect(octetFor('alpha')).not.toBe(octetFor('beta'));
     const t = buildPreset('lb', { webServers: 3, synchronous: false, patroniTtl: 10, port: 9000 });
     expect(allProcesses(t).filter((p) => p.kind === 'web')).toHaveLength(3);
-    expect(t.options).toEqual({ synchronous: false, patroniTtl: 10 });
+    expect(t.options).toMatchObject({ synchronous: false, patroniTtl: 10 });
     expect(publicUrl(t).endsWith(':9000')).toBe(true);
+  });
+});
+
+describe('the cache preset', () => {
+  it('is lb plus a durable and a cache Redis, each master + replica, 3 Sentinels and an exporter per Redis', () => {
+    const t = buildPreset('cache', { octet: 60, cacheEviction: 'allkeys-lfu' });
+    const all = allProcesses(t);
+    const redis = all.filter((p) => p.kind === 'redis');
+    expect(redis.map((r) => `${r.name}:${r.tier}:${r.replicaOf ?? 'master'}`)).toEqual([
+      'redis-durable-1:durable:master',
+      'redis-durable-2:durable:redis-durable-1',
+      'redis-cache-1:cache:master',
+      'redis-cache-2:cache:redis-cache-1',
+    ]);
+    expect(all.filter((p) => p.kind === 'redisSentinel')).toHaveLength(3);
+    expect(all.filter((p) => p.kind === 'redisExporter')).toHaveLength(4);
+    expect(all.filter((p) => p.kind === 'patroni')).toHaveLength(3);
+    const durable = redis[0];
+    const cache = redis[2];
+    if (durable?.kind !== 'redis' || cache?.kind !== 'redis') throw new Error('no redis');
+    expect(redisConfig(t, durable, '/d')).toMatch(/appendonly yes\nappendfsync everysec\nmaxmemory-policy noeviction/);
+    expect(redisConfig(t, cache, '/d')).toMatch(/appendonly no\nmaxmemory 64mb\nmaxmemory-policy allkeys-lfu/);
+    const sentinel = all.find((p) => p.kind === 'redisSentinel');
+    if (sentinel?.kind !== 'redisSentinel') throw new Error('no sentinel');
+    const conf = sentinelConfig(sentinel, [durable, cache], '/s');
+    expect(conf).toContain(`sentinel monitor scaleout-durable ${durable.listen.host} 6379 2`);
+    expect(conf).toContain(`sentinel monitor scaleout-cache ${cache.listen.host} 6379 2`);
   });
 });
 

@@ -36,6 +36,8 @@ export function createUserService(deps: {
       const id = newId();
       const created = await users.create({ id, username, passwordHash: await hashPassword(password) });
       if (!created) throw conflict('that username is taken');
+      // A lookup of this name before it existed may have cached "no such user".
+      await cache.delete(profileCacheKey(username));
       metrics.signup();
       return { id, username };
     },
