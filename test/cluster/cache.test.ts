@@ -93,6 +93,29 @@ describe('cache preset: lb plus a durable and a cache Redis, each master + repli
     expect(((await policy((await masterOf('cache')) as RedisSpec)) as string[])[1]).toBe('allkeys-lru');
   });
 
+  it('a write through one web server is never read stale through the other: 200 times, 0 stale', async () => {
+    const webs = allProcesses(topo.state.topology).filter((p) => p.kind === 'web');
+    const [one, other] = webs.map((w) => (w.kind === 'web' ? `http://${w.listen.host}:${w.listen.port}` : ''));
+    const auth = { authorization: `Bearer ${viewer.token}` };
+    const read = async () => (await (await fetch(`${other}/api/v1/photos/${photoId}`, { headers: auth })).json()).photo;
+    expect((await fetch(`${one}/api/v1/photos/${photoId}/like`, { method: 'DELETE', headers: auth })).status).toBe(204);
+    const base = (await read()).likeCount as number; // now in the other server's L1 and in the cache Redis
+    const stale: unknown[] = [];
+    for (let i = 0; i < 200; i++) {
+      const liked = i % 2 === 0;
+      const write = await fetch(`${one}/api/v1/photos/${photoId}/like`, {
+        method: liked ? 'PUT' : 'DELETE',
+        headers: auth,
+      });
+      expect(write.status).toBe(204);
+      const photo = await read();
+      if (photo.likeCount !== base + (liked ? 1 : 0) || photo.likedByMe !== liked) {
+        stale.push({ i, likeCount: photo.likeCount, likedByMe: photo.likedByMe });
+      }
+    }
+    expect(stale).toEqual([]);
+  }, 60_000);
+
   it('kill -9 of the cache Redis master under load: Sentinel promotes the replica, no request fails', async () => {
     const load = steadyLoad(reads, { ratePerSecond: 40, ms: 10_000 });
     await new Promise((r) => setTimeout(r, 3000));
