@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { benchEndpoints, endpointTable } from '../bench/endpoints.ts';
+import { compareInProcess, compareRedis, evictionTable, redisEvictionTable } from '../bench/eviction.ts';
 import { benchFailover } from '../bench/failover.ts';
 import { benchFsync, fsyncTable } from '../bench/fsync.ts';
 import { benchPresets, presetTable } from '../bench/presets.ts';
@@ -85,6 +86,45 @@ export function benchCommands(program: Command): void {
       if (o.json)
         await writeFile(o.json, JSON.stringify({ machine: machine(), date: new Date().toISOString(), rows }, null, 2));
     });
+
+  program
+    .command('bench-eviction')
+    .description(
+      'Hit ratios of LRU, LFU, FIFO and W-TinyLFU on a Zipf and a scan-heavy trace; Redis allkeys-lru vs allkeys-lfu',
+    )
+    .option('--keys <n>', 'key space', '10000')
+    .option('--requests <n>', 'requests per trace', '300000')
+    .option('--redis-requests <n>', 'requests per trace against Redis', '100000')
+    .option('--maxmemory <size>', 'Redis maxmemory, below the working set', '4mb')
+    .option('--value-bytes <n>', 'size of each cached value in Redis', '1024')
+    .option('--out <file>', 'also write the results as JSON')
+    .action(
+      async (o: {
+        keys: string;
+        requests: string;
+        redisRequests: string;
+        maxmemory: string;
+        valueBytes: string;
+        out?: string;
+      }) => {
+        const inProcess = compareInProcess(Number(o.keys), Number(o.requests));
+        const redis = await compareRedis({
+          keys: Number(o.keys),
+          requests: Number(o.redisRequests),
+          valueBytes: Number(o.valueBytes),
+          maxmemory: o.maxmemory,
+        });
+        process.stdout.write(
+          `machine: ${machine()}\n\nIn process (${o.keys} keys, ${o.requests} requests per trace):\n\n${evictionTable(inProcess)}\n\nRedis (${o.keys} keys of ${o.valueBytes} B, ${o.redisRequests} requests per trace):\n\n${redisEvictionTable(redis)}\n`,
+        );
+        if (o.out) {
+          await writeFile(
+            o.out,
+            JSON.stringify({ machine: machine(), date: new Date().toISOString(), inProcess, redis }, null, 2),
+          );
+        }
+      },
+    );
 
   program
     .command('bench-start')
