@@ -14,31 +14,19 @@ import { createUserService } from './app/users/service.ts';
 import type { Config } from './config.ts';
 import { createFilesystemBlobStore } from './platform/blobs/filesystem.ts';
 import { createMemoryCache } from './platform/cache/memory.ts';
-import { createTwoLevelCache } from './platform/cache/two-level.ts';
 import { lockDataDir } from './platform/data-dir-lock.ts';
 import { openPgliteDb } from './platform/db/pglite.ts';
-import { openPostgresDb, type QueryObserver } from './platform/db/postgres.ts';
-import { patroniReplicas, staticReplicas } from './platform/db/replicas.ts';
+import type { QueryObserver } from './platform/db/postgres.ts';
 import { createSharpImageProcessor } from './platform/images/sharp.ts';
 import { currentRequestId } from './platform/observability/context.ts';
 import { createLogger, type Logger } from './platform/observability/logger.ts';
 import { createMetrics, type Metrics } from './platform/observability/metrics.ts';
 import { createMemoryQueue } from './platform/queue/memory.ts';
 import { createDatabaseRateLimiter } from './platform/rate-limits/database.ts';
-import { createRedisRateLimiter } from './platform/rate-limits/redis.ts';
-import {
-  cacheTierOptions,
-  connectRedis,
-  durableTierOptions,
-  parseHostPorts,
-  subscriberOptions,
-} from './platform/redis/connect.ts';
 import { dataDirSecret } from './platform/secret.ts';
 import { createDatabaseSessionStore } from './platform/sessions/database.ts';
 import { createMemorySessionStore } from './platform/sessions/memory.ts';
-import { createRedisSessionStore } from './platform/sessions/redis.ts';
 import type { Db } from './ports/db.ts';
-import { buildServer } from './server/app.ts';
 import { buildMetricsServer, listenUrl } from './server/metrics.ts';
 import { startPhotoWorker } from './worker/photo-variants.ts';
 
@@ -55,6 +43,9 @@ function queryObserver(config: Config, logger: Logger, metrics: Metrics): QueryO
 async function openDb(config: Config, logger: Logger, metrics: Metrics): Promise<Db> {
   const observe = queryObserver(config, logger, metrics);
   if (config.db === 'pglite') return openPgliteDb(path.join(config.dataDir, 'pg'), observe);
+  // Loaded only for a PostgreSQL server, so the single server starts without pg.
+  const { openPostgresDb } = await import('./platform/db/postgres.ts');
+  const { patroniReplicas, staticReplicas } = await import('./platform/db/replicas.ts');
   const replicas = config.patroniUrls?.length
     ? patroniReplicas(config.patroniUrls)
     : config.replicaUrls?.length
@@ -83,22 +74,6 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-/** The two Redis tiers, through Sentinel: the durable one waits out a failover, the cache one fails fast. */
-function connectRedisTiers(config: Config) {
-  const sentinels = parseHostPorts(config.redisSentinels ?? []);
-  const durable = connectRedis({ sentinels, name: config.redisDurableName }, durableTierOptions);
-  const cache = connectRedis({ sentinels, name: config.redisCacheName }, cacheTierOptions);
-  const cacheSubscriber = connectRedis({ sentinels, name: config.redisCacheName }, subscriberOptions);
-  return {
-    durable,
-    cache,
-    cacheSubscriber,
-    async close() {
-      for (const c of [durable, cache, cacheSubscriber]) c.disconnect();
-    },
-  };
-}
-
 /** The composition root: config → adapters → services → server. Only this file picks adapters. */
 export async function createRuntime(config: Config, opts: { logger?: Logger } = {}): Promise<Runtime> {
   const logger = opts.logger ?? createLogger(config.logLevel);
@@ -109,29 +84,35 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
   };
   try {
     const metrics = createMetrics();
+    // The HTTP layer loads while the database opens (PGlite's start is mostly WebAssembly compile and file reads).
+    const serverModule = import('./server/app.ts');
     const db = await openDb(config, logger, metrics);
     closers.push(() => db.close());
     const blobs = createFilesystemBlobStore(config.blobDir ?? path.join(config.dataDir, 'blobs'), {
       fsync: config.blobFsync,
     });
-    const redis = config.redisSentinels?.length ? connectRedisTiers(config) : undefined;
+    // Loaded only for a topology with Redis, so the single server starts without ioredis.
+    const redis = config.redisSentinels?.length
+      ? (await import('./platform/redis/tiers.ts')).connectRedisTiers({
+          sentinels: config.redisSentinels,
+          durableName: config.redisDurableName,
+          cacheName: config.redisCacheName,
+          cacheMaxEntries: config.cacheMaxEntries,
+          cacheTtlSeconds: config.cacheTtlSeconds,
+          sessionTtlSeconds: config.sessionTtlSeconds,
+          logger,
+        })
+      : undefined;
     if (redis) closers.push(redis.close);
     const cache = redis
-      ? createTwoLevelCache({
-          redis: redis.cache,
-          subscriber: redis.cacheSubscriber,
-          maxEntries: config.cacheMaxEntries,
-          defaultTtlSeconds: config.cacheTtlSeconds,
-        })
+      ? redis.cache
       : createMemoryCache({
           policy: config.cachePolicy,
           maxEntries: config.cacheMaxEntries,
           defaultTtlSeconds: config.cacheTtlSeconds,
         });
     const sessions = redis
-      ? createRedisSessionStore(redis.durable, config.sessionTtlSeconds, {
-          onUnreplicated: (op) => logger.warn({ op }, 'session write not on a replica within 500 ms (WAIT 1)'),
-        })
+      ? redis.sessions
       : config.sessionStore === 'database'
         ? createDatabaseSessionStore(db, config.sessionTtlSeconds)
         : createMemorySessionStore(config.sessionTtlSeconds);
@@ -143,7 +124,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
 
     const users = createUserRepository(db);
     const photoRepo = createPhotoRepository(db);
-    const throttle = createThrottle(redis ? createRedisRateLimiter(redis.durable) : createDatabaseRateLimiter(db), {
+    const throttle = createThrottle(redis ? redis.rateLimiter : createDatabaseRateLimiter(db), {
       windowMs: config.rateLimitWindowSeconds * 1000,
       loginsPerClient: config.loginRateLimit,
       signupsPerClient: config.signupRateLimit,
@@ -195,6 +176,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
     const resumed = await services.photos.resumeProcessing();
     if (resumed > 0) logger.info({ photos: resumed }, 're-queued photos left processing by the last run');
 
+    const { buildServer } = await serverModule;
     const server = await buildServer({
       services,
       sessions,

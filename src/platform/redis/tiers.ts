@@ -1,0 +1,50 @@
+import type { Logger } from 'pino';
+import type { Cache } from '../../ports/cache.ts';
+import type { RateLimiter } from '../../ports/rate-limits.ts';
+import type { SessionStore } from '../../ports/sessions.ts';
+import { createTwoLevelCache } from '../cache/two-level.ts';
+import { createRedisRateLimiter } from '../rate-limits/redis.ts';
+import { createRedisSessionStore } from '../sessions/redis.ts';
+import { cacheTierOptions, connectRedis, durableTierOptions, parseHostPorts, subscriberOptions } from './connect.ts';
+
+export interface RedisTiers {
+  cache: Cache;
+  sessions: SessionStore;
+  rateLimiter: RateLimiter;
+  close(): Promise<void>;
+}
+
+/**
+ * The adapters on the two Redis tiers, found through the Sentinels: sessions
+ * and rate limits on the durable one (it waits out a failover), the two-level
+ * cache on the cache one (it fails fast). Loaded only when a topology has Redis.
+ */
+export function connectRedisTiers(opts: {
+  sentinels: string[];
+  durableName: string;
+  cacheName: string;
+  cacheMaxEntries: number;
+  cacheTtlSeconds: number;
+  sessionTtlSeconds: number;
+  logger: Logger;
+}): RedisTiers {
+  const sentinels = parseHostPorts(opts.sentinels);
+  const durable = connectRedis({ sentinels, name: opts.durableName }, durableTierOptions);
+  const cache = connectRedis({ sentinels, name: opts.cacheName }, cacheTierOptions);
+  const cacheSubscriber = connectRedis({ sentinels, name: opts.cacheName }, subscriberOptions);
+  return {
+    cache: createTwoLevelCache({
+      redis: cache,
+      subscriber: cacheSubscriber,
+      maxEntries: opts.cacheMaxEntries,
+      defaultTtlSeconds: opts.cacheTtlSeconds,
+    }),
+    sessions: createRedisSessionStore(durable, opts.sessionTtlSeconds, {
+      onUnreplicated: (op) => opts.logger.warn({ op }, 'session write not on a replica within 500 ms (WAIT 1)'),
+    }),
+    rateLimiter: createRedisRateLimiter(durable),
+    async close() {
+      for (const c of [durable, cache, cacheSubscriber]) c.disconnect();
+    },
+  };
+}
