@@ -24,6 +24,7 @@ import { createMetrics, type Metrics } from './platform/observability/metrics.ts
 import { createMemoryQueue } from './platform/queue/memory.ts';
 import { createDatabaseRateLimiter } from './platform/rate-limits/database.ts';
 import { dataDirSecret } from './platform/secret.ts';
+import { withSessionCache } from './platform/sessions/cached.ts';
 import { createDatabaseSessionStore } from './platform/sessions/database.ts';
 import { createMemorySessionStore } from './platform/sessions/memory.ts';
 import type { Db } from './ports/db.ts';
@@ -111,11 +112,16 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
           maxEntries: config.cacheMaxEntries,
           defaultTtlSeconds: config.cacheTtlSeconds,
         });
-    const sessions = redis
+    const store = redis
       ? redis.sessions
       : config.sessionStore === 'database'
         ? createDatabaseSessionStore(db, config.sessionTtlSeconds)
         : createMemorySessionStore(config.sessionTtlSeconds);
+    // A session lives in the store; a web server remembers it for 5 s where a log-out reaches every copy:
+    // one process (the embedded database), or web servers whose caches share invalidations (Redis).
+    const sessionCacheReachesAll =
+      redis !== undefined || (config.db === 'pglite' && config.sessionStore === 'database');
+    const sessions = sessionCacheReachesAll ? withSessionCache(store, cache, 5) : store;
     const queue = createMemoryQueue({ attempts: config.jobAttempts, backoffMs: config.jobBackoffMs });
     closers.push(() => queue.close());
     const images = createSharpImageProcessor(config.uploadMaxMegapixels * 1e6, config.imageDecodeTimeoutSeconds);
@@ -160,7 +166,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
         cache,
         metrics: metrics.business,
       }),
-      feed: createFeedService({ photos: photoRepo, users }),
+      feed: createFeedService({ photos: photoRepo, users, cache }),
       activity: createActivityService({ activity: createActivityRepository(db) }),
       people: createPeopleService({ users, social: createSocialRepository(db), cache }),
     };

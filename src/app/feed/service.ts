@@ -1,5 +1,7 @@
+import type { Cache } from '../../ports/cache.ts';
 import { decodeCursor, page } from '../cursor.ts';
 import { notFound } from '../errors.ts';
+import { likedByCached } from '../photos/liked.ts';
 import type { PhotoRepository, PhotoRow } from '../photos/repository.ts';
 import { type PhotoView, toPhotoView } from '../photos/service.ts';
 import type { UserRepository } from '../users/repository.ts';
@@ -10,12 +12,14 @@ export interface FeedItem extends PhotoView {
   likedByMe: boolean;
 }
 
-export function createFeedService(deps: { photos: PhotoRepository; users: UserRepository }) {
-  const { photos, users } = deps;
+export function createFeedService(deps: { photos: PhotoRepository; users: UserRepository; cache: Cache }) {
+  const { photos, users, cache } = deps;
 
   const withLikes = async (rows: PhotoRow[], viewerId: string | undefined, limit: number) => {
     const liked = viewerId
-      ? await photos.likedBy(
+      ? await likedByCached(
+          cache,
+          photos,
           viewerId,
           rows.slice(0, limit).map((r) => r.id),
         )

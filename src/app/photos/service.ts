@@ -9,6 +9,7 @@ import { newId } from '../ids.ts';
 import { RateLimitedError, type Throttle } from '../throttle.ts';
 import { profileCacheKey } from '../users/service.ts';
 import { detectImageFormat, mimeTypes } from './image-type.ts';
+import { likedByCached } from './liked.ts';
 import type { PhotoRepository, PhotoRow } from './repository.ts';
 
 /** A photo as cached and mapped: JSON-safe, with no viewer-specific fields. */
@@ -127,7 +128,8 @@ export function createPhotoService(deps: {
       return blobs.get(variantKey(id, name));
     },
 
-    likedBy: (userId: string, photoId: string) => photos.likedBy(userId, [photoId]).then((s) => s.has(photoId)),
+    likedBy: (userId: string, photoId: string) =>
+      likedByCached(cache, photos, userId, [photoId]).then((s) => s.has(photoId)),
 
     async delete(id: string, userId: string): Promise<void> {
       const photo = await photos.get(id, true);

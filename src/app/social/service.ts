@@ -1,6 +1,7 @@
 import type { Cache } from '../../ports/cache.ts';
 import type { BusinessMetrics } from '../../ports/metrics.ts';
 import { badRequest, notFound } from '../errors.ts';
+import { likedKey } from '../photos/liked.ts';
 import type { PhotoRepository } from '../photos/repository.ts';
 import { photoCacheKey } from '../photos/service.ts';
 import type { UserRepository } from '../users/repository.ts';
@@ -47,12 +48,12 @@ export function createSocialService(deps: {
       // Deleted between the check and the insert: the same answer as deleted before it.
       if (liked === 'gone') throw notFound('photo');
       if (liked) metrics.like();
-      await cache.delete(photoCacheKey(photoId));
+      await cache.delete(photoCacheKey(photoId), likedKey(userId, photoId));
     },
     async unlike(userId: string, photoId: string): Promise<void> {
       await likeable(photoId);
       await social.unlike(userId, photoId);
-      await cache.delete(photoCacheKey(photoId));
+      await cache.delete(photoCacheKey(photoId), likedKey(userId, photoId));
     },
   };
 }
