@@ -116,6 +116,19 @@ describe('cache preset: lb plus a durable and a cache Redis, each master + repli
     expect(stale).toEqual([]);
   }, 60_000);
 
+  it('a log-out through one web server ends the session on the other at once, though each caches sessions', async () => {
+    const webs = allProcesses(topo.state.topology).filter((p) => p.kind === 'web');
+    const [one, other] = webs.map((w) => (w.kind === 'web' ? `http://${w.listen.host}:${w.listen.port}` : ''));
+    for (let i = 0; i < 20; i++) {
+      const c = new Client(topo.url);
+      await c.logIn(owner);
+      const auth = { authorization: `Bearer ${c.token}` };
+      expect((await fetch(`${other}/api/v1/feed`, { headers: auth })).status).toBe(200); // now in its session cache
+      expect((await fetch(`${one}/api/v1/sessions/current`, { method: 'DELETE', headers: auth })).status).toBe(204);
+      expect((await fetch(`${other}/api/v1/feed`, { headers: auth })).status).toBe(401);
+    }
+  }, 60_000);
+
   it('kill -9 of the cache Redis master under load: Sentinel promotes the replica, no request fails', async () => {
     const load = steadyLoad(reads, { ratePerSecond: 40, ms: 10_000 });
     await new Promise((r) => setTimeout(r, 3000));
