@@ -18,7 +18,7 @@ import { lockDataDir } from './platform/data-dir-lock.ts';
 import { openPgliteDb } from './platform/db/pglite.ts';
 import type { QueryObserver } from './platform/db/postgres.ts';
 import { createSharpImageProcessor } from './platform/images/sharp.ts';
-import { currentRequestId } from './platform/observability/context.ts';
+import { countQuery, currentRequestId } from './platform/observability/context.ts';
 import { createLogger, type Logger } from './platform/observability/logger.ts';
 import { createMetrics, type Metrics } from './platform/observability/metrics.ts';
 import { createMemoryQueue } from './platform/queue/memory.ts';
@@ -35,6 +35,7 @@ import { startPhotoWorker } from './worker/photo-variants.ts';
 function queryObserver(config: Config, logger: Logger, metrics: Metrics): QueryObserver {
   const log = logger.child({ component: 'db' });
   return (target, ms, sql) => {
+    countQuery();
     metrics.observeQuery(target, ms / 1000);
     if (ms >= config.slowQueryMs)
       log.warn({ reqId: currentRequestId(), target, ms: Math.round(ms), sql: sql.slice(0, 300) }, 'slow query');

@@ -5,8 +5,20 @@ export interface Cache {
   delete(...keys: string[]): Promise<void>;
   /** Counters since start, for metrics. */
   stats(): { hits: number; misses: number; size: number };
+  /** Tells `listener` of every lookup: hit or miss, and on which level a hit was found. */
+  onLookup(listener: (lookup: CacheLookup) => void): void;
   close(): Promise<void>;
 }
+
+export interface CacheLookup {
+  key: string;
+  result: 'hit' | 'miss';
+  /** Where a hit was found: the process (l1) or the shared cache (l2). */
+  level?: 'l1' | 'l2';
+}
+
+/** The data class of a key, for metrics: what comes before its first colon (photo, profile, session, …). */
+export const keyClass = (key: string): string => key.slice(0, Math.max(0, key.indexOf(':'))) || 'other';
 
 /** What is cached for "there is no such thing", so that repeated misses do not reach the database. */
 const absent = { __absent: true } as const;

@@ -7,7 +7,12 @@ import helmet from '@fastify/helmet';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import { accountRoutes } from '../app/routes/api/accounts.ts';
@@ -16,6 +21,7 @@ import type { RouteSettings, Services } from '../app/routes/context.ts';
 import { htmlRoutes } from '../app/routes/html/pages.ts';
 import { mediaRoutes } from '../app/routes/media.ts';
 import { errorPage } from '../app/views/pages.ts';
+import { currentRequestContext, type RequestContext } from '../platform/observability/context.ts';
 import type { Metrics } from '../platform/observability/metrics.ts';
 import type { ReadConsistency } from '../ports/db.ts';
 import type { SessionStore } from '../ports/sessions.ts';
@@ -66,9 +72,13 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     reply.header('x-request-id', request.id);
   });
   installHostCheck(app, { publicUrl: settings.publicUrl, allowedHosts: options.allowedHosts });
+  // The request's context (request id, query count), captured once the auth hook has opened it.
+  const contexts = new WeakMap<FastifyRequest, RequestContext>();
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';
     metrics.observeRequest(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
+    const ctx = contexts.get(request);
+    if (ctx) metrics.observeQueriesPerRequest(route, ctx.queries);
   });
 
   await app.register(helmet, {
@@ -95,6 +105,10 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     throwFileSizeLimit: true,
   });
   installAuth(app, options.sessions, options.consistency ?? noConsistency, options.secureCookies, options.secret);
+  app.addHook('onRequest', async (request) => {
+    const ctx = currentRequestContext();
+    if (ctx) contexts.set(request, ctx);
+  });
   app.addHook('preHandler', async (request) => {
     if (request.viewer) await services.activity.markActive(request.viewer.userId);
   });

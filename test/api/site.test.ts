@@ -142,6 +142,29 @@ describe('operations endpoints', () => {
     expect(res.body).toContain('nodejs_eventloop_lag_seconds');
   });
 
+  it('counts database queries per request by route, and cache lookups by data class, result and level', async () => {
+    const { c } = await app.loggedIn();
+    const id = (await c.upload(await pngImage())).body.photo.id as string;
+    await c.waitForPhoto(id);
+    const metric = async (pattern: RegExp) => {
+      const body = (await new Client(app.metricsUrl).request('GET', '/metrics')).body as string;
+      return Number(pattern.exec(body)?.[1] ?? 0);
+    };
+    const queriesCount = /scaleout_db_queries_per_request_count\{route="\/api\/v1\/photos\/:id"\} (\d+)/;
+    const zeroQueries = /scaleout_db_queries_per_request_bucket\{le="0",route="\/api\/v1\/photos\/:id"\} (\d+)/;
+    const photoHitsL1 = /scaleout_cache_lookups_total\{class="photo",result="hit",level="l1"\} (\d+)/;
+    const [countBefore, zeroBefore, hitsBefore] = [
+      await metric(queriesCount),
+      await metric(zeroQueries),
+      await metric(photoHitsL1),
+    ];
+    for (let i = 0; i < 3; i++) expect((await c.request('GET', `/api/v1/photos/${id}`)).status).toBe(200);
+    expect(await metric(queriesCount)).toBe(countBefore + 3);
+    // Warm, a photo read asks the database nothing: the session, the photo and "liked by me" are cached.
+    expect(await metric(zeroQueries)).toBeGreaterThanOrEqual(zeroBefore + 2);
+    expect(await metric(photoHitsL1)).toBeGreaterThanOrEqual(hitsBefore + 3);
+  });
+
   it('publishes an OpenAPI document and a docs page', async () => {
     const c = new Client(app.url);
     const doc = await c.request('GET', '/api/v1/openapi.json');

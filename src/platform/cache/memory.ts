@@ -1,4 +1,4 @@
-import type { Cache } from '../../ports/cache.ts';
+import type { Cache, CacheLookup } from '../../ports/cache.ts';
 import { type EvictionPolicy, evictionOrder } from './eviction.ts';
 
 export interface MemoryCacheOptions {
@@ -18,6 +18,7 @@ export function createMemoryCache(options: MemoryCacheOptions): Cache {
   const order = evictionOrder(options.policy);
   let hits = 0;
   let misses = 0;
+  const listeners: ((lookup: CacheLookup) => void)[] = [];
 
   const drop = (key: string) => {
     entries.delete(key);
@@ -30,9 +31,11 @@ export function createMemoryCache(options: MemoryCacheOptions): Cache {
       if (!entry || entry.expiresAt <= now()) {
         if (entry) drop(key);
         misses++;
+        for (const l of listeners) l({ key, result: 'miss' });
         return undefined;
       }
       hits++;
+      for (const l of listeners) l({ key, result: 'hit', level: 'l1' });
       order.touch(key);
       return JSON.parse(entry.json) as T;
     },
@@ -54,6 +57,9 @@ export function createMemoryCache(options: MemoryCacheOptions): Cache {
       for (const key of keys) drop(key);
     },
     stats: () => ({ hits, misses, size: entries.size }),
+    onLookup: (listener) => {
+      listeners.push(listener);
+    },
     async close() {
       entries.clear();
     },

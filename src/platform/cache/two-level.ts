@@ -79,6 +79,10 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
       await options.redis.publish(channel, JSON.stringify({ from: origin, keys })).catch(() => {});
     },
     stats: () => ({ hits, misses, size: 0 }),
+    onLookup(listener) {
+      bento.on('cache:hit', (e) => listener({ key: e.key, result: 'hit', level: e.layer }));
+      bento.on('cache:miss', (e) => listener({ key: e.key, result: 'miss' }));
+    },
     async close() {
       // A dead cache Redis must not fail a shutdown.
       await bento.disconnectAll().catch(() => {});

@@ -1,5 +1,5 @@
 import client from 'prom-client';
-import type { Cache } from '../../ports/cache.ts';
+import { type Cache, keyClass } from '../../ports/cache.ts';
 import type { BusinessMetrics } from '../../ports/metrics.ts';
 import type { JobQueue } from '../../ports/queue.ts';
 
@@ -8,6 +8,8 @@ export interface Metrics {
   business: BusinessMetrics;
   observeRequest(method: string, route: string, status: number, seconds: number): void;
   watchCache(cache: Cache): void;
+  /** Database queries one request made, by route. */
+  observeQueriesPerRequest(route: string, queries: number): void;
   watchQueue(queue: JobQueue): void;
   observeQuery(target: string, seconds: number): void;
   watchKpis(kpis: () => Promise<{ dailyActiveUsers: number; signups: number; uploads: number; likes: number }>): void;
@@ -25,6 +27,13 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
   registry.setDefaultLabels(labels);
   client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
 
+  const queriesPerRequest = new client.Histogram({
+    name: 'scaleout_db_queries_per_request',
+    help: 'Database queries one request made, by route',
+    labelNames: ['route'],
+    buckets: [0, 1, 2, 3, 5, 8, 13, 21],
+    registers: [registry],
+  });
   const requests = new client.Counter({
     name: 'http_requests_total',
     help: 'HTTP requests by route and status',
@@ -164,12 +173,22 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
         registers: [registry],
         collect: read('misses'),
       });
+      const lookups = new client.Counter({
+        name: 'scaleout_cache_lookups_total',
+        help: 'Cache lookups by data class (the key prefix), result, and the level a hit came from (l1: the process, l2: the cache Redis)',
+        labelNames: ['class', 'result', 'level'],
+        registers: [registry],
+      });
+      cache.onLookup((l) => lookups.inc({ class: keyClass(l.key), result: l.result, level: l.level ?? 'none' }));
       new client.Gauge({
         name: 'scaleout_cache_entries',
         help: 'Entries in the cache',
         registers: [registry],
         collect: read('size'),
       });
+    },
+    observeQueriesPerRequest(route, n) {
+      queriesPerRequest.observe({ route }, n);
     },
     watchQueue(queue) {
       new client.Gauge({
