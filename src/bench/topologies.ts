@@ -13,6 +13,8 @@ import { seed } from './seed.ts';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export interface TopologyBenchOptions {
+  /** Only these presets (all when unset); the hello-world baselines always run. */
+  presets?: string[];
   seconds: number;
   connections: number;
   loadFraction: number;
@@ -30,6 +32,7 @@ const cases: { label: string; preset: PresetName; webServers?: number }[] = [
   { label: 'db', preset: 'db' },
   { label: 'lb, 1 web server', preset: 'lb', webServers: 1 },
   { label: 'lb, 2 web servers', preset: 'lb', webServers: 2 },
+  { label: 'cache, 2 web servers', preset: 'cache', webServers: 2 },
 ];
 
 /** A Fastify hello-world on `count` servers behind an HAProxy rendered from the same template as `lb`'s. */
@@ -85,7 +88,7 @@ export async function benchTopologies(opts: TopologyBenchOptions): Promise<Topol
   try {
     await mkdir(path.join(runRoot, 'baseline', 'logs'), { recursive: true });
     for (const count of [1, 2]) rows.push(await baseline(path.join(runRoot, 'baseline'), 230 + count, count, opts));
-    for (const c of cases) {
+    for (const c of cases.filter((x) => !opts.presets || opts.presets.includes(x.preset))) {
       const topology = buildPreset(c.preset, {
         name: `bench-${c.preset}-${c.webServers ?? 1}`,
         webServers: c.webServers,

@@ -141,8 +141,9 @@ export function benchCommands(program: Command): void {
   program
     .command('bench-topologies')
     .description(
-      'GET /api/v1/photos/{id} and /api/v1/feed on single, db, lb (1 and 2 web servers) beside a hello-world behind HAProxy',
+      'GET /api/v1/photos/{id} and /api/v1/feed on single, db, lb (1 and 2 web servers), cache (2) beside a hello-world behind HAProxy',
     )
+    .option('--presets <list>', 'only these presets, comma-separated (single, db, lb, cache)')
     .option('--seconds <n>', 'seconds per measurement', '10')
     .option('--connections <n>', 'connections of the closed loop', '16')
     .option('--load <fraction>', 'open-loop rate as a fraction of the peak', '0.5')
@@ -156,9 +157,11 @@ export function benchCommands(program: Command): void {
         load: string;
         users: string;
         photos: string;
+        presets?: string;
         out?: string;
       }) => {
         const rows = await benchTopologies({
+          presets: o.presets?.split(',').map((p) => p.trim()),
           seconds: Number(o.seconds),
           connections: Number(o.connections),
           loadFraction: Number(o.load),
