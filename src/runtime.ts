@@ -131,6 +131,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
 
     const users = createUserRepository(db);
     const photoRepo = createPhotoRepository(db);
+    const socialRepo = createSocialRepository(db);
     const throttle = createThrottle(redis ? redis.rateLimiter : createDatabaseRateLimiter(db), {
       windowMs: config.rateLimitWindowSeconds * 1000,
       loginsPerClient: config.loginRateLimit,
@@ -161,7 +162,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
         },
       }),
       social: createSocialService({
-        social: createSocialRepository(db),
+        social: socialRepo,
         users,
         photos: photoRepo,
         cache,
@@ -169,7 +170,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
       }),
       feed: createFeedService({ photos: photoRepo, users, cache }),
       activity: createActivityService({ activity: createActivityRepository(db) }),
-      people: createPeopleService({ users, social: createSocialRepository(db), cache }),
+      people: createPeopleService({ users, social: socialRepo, cache }),
     };
     metrics.watchKpis(() => services.activity.kpis());
 

@@ -1,5 +1,4 @@
 import { mkdir, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { benchEndpoints, endpointTable } from '../bench/endpoints.ts';
@@ -7,12 +6,19 @@ import { compareInProcess, compareRedis, evictionTable, redisEvictionTable } fro
 import { benchFailover } from '../bench/failover.ts';
 import { benchFsync, fsyncTable } from '../bench/fsync.ts';
 import { benchPresets, presetTable } from '../bench/presets.ts';
+import { machine } from '../bench/report.ts';
 import { seed } from '../bench/seed.ts';
 import { benchStart, startTable } from '../bench/start.ts';
 import { benchTopologies, topologyTable } from '../bench/topologies.ts';
 import { defaultManifest, registerLoadCommands } from './load.ts';
 
 /** seed and the benchmark commands. */
+/** Writes a benchmark's results as JSON, with the machine and the date, when a file was asked for. */
+async function saveResults(file: string | undefined, results: Record<string, unknown>): Promise<void> {
+  if (file)
+    await writeFile(file, JSON.stringify({ machine: machine(), date: new Date().toISOString(), ...results }, null, 2));
+}
+
 export function benchCommands(program: Command): void {
   registerLoadCommands(program);
   program
@@ -58,13 +64,9 @@ export function benchCommands(program: Command): void {
         loadFraction: Number(o.load),
         log: (line) => process.stderr.write(`${line}\n`),
       });
-      const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
-      process.stdout.write(`machine: ${machine}\n\n${endpointTable(rows)}\n`);
-      if (o.out) await writeFile(o.out, JSON.stringify({ machine, date: new Date().toISOString(), rows }, null, 2));
+      process.stdout.write(`machine: ${machine()}\n\n${endpointTable(rows)}\n`);
+      await saveResults(o.out, { rows });
     });
-
-  const machine = () =>
-    `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
 
   program
     .command('bench-fsync')
@@ -83,8 +85,7 @@ export function benchCommands(program: Command): void {
         log: (line) => process.stderr.write(`${line}\n`),
       });
       process.stdout.write(`machine: ${machine()}\n\n${fsyncTable(rows)}\n`);
-      if (o.json)
-        await writeFile(o.json, JSON.stringify({ machine: machine(), date: new Date().toISOString(), rows }, null, 2));
+      await saveResults(o.json, { rows });
     });
 
   program
@@ -117,12 +118,7 @@ export function benchCommands(program: Command): void {
         process.stdout.write(
           `machine: ${machine()}\n\nIn process (${o.keys} keys, ${o.requests} requests per trace):\n\n${evictionTable(inProcess)}\n\nRedis (${o.keys} keys of ${o.valueBytes} B, ${o.redisRequests} requests per trace):\n\n${redisEvictionTable(redis)}\n`,
         );
-        if (o.out) {
-          await writeFile(
-            o.out,
-            JSON.stringify({ machine: machine(), date: new Date().toISOString(), inProcess, redis }, null, 2),
-          );
-        }
+        await saveResults(o.out, { inProcess, redis });
       },
     );
 
@@ -134,8 +130,7 @@ export function benchCommands(program: Command): void {
     .action(async (o: { runs: string; out?: string }) => {
       const rows = await benchStart({ runs: Number(o.runs), log: (line) => process.stderr.write(`${line}\n`) });
       process.stdout.write(`machine: ${machine()}\n\n${startTable(rows)}\n`);
-      if (o.out)
-        await writeFile(o.out, JSON.stringify({ machine: machine(), date: new Date().toISOString(), rows }, null, 2));
+      await saveResults(o.out, { rows });
     });
 
   program
@@ -170,8 +165,7 @@ export function benchCommands(program: Command): void {
           log: (line) => process.stderr.write(`${line}\n`),
         });
         process.stdout.write(`machine: ${machine()}\n\n${topologyTable(rows)}\n`);
-        if (o.out)
-          await writeFile(o.out, JSON.stringify({ machine: machine(), date: new Date().toISOString(), rows }, null, 2));
+        await saveResults(o.out, { rows });
       },
     );
 
@@ -199,11 +193,7 @@ export function benchCommands(program: Command): void {
           log: (line) => process.stderr.write(`${line}\n`),
         });
         process.stdout.write(`machine: ${machine()}\n${JSON.stringify(result, null, 2)}\n`);
-        if (o.out)
-          await writeFile(
-            o.out,
-            JSON.stringify({ machine: machine(), date: new Date().toISOString(), result }, null, 2),
-          );
+        await saveResults(o.out, { result });
       },
     );
 
@@ -237,10 +227,7 @@ export function benchCommands(program: Command): void {
           log: (line) => process.stderr.write(`${line}\n`),
         });
         process.stdout.write(`machine: ${machine()}\n\n${presetTable(rows, Number(o.p99))}\n`);
-        await writeFile(
-          path.join(o.out, 'presets.json'),
-          JSON.stringify({ machine: machine(), date: new Date().toISOString(), rows }, null, 2),
-        );
+        await saveResults(path.join(o.out, 'presets.json'), { rows });
       },
     );
 }

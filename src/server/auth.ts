@@ -30,6 +30,9 @@ export function installAuth(
   const current = new WeakMap<FastifyRequest, { id: string; data: Record<string, string> } | null>();
   const secure = (request: FastifyRequest) =>
     secureCookies === 'always' || (secureCookies === 'auto' && request.protocol === 'https');
+  // Every cookie of the site: HttpOnly, SameSite=Lax, for the whole site, Secure over TLS.
+  const cookieOptions = (request: FastifyRequest) =>
+    ({ path: '/', httpOnly: true, sameSite: 'lax', secure: secure(request) }) as const;
   // Over TLS the cookies carry the __Host- prefix: Secure, Path=/, no Domain, so no other host can plant them.
   const cookieName = (request: FastifyRequest, base: string) => (secure(request) ? `__Host-${base}` : base);
   // A form's token: an HMAC of the browser's CSRF nonce and its session. A nonce
@@ -45,22 +48,14 @@ export function installAuth(
     function (this: FastifyReply, session: { id: string; expiresAt: Date; data?: Record<string, string> }) {
       current.set(this.request, { id: session.id, data: session.data ?? {} });
       this.setCookie(cookieName(this.request, sessionCookie), session.id, {
-        path: '/',
-        httpOnly: true,
-        sameSite: 'lax',
-        secure: secure(this.request),
+        ...cookieOptions(this.request),
         expires: session.expiresAt,
       });
     },
   );
   app.decorateReply('endSession', function (this: FastifyReply) {
     current.set(this.request, null);
-    this.clearCookie(cookieName(this.request, sessionCookie), {
-      path: '/',
-      httpOnly: true,
-      sameSite: 'lax',
-      secure: secure(this.request),
-    });
+    this.clearCookie(cookieName(this.request, sessionCookie), cookieOptions(this.request));
   });
   const issued = new WeakMap<FastifyRequest, string>();
   const nonceOf = (request: FastifyRequest) => request.cookies[cookieName(request, csrfCookie)];
@@ -69,12 +64,7 @@ export function installAuth(
     if (!nonce) {
       nonce = randomBytes(24).toString('base64url');
       issued.set(this.request, nonce);
-      this.setCookie(cookieName(this.request, csrfCookie), nonce, {
-        path: '/',
-        httpOnly: true,
-        sameSite: 'lax',
-        secure: secure(this.request),
-      });
+      this.setCookie(cookieName(this.request, csrfCookie), nonce, cookieOptions(this.request));
     }
     return csrfFor(nonce, this.request);
   });
@@ -133,13 +123,7 @@ export function installAuth(
       // No session (a sign-up, say): a short-lived cookie carries the token, so the client's next reads see its write.
       const name = cookieName(request, lsnCookie);
       if (token && token !== request.cookies[name]) {
-        reply.setCookie(name, token, {
-          path: '/',
-          httpOnly: true,
-          sameSite: 'lax',
-          secure: secure(request),
-          maxAge: 300,
-        });
+        reply.setCookie(name, token, { ...cookieOptions(request), maxAge: 300 });
       }
       return payload;
     }

@@ -22,11 +22,13 @@ const loopbackNames = new Set(['localhost', '127.0.0.1', '[::1]']);
  */
 export function installHostCheck(app: FastifyInstance, opts: { publicUrl?: string; allowedHosts: string[] }): void {
   const allowed = new Set(opts.allowedHosts.map((h) => h.toLowerCase()));
+  // The server's own address, read once it listens (not on every request).
+  let own: { host: string; port: number } | undefined;
   const listening = (): { host: string; port: number } | undefined => {
+    if (own) return own;
     const a = app.server.address();
-    return a && typeof a !== 'string'
-      ? { host: a.family === 'IPv6' ? `[${a.address}]` : a.address, port: a.port }
-      : undefined;
+    if (a && typeof a !== 'string') own = { host: a.family === 'IPv6' ? `[${a.address}]` : a.address, port: a.port };
+    return own;
   };
   const isAllowed = (host: string) => {
     if (allowed.size > 0) return allowed.has(host);
@@ -68,7 +70,7 @@ export async function requireApiContentType(request: FastifyRequest): Promise<vo
   if (!hasBody) return;
   const type = (request.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
   if (type === 'application/json') return;
-  if (type === 'multipart/form-data' && request.method === 'POST' && request.url.split('?')[0] === '/api/v1/photos')
-    return;
+  // Routes that upload say so in their config.
+  if (type === 'multipart/form-data' && request.routeOptions.config.multipart) return;
   throw unsupportedMediaType('send application/json (multipart/form-data for uploads)');
 }

@@ -33,6 +33,10 @@ export interface Viewer {
 }
 
 declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route takes multipart/form-data (an upload); the JSON API refuses it everywhere else. */
+    multipart?: boolean;
+  }
   interface FastifyRequest {
     viewer: Viewer | null;
     /** Throws 403 unless `token` is the CSRF token this browser's forms carry for its session. */

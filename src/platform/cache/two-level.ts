@@ -66,7 +66,8 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
         return undefined;
       }
       hits++;
-      return structuredClone(value) as T;
+      // Already a copy: Bentocache's L1 keeps values serialised and parses them on each read.
+      return value as T;
     },
     async set(key, value, ttlSeconds) {
       await bento

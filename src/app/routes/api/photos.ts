@@ -29,7 +29,7 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
 
     r.post('/photos', {
       // The multipart body is read by the handler, not validated by a schema; this describes it for clients.
-      config: { swaggerTransform: describeUploadBody },
+      config: { swaggerTransform: describeUploadBody, multipart: true },
       schema: {
         tags: ['photos'],
         operationId: 'uploadPhoto',
