@@ -79,6 +79,20 @@ export const configSchema = z.strictObject({
   redisDurableName: z.string().min(1).default('scaleout-durable'),
   redisCacheName: z.string().min(1).default('scaleout-cache'),
   sessionTtlSeconds: int(60, 86_400 * 365).default(86_400 * 30),
+  /**
+   * Precomputed home feeds (fan-out on write): on for one process or with
+   * Redis; off for several web servers without Redis, whose in-process
+   * timelines could not see each other's pushes (they read the feed from the database).
+   */
+  feedTimelines: z.enum(['auto', 'off']).default('auto'),
+  /** Photos kept per precomputed feed (Mastodon and Twitter keep 800); older pages come from the database. */
+  feedMaxEntries: int(20, 100_000).default(800),
+  /** A feed not read for this many days expires and is no longer pushed to; its next read rebuilds it. */
+  feedActiveDays: int(1, 365).default(7),
+  /** Authors with more followers are not fanned out: their photos are merged into feeds when read. */
+  feedFanoutMaxFollowers: int(0, 10_000_000).default(10_000),
+  /** In-process feeds kept by the single server (least recently read go first). */
+  feedMaxTimelines: int(1, 10_000_000).default(20_000),
   jobAttempts: int(1, 50).default(3),
   jobBackoffMs: int(0, 600_000).default(500),
   workerConcurrency: int(1, 64).default(1),
@@ -126,6 +140,11 @@ export const envNames: Record<keyof Config, string> = {
   redisDurableName: 'SCALEOUT_REDIS_DURABLE_NAME',
   redisCacheName: 'SCALEOUT_REDIS_CACHE_NAME',
   sessionTtlSeconds: 'SCALEOUT_SESSION_TTL_SECONDS',
+  feedTimelines: 'SCALEOUT_FEED_TIMELINES',
+  feedMaxEntries: 'SCALEOUT_FEED_MAX_ENTRIES',
+  feedActiveDays: 'SCALEOUT_FEED_ACTIVE_DAYS',
+  feedFanoutMaxFollowers: 'SCALEOUT_FEED_FANOUT_MAX_FOLLOWERS',
+  feedMaxTimelines: 'SCALEOUT_FEED_MAX_TIMELINES',
   jobAttempts: 'SCALEOUT_JOB_ATTEMPTS',
   jobBackoffMs: 'SCALEOUT_JOB_BACKOFF_MS',
   workerConcurrency: 'SCALEOUT_WORKER_CONCURRENCY',

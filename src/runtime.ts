@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { createActivityRepository } from './app/activity/repository.ts';
 import { createActivityService } from './app/activity/service.ts';
 import { createFeedService } from './app/feed/service.ts';
+import { createTimelines } from './app/feed/timelines.ts';
 import { createPeopleService } from './app/people/service.ts';
 import { createPhotoRepository } from './app/photos/repository.ts';
 import { createPhotoService } from './app/photos/service.ts';
@@ -27,6 +28,7 @@ import { dataDirSecret } from './platform/secret.ts';
 import { withSessionCache } from './platform/sessions/cached.ts';
 import { createDatabaseSessionStore } from './platform/sessions/database.ts';
 import { createMemorySessionStore } from './platform/sessions/memory.ts';
+import { createMemoryTimelineStore } from './platform/timelines/memory.ts';
 import type { Db } from './ports/db.ts';
 import { buildMetricsServer, listenUrl } from './server/metrics.ts';
 import { startPhotoWorker } from './worker/photo-variants.ts';
@@ -102,6 +104,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
           cacheMaxEntries: config.cacheMaxEntries,
           cacheTtlSeconds: config.cacheTtlSeconds,
           sessionTtlSeconds: config.sessionTtlSeconds,
+          timelines: { maxEntries: config.feedMaxEntries, ttlSeconds: config.feedActiveDays * 86_400 },
           logger,
         })
       : undefined;
@@ -139,6 +142,29 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
       accountFailuresBeforeBackoff: config.accountLoginFailures,
       uploadsPerUser: config.uploadRateLimit,
     });
+    // Precomputed feeds where every web server sees every push: in Redis, or in the one embedded process.
+    const timelineStore =
+      config.feedTimelines === 'off'
+        ? undefined
+        : redis
+          ? redis.timelines
+          : config.db === 'pglite'
+            ? createMemoryTimelineStore({
+                maxEntries: config.feedMaxEntries,
+                maxTimelines: config.feedMaxTimelines,
+                ttlSeconds: config.feedActiveDays * 86_400,
+              })
+            : undefined;
+    const timelines =
+      timelineStore &&
+      createTimelines({
+        store: timelineStore,
+        photos: photoRepo,
+        social: socialRepo,
+        cache,
+        metrics: metrics.feed,
+        settings: { maxEntries: config.feedMaxEntries, fanoutMaxFollowers: config.feedFanoutMaxFollowers },
+      });
     const services = {
       users: createUserService({
         users,
@@ -160,6 +186,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
           maxPixels: config.uploadMaxMegapixels * 1e6,
           maxQueuedPerUser: config.uploadMaxQueued,
         },
+        timelines,
       }),
       social: createSocialService({
         social: socialRepo,
@@ -167,8 +194,9 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
         photos: photoRepo,
         cache,
         metrics: metrics.business,
+        timelines,
       }),
-      feed: createFeedService({ photos: photoRepo, users, cache }),
+      feed: createFeedService({ photos: photoRepo, users, cache, metrics: metrics.feed, timelines }),
       activity: createActivityService({ activity: createActivityRepository(db) }),
       people: createPeopleService({ users, social: socialRepo, cache }),
     };

@@ -21,8 +21,8 @@ export interface CacheLookup {
 export const keyClass = (key: string): string => key.slice(0, Math.max(0, key.indexOf(':'))) || 'other';
 
 /** What is cached for "there is no such thing", so that repeated misses do not reach the database. */
-const absent = { __absent: true } as const;
-const isAbsent = (v: unknown): boolean => typeof v === 'object' && v !== null && '__absent' in v;
+export const absent = { __absent: true } as const;
+export const isAbsent = (v: unknown): boolean => typeof v === 'object' && v !== null && '__absent' in v;
 
 /** Loads running in this process, per cache and key: concurrent misses share one. */
 const inflight = new WeakMap<Cache, Map<string, Promise<unknown>>>();

@@ -7,6 +7,7 @@ export interface Database {
     username: string;
     password_hash: string;
     role: Generated<'member' | 'admin'>;
+    follower_count: Generated<number>;
     created_at: Generated<Date>;
   };
   photos: {

@@ -170,6 +170,50 @@ export function createPhotoRepository(db: Db) {
       return (rows as SelectedPhoto[]).map(toRow);
     },
 
+    /**
+     * A home timeline's entries, from the primary (a rebuild must not miss a
+     * photo a lagging replica lacks): the photos of the people `userId`
+     * follows and their own, newest first. Those still processing are in it
+     * too (the feed shows only ready ones, and a photo's own fan-out goes to
+     * timelines that exist, so a rebuild must not leave out one that becomes
+     * ready while it runs).
+     */
+    async homeEntries(userId: string, limit: number): Promise<{ id: string; at: number }[]> {
+      const rows = await db.primary
+        .selectFrom('photos as p')
+        .select(['p.id', 'p.created_at'])
+        .where(
+          sql<boolean>`p.owner_id = ANY(ARRAY(SELECT followee_id FROM follows WHERE follower_id = ${userId}) || ${userId}::text)`,
+        )
+        .where('p.status', '<>', 'failed')
+        .orderBy('p.created_at', 'desc')
+        .orderBy('p.id', 'desc')
+        .limit(limit)
+        .execute();
+      return rows.map((r) => ({ id: r.id, at: new Date(r.created_at).getTime() }));
+    },
+
+    /** An author's timeline entries: their photos, newest first, processing ones included (as homeEntries). */
+    async authorEntries(ownerId: string, limit: number): Promise<{ id: string; at: number }[]> {
+      const rows = await db.primary
+        .selectFrom('photos as p')
+        .select(['p.id', 'p.created_at'])
+        .where('p.owner_id', '=', ownerId)
+        .where('p.status', '<>', 'failed')
+        .orderBy('p.created_at', 'desc')
+        .orderBy('p.id', 'desc')
+        .limit(limit)
+        .execute();
+      return rows.map((r) => ({ id: r.id, at: new Date(r.created_at).getTime() }));
+    },
+
+    /** Photos by id from the primary (a feed page's cache misses), in no order; missing ids are left out. */
+    async getMany(ids: string[]): Promise<PhotoRow[]> {
+      if (ids.length === 0) return [];
+      const rows = await base(db.primary).where('p.id', 'in', ids).execute();
+      return (rows as SelectedPhoto[]).map(toRow);
+    },
+
     /** Photos still processing (a crash left them, or their job waits), oldest first. */
     async processing(): Promise<{ id: string; ownerId: string }[]> {
       const rows = await db.primary

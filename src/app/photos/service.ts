@@ -5,23 +5,17 @@ import { type ImageProcessor, ImageTooCostlyError } from '../../ports/images.ts'
 import type { BusinessMetrics } from '../../ports/metrics.ts';
 import type { JobContext, JobQueue } from '../../ports/queue.ts';
 import { AppError, forbidden, notFound, payloadTooLarge, unprocessable, unsupportedMediaType } from '../errors.ts';
+import type { Timelines } from '../feed/timelines.ts';
 import { newId } from '../ids.ts';
 import { RateLimitedError, type Throttle } from '../throttle.ts';
 import { profileCacheKey } from '../users/service.ts';
 import { detectImageFormat, mimeTypes } from './image-type.ts';
 import { likedByCached } from './liked.ts';
-import type { PhotoRepository, PhotoRow } from './repository.ts';
+import type { PhotoRepository } from './repository.ts';
+import { type PhotoView, photoCacheKey, photoViews } from './views.ts';
 
-/** A photo as cached and mapped: JSON-safe, with no viewer-specific fields. */
-export interface PhotoView extends Omit<PhotoRow, 'createdAt'> {
-  createdAt: string;
-}
-
-export const photoCacheKey = (id: string) => `photo:${id}`;
 export const originalKey = (id: string) => `photos/${id}/original`;
 export const variantKey = (id: string, name: string) => `photos/${id}/${name}.webp`;
-
-export const toPhotoView = (row: PhotoRow): PhotoView => ({ ...row, createdAt: row.createdAt.toISOString() });
 
 export interface PhotoLimits {
   maxBytes: number;
@@ -39,22 +33,17 @@ export function createPhotoService(deps: {
   metrics: BusinessMetrics;
   throttle: Throttle;
   limits: PhotoLimits;
+  /** Precomputed feeds, when this site keeps them. */
+  timelines?: Timelines;
 }) {
-  const { photos, blobs, queue, images, cache, metrics, throttle, limits } = deps;
+  const { photos, blobs, queue, images, cache, metrics, throttle, limits, timelines } = deps;
   /** Every blob a photo can have, whatever its row says: a delete leaves none behind. */
   const allKeys = (id: string) => [originalKey(id), variantKey(id, 'thumb'), variantKey(id, 'display')];
 
   /** The photo whatever its status: cached once settled, filled from the primary. */
   const load = async (id: string): Promise<PhotoView> => {
-    const hit = await cache.get<PhotoView>(photoCacheKey(id));
-    if (hit) return hit;
-    // The cache is filled from the primary: a value read from a lagging
-    // replica would be served to everyone, the writer included, until it expires.
-    const row = await photos.get(id, true);
-    if (!row) throw notFound('photo');
-    const photo = toPhotoView(row);
-    // Only settled photos are cached: a processing one changes soon.
-    if (photo.status !== 'processing') await cache.set(photoCacheKey(id), photo);
+    const photo = (await photoViews(cache, photos, [id])).get(id);
+    if (!photo) throw notFound('photo');
     return photo;
   };
 
@@ -88,6 +77,7 @@ export function createPhotoService(deps: {
       }
       const id = newId();
       await blobs.put(originalKey(id), file.data, mimeTypes[format]);
+      const createdAt = new Date();
       try {
         await photos.create({
           id,
@@ -97,12 +87,13 @@ export function createPhotoService(deps: {
           width: size.width,
           height: size.height,
           byteSize: file.data.length,
-          createdAt: new Date(),
+          createdAt,
         });
       } catch (err) {
         await blobs.delete(originalKey(id));
         throw err;
       }
+      await timelines?.uploaded({ id, ownerId, createdAt });
       await queue.enqueue('photo.variants', { photoId: id }, { jobId: id, group: ownerId });
       metrics.upload();
       return { id, status: 'processing' };
@@ -137,6 +128,7 @@ export function createPhotoService(deps: {
       if (photo.ownerId !== userId) throw forbidden('only the owner may delete a photo');
       if (!(await photos.delete(id, userId))) throw notFound('photo');
       await forget(photo);
+      await timelines?.deleted(photo);
       // All keys, not the row's list: a job may have written variants after the row was read.
       await blobs.delete(...allKeys(id));
     },
@@ -164,6 +156,9 @@ export function createPhotoService(deps: {
           await blobs.put(key, v.data, v.contentType);
           records[v.name] = { key, width: v.width, height: v.height, bytes: v.data.length };
         }
+        // Into the followers' feeds first, then ready: a photo is in their feeds the moment it can be seen,
+        // and a crash in between leaves it processing, so the job runs again at start.
+        await timelines?.ready(photo);
         if (!(await photos.markReady(photoId, records))) {
           // Deleted while we worked: leave nothing behind.
           await blobs.delete(...allKeys(photoId));

@@ -1,5 +1,5 @@
 import type { FeedItem } from '../feed/service.ts';
-import type { PhotoView } from '../photos/service.ts';
+import type { PhotoView } from '../photos/views.ts';
 import type { CachedProfile } from '../users/service.ts';
 
 export const mediaPath = (photoId: string, variant: string) => `/media/photos/${photoId}/${variant}.webp`;

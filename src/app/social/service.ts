@@ -1,9 +1,10 @@
 import type { Cache } from '../../ports/cache.ts';
 import type { BusinessMetrics } from '../../ports/metrics.ts';
 import { badRequest, notFound } from '../errors.ts';
+import type { Timelines } from '../feed/timelines.ts';
 import { likedKey } from '../photos/liked.ts';
 import type { PhotoRepository } from '../photos/repository.ts';
-import { photoCacheKey } from '../photos/service.ts';
+import { photoCacheKey } from '../photos/views.ts';
 import type { UserRepository } from '../users/repository.ts';
 import { profileCacheKey } from '../users/service.ts';
 import type { SocialRepository } from './repository.ts';
@@ -14,8 +15,10 @@ export function createSocialService(deps: {
   photos: PhotoRepository;
   cache: Cache;
   metrics: BusinessMetrics;
+  /** Precomputed feeds, when this site keeps them. */
+  timelines?: Timelines;
 }) {
-  const { social, users, photos, cache, metrics } = deps;
+  const { social, users, photos, cache, metrics, timelines } = deps;
 
   const target = async (followerId: string, username: string) => {
     const [followee, follower] = await Promise.all([users.getByUsername(username), users.get(followerId)]);
@@ -33,13 +36,15 @@ export function createSocialService(deps: {
   return {
     async follow(followerId: string, username: string): Promise<void> {
       const { followee, follower } = await target(followerId, username);
-      await social.follow(followerId, followee.id);
+      const added = await social.follow(followerId, followee.id);
       await cache.delete(profileCacheKey(followee.username), profileCacheKey(follower.username));
+      if (added) await timelines?.followed(followerId, followee.id);
     },
     async unfollow(followerId: string, username: string): Promise<void> {
       const { followee, follower } = await target(followerId, username);
-      await social.unfollow(followerId, followee.id);
+      const removed = await social.unfollow(followerId, followee.id);
       await cache.delete(profileCacheKey(followee.username), profileCacheKey(follower.username));
+      if (removed) await timelines?.unfollowed(followerId, followee.id);
     },
     isFollowing: (followerId: string, followeeId: string) => social.isFollowing(followerId, followeeId),
     async like(userId: string, photoId: string): Promise<void> {

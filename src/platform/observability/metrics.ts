@@ -1,11 +1,12 @@
 import client from 'prom-client';
 import { type Cache, keyClass } from '../../ports/cache.ts';
-import type { BusinessMetrics } from '../../ports/metrics.ts';
+import type { BusinessMetrics, FeedMetrics } from '../../ports/metrics.ts';
 import type { JobQueue } from '../../ports/queue.ts';
 
 export interface Metrics {
   registry: client.Registry;
   business: BusinessMetrics;
+  feed: FeedMetrics;
   observeRequest(method: string, route: string, status: number, seconds: number): void;
   watchCache(cache: Cache): void;
   /** Database queries one request made, by route. */
@@ -62,6 +63,31 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
     help: 'Job run time by job name and outcome',
     labelNames: ['job', 'outcome'],
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+
+  const rebuilds = new client.Counter({
+    name: 'scaleout_feed_timeline_rebuilds_total',
+    help: 'Precomputed timelines rebuilt from the database because they were missing, by kind (home, author)',
+    labelNames: ['kind'],
+    registers: [registry],
+  });
+  const fanoutSeconds = new client.Histogram({
+    name: 'scaleout_feed_fanout_lag_seconds',
+    help: "Time from a photo's variants existing to the photo being in its followers' home feeds (it is marked ready after)",
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const fanoutFollowers = new client.Histogram({
+    name: 'scaleout_feed_fanout_followers',
+    help: 'Home feeds one ready photo was pushed to (0 for an author merged at read time)',
+    buckets: [0, 1, 10, 100, 1000, 10_000, 100_000],
+    registers: [registry],
+  });
+  const timelineFailures = new client.Counter({
+    name: 'scaleout_feed_timeline_failures_total',
+    help: 'Timeline calls that failed (the feed was read from the database instead, or a push was skipped), by operation',
+    labelNames: ['operation'],
     registers: [registry],
   });
 
@@ -150,6 +176,14 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
       upload: () => uploads.inc(),
       like: () => likes.inc(),
       jobDone: (job, seconds, outcome) => jobSeconds.observe({ job, outcome }, seconds),
+    },
+    feed: {
+      timelineRebuilt: (kind) => rebuilds.inc({ kind }),
+      fannedOut(followers, seconds) {
+        fanoutFollowers.observe(followers);
+        fanoutSeconds.observe(seconds);
+      },
+      timelineFailed: (operation) => timelineFailures.inc({ operation }),
     },
     observeRequest(method, route, status, seconds) {
       requests.inc({ method, route, status: String(status) });

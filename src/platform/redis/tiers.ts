@@ -2,15 +2,19 @@ import type { Logger } from 'pino';
 import type { Cache } from '../../ports/cache.ts';
 import type { RateLimiter } from '../../ports/rate-limits.ts';
 import type { SessionStore } from '../../ports/sessions.ts';
+import type { TimelineStore } from '../../ports/timelines.ts';
 import { createTwoLevelCache } from '../cache/two-level.ts';
 import { createRedisRateLimiter } from '../rate-limits/redis.ts';
 import { createRedisSessionStore } from '../sessions/redis.ts';
+import { createRedisTimelineStore } from '../timelines/redis.ts';
 import { cacheTierOptions, connectRedis, durableTierOptions, parseHostPorts, subscriberOptions } from './connect.ts';
 
 export interface RedisTiers {
   cache: Cache;
   sessions: SessionStore;
   rateLimiter: RateLimiter;
+  /** Precomputed feeds, in the cache tier (rebuilt from the database when lost). */
+  timelines: TimelineStore;
   close(): Promise<void>;
 }
 
@@ -26,6 +30,7 @@ export function connectRedisTiers(opts: {
   cacheMaxEntries: number;
   cacheTtlSeconds: number;
   sessionTtlSeconds: number;
+  timelines: { maxEntries: number; ttlSeconds: number };
   logger: Logger;
 }): RedisTiers {
   const sentinels = parseHostPorts(opts.sentinels);
@@ -43,6 +48,7 @@ export function connectRedisTiers(opts: {
       onUnreplicated: (op) => opts.logger.warn({ op }, 'session write not on a replica within 500 ms (WAIT 1)'),
     }),
     rateLimiter: createRedisRateLimiter(durable),
+    timelines: createRedisTimelineStore(cache, opts.timelines),
     async close() {
       for (const c of [durable, cache, cacheSubscriber]) c.disconnect();
     },
