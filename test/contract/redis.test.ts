@@ -1,12 +1,15 @@
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createTwoLevelCache } from '../../src/platform/cache/two-level.ts';
 import { createRedisRateLimiter } from '../../src/platform/rate-limits/redis.ts';
 import { cacheTierOptions, connectRedis, subscriberOptions } from '../../src/platform/redis/connect.ts';
 import { createRedisSessionStore } from '../../src/platform/sessions/redis.ts';
+import { createRedisTimelineStore } from '../../src/platform/timelines/redis.ts';
 import { runCacheContract } from './cache.contract.ts';
 import { runRateLimiterContract } from './rate-limits.contract.ts';
 import { runSessionContract } from './sessions.contract.ts';
+import { runTimelineContract } from './timelines.contract.ts';
 
 const { host, port } = inject('redis');
 const connections: ReturnType<typeof connectRedis>[] = [];
@@ -44,6 +47,17 @@ runCacheContract({
       defaultTtlSeconds: 60,
     }),
   skipEviction: 'L2 holds what L1 evicts: the bound is the cache Redis maxmemory, not an entry count',
+});
+
+runTimelineContract({
+  name: 'Redis (cache tier, sorted sets)',
+  create: async ({ maxEntries }) => {
+    // The cache tier's connection has no offline queue: wait until it is up, as a web server does before serving.
+    const c = connectRedis({ host, port }, cacheTierOptions);
+    connections.push(c);
+    if (c.status !== 'ready') await once(c, 'ready');
+    return createRedisTimelineStore(c, { maxEntries, ttlSeconds: 3600 });
+  },
 });
 
 runRateLimiterContract({ name: 'Redis (durable tier)', create: async () => createRedisRateLimiter(connect()) });

@@ -158,6 +158,8 @@ export function createTimelines(deps: {
           entryOf(photo),
         );
         metrics.fannedOut(fanout ? targets.length : 0, (performance.now() - started) / 1000);
+        // An author who just became popular: readers must merge them in from now on, not in 30 s.
+        if (!fanout && !(await popular()).includes(photo.ownerId)) await cache.delete(popularKey);
       }),
 
     /** A deleted photo leaves every timeline it was pushed to. */

@@ -148,6 +148,8 @@ export function createRedisTimelineStore(redis: Redis, options: RedisTimelineOpt
   let openUntil = 0;
   const call = async <T>(run: () => Promise<T>): Promise<T> => {
     if (Date.now() < openUntil) throw new TimelineUnavailableError('timelines unavailable (circuit open)');
+    // Not connected (starting, or the master is gone and Sentinel not yet answered): fail at once, no breaker.
+    if (redis.status !== 'ready') throw new TimelineUnavailableError(`timelines unavailable: Redis ${redis.status}`);
     try {
       return await run();
     } catch (err) {
