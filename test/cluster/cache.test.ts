@@ -116,6 +116,54 @@ describe('cache preset: lb plus a durable and a cache Redis, each master + repli
     expect(stale).toEqual([]);
   }, 60_000);
 
+  it('feeds are precomputed in the cache Redis: a write through one web server shows at once in the feed through the other', async () => {
+    const webs = allProcesses(topo.state.topology).filter((p) => p.kind === 'web');
+    const [one, other] = webs.map((w) => (w.kind === 'web' ? `http://${w.listen.host}:${w.listen.port}` : '')) as [
+      string,
+      string,
+    ];
+    const feedIds = async (c: Client, base: string) => {
+      const res = await fetch(`${base}/api/v1/feed`, { headers: { authorization: `Bearer ${c.token}` } });
+      expect(res.status).toBe(200);
+      return ((await res.json()) as { items: { id: string }[] }).items.map((p) => p.id);
+    };
+    const author = new Client(one);
+    const authorName = await author.signUp();
+    await author.logIn(authorName);
+    const fan = new Client(other);
+    await fan.logIn(await fan.signUp());
+    expect((await fan.request('PUT', `/api/v1/users/${authorName}/follow`, { bearer: true })).status).toBe(204);
+    expect(await feedIds(fan, other)).toEqual([]);
+    const shown: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      // The owner's own upload through one server is in their feed through the other at once (processing).
+      const id = (await author.upload(await pngImage(8 + i, 8))).body.photo.id as string;
+      expect((await feedIds(author, other))[0]).toBe(id);
+      await author.waitForPhoto(id, 15_000);
+      shown.unshift(id);
+      expect(await feedIds(fan, other)).toEqual(shown);
+    }
+    const gone = shown.shift() as string;
+    expect((await author.request('DELETE', `/api/v1/photos/${gone}`, { bearer: true })).status).toBe(204);
+    expect(await feedIds(fan, other)).toEqual(shown);
+    expect(await feedIds(author, other)).toEqual(shown);
+
+    // FLUSHALL under load: every feed is rebuilt from PostgreSQL by its next read, and no request fails.
+    const load = steadyLoad(reads, { ratePerSecond: 30, ms: 5000 });
+    await new Promise((r) => setTimeout(r, 1500));
+    const master = (await masterOf('cache')) as RedisSpec;
+    expect(await redisCommand(master.listen.host, master.listen.port, 'FLUSHALL')).toBe('OK');
+    expect(await feedIds(fan, other)).toEqual(shown);
+    expect(await feedIds(fan, one)).toEqual(shown);
+    expect((await load).failures).toEqual([]);
+    // Rebuilt into the cache Redis, not only answered.
+    const feeds = (await redisCommand(master.listen.host, master.listen.port, 'KEYS', 'tl:home:*')) as string[];
+    expect(feeds.length).toBeGreaterThanOrEqual(2);
+
+    expect((await fan.request('DELETE', `/api/v1/users/${authorName}/follow`, { bearer: true })).status).toBe(204);
+    expect(await feedIds(fan, one)).toEqual([]);
+  }, 120_000);
+
   it('a log-out through one web server ends the session on the other at once, though each caches sessions', async () => {
     const webs = allProcesses(topo.state.topology).filter((p) => p.kind === 'web');
     const [one, other] = webs.map((w) => (w.kind === 'web' ? `http://${w.listen.host}:${w.listen.port}` : ''));
