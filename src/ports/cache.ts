@@ -1,13 +1,30 @@
 /** A cache of JSON-serialisable values. Never the only copy of any data. */
 export interface Cache {
   get<T>(key: string): Promise<T | undefined>;
-  set<T>(key: string, value: T, ttlSeconds?: number): Promise<void>;
+  /** Stores a value; with a lease, only when no delete of the key happened since the lease was taken. */
+  set<T>(key: string, value: T, ttlSeconds?: number, lease?: CacheLease): Promise<void>;
   delete(...keys: string[]): Promise<void>;
+  /**
+   * A fill lease, taken before a value is loaded from the database. A slow
+   * load may read a row, then a writer changes it and deletes the key, then
+   * the load stores what it read: a stale value that would stay until it
+   * expires. A `set` with the lease stores nothing when the key was deleted
+   * after the lease was taken (on any web server), as memcache's leases do.
+   */
+  lease(key: string): Promise<CacheLease>;
   /** Counters since start, for metrics. */
   stats(): { hits: number; misses: number; size: number };
   /** Tells `listener` of every lookup: hit or miss, and on which level a hit was found. */
   onLookup(listener: (lookup: CacheLookup) => void): void;
   close(): Promise<void>;
+}
+
+/** Opaque: what a cache needs to tell whether a key was deleted since. */
+export interface CacheLease {
+  readonly key: string;
+  readonly local: number;
+  readonly takenAt: number;
+  readonly shared?: string | null;
 }
 
 export interface CacheLookup {
@@ -37,7 +54,7 @@ export function jittered(ttlSeconds: number, random = Math.random): number {
  * key at a time in a process (stampede protection): concurrent misses wait
  * for it. A given TTL is jittered. "Not found" is cached too, for
  * `negativeTtlSeconds` (5 s; 0 turns it off), so whoever writes the thing
- * must delete the key.
+ * must delete the key. The fill holds a lease: a delete while it loads wins.
  */
 export async function cached<T>(
   cache: Cache,
@@ -57,9 +74,11 @@ export async function cached<T>(
   if (running) return running;
   const negativeTtl = opts.negativeTtlSeconds ?? 5;
   const loading = (async () => {
+    const lease = await cache.lease(key);
     const value = await load();
-    if (value !== undefined) await cache.set(key, value, ttlSeconds === undefined ? undefined : jittered(ttlSeconds));
-    else if (negativeTtl > 0) await cache.set(key, absent, negativeTtl);
+    if (value !== undefined) {
+      await cache.set(key, value, ttlSeconds === undefined ? undefined : jittered(ttlSeconds), lease);
+    } else if (negativeTtl > 0) await cache.set(key, absent, negativeTtl, lease);
     return value;
   })();
   loads.set(key, loading);
@@ -68,4 +87,40 @@ export async function cached<T>(
   } finally {
     loads.delete(key);
   }
+}
+
+/** How long a lease is good for: a load slower than this stores nothing (deletes are remembered this long). */
+export const leaseMs = 30_000;
+
+/**
+ * The in-process half of leases: a sequence number per delete, remembered for
+ * `leaseMs`. Both adapters use it for deletes seen in this process (their own,
+ * and for the two-level cache, those broadcast by other web servers).
+ */
+export function createLocalLeases(now: () => number = Date.now) {
+  let seq = 0;
+  const deleted = new Map<string, { seq: number; at: number }>();
+  const prune = () => {
+    const horizon = now() - leaseMs;
+    for (const [key, d] of deleted) {
+      if (d.at >= horizon) break; // insertion order is time order
+      deleted.delete(key);
+    }
+  };
+  return {
+    take: (key: string): CacheLease => ({ key, local: seq, takenAt: now() }),
+    deleted(keys: string[]) {
+      for (const key of keys) {
+        deleted.delete(key);
+        deleted.set(key, { seq: ++seq, at: now() });
+      }
+      if (deleted.size > 10_000) prune();
+    },
+    /** False when the key was deleted since the lease, or the lease is too old to tell. */
+    valid(lease: CacheLease): boolean {
+      if (now() - lease.takenAt > leaseMs) return false;
+      const d = deleted.get(lease.key);
+      return d === undefined || d.seq <= lease.local;
+    },
+  };
 }

@@ -95,6 +95,36 @@ export function runCacheContract(opts: CacheContractOptions): void {
       expect(await cached(cache, key('negative'), load)).toEqual({ n: 3 });
     });
 
+    it('a fill with a lease stores nothing when the key was deleted after the lease was taken', async () => {
+      const lease = await cache.lease(key('lease'));
+      await cache.delete(key('lease'));
+      await cache.set(key('lease'), 'old', 60, lease);
+      expect(await cache.get(key('lease'))).toBeUndefined();
+      const fresh = await cache.lease(key('lease'));
+      await cache.set(key('lease'), 'new', 60, fresh);
+      expect(await cache.get(key('lease'))).toBe('new');
+    });
+
+    it('cache-aside: a slow load that read a value before a write and its delete does not store it', async () => {
+      let row = 'v1';
+      let readRow!: () => void;
+      const loadStarted = new Promise<void>((r) => {
+        readRow = r;
+      });
+      const slow = cached(cache, key('race'), async () => {
+        const seen = row; // read from the database …
+        readRow();
+        await new Promise((r) => setTimeout(r, 200)); // … then held up (a slow query, a GC pause)
+        return seen;
+      });
+      await loadStarted;
+      row = 'v2'; // a writer commits
+      await cache.delete(key('race')); // and deletes the key
+      expect(await slow).toBe('v1'); // the slow reader gets what it read …
+      expect(await cache.get(key('race'))).toBeUndefined(); // … but it did not survive in the cache
+      expect(await cached(cache, key('race'), async () => row)).toBe('v2');
+    });
+
     describe.skipIf(Boolean(opts.skipEviction))(`bounded size ${opts.skipEviction ?? ''}`, () => {
       const fill = async (c: Cache) => {
         for (const k of ['1', '2', '3']) await c.set(key(k), k);

@@ -6,6 +6,7 @@ import { createRedisRateLimiter } from '../../src/platform/rate-limits/redis.ts'
 import { cacheTierOptions, connectRedis, subscriberOptions } from '../../src/platform/redis/connect.ts';
 import { createRedisSessionStore } from '../../src/platform/sessions/redis.ts';
 import { createRedisTimelineStore } from '../../src/platform/timelines/redis.ts';
+import { cached } from '../../src/ports/cache.ts';
 import { runCacheContract } from './cache.contract.ts';
 import { runRateLimiterContract } from './rate-limits.contract.ts';
 import { runSessionContract } from './sessions.contract.ts';
@@ -88,6 +89,42 @@ describe('two-level cache across web servers', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  it('a slow fill on one server does not store a value a delete on another server made stale', async () => {
+    const make = () =>
+      createTwoLevelCache({
+        redis: connect(),
+        subscriber: connectRedis({ host, port }, subscriberOptions),
+        maxEntries: 100,
+        defaultTtlSeconds: 60,
+      });
+    const [writer, reader, third] = [make(), make(), make()];
+    await new Promise((r) => setTimeout(r, 200)); // all subscribed
+    const key = `race:${randomBytes(4).toString('hex')}`;
+    try {
+      let row = 'v1';
+      let readRow!: () => void;
+      const loadStarted = new Promise<void>((r) => {
+        readRow = r;
+      });
+      const slow = cached(reader, key, async () => {
+        const seen = row;
+        readRow();
+        await new Promise((r) => setTimeout(r, 300));
+        return seen;
+      });
+      await loadStarted;
+      row = 'v2';
+      await writer.delete(key); // on another web server
+      expect(await slow).toBe('v1');
+      // Neither the slow server, nor the writer, nor a third server reads the old value from L1 or L2.
+      for (const c of [reader, writer, third]) expect(await c.get(key)).toBeUndefined();
+      expect(await cached(third, key, async () => row)).toBe('v2');
+      expect(await reader.get(key)).toBe('v2');
+    } finally {
+      for (const c of [writer, reader, third]) await c.close();
     }
   });
 

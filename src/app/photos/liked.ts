@@ -17,7 +17,9 @@ export async function likedByCached(
 ): Promise<Set<string>> {
   const known = await Promise.all(photoIds.map((id) => cache.get<boolean>(likedKey(userId, id))));
   const unknown = photoIds.filter((_, i) => known[i] === undefined);
-  const fromDb = unknown.length > 0 ? await photos.likedBy(userId, unknown) : new Set<string>();
-  await Promise.all(unknown.map((id) => cache.set(likedKey(userId, id), fromDb.has(id), 60)));
+  if (unknown.length === 0) return new Set(photoIds.filter((_, i) => known[i] === true));
+  const leases = await Promise.all(unknown.map((id) => cache.lease(likedKey(userId, id))));
+  const fromDb = await photos.likedBy(userId, unknown);
+  await Promise.all(unknown.map((id, i) => cache.set(likedKey(userId, id), fromDb.has(id), 60, leases[i])));
   return new Set(photoIds.filter((id, i) => known[i] === true || fromDb.has(id)));
 }

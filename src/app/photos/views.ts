@@ -33,13 +33,15 @@ export async function photoViews(
     else if (!isAbsent(hit)) out.set(id, hit as PhotoView);
   });
   if (missing.length === 0) return out;
+  // Leases first: a like or a delete that lands while the query runs wins over what it read.
+  const leases = await Promise.all(missing.map((id) => cache.lease(photoCacheKey(id))));
   const rows = await photos.getMany(missing);
   for (const row of rows) out.set(row.id, toPhotoView(row));
   await Promise.all(
-    missing.map((id) => {
+    missing.map((id, i) => {
       const view = out.get(id);
-      if (!view) return cache.set(photoCacheKey(id), absent, absentTtlSeconds);
-      return view.status === 'processing' ? undefined : cache.set(photoCacheKey(id), view);
+      if (!view) return cache.set(photoCacheKey(id), absent, absentTtlSeconds, leases[i]);
+      return view.status === 'processing' ? undefined : cache.set(photoCacheKey(id), view, undefined, leases[i]);
     }),
   );
   return out;

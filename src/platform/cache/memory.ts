@@ -1,4 +1,4 @@
-import type { Cache, CacheLookup } from '../../ports/cache.ts';
+import { type Cache, type CacheLookup, createLocalLeases } from '../../ports/cache.ts';
 import { type EvictionPolicy, evictionOrder } from './eviction.ts';
 
 export interface MemoryCacheOptions {
@@ -19,6 +19,7 @@ export function createMemoryCache(options: MemoryCacheOptions): Cache {
   let hits = 0;
   let misses = 0;
   const listeners: ((lookup: CacheLookup) => void)[] = [];
+  const leases = createLocalLeases(now);
 
   const drop = (key: string) => {
     entries.delete(key);
@@ -39,7 +40,8 @@ export function createMemoryCache(options: MemoryCacheOptions): Cache {
       order.touch(key);
       return JSON.parse(entry.json) as T;
     },
-    async set(key, value, ttlSeconds) {
+    async set(key, value, ttlSeconds, lease) {
+      if (lease && !leases.valid(lease)) return;
       const json = JSON.stringify(value);
       if (json === undefined) throw new TypeError(`cache value for ${key} is not serialisable`);
       const ttl = ttlSeconds ?? options.defaultTtlSeconds;
@@ -55,7 +57,9 @@ export function createMemoryCache(options: MemoryCacheOptions): Cache {
     },
     async delete(...keys) {
       for (const key of keys) drop(key);
+      leases.deleted(keys);
     },
+    lease: async (key) => leases.take(key),
     stats: () => ({ hits, misses, size: entries.size }),
     onLookup: (listener) => {
       listeners.push(listener);

@@ -3,7 +3,7 @@ import { BentoCache, bentostore } from 'bentocache';
 import { memoryDriver } from 'bentocache/drivers/memory';
 import { redisDriver } from 'bentocache/drivers/redis';
 import type { Redis } from 'ioredis';
-import type { Cache } from '../../ports/cache.ts';
+import { type Cache, type CacheLease, createLocalLeases, leaseMs } from '../../ports/cache.ts';
 
 export interface TwoLevelCacheOptions {
   /** The cache Redis (L2); connect it with `cacheTierOptions`, so a dead tier fails calls at once. */
@@ -43,7 +43,18 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
         .useL2Layer(redisDriver({ connection: options.redis })),
     },
   });
-  const dropLocal = (keys: string[]) => bento.deleteMany({ keys }).catch(() => {});
+  const leases = createLocalLeases();
+  const dropLocal = (keys: string[]) => {
+    leases.deleted(keys);
+    return bento.deleteMany({ keys }).catch(() => {});
+  };
+  // Deletes are counted in the cache Redis too (per key, kept as long as a lease lasts), so a fill
+  // on one web server can tell that a delete ran on another while it loaded.
+  const deletions = (key: string) => `scaleout:deleted:${key}`;
+  const sharedCount = (key: string) => options.redis.get(deletions(key)).catch(() => undefined);
+  /** The delete count now differs from the lease's (undefined: Redis could not tell, so only L1 is trusted). */
+  const deletedSince = async (lease: CacheLease) =>
+    lease.shared !== undefined && (await sharedCount(lease.key)) !== lease.shared;
   options.subscriber.on('message', (ch: string, message: string) => {
     if (ch !== channel) return;
     try {
@@ -56,6 +67,20 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
   options.subscriber.subscribe(channel).catch(() => {
     // ioredis subscribes again once it reconnects
   });
+  /**
+   * Counts the delete in the cache Redis first, then drops the keys from L1
+   * and L2, then tells every other web server to drop them from its L1. In
+   * that order, a fill that stored after the L2 delete sees the count changed
+   * when it checks after storing, and takes its value back.
+   */
+  const remove = async (...keys: string[]) => {
+    if (keys.length === 0) return;
+    const marks = options.redis.pipeline();
+    for (const key of keys) marks.incr(deletions(key)).pexpire(deletions(key), leaseMs);
+    await marks.exec().catch(() => {});
+    await dropLocal(keys);
+    await options.redis.publish(channel, JSON.stringify({ from: origin, keys })).catch(() => {});
+  };
   let hits = 0;
   let misses = 0;
   return {
@@ -69,15 +94,19 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
       // Already a copy: Bentocache's L1 keeps values serialised and parses them on each read.
       return value as T;
     },
-    async set(key, value, ttlSeconds) {
+    async set(key, value, ttlSeconds, lease) {
+      if (lease && (!leases.valid(lease) || (await deletedSince(lease)))) return;
       await bento
         .set({ key, value: value as unknown, ttl: `${ttlSeconds ?? options.defaultTtlSeconds}s` })
         .catch(() => {});
+      // A delete between the check and the store: take back what was stored, everywhere.
+      if (lease && (!leases.valid(lease) || (await deletedSince(lease)))) await remove(key);
     },
-    async delete(...keys) {
-      if (keys.length === 0) return;
-      await dropLocal(keys);
-      await options.redis.publish(channel, JSON.stringify({ from: origin, keys })).catch(() => {});
+    delete: remove,
+    async lease(key) {
+      const local = leases.take(key);
+      // null: never deleted (or not for a lease's time); undefined: the cache Redis did not answer.
+      return { ...local, shared: await sharedCount(key) };
     },
     stats: () => ({ hits, misses, size: 0 }),
     onLookup(listener) {
