@@ -106,6 +106,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
           sessionTtlSeconds: config.sessionTtlSeconds,
           timelines: { maxEntries: config.feedMaxEntries, ttlSeconds: config.feedActiveDays * 86_400 },
           logger,
+          onMasterChange: (tier) => metrics.redisMasterChanged(tier),
         })
       : undefined;
     if (redis) closers.push(redis.close);

@@ -3,7 +3,7 @@ import { currentMaster, redisCommand } from '../../src/cluster/components/redis.
 import { readState, restart } from '../../src/cluster/launcher.ts';
 import { isAlive, killHard, waitUntil } from '../../src/cluster/process.ts';
 import { status } from '../../src/cluster/status.ts';
-import { allProcesses, type ProcessSpec } from '../../src/cluster/topology.ts';
+import { allProcesses, type ProcessSpec, webMetrics } from '../../src/cluster/topology.ts';
 import { Client, pngImage } from '../support/app.ts';
 import { startTopology, steadyLoad } from '../support/cluster.ts';
 
@@ -180,10 +180,23 @@ describe('cache preset: lb plus a durable and a cache Redis, each master + repli
   it('kill -9 of the cache Redis master under load: Sentinel promotes the replica, no request fails', async () => {
     const load = steadyLoad(reads, { ratePerSecond: 40, ms: 10_000 });
     await new Promise((r) => setTimeout(r, 3000));
+    const changes = async () => {
+      let total = 0;
+      for (const w of allProcesses(topo.state.topology)) {
+        if (w.kind !== 'web') continue;
+        const { host, port } = webMetrics(w);
+        const body = await (await fetch(`http://${host}:${port}/metrics`)).text();
+        total += Number(/scaleout_redis_master_changes_total\{tier="cache"\} (\d+)/.exec(body)?.[1] ?? 0);
+      }
+      return total;
+    };
+    const before = await changes();
     const { victim, ms } = await killMaster('cache');
     const report = await load;
     console.log(`cache master ${victim.name} killed: a new master in ${ms} ms; ${report.ok}/${report.sent} ok`);
     expect(report.failures).toEqual([]);
+    // Each web server saw the failover and counted it.
+    await waitUntil(async () => (await changes()) >= before + 2, 15_000, 'both web servers count the failover');
   }, 60_000);
 
   it('kill -9 of the durable Redis master under load: nobody is logged out, requests wait rather than fail', async () => {

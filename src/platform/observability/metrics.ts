@@ -7,6 +7,8 @@ export interface Metrics {
   registry: client.Registry;
   business: BusinessMetrics;
   feed: FeedMetrics;
+  /** A Redis tier's client found its master at a new address (a Sentinel failover), as this web server saw it. */
+  redisMasterChanged(tier: string): void;
   observeRequest(method: string, route: string, status: number, seconds: number): void;
   watchCache(cache: Cache): void;
   /** Database queries one request made, by route. */
@@ -88,6 +90,13 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
     name: 'scaleout_feed_timeline_failures_total',
     help: 'Timeline calls that failed (the feed was read from the database instead, or a push was skipped), by operation',
     labelNames: ['operation'],
+    registers: [registry],
+  });
+
+  const masterChanges = new client.Counter({
+    name: 'scaleout_redis_master_changes_total',
+    help: "Sentinel failovers as this process saw them: its Redis client found the tier's master at a new address",
+    labelNames: ['tier'],
     registers: [registry],
   });
 
@@ -177,6 +186,7 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
       like: () => likes.inc(),
       jobDone: (job, seconds, outcome) => jobSeconds.observe({ job, outcome }, seconds),
     },
+    redisMasterChanged: (tier) => masterChanges.inc({ tier }),
     feed: {
       timelineRebuilt: (kind) => rebuilds.inc({ kind }),
       fannedOut(followers, seconds) {

@@ -32,10 +32,26 @@ export function connectRedisTiers(opts: {
   sessionTtlSeconds: number;
   timelines: { maxEntries: number; ttlSeconds: number };
   logger: Logger;
+  /** Called when a tier's client finds its master at another address than before: a Sentinel failover. */
+  onMasterChange?: (tier: 'durable' | 'cache') => void;
 }): RedisTiers {
   const sentinels = parseHostPorts(opts.sentinels);
   const durable = connectRedis({ sentinels, name: opts.durableName }, durableTierOptions);
   const cache = connectRedis({ sentinels, name: opts.cacheName }, cacheTierOptions);
+  for (const [tier, client] of [
+    ['durable', durable],
+    ['cache', cache],
+  ] as const) {
+    let master: string | undefined;
+    client.on('ready', () => {
+      const now = `${client.stream?.remoteAddress}:${client.stream?.remotePort}`;
+      if (master !== undefined && now !== master) {
+        opts.logger.warn({ tier, from: master, to: now }, 'Redis master changed (Sentinel failover)');
+        opts.onMasterChange?.(tier);
+      }
+      master = now;
+    });
+  }
   const cacheSubscriber = connectRedis({ sentinels, name: opts.cacheName }, subscriberOptions);
   return {
     cache: createTwoLevelCache({
