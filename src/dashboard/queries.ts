@@ -72,6 +72,18 @@ export const charts: Record<string, { title: string; unit: string; queries: Reco
       master: 'max by (process) (redis_instance_info{role="master"}) or max by (process) (0 * redis_instance_info)',
     },
   },
+  redisFailovers: {
+    title: 'Redis failovers seen by the web servers (cache preset)',
+    unit: '',
+    queries: { failovers: 'max by (tier) (scaleout_redis_master_changes_total)' },
+  },
+  feedFanout: {
+    title: "Feed fan-out lag, p99 (variants made → in the followers' feeds)",
+    unit: 's',
+    queries: {
+      p99: 'histogram_quantile(0.99, sum by (le) (rate(scaleout_feed_fanout_lag_seconds_bucket[30s])))',
+    },
+  },
   dau: {
     title: 'Daily active users',
     unit: 'users',
