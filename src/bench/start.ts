@@ -11,19 +11,24 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 export interface StartVariant {
   name: string;
   args: (port: number, dataDir: string) => string[];
+  env?: Record<string, string>;
 }
 
+const nativeArgs = (port: number, dataDir: string) => [
+  path.join(root, 'bin/scaleout.js'),
+  'start',
+  '--port',
+  String(port),
+  '--data-dir',
+  dataDir,
+];
+
 export const startVariants: StartVariant[] = [
+  { name: 'native type stripping + compile cache (bin/scaleout.js)', args: nativeArgs },
   {
-    name: 'native type stripping (bin/scaleout.js)',
-    args: (port, dataDir) => [
-      path.join(root, 'bin/scaleout.js'),
-      'start',
-      '--port',
-      String(port),
-      '--data-dir',
-      dataDir,
-    ],
+    name: 'native type stripping, compile cache off',
+    args: nativeArgs,
+    env: { NODE_DISABLE_COMPILE_CACHE: '1' },
   },
   {
     name: 'tsx loader (--import tsx)',
@@ -52,7 +57,7 @@ async function timeOneStart(variant: StartVariant, dataDir: string): Promise<num
   const started = performance.now();
   const child = spawn(process.execPath, variant.args(port, dataDir), {
     cwd: root,
-    env: { ...process.env, SCALEOUT_LOG_LEVEL: 'warn' },
+    env: { ...process.env, SCALEOUT_LOG_LEVEL: 'warn', ...variant.env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
