@@ -3,7 +3,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
-import helmet from '@fastify/helmet';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -13,7 +12,7 @@ import Fastify, {
   type FastifyRequest,
   type FastifyServerOptions,
 } from 'fastify';
-import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { jsonSchemaTransform, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import { accountRoutes } from '../app/routes/api/accounts.ts';
 import { photoRoutes } from '../app/routes/api/photos.ts';
@@ -30,6 +29,8 @@ import { installAuth } from './auth.ts';
 import { installErrorHandlers } from './errors.ts';
 import { healthRoutes, type ReadinessCheck } from './health.ts';
 import { installHostCheck, requireApiContentType } from './requests.ts';
+import { installSecurityHeaders } from './security-headers.ts';
+import { responseSerializerCompiler } from './serialize.ts';
 
 const noConsistency: ReadConsistency = { scope: (fn) => fn(), begin: () => {}, token: async () => undefined };
 const publicDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'public');
@@ -66,7 +67,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     routerOptions: { ignoreTrailingSlash: true },
   });
   app.setValidatorCompiler(validatorCompiler);
-  app.setSerializerCompiler(serializerCompiler);
+  app.setSerializerCompiler(responseSerializerCompiler);
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -81,7 +82,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     if (ctx) metrics.observeQueriesPerRequest(route, ctx.queries);
   });
 
-  await app.register(helmet, {
+  installSecurityHeaders(app, {
     contentSecurityPolicy: {
       directives: {
         defaultSrc: ["'self'"],

@@ -23,13 +23,19 @@ export function runCacheContract(opts: CacheContractOptions): void {
       await cache.close();
     });
 
-    it('returns what was set, as a copy', async () => {
+    it('returns what was set; neither the setter nor a reader can change what is cached', async () => {
       const value = { a: 1, list: [1, 2], nested: { s: 'x' } };
       await cache.set(key('a'), value);
+      value.nested.s = 'changed by the setter';
       const got = await cache.get<typeof value>(key('a'));
-      expect(got).toEqual(value);
-      got!.nested.s = 'changed';
-      expect(await cache.get<typeof value>(key('a'))).toEqual(value);
+      expect(got).toEqual({ a: 1, list: [1, 2], nested: { s: 'x' } });
+      try {
+        got!.nested.s = 'changed by a reader'; // a copy, or frozen (then this throws)
+        got!.list.push(3);
+      } catch (err) {
+        expect(err).toBeInstanceOf(TypeError);
+      }
+      expect(await cache.get<typeof value>(key('a'))).toEqual({ a: 1, list: [1, 2], nested: { s: 'x' } });
     });
 
     it('misses unknown and deleted keys and counts hits and misses', async () => {

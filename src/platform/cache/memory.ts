@@ -8,13 +8,24 @@ export interface MemoryCacheOptions {
   now?: () => number;
 }
 
+/** Freezes a value parsed from JSON, all the way down. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
 /**
- * An in-process cache bounded by entry count. Values are stored serialised, so
- * callers get a fresh copy (as from Redis) and cannot mutate what is cached.
+ * An in-process cache bounded by entry count. A value goes through JSON once,
+ * when it is set (so it is what Redis would give back: dates become strings),
+ * and is kept deeply frozen: every hit returns the same object without
+ * copying it, and no caller can change what is cached (a write throws).
  */
 export function createMemoryCache(options: MemoryCacheOptions): Cache {
   const now = options.now ?? Date.now;
-  const entries = new Map<string, { json: string; expiresAt: number }>();
+  const entries = new Map<string, { value: unknown; expiresAt: number }>();
   const order = evictionOrder(options.policy);
   let hits = 0;
   let misses = 0;
@@ -38,7 +49,7 @@ export function createMemoryCache(options: MemoryCacheOptions): Cache {
       hits++;
       for (const l of listeners) l({ key, result: 'hit', level: 'l1' });
       order.touch(key);
-      return JSON.parse(entry.json) as T;
+      return entry.value as T;
     },
     async set(key, value, ttlSeconds, lease) {
       if (lease && !leases.valid(lease)) return;
@@ -52,7 +63,7 @@ export function createMemoryCache(options: MemoryCacheOptions): Cache {
           drop(victim);
         }
       }
-      entries.set(key, { json, expiresAt: now() + ttl * 1000 });
+      entries.set(key, { value: deepFreeze(JSON.parse(json)), expiresAt: now() + ttl * 1000 });
       order.add(key);
     },
     async delete(...keys) {
