@@ -219,7 +219,7 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
       });
       // Counted in a plain map (a feed page makes ~40 lookups) and handed to the counter when scraped.
       const pending = new Map<string, number>();
-      const lookups = new client.Counter({
+      new client.Counter({
         name: 'scaleout_cache_lookups_total',
         help: 'Cache lookups by data class (the key prefix), result, and the level a hit came from (l1: the process, l2: the cache Redis)',
         labelNames: ['class', 'result', 'level'],
