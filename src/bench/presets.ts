@@ -4,10 +4,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { down, up } from '../cluster/launcher.ts';
 import { httpStatus, waitUntil } from '../cluster/process.ts';
-import { buildPreset, type PresetName } from '../cluster/topology.ts';
+import { allProcesses, buildPreset, type PresetName, type Topology, webMetrics } from '../cluster/topology.ts';
 import { openLoop } from './load.ts';
 import { benchWebEnv, freePort, startNode } from './processes.ts';
 import { runBench, verifyRun } from './run.ts';
+import type { ScenarioName } from './scenarios.ts';
 import { seed } from './seed.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -20,6 +21,10 @@ export interface PresetRow {
   acknowledgedWrites?: number;
   lostWrites?: number;
   duplicatedWrites?: number;
+  /** At the highest rate that held: database queries per feed read, over every web server. */
+  queriesPerFeedRead?: number | null;
+  /** At the highest rate that held: the largest resident set of a web server (MB), sampled each second. */
+  webRssMb?: number | null;
 }
 
 export interface PresetBenchOptions {
@@ -29,7 +34,73 @@ export interface PresetBenchOptions {
   users: number;
   photos: number;
   out: string;
+  /** Presets to sweep, in order (default single, db, lb, cache). */
+  presets?: PresetName[];
+  /** Scenarios to sweep on each preset (default mixed). */
+  scenarios?: ScenarioName[];
   log: (line: string) => void;
+}
+
+interface WebSample {
+  feedQueries: number;
+  feedReads: number;
+  rssBytes: number;
+}
+
+/** Reads what the bench reports from each web server's private /metrics. */
+async function sampleWebServers(topology: Topology): Promise<WebSample[]> {
+  const webs = allProcesses(topology).filter((p) => p.kind === 'web');
+  return Promise.all(
+    webs.map(async (w) => {
+      const { host, port } = webMetrics(w as Extract<typeof w, { kind: 'web' }>);
+      const text = await fetch(`http://${host}:${port}/metrics`)
+        .then((r) => r.text())
+        .catch(() => '');
+      const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
+      return {
+        feedQueries: value(/^scaleout_db_queries_per_request_sum\{[^}]*route="\/api\/v1\/feed"[^}]*\} (\S+)/m),
+        feedReads: value(/^scaleout_db_queries_per_request_count\{[^}]*route="\/api\/v1\/feed"[^}]*\} (\S+)/m),
+        rssBytes: value(/^process_resident_memory_bytes(?:\{[^}]*\})? (\S+)/m),
+      };
+    }),
+  );
+}
+
+/**
+ * Watches the web servers over each sweep step: queries per feed read (the
+ * counters' difference across the step) and the largest RSS seen (sampled every second).
+ */
+function stepWatcher(topology: Topology) {
+  const perStep = new Map<number, { queriesPerFeedRead: number | null; webRssMb: number }>();
+  let before: WebSample[] = [];
+  let peakRss = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const sum = (xs: WebSample[], k: keyof WebSample) => xs.reduce((a, x) => a + x[k], 0);
+  return {
+    perStep,
+    hooks: {
+      async before() {
+        before = await sampleWebServers(topology);
+        peakRss = Math.max(0, ...before.map((x) => x.rssBytes));
+        timer = setInterval(() => {
+          void sampleWebServers(topology).then((xs) => {
+            peakRss = Math.max(peakRss, ...xs.map((x) => x.rssBytes));
+          });
+        }, 1000);
+      },
+      async after(rate: number) {
+        clearInterval(timer);
+        const after = await sampleWebServers(topology);
+        peakRss = Math.max(peakRss, ...after.map((x) => x.rssBytes));
+        const reads = sum(after, 'feedReads') - sum(before, 'feedReads');
+        const queries = sum(after, 'feedQueries') - sum(before, 'feedQueries');
+        perStep.set(rate, {
+          queriesPerFeedRead: reads > 0 ? Math.round((queries / reads) * 1000) / 1000 : null,
+          webRssMb: Math.round(peakRss / 1e5) / 10,
+        });
+      },
+    },
+  };
 }
 
 /** The hello-world's sweep: same bound, same step rule, a plain GET. */
@@ -65,7 +136,7 @@ export async function benchPresets(o: PresetBenchOptions): Promise<PresetRow[]> 
   const rows: PresetRow[] = [await helloSweep(o)];
   const runRoot = await mkdtemp(path.join(os.tmpdir(), 'scaleout-presets-'));
   try {
-    for (const preset of ['single', 'db', 'lb'] as PresetName[]) {
+    for (const preset of o.presets ?? (['single', 'db', 'lb', 'cache'] as PresetName[])) {
       o.log(`starting ${preset}`);
       const state = await up(buildPreset(preset, { name: `sweep-${preset}` }), {
         runRoot,
@@ -79,34 +150,42 @@ export async function benchPresets(o: PresetBenchOptions): Promise<PresetRow[]> 
           follows: 50,
           seed: 1,
         });
-        const out = path.join(o.out, preset);
-        const report = await runBench({
-          target: state.publicUrl,
-          scenario: 'mixed',
-          rate: o.startRate,
-          seconds: o.stepSeconds,
-          connections: 64,
-          out,
-          manifest,
-          sweepP99Ms: o.p99Ms,
-          log: (l) => o.log(`${preset}: ${l}`),
-        });
-        const verified = await verifyRun(out);
-        const highest = report.sweep?.filter((s) => s.sustainable).at(-1);
-        rows.push({
-          name: preset,
-          highestRate: report.highestSustainableRate ?? null,
-          p99AtHighest: highest?.p99 ?? null,
-          steps: (report.sweep ?? []).map((s) => ({
-            rate: s.rate,
-            p99: s.p99,
-            errors: s.errors,
-            sustainable: s.sustainable,
-          })),
-          acknowledgedWrites: verified.checked,
-          lostWrites: verified.lost.length,
-          duplicatedWrites: verified.duplicated.length,
-        });
+        for (const scenario of o.scenarios ?? ['mixed']) {
+          const name = (o.scenarios?.length ?? 1) > 1 ? `${preset} (${scenario})` : preset;
+          const out = path.join(o.out, `${preset}-${scenario}`);
+          const watcher = stepWatcher(state.topology);
+          const report = await runBench({
+            target: state.publicUrl,
+            scenario,
+            rate: o.startRate,
+            seconds: o.stepSeconds,
+            connections: 64,
+            out,
+            manifest,
+            sweepP99Ms: o.p99Ms,
+            step: watcher.hooks,
+            log: (l) => o.log(`${name}: ${l}`),
+          });
+          const verified = await verifyRun(out);
+          const highest = report.sweep?.filter((s) => s.sustainable).at(-1);
+          const atHighest = highest ? watcher.perStep.get(highest.rate) : undefined;
+          rows.push({
+            name,
+            highestRate: report.highestSustainableRate ?? null,
+            p99AtHighest: highest?.p99 ?? null,
+            steps: (report.sweep ?? []).map((s) => ({
+              rate: s.rate,
+              p99: s.p99,
+              errors: s.errors,
+              sustainable: s.sustainable,
+            })),
+            acknowledgedWrites: verified.checked,
+            lostWrites: verified.lost.length,
+            duplicatedWrites: verified.duplicated.length,
+            queriesPerFeedRead: atHighest?.queriesPerFeedRead ?? null,
+            webRssMb: atHighest?.webRssMb ?? null,
+          });
+        }
       } finally {
         await down(state, { purge: true });
       }
@@ -119,11 +198,11 @@ export async function benchPresets(o: PresetBenchOptions): Promise<PresetRow[]> 
 
 export function presetTable(rows: PresetRow[], p99Ms: number): string {
   return [
-    `| target | highest rate with p99 ≤ ${p99Ms} ms (req/s) | p99 there (ms) | rates tried (p99 ms) | acknowledged writes | lost | duplicated |`,
-    '|---|---:|---:|---|---:|---:|---:|',
+    `| target | highest rate with p99 ≤ ${p99Ms} ms (req/s) | p99 there (ms) | DB queries per feed read there | web-server RSS there (MB, max) | rates tried (p99 ms) | acknowledged writes | lost | duplicated |`,
+    '|---|---:|---:|---:|---:|---|---:|---:|---:|',
     ...rows.map(
       (r) =>
-        `| ${r.name} | ${r.highestRate ?? 'none'} | ${r.p99AtHighest ?? '-'} | ${r.steps.map((s) => `${s.rate} (${s.p99}${s.errors ? `, ${s.errors} err` : ''})`).join(', ')} | ${r.acknowledgedWrites ?? '-'} | ${r.lostWrites ?? '-'} | ${r.duplicatedWrites ?? '-'} |`,
+        `| ${r.name} | ${r.highestRate ?? 'none'} | ${r.p99AtHighest ?? '-'} | ${r.queriesPerFeedRead ?? '-'} | ${r.webRssMb ?? '-'} | ${r.steps.map((s) => `${s.rate} (${s.p99}${s.errors ? `, ${s.errors} err` : ''})`).join(', ')} | ${r.acknowledgedWrites ?? '-'} | ${r.lostWrites ?? '-'} | ${r.duplicatedWrites ?? '-'} |`,
     ),
   ].join('\n');
 }

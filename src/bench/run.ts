@@ -19,6 +19,8 @@ export interface BenchOptions {
   sweepP99Ms?: number;
   progress?: boolean;
   log?: (line: string) => void;
+  /** Called around each sweep step (or the one run), e.g. to read the servers' metrics over it. */
+  step?: { before(rate: number): Promise<void>; after(rate: number): Promise<void> };
 }
 
 export const manifestFile = (out: string) => path.join(out, 'manifest.json');
@@ -34,6 +36,7 @@ export function parseDuration(text: string): number {
 
 async function measure(opts: BenchOptions, rate: number, ledger: Ledger): Promise<LoadResult> {
   const next = await buildScenario(opts.scenario, opts.manifest, ledger);
+  await opts.step?.before(rate);
   const bar = opts.progress
     ? new SingleBar({ format: `${opts.scenario} @ ${rate}/s [{bar}] {percentage}% | {value}/{total} | {eta}s left` })
     : undefined;
@@ -49,6 +52,7 @@ async function measure(opts: BenchOptions, rate: number, ledger: Ledger): Promis
     });
   } finally {
     bar?.stop();
+    await opts.step?.after(rate);
   }
 }
 

@@ -7,9 +7,11 @@ import { benchFailover } from '../bench/failover.ts';
 import { benchFsync, fsyncTable } from '../bench/fsync.ts';
 import { benchPresets, presetTable } from '../bench/presets.ts';
 import { machine } from '../bench/report.ts';
+import { type ScenarioName, scenarioNames } from '../bench/scenarios.ts';
 import { seed } from '../bench/seed.ts';
 import { benchStart, startTable } from '../bench/start.ts';
 import { benchTopologies, topologyTable } from '../bench/topologies.ts';
+import { type PresetName, presets } from '../cluster/topology.ts';
 import { defaultManifest, registerLoadCommands } from './load.ts';
 
 /** seed and the benchmark commands. */
@@ -200,8 +202,10 @@ export function benchCommands(program: Command): void {
   program
     .command('bench-presets')
     .description(
-      'Highest rate of the mixed scenario each preset (single, db, lb) sustains with p99 under a bound, beside a hello-world',
+      'Highest rate of a scenario each preset (single, db, lb, cache) sustains with p99 under a bound, beside a hello-world',
     )
+    .option('--presets <list>', 'presets to sweep, comma-separated', 'single,db,lb,cache')
+    .option('--scenarios <list>', 'scenarios to sweep on each preset, comma-separated (mixed, celebrity, …)', 'mixed')
     .option('--p99 <ms>', 'the p99 bound', '100')
     .option('--step-seconds <n>', 'seconds per sweep step', '10')
     .option('--start-rate <n>', 'first rate of the sweep (hello-world starts at 10×)', '20')
@@ -216,8 +220,23 @@ export function benchCommands(program: Command): void {
         users: string;
         photos: string;
         out: string;
+        presets: string;
+        scenarios: string;
       }) => {
+        const list = (text: string) =>
+          text
+            .split(',')
+            .map((p) => p.trim())
+            .filter(Boolean);
+        const presetNames = list(o.presets);
+        const unknownPreset = presetNames.find((p) => !(presets as readonly string[]).includes(p));
+        if (unknownPreset) throw new Error(`unknown preset ${unknownPreset}: one of ${presets.join(', ')}`);
+        const scenarios = list(o.scenarios);
+        const unknownScenario = scenarios.find((s) => !(scenarioNames as readonly string[]).includes(s));
+        if (unknownScenario) throw new Error(`unknown scenario ${unknownScenario}: one of ${scenarioNames.join(', ')}`);
         const rows = await benchPresets({
+          presets: presetNames as PresetName[],
+          scenarios: scenarios as ScenarioName[],
           p99Ms: Number(o.p99),
           stepSeconds: Number(o.stepSeconds),
           startRate: Number(o.startRate),
