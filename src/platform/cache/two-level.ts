@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { BentoCache, bentostore } from 'bentocache';
-import { memoryDriver } from 'bentocache/drivers/memory';
 import { redisDriver } from 'bentocache/drivers/redis';
 import type { Redis } from 'ioredis';
-import { type Cache, type CacheLease, createLocalLeases, leaseMs } from '../../ports/cache.ts';
+import { type Cache, type CacheLease, type CacheLookup, createLocalLeases, leaseMs } from '../../ports/cache.ts';
+import { createMemoryCache } from './memory.ts';
 
 export interface TwoLevelCacheOptions {
   /** The cache Redis (L2); connect it with `cacheTierOptions`, so a dead tier fails calls at once. */
@@ -18,41 +18,56 @@ export interface TwoLevelCacheOptions {
   channel?: string;
 }
 
+/** What the cache Redis holds for a key: the value and when it expires (ms), so an L1 fill keeps the same expiry. */
+interface Stored {
+  v: unknown;
+  exp: number;
+}
+
 /**
- * Two levels: an in-process L1 in front of the shared cache Redis (L2), with
- * Bentocache (its L1/L2 stack, time limit, circuit breaker). A delete on one
- * web server is published on a Redis channel and every other server drops the
- * keys from its L1. L2 errors are not the caller's: with the cache Redis
- * down, `get` misses and `set`/`delete` act on L1, so the site answers from
- * the database; after one failure L2 is not tried for 5 s (circuit breaker).
- * The channel is published with the fail-fast L2 connection, so a dead tier
- * never holds a request; its subscriber reconnects and resubscribes alone.
+ * Two levels: an in-process L1 in front of the shared cache Redis (L2). L1 is
+ * this project's in-process cache (values frozen once, handed out without a
+ * copy: 0.25 µs a hit, against 2.8 µs for Bentocache's L1, which parses JSON
+ * on every hit, measured in the same script); L2 goes through Bentocache (its
+ * time limit and circuit breaker). A delete on one web server is published on
+ * a Redis channel and every other server drops the keys from its L1. L2
+ * errors are not the caller's: with the cache Redis down, `get` misses and
+ * `set`/`delete` act on L1, so the site answers from the database; after one
+ * failure L2 is not tried for 5 s (circuit breaker). The channel is published
+ * with the fail-fast L2 connection, so a dead tier never holds a request; its
+ * subscriber reconnects and resubscribes alone.
  */
 export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
   const channel = options.channel ?? 'scaleout:cache:invalidate';
   const origin = randomBytes(8).toString('hex');
   const bento = new BentoCache({
-    default: 'app',
+    default: 'l2',
     ttl: `${options.defaultTtlSeconds}s`,
     timeout: options.timeoutMs ?? 100,
     suppressL2Errors: true,
     l2CircuitBreakerDuration: '5s',
-    stores: {
-      app: bentostore()
-        .useL1Layer(memoryDriver({ maxItems: options.maxEntries }))
-        .useL2Layer(redisDriver({ connection: options.redis })),
-    },
+    stores: { l2: bentostore().useL2Layer(redisDriver({ connection: options.redis })) },
   });
+  const l1 = createMemoryCache({
+    policy: 'lru',
+    maxEntries: options.maxEntries,
+    defaultTtlSeconds: options.defaultTtlSeconds,
+  });
+  // Deletes seen here (this server's and those broadcast by others), for the fills' leases.
   const leases = createLocalLeases();
-  const dropLocal = (keys: string[]) => {
+  const dropLocal = async (keys: string[]) => {
     leases.deleted(keys);
-    return bento.deleteMany({ keys }).catch(() => {});
+    await l1.delete(...keys);
+  };
+  const listeners: ((lookup: CacheLookup) => void)[] = [];
+  const tell = (lookup: CacheLookup) => {
+    for (const l of listeners) l(lookup);
   };
   // Deletes are counted in the cache Redis too (per key, kept as long as a lease lasts), so a fill
   // on one web server can tell that a delete ran on another while it loaded.
   const deletions = (key: string) => `scaleout:deleted:${key}`;
   const sharedCount = (key: string) => options.redis.get(deletions(key)).catch(() => undefined);
-  /** The delete count now differs from the lease's (undefined: Redis could not tell, so only L1 is trusted). */
+  /** The delete count now differs from the lease's (undefined: Redis could not tell, so only this process is trusted). */
   const deletedSince = async (lease: CacheLease) =>
     lease.shared !== undefined && (await sharedCount(lease.key)) !== lease.shared;
   options.subscriber.on('message', (ch: string, message: string) => {
@@ -79,26 +94,39 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
     for (const key of keys) marks.incr(deletions(key)).pexpire(deletions(key), leaseMs);
     await marks.exec().catch(() => {});
     await dropLocal(keys);
+    await bento.deleteMany({ keys }).catch(() => {});
     await options.redis.publish(channel, JSON.stringify({ from: origin, keys })).catch(() => {});
   };
   let hits = 0;
   let misses = 0;
   return {
     async get<T>(key: string) {
-      const value = (await bento.get({ key }).catch(() => undefined)) as T | undefined | null;
-      if (value === undefined || value === null) {
+      const local = await l1.get<T>(key);
+      if (local !== undefined) {
+        hits++;
+        tell({ key, result: 'hit', level: 'l1' });
+        return local;
+      }
+      // A delete that arrives while L2 answers must win over the L1 fill below.
+      const lease = leases.take(key);
+      const stored = (await bento.get({ key }).catch(() => undefined)) as Stored | undefined | null;
+      const ttlMs = stored ? stored.exp - Date.now() : 0;
+      if (!stored || ttlMs <= 0) {
         misses++;
+        tell({ key, result: 'miss' });
         return undefined;
       }
+      if (leases.valid(lease)) await l1.set(key, stored.v, Math.max(1, Math.floor(ttlMs / 1000)));
       hits++;
-      // Already a copy: Bentocache's L1 keeps values serialised and parses them on each read.
-      return value as T;
+      tell({ key, result: 'hit', level: 'l2' });
+      return stored.v as T;
     },
     async set(key, value, ttlSeconds, lease) {
       if (lease && (!leases.valid(lease) || (await deletedSince(lease)))) return;
-      await bento
-        .set({ key, value: value as unknown, ttl: `${ttlSeconds ?? options.defaultTtlSeconds}s` })
-        .catch(() => {});
+      const ttl = ttlSeconds ?? options.defaultTtlSeconds;
+      const stored: Stored = { v: value, exp: Date.now() + ttl * 1000 };
+      await l1.set(key, value, ttl);
+      await bento.set({ key, value: stored, ttl: `${ttl}s` }).catch(() => {});
       // A delete between the check and the store: take back what was stored, everywhere.
       if (lease && (!leases.valid(lease) || (await deletedSince(lease)))) await remove(key);
     },
@@ -108,12 +136,12 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
       // null: never deleted (or not for a lease's time); undefined: the cache Redis did not answer.
       return { ...local, shared: await sharedCount(key) };
     },
-    stats: () => ({ hits, misses, size: 0 }),
+    stats: () => ({ hits, misses, size: l1.stats().size }),
     onLookup(listener) {
-      bento.on('cache:hit', (e) => listener({ key: e.key, result: 'hit', level: e.layer }));
-      bento.on('cache:miss', (e) => listener({ key: e.key, result: 'miss' }));
+      listeners.push(listener);
     },
     async close() {
+      await l1.close();
       // A dead cache Redis must not fail a shutdown.
       await bento.disconnectAll().catch(() => {});
       options.subscriber.disconnect();
