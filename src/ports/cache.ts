@@ -49,12 +49,39 @@ export function jittered(ttlSeconds: number, random = Math.random): number {
   return Math.max(1, Math.round(ttlSeconds * (0.9 + 0.2 * random())));
 }
 
+/** How long a value is kept past its TTL, to be served while its source fails (grace). */
+export const graceSeconds = 300;
+
+/** A value with the time it stops being fresh; it is kept `graceSeconds` longer. */
+interface Graced<T> {
+  __graced: T;
+  freshUntil: number;
+}
+
+/** The entry to store for `value` fresh for `ttlSeconds`, and the TTL to store it with (TTL + grace). */
+export function withGrace<T>(value: T, ttlSeconds: number, now = Date.now()): { entry: Graced<T>; ttl: number } {
+  return { entry: { __graced: value, freshUntil: now + ttlSeconds * 1000 }, ttl: ttlSeconds + graceSeconds };
+}
+
+/** A cached entry's value and whether it is still fresh (a value stored without grace always is). */
+export function readGrace<T>(hit: unknown, now = Date.now()): { value: T; fresh: boolean } | undefined {
+  if (hit === undefined) return undefined;
+  if (typeof hit === 'object' && hit !== null && '__graced' in hit) {
+    const g = hit as Graced<T>;
+    return { value: g.__graced, fresh: g.freshUntil > now };
+  }
+  return { value: hit as T, fresh: true };
+}
+
 /**
  * Cache-aside: the cached value, or load, store and return it. One load per
  * key at a time in a process (stampede protection): concurrent misses wait
  * for it. A given TTL is jittered. "Not found" is cached too, for
  * `negativeTtlSeconds` (5 s; 0 turns it off), so whoever writes the thing
  * must delete the key. The fill holds a lease: a delete while it loads wins.
+ * With a TTL, the value is kept `graceSeconds` past it: a read after the TTL
+ * loads again, and when that load fails (the database is down) it gets the
+ * old value instead of the error.
  */
 export async function cached<T>(
   cache: Cache,
@@ -63,8 +90,8 @@ export async function cached<T>(
   ttlSeconds?: number,
   opts: { negativeTtlSeconds?: number } = {},
 ): Promise<T | undefined> {
-  const hit = await cache.get<T>(key);
-  if (hit !== undefined) return isAbsent(hit) ? undefined : hit;
+  const hit = readGrace<T>(await cache.get(key));
+  if (hit?.fresh) return isAbsent(hit.value) ? undefined : hit.value;
   let loads = inflight.get(cache);
   if (!loads) {
     loads = new Map();
@@ -75,10 +102,22 @@ export async function cached<T>(
   const negativeTtl = opts.negativeTtlSeconds ?? 5;
   const loading = (async () => {
     const lease = await cache.lease(key);
-    const value = await load();
-    if (value !== undefined) {
-      await cache.set(key, value, ttlSeconds === undefined ? undefined : jittered(ttlSeconds), lease);
-    } else if (negativeTtl > 0) await cache.set(key, absent, negativeTtl, lease);
+    let value: T | undefined;
+    try {
+      value = await load();
+    } catch (err) {
+      // Grace: the source failed, the last value is better than an error.
+      if (hit && !isAbsent(hit.value)) return hit.value;
+      throw err;
+    }
+    if (value === undefined) {
+      if (negativeTtl > 0) await cache.set(key, absent, negativeTtl, lease);
+    } else if (ttlSeconds === undefined) {
+      await cache.set(key, value, undefined, lease);
+    } else {
+      const { entry, ttl } = withGrace(value, jittered(ttlSeconds));
+      await cache.set(key, entry, ttl, lease);
+    }
     return value;
   })();
   loads.set(key, loading);

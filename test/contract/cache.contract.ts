@@ -101,6 +101,24 @@ export function runCacheContract(opts: CacheContractOptions): void {
       expect(await cached(cache, key('negative'), load)).toEqual({ n: 3 });
     });
 
+    it('cache-aside with grace: past its TTL a value is loaded again, and served while the load fails', async () => {
+      let row = 'v1';
+      let failing = false;
+      const load = async () => {
+        if (failing) throw new Error('database down');
+        return row;
+      };
+      expect(await cached(cache, key('grace'), load, 1)).toBe('v1');
+      row = 'v2';
+      expect(await cached(cache, key('grace'), load, 1)).toBe('v1'); // fresh
+      await new Promise((r) => setTimeout(r, 1200));
+      expect(await cached(cache, key('grace'), load, 1)).toBe('v2'); // past the TTL: loaded again
+      await new Promise((r) => setTimeout(r, 1200));
+      failing = true;
+      expect(await cached(cache, key('grace'), load, 1)).toBe('v2'); // the load fails: the old value
+      await expect(cached(cache, key('never-cached'), load, 1)).rejects.toThrow('database down');
+    });
+
     it('a fill with a lease stores nothing when the key was deleted after the lease was taken', async () => {
       const lease = await cache.lease(key('lease'));
       await cache.delete(key('lease'));
