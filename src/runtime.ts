@@ -15,6 +15,7 @@ import { createUserService } from './app/users/service.ts';
 import type { Config } from './config.ts';
 import { createFilesystemBlobStore } from './platform/blobs/filesystem.ts';
 import { createMemoryCache } from './platform/cache/memory.ts';
+import { createNoCache } from './platform/cache/none.ts';
 import { lockDataDir } from './platform/data-dir-lock.ts';
 import { openPgliteDb } from './platform/db/pglite.ts';
 import type { QueryObserver } from './platform/db/postgres.ts';
@@ -127,6 +128,8 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
     const sessionCacheReachesAll =
       redis !== undefined || (config.db === 'pglite' && config.sessionStore === 'database');
     const sessions = sessionCacheReachesAll ? withSessionCache(store, cache, 5) : store;
+    // "Liked by me" is the viewer's own write: cached only where a like through one server reaches every copy.
+    const viewerCache = sessionCacheReachesAll || config.db === 'pglite' ? cache : createNoCache();
     const queue = createMemoryQueue({ attempts: config.jobAttempts, backoffMs: config.jobBackoffMs });
     closers.push(() => queue.close());
     const images = createSharpImageProcessor(config.uploadMaxMegapixels * 1e6, config.imageDecodeTimeoutSeconds);
@@ -188,6 +191,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
           maxQueuedPerUser: config.uploadMaxQueued,
         },
         timelines,
+        viewerCache,
       }),
       social: createSocialService({
         social: socialRepo,
@@ -197,7 +201,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
         metrics: metrics.business,
         timelines,
       }),
-      feed: createFeedService({ photos: photoRepo, users, cache, metrics: metrics.feed, timelines }),
+      feed: createFeedService({ photos: photoRepo, users, cache, viewerCache, metrics: metrics.feed, timelines }),
       activity: createActivityService({ activity: createActivityRepository(db) }),
       people: createPeopleService({ users, social: socialRepo, cache }),
     };

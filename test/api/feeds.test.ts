@@ -119,6 +119,25 @@ describe('precomputed home feeds (fan-out on write)', () => {
     expect(await metric(reads)).toBe(r0 + 10);
     expect(await metric(queries)).toBe(q0);
   });
+
+  it("a warm profile page is read from the author's timeline: no database query", async () => {
+    const author = await app.loggedIn();
+    const fan = await app.loggedIn();
+    const ids = await readyPhotos(author.c, 3);
+    const page = async () => {
+      const res = await fan.c.request('GET', `/api/v1/users/${author.name}/photos`);
+      expect(res.status).toBe(200);
+      return (res.body as Feed).items.map((p) => p.id);
+    };
+    expect(await page()).toEqual(ids);
+    const route = 'route="\\/api\\/v1\\/users\\/:username\\/photos"';
+    const queries = new RegExp(`scaleout_db_queries_per_request_sum\\{${route}\\} (\\d+)`);
+    const reads = new RegExp(`scaleout_db_queries_per_request_count\\{${route}\\} (\\d+)`);
+    const [q0, r0] = [await metric(queries), await metric(reads)];
+    for (let i = 0; i < 5; i++) expect(await page()).toEqual(ids);
+    expect(await metric(reads)).toBe(r0 + 5);
+    expect(await metric(queries)).toBe(q0);
+  });
 });
 
 describe('a feed missing from the cache', () => {

@@ -5,7 +5,7 @@ import { isAlive, killHard, waitUntil } from '../../src/cluster/process.ts';
 import { status } from '../../src/cluster/status.ts';
 import { allProcesses, type ProcessSpec, webMetrics } from '../../src/cluster/topology.ts';
 import { Client, pngImage } from '../support/app.ts';
-import { startTopology, steadyLoad } from '../support/cluster.ts';
+import { quantile, startTopology, steadyLoad } from '../support/cluster.ts';
 
 type Topo = Awaited<ReturnType<typeof startTopology>>;
 type RedisSpec = Extract<ProcessSpec, { kind: 'redis' }>;
@@ -220,10 +220,17 @@ describe('cache preset: lb plus a durable and a cache Redis, each master + repli
   }, 60_000);
 
   it('the whole cache tier down: the site answers from PostgreSQL, and the fast path returns with Redis', async () => {
+    const before = await steadyLoad(reads, { ratePerSecond: 30, ms: 3000 });
     for (const r of redises().filter((x) => x.tier === 'cache')) killHard(pidOf(r.name));
     const report = await steadyLoad(reads, { ratePerSecond: 30, ms: 6000 });
     expect(report.failures).toEqual([]);
     expect(report.ok).toBe(report.sent);
+    // The dead cache costs a request little: calls fail at once (no offline queue), or after 100 ms, then the breaker skips it.
+    const [p99Before, p99Down] = [quantile(before.latencies, 0.99), quantile(report.latencies, 0.99)];
+    console.log(
+      `cache tier down: p99 ${p99Down} ms (max ${Math.max(...report.latencies)} ms) vs ${p99Before} ms (max ${Math.max(...before.latencies)} ms) before`,
+    );
+    expect(p99Down).toBeLessThanOrEqual(p99Before + 100);
 
     // Back up (the last master first): once the circuit breaker's 5 s are over, reads fill the cache Redis again.
     const named = await currentMaster(sentinels(), 'cache');

@@ -39,7 +39,15 @@ export interface LoadReport {
   failures: { at: number; what: string }[];
   /** ms since the start of each success, for outage measurement. */
   okTimes: number[];
+  /** How long each success took, ms. */
+  latencies: number[];
 }
+
+/** The q-quantile (0..1) of a list of numbers. */
+export const quantile = (xs: number[], q: number): number => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+};
 
 /**
  * Sends `make(i)` at a fixed rate for `ms` (bounded in count and time), each
@@ -49,7 +57,7 @@ export async function steadyLoad(
   make: (i: number) => { url: string; init?: RequestInit; ok?: (status: number) => boolean },
   opts: { ratePerSecond: number; ms: number; timeoutMs?: number; onOk?: (i: number, body: unknown) => void },
 ): Promise<LoadReport> {
-  const report: LoadReport = { sent: 0, ok: 0, failures: [], okTimes: [] };
+  const report: LoadReport = { sent: 0, ok: 0, failures: [], okTimes: [], latencies: [] };
   const start = Date.now();
   const pending: Promise<void>[] = [];
   const total = Math.floor((opts.ratePerSecond * opts.ms) / 1000);
@@ -59,12 +67,14 @@ export async function steadyLoad(
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     const { url, init, ok } = make(i);
     report.sent++;
+    const sentAt = Date.now();
     pending.push(
       fetch(url, { ...init, signal: AbortSignal.timeout(opts.timeoutMs ?? 20_000) })
         .then(async (res) => {
           const text = await res.text();
           if ((ok ?? ((s: number) => s >= 200 && s < 300))(res.status)) {
             report.ok++;
+            report.latencies.push(Date.now() - sentAt);
             report.okTimes.push(Date.now() - start);
             opts.onOk?.(i, text ? JSON.parse(text) : undefined);
           } else report.failures.push({ at: Date.now() - start, what: `HTTP ${res.status} ${text.slice(0, 120)}` });

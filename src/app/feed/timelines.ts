@@ -143,9 +143,15 @@ export function createTimelines(deps: {
       return { entries, complete: own.complete && theirs.every((r) => r.complete) };
     },
 
+    /** Up to `limit` entries of one author's photos older than `before` (their profile). */
+    author: (userId: string, before: TimelineEntry | undefined, limit: number): Promise<TimelineRead> =>
+      readOrBuild(authorTimeline(userId), authorEntries(userId), before, limit),
+
     /** An upload: into its owner's home timeline at once, so they see it processing. */
     uploaded: (photo: TimelinePhoto): Promise<void> =>
-      bestEffort('upload', () => store.push([homeTimeline(photo.ownerId)], entryOf(photo))),
+      bestEffort('upload', () =>
+        store.push([homeTimeline(photo.ownerId), authorTimeline(photo.ownerId)], entryOf(photo)),
+      ),
 
     /** A photo about to be shown: into its author's timeline and, unless the author is popular, its followers'. */
     ready: (photo: TimelinePhoto): Promise<void> =>

@@ -193,13 +193,16 @@ export function createPhotoRepository(db: Db) {
       return rows.map((r) => ({ id: r.id, at: new Date(r.created_at).getTime() }));
     },
 
-    /** An author's timeline entries: their photos, newest first, processing ones included (as homeEntries). */
+    /**
+     * An author's timeline entries: all their photos, newest first, processing
+     * ones included (as homeEntries) and failed ones too (their owner sees
+     * them on their profile; the feeds show only ready ones).
+     */
     async authorEntries(ownerId: string, limit: number): Promise<{ id: string; at: number }[]> {
       const rows = await db.primary
         .selectFrom('photos as p')
         .select(['p.id', 'p.created_at'])
         .where('p.owner_id', '=', ownerId)
-        .where('p.status', '<>', 'failed')
         .orderBy('p.created_at', 'desc')
         .orderBy('p.id', 'desc')
         .limit(limit)

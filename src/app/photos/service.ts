@@ -35,8 +35,11 @@ export function createPhotoService(deps: {
   limits: PhotoLimits;
   /** Precomputed feeds, when this site keeps them. */
   timelines?: Timelines;
+  /** Where "liked by me" is cached: `cache`, or nothing where web servers cannot tell each other of deletes. */
+  viewerCache?: Cache;
 }) {
   const { photos, blobs, queue, images, cache, metrics, throttle, limits, timelines } = deps;
+  const viewerCache = deps.viewerCache ?? cache;
   /** Every blob a photo can have, whatever its row says: a delete leaves none behind. */
   const allKeys = (id: string) => [originalKey(id), variantKey(id, 'thumb'), variantKey(id, 'display')];
 
@@ -120,7 +123,7 @@ export function createPhotoService(deps: {
     },
 
     likedBy: (userId: string, photoId: string) =>
-      likedByCached(cache, photos, userId, [photoId]).then((s) => s.has(photoId)),
+      likedByCached(viewerCache, photos, userId, [photoId]).then((s) => s.has(photoId)),
 
     async delete(id: string, userId: string): Promise<void> {
       const photo = await photos.get(id, true);

@@ -14,6 +14,8 @@ export const passwordMaxLength = 200;
 const reservedUsernames = new Set(['suggested']);
 
 export const profileCacheKey = (username: string) => `profile:${username}`;
+/** A username's account id (names and ids never change once made). */
+export const userIdCacheKey = (username: string) => `userid:${username}`;
 
 export interface CachedProfile extends Omit<ProfileRow, 'createdAt'> {
   createdAt: string;
@@ -37,7 +39,7 @@ export function createUserService(deps: {
       const created = await users.create({ id, username, passwordHash: await hashPassword(password) });
       if (!created) throw conflict('that username is taken');
       // A lookup of this name before it existed may have cached "no such user".
-      await cache.delete(profileCacheKey(username));
+      await cache.delete(profileCacheKey(username), userIdCacheKey(username));
       metrics.signup();
       return { id, username };
     },
