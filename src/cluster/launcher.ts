@@ -254,6 +254,9 @@ export async function down(state: ClusterState, opts: { purge: boolean }): Promi
   const file = stateFile(state.runDir);
   if (existsSync(file)) state.processes = (JSON.parse(readFileSync(file, 'utf8')) as ClusterState).processes;
   for (const p of [...state.processes].reverse()) await stopProcess(p.pid, 15_000);
+  // A Patroni killed with SIGKILL leaves its PostgreSQL running, holding the port for the next `up`:
+  // found by its data dir's postmaster.pid and stopped with a fast shutdown (SIGINT).
+  for (const orphan of runningPostmasters(state)) await stopProcess(orphan.pid, 15_000, 'SIGINT');
   if (opts.purge) rmSync(state.runDir, { recursive: true, force: true });
 }
 
@@ -348,12 +351,30 @@ export async function restart(
   return entry;
 }
 
-/** The PostgreSQL server process under a Patroni node (its postmaster.pid), if running. */
+/**
+ * The PostgreSQL server process under a Patroni node (its data dir's
+ * postmaster.pid), if running. PIDs are reused, so only a process whose
+ * command line names this data dir counts.
+ */
 export function postmasterPid(state: ClusterState, node: string): number | null {
-  const file = path.join(state.runDir, node, 'data', 'postmaster.pid');
+  const dataDir = path.join(state.runDir, node, 'data');
+  const file = path.join(dataDir, 'postmaster.pid');
   if (!existsSync(file)) return null;
   const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
-  return pid && isAlive(pid) ? pid : null;
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return null;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(dataDir) ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+/** PostgreSQL servers of the topology's Patroni nodes that still run (a Patroni killed with SIGKILL leaves its own). */
+export function runningPostmasters(state: ClusterState): { node: string; pid: number }[] {
+  return allProcesses(state.topology)
+    .filter((p) => p.kind === 'patroni')
+    .map((p) => ({ node: p.name, pid: postmasterPid(state, p.name) }))
+    .filter((p): p is { node: string; pid: number } => p.pid !== null);
 }
 
 /** Runs one query as the superuser on the current primary (through the database proxy), for checks and benchmarks. */

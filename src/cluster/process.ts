@@ -52,11 +52,11 @@ export function startProcess(opts: SpawnOptions): StartedProcess {
   return { pid: child.pid, log: opts.log };
 }
 
-/** SIGTERM, then SIGKILL after `graceMs`; resolves when the process is gone. */
-export async function stopProcess(pid: number, graceMs = 10_000): Promise<void> {
+/** SIGTERM (or `signal`), then SIGKILL after `graceMs`; resolves when the process is gone. */
+export async function stopProcess(pid: number, graceMs = 10_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (!isAlive(pid)) return;
   try {
-    process.kill(pid, 'SIGTERM');
+    process.kill(pid, signal);
   } catch {
     return;
   }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { down, up } from '../../src/cluster/launcher.ts';
+import { down, runningPostmasters, up } from '../../src/cluster/launcher.ts';
 import { isAlive } from '../../src/cluster/process.ts';
 import { buildPreset, type PresetName, type PresetOptions } from '../../src/cluster/topology.ts';
 import { loadTestLimits } from '../../src/config.ts';
@@ -24,9 +24,13 @@ export async function startTopology(
     state,
     runRoot,
     url: state.publicUrl,
+    /** Stops the topology; returns whatever of it still runs (its processes, and PostgreSQL servers Patroni left). */
     async stop() {
       await down(state, { purge: false });
-      const left = state.processes.filter((p) => isAlive(p.pid));
+      const left = [
+        ...state.processes.filter((p) => isAlive(p.pid)),
+        ...runningPostmasters(state).map((p) => ({ name: `${p.node} postgres`, pid: p.pid })),
+      ];
       rmSync(runRoot, { recursive: true, force: true });
       return left;
     },
