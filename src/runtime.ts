@@ -30,6 +30,7 @@ import { withSessionCache } from './platform/sessions/cached.ts';
 import { createDatabaseSessionStore } from './platform/sessions/database.ts';
 import { createMemorySessionStore } from './platform/sessions/memory.ts';
 import { createMemoryTimelineStore } from './platform/timelines/memory.ts';
+import { codeVersion } from './platform/version.ts';
 import type { Db } from './ports/db.ts';
 import { buildMetricsServer, listenUrl } from './server/metrics.ts';
 import { startPhotoWorker } from './worker/photo-variants.ts';
@@ -232,6 +233,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
         uploadMaxBytes: config.uploadMaxBytes,
         publicUrl: config.publicUrl,
       },
+      version: codeVersion(),
       readiness: [
         { name: 'db', check: () => db.ping() },
         { name: 'blobs', check: () => blobs.ping() },

@@ -5,7 +5,7 @@ import { isLeader, leaderReplication, patroniCluster } from './components/patron
 import { exporterUp } from './components/postgres-exporter.ts';
 import { prometheusReady } from './components/prometheus.ts';
 import { redisExporterUp, redisRole, sentinelView } from './components/redis.ts';
-import { webReady } from './components/web.ts';
+import { webReady, webVersion } from './components/web.ts';
 import type { ClusterState } from './launcher.ts';
 import { httpStatus, isAlive, tcpOpen } from './process.ts';
 import { addressOf, allProcesses, type ProcessKind, type ProcessSpec } from './topology.ts';
@@ -22,6 +22,8 @@ export interface ProcessStatus {
   lagBytes?: number | null;
   /** Redis servers: `durable` or `cache`. */
   tier?: 'durable' | 'cache';
+  /** Web servers: the git commit they run (from their /healthz). */
+  version?: string;
 }
 
 /** Every process of the topology with its role, PID and health, checked live. */
@@ -50,6 +52,7 @@ export async function status(state: ClusterState): Promise<ProcessStatus[]> {
         case 'web':
           ok = (await webReady(spec)) === 200;
           row.role = 'web server';
+          row.version = await webVersion(spec);
           break;
         case 'postgres':
           ok = await tcpOpen(spec.listen.host, spec.listen.port);

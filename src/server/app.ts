@@ -45,6 +45,8 @@ export interface ServerOptions {
   logger: Logger;
   metrics: Metrics;
   readiness: ReadinessCheck[];
+  /** The code version (git commit) this server runs, shown by /healthz. */
+  version?: string;
   trustProxy: boolean | number | string[];
   /** Signs the forms' CSRF tokens. */
   secret: string;
@@ -158,6 +160,6 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   await app.register(htmlRoutes(services, { ...settings, stylesheetUrl: assets.url('style.css') }));
   await app.register(mediaRoutes(services));
   await app.register(assets.plugin);
-  await app.register(healthRoutes(options.readiness));
+  await app.register(healthRoutes(options.readiness, options.version));
   return app;
 }

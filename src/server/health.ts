@@ -5,10 +5,13 @@ export interface ReadinessCheck {
   check(): Promise<void>;
 }
 
-/** /healthz: the process answers. /readyz: its dependencies answer too. (/metrics has its own listener.) */
-export function healthRoutes(checks: ReadinessCheck[]): FastifyPluginAsync {
+/**
+ * /healthz: the process answers, with the version (git commit) it runs.
+ * /readyz: its dependencies answer too. (/metrics has its own listener.)
+ */
+export function healthRoutes(checks: ReadinessCheck[], version = 'unknown'): FastifyPluginAsync {
   return async (app) => {
-    app.get('/healthz', async () => ({ status: 'ok' }));
+    app.get('/healthz', async () => ({ status: 'ok', version }));
     app.get('/readyz', async (request, reply) => {
       const results = await Promise.all(
         checks.map(async (c) => {

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { Client, password, pngImage, uniqueName, useApp } from '../support/app.ts';
 
@@ -110,7 +111,9 @@ describe('HTML pages', () => {
 describe('operations endpoints', () => {
   it('answers /healthz and /readyz', async () => {
     const c = new Client(app.url);
-    expect((await c.request('GET', '/healthz')).body).toEqual({ status: 'ok' });
+    // With the git commit this checkout runs.
+    const head = execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
+    expect((await c.request('GET', '/healthz')).body).toEqual({ status: 'ok', version: head });
     const ready = await c.request('GET', '/readyz');
     expect(ready.status).toBe(200);
     expect(ready.body.checks).toEqual({ db: 'ok', blobs: 'ok' });

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
@@ -169,6 +170,9 @@ describe('lb preset: HAProxy, 2 web servers, 3 PostgreSQL nodes under Patroni (s
     expect(rows.every((r) => r.health === 'healthy')).toBe(true);
     const count = (kind: string) => rows.filter((r) => r.kind === kind).length;
     expect([count('loadBalancer'), count('web'), count('etcd'), count('patroni')]).toEqual([1, 2, 1, 3]);
+    // Each web server reports the commit it runs.
+    const head = execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
+    expect(rows.filter((r) => r.kind === 'web').map((r) => r.version)).toEqual([head, head]);
     const pg = rows.filter((r) => r.kind === 'patroni');
     expect(pg.filter((r) => r.role === 'leader')).toHaveLength(1);
     expect(pg.filter((r) => r.role !== 'leader').map((r) => r.detail)).toEqual(['streaming', 'streaming']);

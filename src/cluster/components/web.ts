@@ -32,3 +32,16 @@ export async function startWeb(spec: Web, runDir: string, env: Record<string, st
 }
 
 export const webReady = (spec: Web) => httpStatus(`http://${spec.listen.host}:${spec.listen.port}/readyz`);
+
+/** The version (git commit) a web server reports in /healthz, or undefined when it does not answer. */
+export async function webVersion(spec: Web): Promise<string | undefined> {
+  try {
+    const res = await fetch(`http://${spec.listen.host}:${spec.listen.port}/healthz`, {
+      signal: AbortSignal.timeout(2000),
+    });
+    const body = (await res.json()) as { version?: unknown };
+    return typeof body.version === 'string' ? body.version : undefined;
+  } catch {
+    return undefined;
+  }
+}
