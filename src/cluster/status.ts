@@ -53,6 +53,8 @@ export async function status(state: ClusterState): Promise<ProcessStatus[]> {
           ok = (await webReady(spec)) === 200;
           row.role = 'web server';
           row.version = await webVersion(spec);
+          // Shown by `status` and on the dashboard beside the health.
+          if (row.version) row.detail = `version ${row.version.slice(0, 12)}`;
           break;
         case 'postgres':
           ok = await tcpOpen(spec.listen.host, spec.listen.port);

@@ -248,6 +248,11 @@ describe('lb preset: HAProxy, 2 web servers, 3 PostgreSQL nodes under Patroni (s
       await page.waitForSelector('tr[data-process="web-2"][data-health="down"]', { timeout: 10_000 });
       await page.click('tr[data-process="web-2"] button.restart');
       await page.waitForSelector('tr[data-process="web-2"][data-health="healthy"]', { timeout: 60_000 });
+      // Each web server's version (the commit it runs) beside its health.
+      const head = execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
+      await page.waitForSelector(`tr[data-process="web-2"]:has-text("version ${head.slice(0, 12)}")`, {
+        timeout: 10_000,
+      });
       expect(await page.locator('#events').textContent()).toContain('web-2');
     } finally {
       await browser.close();
