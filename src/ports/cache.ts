@@ -131,6 +131,8 @@ export async function cached<T>(
 /** How long a lease is good for: a load slower than this stores nothing (deletes are remembered this long). */
 export const leaseMs = 30_000;
 
+export type LocalLeases = ReturnType<typeof createLocalLeases>;
+
 /**
  * The in-process half of leases: a sequence number per delete, remembered for
  * `leaseMs`. Both adapters use it for deletes seen in this process (their own,

@@ -23,7 +23,7 @@ type Json = { [key: string]: unknown };
  * they do not shape the output), and "X or null" as X with `nullable`, which
  * fast-json-stringify writes directly instead of testing each branch with Ajv.
  */
-export function forWriting(node: unknown): unknown {
+function forWriting(node: unknown): unknown {
   if (Array.isArray(node)) return node.map(forWriting);
   if (typeof node !== 'object' || node === null) return node;
   // A keyword's value is a string; a property of that name would hold a schema (an object).

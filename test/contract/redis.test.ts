@@ -22,6 +22,14 @@ const connect = () => {
 afterAll(async () => {
   for (const c of connections) c.disconnect();
 });
+/** One web server's two-level cache on the test Redis. */
+const webServerCache = (maxEntries = 100) =>
+  createTwoLevelCache({
+    redis: connect(),
+    subscriber: connectRedis({ host, port }, subscriberOptions),
+    maxEntries,
+    defaultTtlSeconds: 60,
+  });
 
 runSessionContract({
   name: 'Redis (durable tier, WAIT 1)',
@@ -40,13 +48,7 @@ runSessionContract({
 
 runCacheContract({
   name: 'two-level (in-process L1 + Redis L2, Bentocache)',
-  create: async ({ maxEntries }) =>
-    createTwoLevelCache({
-      redis: connect(),
-      subscriber: connectRedis({ host, port }, subscriberOptions),
-      maxEntries,
-      defaultTtlSeconds: 60,
-    }),
+  create: async ({ maxEntries }) => webServerCache(maxEntries),
   skipEviction: 'L2 holds what L1 evicts: the bound is the cache Redis maxmemory, not an entry count',
 });
 
@@ -65,14 +67,7 @@ runRateLimiterContract({ name: 'Redis (durable tier)', create: async () => creat
 
 describe('two-level cache across web servers', () => {
   it('a delete on one server reaches the L1 of another through the bus', async () => {
-    const make = () =>
-      createTwoLevelCache({
-        redis: connect(),
-        subscriber: connectRedis({ host, port }, subscriberOptions),
-        maxEntries: 100,
-        defaultTtlSeconds: 60,
-      });
-    const [a, b] = [make(), make()];
+    const [a, b] = [webServerCache(), webServerCache()];
     await new Promise((r) => setTimeout(r, 200)); // both subscribed
     const key = `bus:${randomBytes(4).toString('hex')}`;
     try {
@@ -93,14 +88,7 @@ describe('two-level cache across web servers', () => {
   });
 
   it('a slow fill on one server does not store a value a delete on another server made stale', async () => {
-    const make = () =>
-      createTwoLevelCache({
-        redis: connect(),
-        subscriber: connectRedis({ host, port }, subscriberOptions),
-        maxEntries: 100,
-        defaultTtlSeconds: 60,
-      });
-    const [writer, reader, third] = [make(), make(), make()];
+    const [writer, reader, third] = [webServerCache(), webServerCache(), webServerCache()];
     await new Promise((r) => setTimeout(r, 200)); // all subscribed
     const key = `race:${randomBytes(4).toString('hex')}`;
     try {

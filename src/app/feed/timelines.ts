@@ -114,6 +114,16 @@ export function createTimelines(deps: {
   const followers = async (userId: string) =>
     (await cached(cache, followersKey(userId), () => social.followerIds(userId), 300)) ?? [];
   const cap = settings.maxEntries;
+  /**
+   * The timelines a photo of `ownerId` goes to: theirs (author and home) and,
+   * unless they are popular, each follower's home. `fannedOut` is how many followers.
+   */
+  const targetsOf = async (ownerId: string) => {
+    const fans = await followers(ownerId);
+    const fanout = fans.length <= settings.fanoutMaxFollowers;
+    const timelines = [authorTimeline(ownerId), homeTimeline(ownerId), ...(fanout ? fans.map(homeTimeline) : [])];
+    return { timelines, fannedOut: fanout ? fans.length : 0, popular: !fanout };
+  };
   const authorEntries = (ownerId: string) => () => photos.authorEntries(ownerId, cap);
 
   return {
@@ -157,29 +167,17 @@ export function createTimelines(deps: {
     ready: (photo: TimelinePhoto): Promise<void> =>
       bestEffort('fanout', async () => {
         const started = performance.now();
-        const targets = await followers(photo.ownerId);
-        const fanout = targets.length <= settings.fanoutMaxFollowers;
-        await store.push(
-          [authorTimeline(photo.ownerId), homeTimeline(photo.ownerId), ...(fanout ? targets.map(homeTimeline) : [])],
-          entryOf(photo),
-        );
-        metrics.fannedOut(fanout ? targets.length : 0, (performance.now() - started) / 1000);
+        const targets = await targetsOf(photo.ownerId);
+        await store.push(targets.timelines, entryOf(photo));
+        metrics.fannedOut(targets.fannedOut, (performance.now() - started) / 1000);
         // An author who just became popular: readers must merge them in from now on, not in 30 s.
-        if (!fanout && !(await popular()).includes(photo.ownerId)) await cache.delete(popularKey);
+        if (targets.popular && !(await popular()).includes(photo.ownerId)) await cache.delete(popularKey);
       }),
 
     /** A deleted photo leaves every timeline it was pushed to. */
     deleted: (photo: TimelinePhoto): Promise<void> =>
       bestEffort('delete', async () => {
-        const targets = await followers(photo.ownerId);
-        await store.remove(
-          [
-            authorTimeline(photo.ownerId),
-            homeTimeline(photo.ownerId),
-            ...(targets.length <= settings.fanoutMaxFollowers ? targets.map(homeTimeline) : []),
-          ],
-          photo.id,
-        );
+        await store.remove((await targetsOf(photo.ownerId)).timelines, photo.id);
       }),
 
     /** A follow: the author's recent photos merged into the follower's home timeline (a popular author's are merged at read). */

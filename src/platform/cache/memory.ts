@@ -1,4 +1,4 @@
-import { type Cache, type CacheLookup, createLocalLeases } from '../../ports/cache.ts';
+import { type Cache, type CacheLookup, createLocalLeases, type LocalLeases } from '../../ports/cache.ts';
 import { type EvictionPolicy, evictionOrder } from './eviction.ts';
 
 export interface MemoryCacheOptions {
@@ -6,6 +6,8 @@ export interface MemoryCacheOptions {
   maxEntries: number;
   defaultTtlSeconds: number;
   now?: () => number;
+  /** Where deletes are recorded for fill leases; a cache built on this one (two-level) shares it. */
+  leases?: LocalLeases;
 }
 
 /** Freezes a value parsed from JSON, all the way down. */
@@ -30,7 +32,7 @@ export function createMemoryCache(options: MemoryCacheOptions): Cache {
   let hits = 0;
   let misses = 0;
   const listeners: ((lookup: CacheLookup) => void)[] = [];
-  const leases = createLocalLeases(now);
+  const leases = options.leases ?? createLocalLeases(now);
 
   const drop = (key: string) => {
     entries.delete(key);

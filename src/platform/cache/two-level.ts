@@ -48,17 +48,15 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
     l2CircuitBreakerDuration: '5s',
     stores: { l2: bentostore().useL2Layer(redisDriver({ connection: options.redis })) },
   });
+  // Deletes seen here (this server's and those broadcast by others) are recorded by L1's delete, for the fills' leases.
+  const leases = createLocalLeases();
   const l1 = createMemoryCache({
     policy: 'lru',
     maxEntries: options.maxEntries,
     defaultTtlSeconds: options.defaultTtlSeconds,
+    leases,
   });
-  // Deletes seen here (this server's and those broadcast by others), for the fills' leases.
-  const leases = createLocalLeases();
-  const dropLocal = async (keys: string[]) => {
-    leases.deleted(keys);
-    await l1.delete(...keys);
-  };
+  const dropLocal = (keys: string[]) => l1.delete(...keys);
   const listeners: ((lookup: CacheLookup) => void)[] = [];
   const tell = (lookup: CacheLookup) => {
     for (const l of listeners) l(lookup);
@@ -116,7 +114,7 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
         tell({ key, result: 'miss' });
         return undefined;
       }
-      if (leases.valid(lease)) await l1.set(key, stored.v, Math.max(1, Math.floor(ttlMs / 1000)));
+      await l1.set(key, stored.v, Math.max(1, Math.floor(ttlMs / 1000)), lease);
       hits++;
       tell({ key, result: 'hit', level: 'l2' });
       return stored.v as T;
