@@ -105,6 +105,10 @@ export const configSchema = z.strictObject({
   imageDecodeTimeoutSeconds: int(1, 600).default(10),
   signupRateLimit: int(1, 1_000_000).default(5),
   rateLimitWindowSeconds: int(1, 86_400).default(60),
+  /** On SIGTERM: failing health checks the balancer needs before it takes a server out (HAProxy's `fall`). */
+  drainChecks: int(1, 100).default(2),
+  /** On SIGTERM: the longest wait for the balancer to let go, before closing anyway. */
+  drainMaxSeconds: int(0, 600).default(15),
 });
 
 export type Config = z.output<typeof configSchema>;
@@ -157,6 +161,8 @@ export const envNames: Record<keyof Config, string> = {
   imageDecodeTimeoutSeconds: 'SCALEOUT_IMAGE_DECODE_TIMEOUT_SECONDS',
   signupRateLimit: 'SCALEOUT_SIGNUP_RATE_LIMIT',
   rateLimitWindowSeconds: 'SCALEOUT_RATE_LIMIT_WINDOW_SECONDS',
+  drainChecks: 'SCALEOUT_DRAIN_CHECKS',
+  drainMaxSeconds: 'SCALEOUT_DRAIN_MAX_SECONDS',
 };
 
 /**

@@ -32,6 +32,7 @@ import { createMemorySessionStore } from './platform/sessions/memory.ts';
 import { createMemoryTimelineStore } from './platform/timelines/memory.ts';
 import { codeVersion } from './platform/version.ts';
 import type { Db } from './ports/db.ts';
+import { createDrain, type Drain, defaultDrain } from './server/drain.ts';
 import { buildMetricsServer, listenUrl } from './server/metrics.ts';
 import { startPhotoWorker } from './worker/photo-variants.ts';
 
@@ -77,6 +78,8 @@ export interface Runtime {
   listen(): Promise<string>;
   /** Where /metrics is served, once listening. */
   metricsUrl(): string;
+  /** Graceful shutdown's first half: fail /readyz until the balancer has let go (then `close`). */
+  drain: Drain;
   close(): Promise<void>;
 }
 
@@ -219,6 +222,11 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
     if (resumed > 0) logger.info({ photos: resumed }, 're-queued photos left processing by the last run');
 
     const { buildServer } = await serverModule;
+    const drain = createDrain({
+      ...defaultDrain,
+      balancerChecks: config.drainChecks,
+      maxWaitMs: config.drainMaxSeconds * 1000,
+    });
     const server = await buildServer({
       services,
       sessions,
@@ -234,6 +242,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
         publicUrl: config.publicUrl,
       },
       version: codeVersion(),
+      drain,
       readiness: [
         { name: 'db', check: () => db.ping() },
         { name: 'blobs', check: () => blobs.ping() },
@@ -253,6 +262,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
         return url;
       },
       metricsUrl: () => listenUrl(metricsServer),
+      drain,
       close,
     };
   } catch (err) {

@@ -1,10 +1,13 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { projectRoot } from '../cluster/components/web.ts';
+import { callSupervisor } from '../cluster/control.ts';
 import { down, readState, up } from '../cluster/launcher.ts';
 import { keep, type Level, type LogLine, mergeByTime, parseLines } from '../cluster/logs.ts';
 import { isAlive, sleep } from '../cluster/process.ts';
 import { status, statusTable } from '../cluster/status.ts';
+import { runSupervisor } from '../cluster/supervisor.ts';
 import { buildPreset, type PresetName, presets, type Topology, topologySchema } from '../cluster/topology.ts';
 import { loadTestLimits } from '../config.ts';
 import { buildDashboard } from '../dashboard/server.ts';
@@ -32,6 +35,7 @@ function loadTopology(arg: string, o: UpFlags): Topology {
       webServers: o.webServers ? Number(o.webServers) : undefined,
       synchronous: !o.async,
       patroniTtl: o.patroniTtl ? Number(o.patroniTtl) : undefined,
+      supervise: o.supervise,
     });
   }
   if (existsSync(arg)) return topologySchema.parse(JSON.parse(readFileSync(arg, 'utf8')));
@@ -47,17 +51,21 @@ interface UpFlags {
   async?: boolean;
   patroniTtl?: string;
   print?: boolean;
+  supervise?: boolean;
 }
 
 export function clusterCommands(program: Command, root: string): void {
   program
     .command('up')
-    .description('Start a topology (a preset: single, db, lb; or a topology JSON file) and wait until it is healthy')
+    .description(
+      'Start a topology (a preset: single, db, lb, cache, stateless; or a topology JSON file) and wait until it is healthy',
+    )
     .argument('<preset|file>')
     .option('--name <name>', 'name of this topology (two can run at once under different names)')
     .option('--octet <n>', 'second octet of every address, 127.<n>.x.y')
     .option('--port <port>', 'port of the public endpoint (lb: 8080)')
     .option('--web-servers <n>', 'web servers behind the load balancer (lb: 2)')
+    .option('--no-supervise', 'start no supervisor: what dies stays dead (lb, cache, stateless)')
     .option('--async', 'asynchronous replication instead of synchronous (lb)')
     .option('--patroni-ttl <s>', 'Patroni leader TTL, the failover detection time (lb: 5)')
     .option('--load-test', 'raise the per-client log-in and sign-up limits, for seeding and benchmarks')
@@ -169,6 +177,107 @@ export function clusterCommands(program: Command, root: string): void {
       const stop = () => void app.close().then(() => process.exit(0));
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
+    });
+
+  program
+    .command('supervise', { hidden: true })
+    .description('Keep the processes of the topology in --run-dir running (started by up)')
+    .requiredOption('--run-dir <dir>')
+    .action(async (o: { runDir: string }) => {
+      const supervisor = await runSupervisor(path.resolve(o.runDir));
+      const stop = () => void supervisor.close().then(() => process.exit(0));
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+    });
+
+  program
+    .command('scale')
+    .description('Set the number of web servers (web=N): new ones join when ready, leaving ones drain first')
+    .argument('<tier=count>', 'web=N')
+    .option('--name <name>')
+    .action(async (arg: string, o: { name?: string }) => {
+      const m = /^web=(\d+)$/.exec(arg);
+      if (!m) throw new Error('expected web=<count>, e.g. "scaleout scale web=4"');
+      const state = pickState(root, o.name);
+      const answer = await callSupervisor<{ webServers?: string[]; autoscalerPaused?: boolean; error?: string }>(
+        state,
+        'POST',
+        '/scale',
+        { web: Number(m[1]) },
+      );
+      if (answer.status !== 200) throw new Error(answer.body.error ?? `HTTP ${answer.status}`);
+      if (answer.body.autoscalerPaused)
+        process.stdout.write('the autoscaler is paused ("scaleout autoscale --on" resumes it)\n');
+      process.stdout.write(`${answer.body.webServers?.length} web servers: ${answer.body.webServers?.join(', ')}\n`);
+    });
+
+  program
+    .command('autoscale')
+    .description("Show or change the web tier's autoscaler (requests in flight per server, Kubernetes HPA's rule)")
+    .option('--name <name>')
+    .option('--min <n>', 'fewest web servers')
+    .option('--max <n>', 'most web servers (16 at most)')
+    .option('--target <n>', 'requests in flight per web server to aim for')
+    .option('--stabilization <s>', 'seconds a lower recommendation must hold before scaling down (default 60)')
+    .option('--tolerance <x>', 'no change while metric/target is within 1 ± this (default 0.1)')
+    .option('--period <s>', 'seconds between decisions (default 5)')
+    .option('--on', 'turn it on')
+    .option('--off', 'turn it off (the count then changes only by "scaleout scale")')
+    .action(
+      async (o: {
+        name?: string;
+        min?: string;
+        max?: string;
+        target?: string;
+        stabilization?: string;
+        tolerance?: string;
+        period?: string;
+        on?: boolean;
+        off?: boolean;
+      }) => {
+        const state = pickState(root, o.name);
+        const num = (v?: string) => (v === undefined ? undefined : Number(v));
+        const change = {
+          min: num(o.min),
+          max: num(o.max),
+          target: num(o.target),
+          stabilizationSeconds: num(o.stabilization),
+          tolerance: num(o.tolerance),
+          periodSeconds: num(o.period),
+          enabled: o.off ? false : o.on ? true : undefined,
+        };
+        const given = Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined));
+        const answer =
+          Object.keys(given).length === 0
+            ? await callSupervisor<Record<string, unknown>>(state, 'GET', '/status')
+            : await callSupervisor<Record<string, unknown>>(state, 'POST', '/autoscale', given);
+        if (answer.status !== 200) throw new Error(String(answer.body.error ?? `HTTP ${answer.status}`));
+        process.stdout.write(`${JSON.stringify(answer.body, null, 2)}\n`);
+      },
+    );
+
+  program
+    .command('deploy')
+    .description('Rolling deploy: replace every web server, one at a time, with one running this checkout')
+    .option('--name <name>')
+    .option('--from <dir>', 'the checkout to deploy (default: the one this command runs from)')
+    .option('--ready-timeout <s>', 'seconds a new server may take to become ready before the deploy stops', '60')
+    .action(async (o: { name?: string; from?: string; readyTimeout: string }) => {
+      const state = pickState(root, o.name);
+      const checkout = path.resolve(o.from ?? projectRoot);
+      if (!existsSync(path.join(checkout, 'bin', 'scaleout.js')))
+        throw new Error(`${checkout} is not a scaleout checkout`);
+      const started = Date.now();
+      const answer = await callSupervisor<{
+        version?: string;
+        replaced?: { old: string; new: string }[];
+        error?: string;
+      }>(state, 'POST', '/deploy', { checkout, readySeconds: Number(o.readyTimeout) });
+      if (answer.status !== 200) throw new Error(answer.body.error ?? `HTTP ${answer.status}`);
+      for (const r of answer.body.replaced ?? []) process.stdout.write(`  ${r.old} → ${r.new}\n`);
+      process.stdout.write(
+        `deployed ${answer.body.version?.slice(0, 12)} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+      );
     });
 
   program

@@ -36,7 +36,11 @@ program
       if (stopping) return;
       stopping = true;
       runtime.logger.info({ signal }, 'shutting down');
+      // SIGTERM (a supervisor, a deploy, a scale-in): out of the balancer's rotation first, then close.
+      // Closing lets requests in flight finish and closes idle keep-alive connections.
+      if (signal === 'SIGTERM') runtime.logger.info(await runtime.drain.begin(), 'drained: closing');
       await runtime.close();
+      runtime.logger.info('stopped');
       process.exit(0);
     };
     process.on('SIGINT', () => void stop('SIGINT'));

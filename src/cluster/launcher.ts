@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { startDashboard } from './components/dashboard.ts';
@@ -18,7 +18,8 @@ import {
   startSentinel,
   waitForSentinels,
 } from './components/redis.ts';
-import { startWeb } from './components/web.ts';
+import { startSupervisor } from './components/supervisor.ts';
+import { projectRoot, startWeb } from './components/web.ts';
 import { httpStatus, isAlive, type StartedProcess, spawned, stopProcess, tcpOpen, waitUntil } from './process.ts';
 import {
   addressesOf,
@@ -35,6 +36,16 @@ export interface RunningProcess {
   kind: ProcessKind;
   pid: number;
   log: string;
+  /** Times the supervisor has started it again. */
+  restarts?: number;
+  /** How its last run ended, as the supervisor saw it (code and signal are null when it was not the parent). */
+  lastExit?: ProcessExit;
+}
+
+export interface ProcessExit {
+  at: string;
+  code: number | null;
+  signal: string | null;
 }
 
 /** What `up` leaves in the run directory, so that status, logs and down can find everything by PID. */
@@ -45,6 +56,8 @@ export interface ClusterState {
   secrets: DbSecrets;
   processes: RunningProcess[];
   startedAt: string;
+  /** The checkout the web servers run (the project's own, until a deploy names another). */
+  checkout?: string;
 }
 
 export interface UpOptions {
@@ -59,14 +72,35 @@ const appDatabase = 'scaleout';
 const stateFile = (runDir: string) => path.join(runDir, 'state.json');
 
 export function readState(runRoot: string, name: string): ClusterState | null {
-  const file = stateFile(path.join(runRoot, name));
+  return readStateDir(path.join(runRoot, name));
+}
+
+export function readStateDir(runDir: string): ClusterState | null {
+  const file = stateFile(runDir);
   if (!existsSync(file)) return null;
   const state = JSON.parse(readFileSync(file, 'utf8')) as ClusterState;
   state.topology = topologySchema.parse(state.topology);
   return state;
 }
 
-const save = (state: ClusterState) => writeFileSync(stateFile(state.runDir), JSON.stringify(state, null, 2));
+const save = (state: ClusterState) => {
+  const file = stateFile(state.runDir);
+  writeFileSync(`${file}.tmp`, JSON.stringify(state, null, 2));
+  renameSync(`${file}.tmp`, file);
+};
+
+/**
+ * Changes the state file as it is now on disk (the supervisor and the CLI
+ * both write it: each change is a read-modify-write of the latest copy) and
+ * returns the new state.
+ */
+export function updateState(runDir: string, change: (state: ClusterState) => void): ClusterState {
+  const state = JSON.parse(readFileSync(stateFile(runDir), 'utf8')) as ClusterState;
+  state.topology = topologySchema.parse(state.topology);
+  change(state);
+  save(state);
+  return state;
+}
 
 /**
  * Renders and starts every server of a topology, in dependency order, and
@@ -101,6 +135,7 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
     secrets: { superuser: secret(), replication: secret(), rewind: secret(), app: secret() },
     processes: [],
     startedAt: new Date().toISOString(),
+    checkout: projectRoot,
   };
   save(state);
   const record = (spec: ProcessSpec, p: StartedProcess) => {
@@ -237,6 +272,12 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
         'the site through the load balancer',
       );
     }
+
+    // Last: from here on, what dies is started again.
+    for (const supervisor of of('supervisor')) {
+      log(`starting the supervisor http://${supervisor.listen.host}:${supervisor.listen.port}`);
+      record(supervisor, await startSupervisor(supervisor, runDir));
+    }
     return state;
   } catch (err) {
     log(`start failed: ${(err as Error).message}; stopping what was started`);
@@ -252,7 +293,14 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
 export async function down(state: ClusterState, opts: { purge: boolean }): Promise<void> {
   // Another process (the dashboard) may have restarted some: the state file has the latest PIDs.
   const file = stateFile(state.runDir);
-  if (existsSync(file)) state.processes = (JSON.parse(readFileSync(file, 'utf8')) as ClusterState).processes;
+  const latest = () => {
+    if (existsSync(file)) state.processes = (JSON.parse(readFileSync(file, 'utf8')) as ClusterState).processes;
+  };
+  latest();
+  // The supervisor first, so that nothing is started again; it finishes the change it was making
+  // (a web server it was adding is then in the state file, read again below).
+  for (const p of state.processes.filter((x) => x.kind === 'supervisor')) await stopProcess(p.pid, 30_000);
+  latest();
   for (const p of [...state.processes].reverse()) await stopProcess(p.pid, 15_000);
   // A Patroni killed with SIGKILL leaves its PostgreSQL running, holding the port for the next `up`:
   // found by its data dir's postmaster.pid and stopped with a fast shutdown (SIGINT).
@@ -270,6 +318,8 @@ export async function restart(
   name: string,
   opts: { webEnv?: Record<string, string> } = {},
 ): Promise<RunningProcess> {
+  // The topology may have changed since the caller read it (scaling, deploys, other restarts).
+  Object.assign(state, readStateDir(state.runDir));
   const spec = allProcesses(state.topology).find((p) => p.name === name);
   if (!spec) throw new Error(`no process named "${name}"`);
   const old = state.processes.find((p) => p.name === name);
@@ -277,14 +327,21 @@ export async function restart(
   const all = allProcesses(state.topology);
   let started: StartedProcess;
   switch (spec.kind) {
-    case 'web': {
-      const env = JSON.parse(readFileSync(path.join(state.runDir, 'web.env.json'), 'utf8')) as Record<string, string>;
-      started = await startWeb(spec, state.runDir, { ...env, ...opts.webEnv });
+    case 'web':
+      started = await startWeb(
+        spec,
+        state.runDir,
+        { ...webEnvOf(state), ...opts.webEnv },
+        { checkout: state.checkout },
+      );
       break;
-    }
     case 'patroni': {
       const etcd = all.find((p) => p.kind === 'etcd');
       if (etcd?.kind !== 'etcd') throw new Error('no etcd in the topology');
+      // As systemd stops what is left in a service's cgroup before a restart: the PostgreSQL a killed
+      // Patroni left running goes first (fast shutdown), so the node starts clean and rejoins as a replica.
+      const orphan = postmasterPid(state, spec.name);
+      if (orphan) await stopProcess(orphan, 15_000, 'SIGINT');
       started = startPatroni(state.topology, spec, etcd, state.runDir, state.secrets);
       break;
     }
@@ -336,6 +393,9 @@ export async function restart(
     case 'dashboard':
       started = await startDashboard(state.topology, spec, path.dirname(state.runDir), state.runDir);
       break;
+    case 'supervisor':
+      started = await startSupervisor(spec, state.runDir);
+      break;
     case 'postgres':
       started = await startPostgresServer({
         dir: path.join(state.runDir, spec.name),
@@ -346,10 +406,20 @@ export async function restart(
       break;
   }
   const entry: RunningProcess = { name, kind: spec.kind, pid: started.pid, log: started.log };
-  state.processes = [...state.processes.filter((p) => p.name !== name), entry];
-  save(state);
+  const latest = updateState(state.runDir, (s) => {
+    const before = s.processes.find((p) => p.name === name);
+    s.processes = [
+      ...s.processes.filter((p) => p.name !== name),
+      { ...entry, restarts: before?.restarts, lastExit: before?.lastExit },
+    ];
+  });
+  state.processes = latest.processes;
   return entry;
 }
+
+/** The environment every web server of the topology starts with (written by `up`). */
+export const webEnvOf = (state: ClusterState): Record<string, string> =>
+  JSON.parse(readFileSync(path.join(state.runDir, 'web.env.json'), 'utf8')) as Record<string, string>;
 
 /**
  * The PostgreSQL server process under a Patroni node (its data dir's

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { closeSync, openSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { isAlive } from '../platform/pid.ts';
@@ -26,6 +27,9 @@ export interface SpawnOptions {
  */
 export const spawned = new Set<number>();
 
+/** How each process this one started ended: `exits.on('exit', (pid, code, signal) => …)`. */
+export const exits = new EventEmitter<{ exit: [pid: number, code: number | null, signal: NodeJS.Signals | null] }>();
+
 const baseEnv = { PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', LANG: 'C.UTF-8' };
 
 /**
@@ -48,7 +52,9 @@ export function startProcess(opts: SpawnOptions): StartedProcess {
   closeSync(out);
   child.unref();
   if (!child.pid) throw new Error(`could not start ${opts.command}`);
-  spawned.add(child.pid);
+  const pid = child.pid;
+  child.on('exit', (code, signal) => exits.emit('exit', pid, code, signal));
+  spawned.add(pid);
   return { pid: child.pid, log: opts.log };
 }
 

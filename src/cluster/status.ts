@@ -5,8 +5,9 @@ import { isLeader, leaderReplication, patroniCluster } from './components/patron
 import { exporterUp } from './components/postgres-exporter.ts';
 import { prometheusReady } from './components/prometheus.ts';
 import { redisExporterUp, redisRole, sentinelView } from './components/redis.ts';
+import { supervisorUp } from './components/supervisor.ts';
 import { webReady, webVersion } from './components/web.ts';
-import type { ClusterState } from './launcher.ts';
+import type { ClusterState, ProcessExit } from './launcher.ts';
 import { httpStatus, isAlive, tcpOpen } from './process.ts';
 import { addressOf, allProcesses, type ProcessKind, type ProcessSpec } from './topology.ts';
 
@@ -24,6 +25,10 @@ export interface ProcessStatus {
   tier?: 'durable' | 'cache';
   /** Web servers: the git commit they run (from their /healthz). */
   version?: string;
+  /** Times the supervisor has started it again. */
+  restarts: number;
+  /** How its last run ended (code and signal null when unknown), if it ever died. */
+  lastExit: ProcessExit | null;
 }
 
 /** Every process of the topology with its role, PID and health, checked live. */
@@ -45,6 +50,8 @@ export async function status(state: ClusterState): Promise<ProcessStatus[]> {
         pid: running?.pid ?? null,
         alive,
         health: 'down',
+        restarts: running?.restarts ?? 0,
+        lastExit: running?.lastExit ?? null,
       };
       if (!alive) return row;
       let ok = false;
@@ -116,6 +123,10 @@ export async function status(state: ClusterState): Promise<ProcessStatus[]> {
           ok = (await httpStatus(`http://${spec.listen.host}:${spec.listen.port}/healthz`)) === 200;
           row.role = 'load balancer (public)';
           break;
+        case 'supervisor':
+          ok = (await supervisorUp(spec)) === 200;
+          row.role = 'supervisor';
+          break;
       }
       row.health = ok ? 'healthy' : 'unhealthy';
       return row;
@@ -123,8 +134,15 @@ export async function status(state: ClusterState): Promise<ProcessStatus[]> {
   );
 }
 
+/** A last exit in words: "SIGKILL 12:03:04", "code 1 12:03:04". */
+export function exitText(e: ProcessExit | null): string {
+  if (!e) return '';
+  const how = e.signal ?? (e.code !== null ? `code ${e.code}` : 'unknown');
+  return `${how} ${e.at.slice(11, 19)}`;
+}
+
 export function statusTable(rows: ProcessStatus[]): string {
-  const header = ['NAME', 'ROLE', 'ADDRESS', 'PID', 'HEALTH', 'LAG'];
+  const header = ['NAME', 'ROLE', 'ADDRESS', 'PID', 'HEALTH', 'LAG', 'RESTARTS', 'LAST EXIT'];
   const lines = rows.map((r) => [
     r.name,
     r.role,
@@ -132,6 +150,8 @@ export function statusTable(rows: ProcessStatus[]): string {
     r.pid ? String(r.pid) : '-',
     r.health + (r.detail && r.health !== 'down' ? ` (${r.detail})` : ''),
     r.lagBytes === undefined ? '' : r.lagBytes === null ? '?' : `${r.lagBytes} B`,
+    String(r.restarts),
+    exitText(r.lastExit),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
   return [header, ...lines]

@@ -54,6 +54,13 @@ const process = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('redisSentinel'), name: z.string(), listen: address }),
   /** Prometheus metrics of one Redis server (the process named by `server`). */
   z.object({ kind: z.literal('redisExporter'), name: z.string(), listen: address, server: z.string() }),
+  /**
+   * Keeps every other process of the topology running (restarts with
+   * Kubernetes' crash-loop back-off), scales and deploys the web tier through
+   * the balancer's runtime API, and runs the autoscaler. `listen`: its private
+   * control API and /metrics.
+   */
+  z.object({ kind: z.literal('supervisor'), name: z.string(), listen: address }),
   z.object({
     kind: z.literal('dbProxy'),
     name: z.string(),
@@ -64,6 +71,28 @@ const process = z.discriminatedUnion('kind', [
     stats: address,
   }),
 ]);
+
+/**
+ * Kubernetes HPA's rule on the web tier: desired = ceil(current × metric /
+ * target), no change within `tolerance`, up at once, down only to the highest
+ * recommendation of the last `stabilizationSeconds`, within [min, max].
+ * The metric: requests in flight per web server, as the balancer counts them.
+ */
+export const autoscalePolicy = z.object({
+  min: z.number().int().min(1).max(16),
+  max: z.number().int().min(1).max(16),
+  /** Requests in flight per web server the autoscaler aims for. */
+  target: z.number().positive(),
+  tolerance: z.number().min(0).max(1).default(0.1),
+  stabilizationSeconds: z.number().min(0).max(3600).default(60),
+  /** How often it decides (Kubernetes: 15 s). */
+  periodSeconds: z.number().min(1).max(300).default(5),
+  enabled: z.boolean().default(true),
+});
+export type AutoscalePolicy = z.infer<typeof autoscalePolicy>;
+
+/** At most this many web servers (their addresses 127.<octet>.1.1–16, and the balancer's slots). */
+export const maxWebServers = 16;
 
 export const topologySchema = z.object({
   name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/),
@@ -76,6 +105,8 @@ export const topologySchema = z.object({
     /** The cache Redis's memory bound and eviction policy. */
     cacheMaxMemory: z.string().default('64mb'),
     cacheEviction: z.enum(['allkeys-lru', 'allkeys-lfu', 'volatile-lru', 'volatile-lfu']).default('allkeys-lru'),
+    /** The web tier's autoscaler (preset `stateless`); absent: the web-server count changes only by hand. */
+    autoscale: autoscalePolicy.optional(),
   }),
   dataCenters: z.array(z.object({ name: z.string(), processes: z.array(process) })).min(1),
 });
@@ -96,9 +127,13 @@ export interface PresetOptions {
   patroniTtl?: number;
   cacheMaxMemory?: string;
   cacheEviction?: 'allkeys-lru' | 'allkeys-lfu' | 'volatile-lru' | 'volatile-lfu';
+  /** Start a supervisor that restarts what dies (lb, cache, stateless: on by default). */
+  supervise?: boolean;
+  /** The autoscaler's policy (stateless). */
+  autoscale?: Partial<AutoscalePolicy>;
 }
 
-export const presets = ['single', 'db', 'lb', 'cache'] as const;
+export const presets = ['single', 'db', 'lb', 'cache', 'stateless'] as const;
 export type PresetName = (typeof presets)[number];
 
 /** 20–219, from the name, so that differently named topologies usually get different addresses. */
@@ -113,18 +148,24 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
   const octet = o.octet ?? octetFor(name);
   const ip = (tier: number, n: number) => `127.${octet}.${tier}.${n}`;
   // Tiers: .0 public edge, .1 web servers, .2 database, .3 coordination, .4 monitoring, .5 Redis.
-  // `cache` is `lb` plus the Redis tier.
-  const clustered = preset === 'lb' || preset === 'cache';
+  // `cache` is `lb` plus the Redis tier; `stateless` is `cache` plus the autoscaler.
+  const clustered = preset === 'lb' || preset === 'cache' || preset === 'stateless';
+  const withRedis = preset === 'cache' || preset === 'stateless';
   const webCount = clustered ? (o.webServers ?? 2) : 1;
   const db = preset === 'single' ? 'pglite' : 'postgres';
   const webPort = clustered ? 3000 : (o.port ?? 3000);
-  const webs = Array.from({ length: webCount }, (_, i) => ({
-    kind: 'web' as const,
-    name: `web-${i + 1}`,
-    listen: { host: clustered ? ip(1, i + 1) : ip(0, 1), port: webPort },
-    metrics: { host: clustered ? ip(1, i + 1) : ip(0, 1), port: webMetricsPort },
-    db: db as 'pglite' | 'postgres',
-  }));
+  if (webCount > maxWebServers) throw new Error(`at most ${maxWebServers} web servers`);
+  const webs = Array.from({ length: webCount }, (_, i) =>
+    clustered
+      ? webServerSpec(octet, i + 1)
+      : {
+          kind: 'web' as const,
+          name: 'web-1',
+          listen: { host: ip(0, 1), port: webPort },
+          metrics: { host: ip(0, 1), port: webMetricsPort },
+          db: db as 'pglite' | 'postgres',
+        },
+  );
   const processes: ProcessSpec[] = [];
   if (preset === 'db') processes.push({ kind: 'postgres', name: 'postgres', listen: { host: ip(2, 1), port: 5432 } });
   if (clustered) {
@@ -150,7 +191,7 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
       stats: { host: ip(2, 100), port: 7000 },
     });
   }
-  if (preset === 'cache') {
+  if (withRedis) {
     // Two Redis roles, as Mastodon's scaling guide separates them, each a master and a replica.
     for (const [t, tier] of [
       [1, 'durable'],
@@ -201,6 +242,11 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
   processes.push({ kind: 'hostExporter', name: 'host-exporter', listen: { host: ip(4, 5), port: 9100 } });
   processes.push({ kind: 'prometheus', name: 'prometheus', listen: { host: ip(4, 1), port: 9090 } });
   processes.push({ kind: 'dashboard', name: 'dashboard', listen: { host: ip(4, 2), port: 8090 } });
+  if (clustered && (o.supervise ?? true)) {
+    processes.push({ kind: 'supervisor', name: 'supervisor', listen: { host: ip(4, 3), port: 8091 } });
+  }
+  const autoscale =
+    preset === 'stateless' ? { min: webCount, max: Math.max(webCount, 6), target: 2, ...o.autoscale } : undefined;
   return topologySchema.parse({
     name,
     preset,
@@ -209,12 +255,40 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
       patroniTtl: o.patroniTtl ?? 5,
       cacheMaxMemory: o.cacheMaxMemory ?? '64mb',
       cacheEviction: o.cacheEviction ?? 'allkeys-lru',
+      autoscale,
     },
     dataCenters: [{ name: 'dc1', processes }],
   });
 }
 
 export const webMetricsPort = 9464;
+
+type WebSpec = Extract<ProcessSpec, { kind: 'web' }>;
+
+/** Web server `index` (1–16) of a clustered topology: web-<index> at 127.<octet>.1.<index>:3000. */
+export function webServerSpec(octet: number, index: number): WebSpec {
+  const host = `127.${octet}.1.${index}`;
+  return {
+    kind: 'web',
+    name: `web-${index}`,
+    listen: { host, port: 3000 },
+    metrics: { host, port: webMetricsPort },
+    db: 'postgres',
+  };
+}
+
+/** The web servers a topology has now (scaling and deploys change the list). */
+export const webServers = (t: Topology): WebSpec[] => allProcesses(t).filter((p): p is WebSpec => p.kind === 'web');
+
+/** A web server's slot: the last number of its name (web-3 → 3). */
+export const webIndex = (w: WebSpec): number => Number(w.name.slice(w.name.lastIndexOf('-') + 1));
+
+/** The second octet of a topology's addresses. */
+export const octetOf = (t: Topology): number => {
+  const lb = allProcesses(t).find((p) => p.kind === 'loadBalancer');
+  if (lb?.kind !== 'loadBalancer') throw new Error('this topology has no load balancer');
+  return Number(lb.listen.host.split('.')[1]);
+};
 
 /** Where a web server serves /metrics. */
 export function webMetrics(spec: Extract<ProcessSpec, { kind: 'web' }>): { host: string; port: number } {
@@ -248,6 +322,7 @@ export function addressesOf(p: ProcessSpec): { host: string; port: number }[] {
     case 'redis':
     case 'redisSentinel':
     case 'redisExporter':
+    case 'supervisor':
       return [p.listen];
     case 'loadBalancer':
       return [p.listen, p.stats];
@@ -273,6 +348,7 @@ export const addressOf = (p: ProcessSpec): string => {
     case 'redis':
     case 'redisSentinel':
     case 'redisExporter':
+    case 'supervisor':
       return `${p.listen.host}:${p.listen.port}`;
     case 'etcd':
       return `${p.client.host}:${p.client.port}`;

@@ -26,6 +26,7 @@ import type { ReadConsistency } from '../ports/db.ts';
 import type { SessionStore } from '../ports/sessions.ts';
 import { loadAssets } from './assets.ts';
 import { installAuth } from './auth.ts';
+import type { Drain } from './drain.ts';
 import { installErrorHandlers } from './errors.ts';
 import { healthRoutes, type ReadinessCheck } from './health.ts';
 import { installHostCheck, requireApiContentType } from './requests.ts';
@@ -47,6 +48,8 @@ export interface ServerOptions {
   readiness: ReadinessCheck[];
   /** The code version (git commit) this server runs, shown by /healthz. */
   version?: string;
+  /** Graceful shutdown: /readyz fails while draining; requests in flight are counted. */
+  drain?: Drain;
   trustProxy: boolean | number | string[];
   /** Signs the forms' CSRF tokens. */
   secret: string;
@@ -67,7 +70,12 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
       return typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
     },
     routerOptions: { ignoreTrailingSlash: true },
+    // Closing waits for requests in flight and closes idle keep-alive connections; a late request on a
+    // busy connection is still served (the balancer has taken this server out before the close).
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
   });
+  options.drain?.install(app);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(responseSerializerCompiler);
 
@@ -160,6 +168,6 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   await app.register(htmlRoutes(services, { ...settings, stylesheetUrl: assets.url('style.css') }));
   await app.register(mediaRoutes(services));
   await app.register(assets.plugin);
-  await app.register(healthRoutes(options.readiness, options.version));
+  await app.register(healthRoutes(options.readiness, options.version, options.drain));
   return app;
 }

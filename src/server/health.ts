@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
+import type { Drain } from './drain.ts';
 
 export interface ReadinessCheck {
   name: string;
@@ -7,12 +8,18 @@ export interface ReadinessCheck {
 
 /**
  * /healthz: the process answers, with the version (git commit) it runs.
- * /readyz: its dependencies answer too. (/metrics has its own listener.)
+ * /readyz: its dependencies answer too, and it is not shutting down (a
+ * draining server answers 503 so that the balancer takes it out of rotation).
+ * (/metrics has its own listener.)
  */
-export function healthRoutes(checks: ReadinessCheck[], version = 'unknown'): FastifyPluginAsync {
+export function healthRoutes(checks: ReadinessCheck[], version = 'unknown', drain?: Drain): FastifyPluginAsync {
   return async (app) => {
     app.get('/healthz', async () => ({ status: 'ok', version }));
     app.get('/readyz', async (request, reply) => {
+      if (drain?.draining) {
+        drain.failedCheck();
+        return reply.code(503).header('connection', 'close').send({ status: 'draining', checks: {} });
+      }
       const results = await Promise.all(
         checks.map(async (c) => {
           try {

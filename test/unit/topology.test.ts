@@ -2,10 +2,18 @@ import { describe, expect, it } from 'vitest';
 import { dbProxyConfig, loadBalancerConfig } from '../../src/cluster/components/haproxy.ts';
 import { patroniConfig } from '../../src/cluster/components/patroni.ts';
 import { redisConfig, sentinelConfig } from '../../src/cluster/components/redis.ts';
-import { allProcesses, buildPreset, octetFor, publicUrl, topologySchema } from '../../src/cluster/topology.ts';
+import {
+  allProcesses,
+  buildPreset,
+  octetFor,
+  type PresetOptions,
+  publicUrl,
+  topologySchema,
+} from '../../src/cluster/topology.ts';
 import { lsnReached, parseLsn } from '../../src/platform/db/consistency.ts';
 
-const kinds = (preset: 'single' | 'db' | 'lb') => allProcesses(buildPreset(preset)).map((p) => p.kind);
+const kinds = (preset: 'single' | 'db' | 'lb', o: PresetOptions = {}) =>
+  allProcesses(buildPreset(preset, o)).map((p) => p.kind);
 
 describe('presets are data', () => {
   it('single, db and lb hold the processes of their chapter step', () => {
@@ -31,7 +39,26 @@ describe('presets are data', () => {
       'hostExporter',
       'prometheus',
       'dashboard',
+      'supervisor',
     ]);
+    expect(kinds('lb', { supervise: false })).not.toContain('supervisor');
+  });
+
+  it('stateless is cache plus the autoscaler policy, within 16 web servers', () => {
+    const t = buildPreset('stateless', { octet: 61, autoscale: { max: 4, target: 1.5 } });
+    expect(allProcesses(t).filter((p) => p.kind === 'redis')).toHaveLength(4);
+    expect(allProcesses(t).filter((p) => p.kind === 'supervisor')).toHaveLength(1);
+    expect(t.options.autoscale).toEqual({
+      min: 2,
+      max: 4,
+      target: 1.5,
+      tolerance: 0.1,
+      stabilizationSeconds: 60,
+      periodSeconds: 5,
+      enabled: true,
+    });
+    expect(buildPreset('cache').options.autoscale).toBeUndefined();
+    expect(() => buildPreset('lb', { webServers: 17 })).toThrow(/16/);
   });
 
   it('gives every server its own loopback address and only the load balancer the public one', () => {
@@ -101,8 +128,12 @@ describe('rendered configs', () => {
     expect(cfg).toContain('option redispatch');
     expect(cfg).toMatch(/retry-on conn-failure empty-response/);
     expect(cfg).toContain('http-request disable-l7-retry if METH_POST');
-    expect(cfg).toContain('server web-1 127.50.1.1:3000 check');
+    expect(cfg).toContain('server web-1 127.50.1.1:3000 check\n');
     expect(cfg).toContain('bind 127.50.0.1:8080');
+    // A slot for every server the tier may grow to; those not running are in maintenance.
+    expect(cfg).toContain('server web-3 127.50.1.3:3000 check disabled\n');
+    expect(cfg).toContain('server web-16 127.50.1.16:3000 check disabled');
+    expect(cfg.match(/^ {4}server web-/gm)).toHaveLength(16);
   });
 
   it('the database proxy follows Patroni: /primary for writes, /replica for reads', () => {

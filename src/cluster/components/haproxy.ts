@@ -1,7 +1,8 @@
 import { writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import path from 'node:path';
 import { type StartedProcess, startProcess, tcpOpen, waitUntil } from '../process.ts';
-import type { ProcessSpec } from '../topology.ts';
+import { maxWebServers, type ProcessSpec, webIndex, webServerSpec } from '../topology.ts';
 import { requireBinaries } from './postgres.ts';
 
 type LoadBalancer = Extract<ProcessSpec, { kind: 'loadBalancer' }>;
@@ -15,9 +16,20 @@ type Patroni = Extract<ProcessSpec, { kind: 'patroni' }>;
  * retried on another server (redispatch); idempotent requests are also retried
  * when a server dies mid-answer. HAProxy sets the request id that the web
  * servers log.
+ *
+ * The backend has a slot for every web server the topology may ever have
+ * (web-1 … web-16, each at its own address); the slots of servers not running
+ * are `disabled` (maintenance). Scaling and deploys turn slots on and off
+ * through the runtime API and rewrite this file, so a restarted balancer
+ * starts with the same servers.
  */
 export function loadBalancerConfig(lb: LoadBalancer, webs: Web[]): string {
-  const servers = webs.map((w) => `    server ${w.name} ${w.listen.host}:${w.listen.port} check`).join('\n');
+  const octet = Number(lb.listen.host.split('.')[1]);
+  const running = new Set(webs.map(webIndex));
+  const servers = Array.from({ length: maxWebServers }, (_, i) => {
+    const w = webServerSpec(octet, i + 1);
+    return `    server ${w.name} ${w.listen.host}:${w.listen.port} check${running.has(i + 1) ? '' : ' disabled'}`;
+  }).join('\n');
   return `global
     maxconn 4096
     stats socket ipv4@${lb.stats.host}:${lb.stats.port + 1} level admin
@@ -135,4 +147,53 @@ export async function startHaproxy(
   });
   await waitUntil(() => tcpOpen(probe.host, probe.port), 15_000, `${name} listening on ${probe.host}:${probe.port}`);
   return proc;
+}
+
+/** The balancer's admin socket (the runtime API), beside its stats port. */
+export const runtimeApiAddress = (lb: LoadBalancer) => ({ host: lb.stats.host, port: lb.stats.port + 1 });
+
+/** Sends one command to HAProxy's runtime API and returns its answer. */
+export function runtimeApi(lb: LoadBalancer, command: string, timeoutMs = 2000): Promise<string> {
+  const { host, port } = runtimeApiAddress(lb);
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ host, port });
+    let answer = '';
+    socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`runtime API: no answer to "${command}"`)));
+    socket.on('connect', () => socket.write(`${command}\n`));
+    socket.on('data', (d) => {
+      answer += d.toString('utf8');
+    });
+    socket.on('end', () => resolve(answer));
+    socket.on('error', reject);
+  });
+}
+
+export interface BackendServer {
+  name: string;
+  /** HAProxy's status: UP, DOWN, MAINT, DRAIN, NOLB, "UP 1/2"… */
+  status: string;
+  /** Requests being served now. */
+  current: number;
+  /** Requests waiting in this server's queue. */
+  queued: number;
+  /** Requests it has been sent, in all. */
+  total: number;
+}
+
+/** The web backend's servers as the balancer sees them (`show stat`). */
+export async function backendServers(lb: LoadBalancer): Promise<BackendServer[]> {
+  const csv = await runtimeApi(lb, 'show stat');
+  const [header, ...rows] = csv.replace(/^# /, '').trim().split('\n');
+  const cols = (header ?? '').split(',');
+  const at = (name: string) => cols.indexOf(name);
+  return rows
+    .map((r) => r.split(','))
+    .filter((f) => f[0] === 'web' && f[1] !== 'BACKEND' && f[1] !== 'FRONTEND')
+    .map((f) => ({
+      name: f[1] ?? '',
+      status: f[at('status')] ?? '',
+      current: Number(f[at('scur')] ?? 0),
+      queued: Number(f[at('qcur')] ?? 0),
+      total: Number(f[at('stot')] ?? 0),
+    }));
 }

@@ -1,7 +1,7 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { httpStatus, type StartedProcess, startProcess, waitUntil } from '../process.ts';
-import { allProcesses, type ProcessSpec, type Topology, webMetrics } from '../topology.ts';
+import { allProcesses, type ProcessSpec, type Topology, webMetrics, webServers } from '../topology.ts';
 import { requireBinaries } from './postgres.ts';
 
 type Prometheus = Extract<ProcessSpec, { kind: 'prometheus' }>;
@@ -28,6 +28,8 @@ function scrapeTargets(p: ProcessSpec): { job: string; target: string } | null {
       return { job: 'node', target: `${p.listen.host}:${p.listen.port}` };
     case 'redisExporter':
       return { job: 'redis', target: `${p.listen.host}:${p.listen.port}` };
+    case 'supervisor':
+      return { job: 'supervisor', target: `${p.listen.host}:${p.listen.port}` };
     case 'postgres':
     case 'dashboard':
     case 'redis':
@@ -41,7 +43,8 @@ export function prometheusConfig(t: Topology): string {
   const jobs = new Map<string, string[]>();
   for (const p of allProcesses(t)) {
     const s = scrapeTargets(p);
-    if (!s) continue;
+    // The web servers come and go (scaling, deploys): they are listed in a file of their own.
+    if (!s || p.kind === 'web') continue;
     const entry = `      - targets: ['${s.target}']\n        labels: {process: '${p.name}', kind: '${p.kind}', topology: '${t.name}'}`;
     jobs.set(s.job, [...(jobs.get(s.job) ?? []), entry]);
   }
@@ -51,7 +54,23 @@ export function prometheusConfig(t: Topology): string {
         `  - job_name: ${job}\n    metrics_path: /metrics\n    static_configs:\n${entries.join('\n')}`,
     )
     .join('\n');
-  return `global:\n  scrape_interval: 2s\n  scrape_timeout: 1s\n  evaluation_interval: 5s\nscrape_configs:\n${body}\n`;
+  const web = `  - job_name: web\n    metrics_path: /metrics\n    file_sd_configs:\n      - files: ['${webTargetsFile}']\n        refresh_interval: 5s`;
+  return `global:\n  scrape_interval: 2s\n  scrape_timeout: 1s\n  evaluation_interval: 5s\nscrape_configs:\n${web}\n${body}\n`;
+}
+
+/** Beside prometheus.yml: the web servers to scrape, rewritten whenever they change. */
+const webTargetsFile = 'web-targets.json';
+
+export function writeWebTargets(t: Topology, runDir: string): void {
+  const prom = allProcesses(t).find((p) => p.kind === 'prometheus');
+  if (!prom) return;
+  const targets = webServers(t).map((w) => {
+    const m = webMetrics(w);
+    return { targets: [`${m.host}:${m.port}`], labels: { process: w.name, kind: 'web', topology: t.name } };
+  });
+  const file = path.join(runDir, prom.name, webTargetsFile);
+  writeFileSync(`${file}.tmp`, JSON.stringify(targets, null, 2));
+  renameSync(`${file}.tmp`, file);
 }
 
 export async function startPrometheus(t: Topology, spec: Prometheus, runDir: string): Promise<StartedProcess> {
@@ -60,6 +79,7 @@ export async function startPrometheus(t: Topology, spec: Prometheus, runDir: str
   mkdirSync(path.join(dir, 'data'), { recursive: true });
   const config = path.join(dir, 'prometheus.yml');
   writeFileSync(config, prometheusConfig(t));
+  writeWebTargets(t, runDir);
   const proc = startProcess({
     command: '/usr/bin/prometheus',
     args: [

@@ -1,20 +1,32 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { httpStatus, type StartedProcess, startProcess, waitUntil } from '../process.ts';
+import { httpStatus, isAlive, type StartedProcess, sleep, startProcess, stopProcess } from '../process.ts';
 import { type ProcessSpec, webMetrics } from '../topology.ts';
 
 type Web = Extract<ProcessSpec, { kind: 'web' }>;
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+/** The checkout this code runs from: web servers run it unless a deploy names another. */
+export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
-/** A scaleout web server: the same `scaleout start` as the single server, configured by environment. */
-export async function startWeb(spec: Web, runDir: string, env: Record<string, string>): Promise<StartedProcess> {
+/**
+ * A scaleout web server: the same `scaleout start` as the single server,
+ * configured by environment, run from `checkout` (a deploy's build). Resolves
+ * once it is ready; a server that exits or is not ready within `readyMs` is
+ * stopped and the start fails.
+ */
+export async function startWeb(
+  spec: Web,
+  runDir: string,
+  env: Record<string, string>,
+  opts: { checkout?: string; readyMs?: number } = {},
+): Promise<StartedProcess> {
+  const checkout = opts.checkout ?? projectRoot;
   const dataDir = path.join(runDir, spec.name);
   mkdirSync(dataDir, { recursive: true });
   const proc = startProcess({
     command: process.execPath,
-    args: [path.join(root, 'bin', 'scaleout.js'), 'start'],
+    args: [path.join(checkout, 'bin', 'scaleout.js'), 'start'],
     env: {
       SCALEOUT_HOST: spec.listen.host,
       SCALEOUT_PORT: String(spec.listen.port),
@@ -25,10 +37,20 @@ export async function startWeb(spec: Web, runDir: string, env: Record<string, st
       ...env,
     },
     log: path.join(runDir, 'logs', `${spec.name}.log`),
-    cwd: root,
+    cwd: checkout,
   });
-  await waitUntil(async () => (await webReady(spec)) === 200, 60_000, `${spec.name} /readyz`);
-  return proc;
+  const deadline = Date.now() + (opts.readyMs ?? 60_000);
+  for (;;) {
+    if ((await webReady(spec)) === 200) return proc;
+    const exited = !isAlive(proc.pid);
+    if (exited || Date.now() > deadline) {
+      await stopProcess(proc.pid, 5000);
+      throw new Error(
+        `${spec.name} ${exited ? 'exited before it was ready' : `was not ready within ${opts.readyMs ?? 60_000} ms`} (see ${proc.log})`,
+      );
+    }
+    await sleep(100);
+  }
 }
 
 export const webReady = (spec: Web) => httpStatus(`http://${spec.listen.host}:${spec.listen.port}/readyz`);

@@ -1,0 +1,22 @@
+import path from 'node:path';
+import { httpStatus, type StartedProcess, startProcess, waitUntil } from '../process.ts';
+import type { ProcessSpec } from '../topology.ts';
+import { projectRoot } from './web.ts';
+
+type Supervisor = Extract<ProcessSpec, { kind: 'supervisor' }>;
+
+/** `scaleout supervise` for the topology in `runDir`, as a process of its own. */
+export async function startSupervisor(spec: Supervisor, runDir: string): Promise<StartedProcess> {
+  const proc = startProcess({
+    command: process.execPath,
+    args: [path.join(projectRoot, 'bin', 'scaleout.js'), 'supervise', '--run-dir', runDir],
+    log: path.join(runDir, 'logs', `${spec.name}.log`),
+    cwd: projectRoot,
+  });
+  await waitUntil(async () => (await supervisorUp(spec)) === 200, 30_000, 'the supervisor');
+  return proc;
+}
+
+export const supervisorUrl = (spec: Supervisor) => `http://${spec.listen.host}:${spec.listen.port}`;
+
+export const supervisorUp = (spec: Supervisor) => httpStatus(`${supervisorUrl(spec)}/healthz`);

@@ -1,0 +1,176 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { codeVersion } from '../platform/version.ts';
+import { backendServers, loadBalancerConfig, runtimeApi } from './components/haproxy.ts';
+import { writeWebTargets } from './components/prometheus.ts';
+import { startWeb } from './components/web.ts';
+import { type ClusterState, readStateDir, updateState, webEnvOf } from './launcher.ts';
+import { isAlive, sleep, stopProcess, tcpOpen } from './process.ts';
+import {
+  allProcesses,
+  maxWebServers,
+  octetOf,
+  type ProcessSpec,
+  type Topology,
+  webIndex,
+  webServerSpec,
+  webServers,
+} from './topology.ts';
+
+type Web = Extract<ProcessSpec, { kind: 'web' }>;
+type LoadBalancer = Extract<ProcessSpec, { kind: 'loadBalancer' }>;
+
+/**
+ * Changes to the web tier of a running topology, each keeping the balancer,
+ * the state file and Prometheus in step: a server joins once it is ready,
+ * through its slot in the balancer (runtime API); it leaves by drain (state
+ * `drain`, wait until it serves nothing, state `maint`, SIGTERM).
+ */
+export interface WebTierOptions {
+  log: (msg: string, fields?: Record<string, unknown>) => void;
+  /** How long a new server may take to be ready. */
+  readyMs?: number;
+  /** How long a leaving server may take to finish what it serves. */
+  drainMs?: number;
+}
+
+const fresh = (runDir: string): ClusterState => {
+  const state = readStateDir(runDir);
+  if (!state) throw new Error(`no topology in ${runDir}`);
+  return state;
+};
+
+const balancerOf = (t: Topology): LoadBalancer => {
+  const lb = allProcesses(t).find((p) => p.kind === 'loadBalancer');
+  if (lb?.kind !== 'loadBalancer') throw new Error('this topology has no load balancer');
+  return lb;
+};
+
+/** The balancer's config file follows the topology, so a restarted balancer has the same servers. */
+function syncFiles(state: ClusterState): void {
+  const lb = balancerOf(state.topology);
+  writeFileSync(path.join(state.runDir, `${lb.name}.cfg`), loadBalancerConfig(lb, webServers(state.topology)));
+  writeWebTargets(state.topology, state.runDir);
+}
+
+async function waitForBalancer(lb: LoadBalancer, name: string, ok: (status: string) => boolean, ms: number) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const server = (await backendServers(lb).catch(() => [])).find((s) => s.name === name);
+    if (server && ok(server.status)) return server;
+    if (Date.now() > deadline)
+      throw new Error(`${name}: the balancer shows ${server?.status ?? 'nothing'} after ${ms} ms`);
+    await sleep(100);
+  }
+}
+
+/** The lowest slot that no web server of the topology uses and whose address is free. */
+async function freeSlot(t: Topology): Promise<Web> {
+  const used = new Set(webServers(t).map(webIndex));
+  const octet = octetOf(t);
+  for (let i = 1; i <= maxWebServers; i++) {
+    if (used.has(i)) continue;
+    const spec = webServerSpec(octet, i);
+    if (!(await tcpOpen(spec.listen.host, spec.listen.port, 200))) return spec;
+  }
+  throw new Error(`no free slot: at most ${maxWebServers} web servers`);
+}
+
+/** Starts one more web server (from `checkout`), waits until it is ready, then puts it into rotation. */
+export async function addWebServer(runDir: string, o: WebTierOptions & { checkout?: string }): Promise<Web> {
+  let state = fresh(runDir);
+  const lb = balancerOf(state.topology);
+  const spec = await freeSlot(state.topology);
+  const checkout = o.checkout ?? state.checkout;
+  o.log(`starting ${spec.name}`, { server: spec.name, checkout });
+  const started = await startWeb(spec, runDir, webEnvOf(state), { checkout, readyMs: o.readyMs });
+  state = updateState(runDir, (s) => {
+    const dc =
+      s.topology.dataCenters.find((d) => d.processes.some((p) => p.kind === 'web')) ?? s.topology.dataCenters[0];
+    dc?.processes.push(spec);
+    s.processes.push({ name: spec.name, kind: 'web', pid: started.pid, log: started.log });
+  });
+  syncFiles(state);
+  await runtimeApi(lb, `set server web/${spec.name} state ready`);
+  await waitForBalancer(lb, spec.name, (s) => s.startsWith('UP'), 15_000);
+  o.log(`${spec.name} is in rotation`, { server: spec.name, pid: started.pid });
+  return spec;
+}
+
+/** Takes a web server out of rotation by drain, then stops it (SIGTERM: its own graceful shutdown). */
+export async function removeWebServer(runDir: string, name: string, o: WebTierOptions): Promise<void> {
+  let state = fresh(runDir);
+  const lb = balancerOf(state.topology);
+  const entry = state.processes.find((p) => p.name === name);
+  // Out of the state first: the supervisor must not start it again once it stops.
+  state = updateState(runDir, (s) => {
+    for (const dc of s.topology.dataCenters) dc.processes = dc.processes.filter((p) => p.name !== name);
+    s.processes = s.processes.filter((p) => p.name !== name);
+  });
+  syncFiles(state);
+  const started = Date.now();
+  await runtimeApi(lb, `set server web/${name} state drain`);
+  const deadline = started + (o.drainMs ?? 30_000);
+  for (;;) {
+    const server = (await backendServers(lb)).find((s) => s.name === name);
+    if (!server || (server.current === 0 && server.queued === 0)) break;
+    if (Date.now() > deadline) {
+      o.log(`${name} still serves ${server.current} requests after ${o.drainMs ?? 30_000} ms: stopping it anyway`);
+      break;
+    }
+    await sleep(50);
+  }
+  await runtimeApi(lb, `set server web/${name} state maint`);
+  if (entry && isAlive(entry.pid)) await stopProcess(entry.pid, 30_000);
+  o.log(`${name} drained and stopped in ${Date.now() - started} ms`, { server: name });
+}
+
+/** Starts or drains web servers until there are `count`: new ones in the lowest free slots, the highest go first. */
+export async function scaleWebTier(runDir: string, count: number, o: WebTierOptions): Promise<Web[]> {
+  if (!Number.isInteger(count) || count < 1 || count > maxWebServers)
+    throw new Error(`web servers: 1 to ${maxWebServers}`);
+  for (;;) {
+    const webs = webServers(fresh(runDir).topology);
+    if (webs.length === count) return webs;
+    if (webs.length < count) await addWebServer(runDir, o);
+    else {
+      const last = [...webs].sort((a, b) => webIndex(b) - webIndex(a))[0];
+      if (last) await removeWebServer(runDir, last.name, o);
+    }
+  }
+}
+
+export interface DeployResult {
+  version: string;
+  replaced: { old: string; new: string }[];
+}
+
+/**
+ * A rolling deploy: for each web server, one at a time, start a new one from
+ * `checkout`, wait until it is ready and in rotation, then drain and stop the
+ * old one. A new server that never becomes ready stops the deploy; the old
+ * servers keep serving and the new one is stopped.
+ */
+export async function deployWebTier(runDir: string, checkout: string, o: WebTierOptions): Promise<DeployResult> {
+  const version = codeVersion(checkout);
+  const olds = webServers(fresh(runDir).topology);
+  o.log(`deploying ${version} from ${checkout} to ${olds.length} web servers`, { version, checkout });
+  const replaced: DeployResult['replaced'] = [];
+  for (const old of olds) {
+    let added: Web;
+    try {
+      added = await addWebServer(runDir, { ...o, checkout });
+    } catch (err) {
+      throw new Error(
+        `deploy stopped after ${replaced.length} of ${olds.length}: ${(err as Error).message}; the other servers keep serving`,
+      );
+    }
+    await removeWebServer(runDir, old.name, o);
+    replaced.push({ old: old.name, new: added.name });
+  }
+  updateState(runDir, (s) => {
+    s.checkout = checkout;
+  });
+  o.log(`deployed ${version}`, { version, replaced });
+  return { version, replaced };
+}
