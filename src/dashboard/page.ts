@@ -34,7 +34,7 @@ button.kill{border-color:#c62828;color:#c62828}
 <body>
 <header><strong>scaleout</strong><span>topology <b id="name">${esc(name)}</b></span><span id="preset"></span><a id="site" href="#"></a></header>
 <main>
-<table id="processes"><thead><tr><th>process</th><th>role</th><th>address</th><th>pid</th><th>health</th><th>lag</th><th></th></tr></thead><tbody></tbody></table>
+<table id="processes"><thead><tr><th>process</th><th>role</th><th>address</th><th>pid</th><th>health</th><th>lag</th><th>restarts</th><th></th></tr></thead><tbody></tbody></table>
 <div id="events"></div>
 <div class="charts">
 ${chartDivs}
@@ -57,6 +57,12 @@ async function act(name, action) {
   refreshTopology();
 }
 
+const restarts = {};
+function restartsText(p) {
+  if (!p.lastExit) return String(p.restarts ?? 0);
+  const e = p.lastExit;
+  return (p.restarts ?? 0) + ' (last exit ' + (e.signal ?? (e.code !== null ? 'code ' + e.code : 'unknown')) + ' at ' + e.at.slice(11, 19) + ')';
+}
 async function refreshTopology() {
   const res = await fetch('api/topology' + q);
   if (!res.ok) return;
@@ -67,7 +73,7 @@ async function refreshTopology() {
   body.replaceChildren(...t.processes.map((p) => {
     const tr = document.createElement('tr');
     tr.dataset.process = p.name; tr.dataset.health = p.health; tr.dataset.role = p.role;
-    const cells = [p.name, p.role, p.address, p.pid ?? '-', p.health + (p.detail && p.health !== 'down' ? ' (' + p.detail + ')' : ''), p.lagBytes === undefined ? '' : p.lagBytes === null ? '?' : p.lagBytes + ' B'];
+    const cells = [p.name, p.role, p.address, p.pid ?? '-', p.health + (p.detail && p.health !== 'down' ? ' (' + p.detail + ')' : ''), p.lagBytes === undefined ? '' : p.lagBytes === null ? '?' : p.lagBytes + ' B', restartsText(p)];
     for (const [i, c] of cells.entries()) { const td = document.createElement('td'); td.textContent = c; if (i === 4) td.className = p.health; if (i === 1 && p.role === 'leader') td.className = 'leader'; tr.append(td); }
     const td = document.createElement('td');
     if (p.kind !== 'prometheus' && p.kind !== 'dashboard') {
@@ -78,6 +84,8 @@ async function refreshTopology() {
     }
     tr.append(td);
     if (last[p.name] && last[p.name] !== p.health + '/' + p.role) note(p.name + ': ' + last[p.name] + ' → ' + p.health + '/' + p.role);
+    if (restarts[p.name] !== undefined && p.restarts > restarts[p.name]) note(p.name + ' restarted by the supervisor (' + restartsText(p) + ')');
+    restarts[p.name] = p.restarts;
     last[p.name] = p.health + '/' + p.role;
     return tr;
   }));

@@ -12,6 +12,16 @@ export const charts: Record<string, { title: string; unit: string; queries: Reco
       '5xx': 'sum(rate(http_request_errors_total[10s])) or vector(0)',
     },
   },
+  webTier: {
+    title: 'Web servers and the autoscaler metric (requests in flight per server)',
+    unit: '',
+    queries: {
+      servers: 'max(scaleout_web_servers)',
+      'in flight per server': 'max(scaleout_autoscaler_in_flight_per_server)',
+      target: 'max(scaleout_autoscaler_target)',
+      restarts: 'sum(scaleout_process_restarts_total) or vector(0)',
+    },
+  },
   latency: {
     title: 'Latency (web servers)',
     unit: 'ms',

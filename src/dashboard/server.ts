@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { callSupervisor } from '../cluster/control.ts';
 import { type ClusterState, readState, restart } from '../cluster/launcher.ts';
 import { isAlive, killHard } from '../cluster/process.ts';
 import { status } from '../cluster/status.ts';
@@ -137,6 +138,17 @@ export async function buildDashboard(opts: DashboardOptions): Promise<{ app: Fas
     const p = state.processes.find((x) => x.name === name);
     if (!p) return reply.code(404).send({ error: 'no such process' });
     if (isAlive(p.pid)) return reply.code(409).send({ error: `${name} is running` });
+    // With a supervisor, it starts the process (it is the one writer of what it watches), now, not after its back-off.
+    if (allProcesses(state.topology).some((x) => x.kind === 'supervisor')) {
+      const answer = await callSupervisor<{ pid?: number; error?: string }>(
+        state,
+        'POST',
+        `/processes/${name}/restart`,
+      );
+      return reply
+        .code(answer.status)
+        .send(answer.status === 200 ? { restarted: name, pid: answer.body.pid } : answer.body);
+    }
     const started = await restart(state, name);
     return { restarted: name, pid: started.pid };
   });

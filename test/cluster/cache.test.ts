@@ -46,7 +46,8 @@ describe('cache preset: lb plus a durable and a cache Redis, each master + repli
   };
 
   beforeAll(async () => {
-    topo = await startTopology('cache');
+    // Faults here are restarted by hand (restart()): no supervisor racing them; test/cluster/stateless.test.ts has it.
+    topo = await startTopology('cache', { supervise: false });
     viewer = new Client(topo.url);
     owner = await viewer.signUp();
     await viewer.logIn(owner);

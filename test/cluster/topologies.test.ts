@@ -148,7 +148,8 @@ describe('lb preset: HAProxy, 2 web servers, 3 PostgreSQL nodes under Patroni (s
   let topo: Topo;
   let seed: Awaited<ReturnType<typeof signUpAndUpload>>;
   beforeAll(async () => {
-    topo = await startTopology('lb');
+    // Faults here are restarted by hand (restart()): no supervisor racing them; test/cluster/stateless.test.ts has it.
+    topo = await startTopology('lb', { supervise: false });
     seed = await signUpAndUpload(topo.url);
   }, 180_000);
   afterAll(async () => {
