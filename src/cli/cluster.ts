@@ -7,7 +7,7 @@ import { down, readState, up } from '../cluster/launcher.ts';
 import { keep, type Level, type LogLine, mergeByTime, parseLines } from '../cluster/logs.ts';
 import { isAlive, sleep } from '../cluster/process.ts';
 import { status, statusTable } from '../cluster/status.ts';
-import { runSupervisor } from '../cluster/supervisor.ts';
+import { launchTopology, runSupervisor } from '../cluster/supervisor.ts';
 import { buildPreset, type PresetName, presets, type Topology, topologySchema } from '../cluster/topology.ts';
 import { loadTestLimits } from '../config.ts';
 import { buildDashboard } from '../dashboard/server.ts';
@@ -183,8 +183,11 @@ export function clusterCommands(program: Command, root: string): void {
     .command('supervise', { hidden: true })
     .description('Keep the processes of the topology in --run-dir running (started by up)')
     .requiredOption('--run-dir <dir>')
-    .action(async (o: { runDir: string }) => {
-      const supervisor = await runSupervisor(path.resolve(o.runDir));
+    .option('--launch', 'first start every process of the topology (up does this)')
+    .action(async (o: { runDir: string; launch?: boolean }) => {
+      const runDir = path.resolve(o.runDir);
+      if (o.launch) await launchTopology(runDir);
+      const supervisor = await runSupervisor(runDir);
       const stop = () => void supervisor.close().then(() => process.exit(0));
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);

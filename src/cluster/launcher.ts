@@ -20,7 +20,17 @@ import {
 } from './components/redis.ts';
 import { startSupervisor } from './components/supervisor.ts';
 import { projectRoot, startWeb } from './components/web.ts';
-import { httpStatus, isAlive, type StartedProcess, spawned, stopProcess, tcpOpen, waitUntil } from './process.ts';
+import {
+  httpStatus,
+  isAlive,
+  type StartedProcess,
+  sleep,
+  spawned,
+  startProcess,
+  stopProcess,
+  tcpOpen,
+  waitUntil,
+} from './process.ts';
 import {
   addressesOf,
   allProcesses,
@@ -58,6 +68,9 @@ export interface ClusterState {
   startedAt: string;
   /** The checkout the web servers run (the project's own, until a deploy names another). */
   checkout?: string;
+  /** Where `up` is: starting, up, or failed (with `error`). */
+  phase?: 'starting' | 'up' | 'failed';
+  error?: string;
 }
 
 export interface UpOptions {
@@ -137,7 +150,54 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
     startedAt: new Date().toISOString(),
     checkout: projectRoot,
   };
+  state.phase = 'starting';
   save(state);
+  const supervisor = allProcesses(topology).find((p) => p.kind === 'supervisor');
+  if (!supervisor) return startAll(state, opts.webEnv ?? {}, log);
+  // Supervised: the supervisor starts every process itself, so that each is its child and it sees how
+  // each one ends (exit code, signal). This process follows its progress in the state file and up.log.
+  writeFileSync(path.join(runDir, 'launch.json'), JSON.stringify({ webEnv: opts.webEnv ?? {} }), { mode: 0o600 });
+  const launcher = startProcess({
+    command: process.execPath,
+    args: [path.join(projectRoot, 'bin', 'scaleout.js'), 'supervise', '--run-dir', runDir, '--launch'],
+    log: path.join(runDir, 'logs', `${supervisor.name}.log`),
+    cwd: projectRoot,
+  });
+  const progress = path.join(runDir, 'logs', 'up.log');
+  let shown = 0;
+  const follow = () => {
+    if (!existsSync(progress)) return;
+    const lines = readFileSync(progress, 'utf8').split('\n').slice(0, -1);
+    for (const line of lines.slice(shown)) log(line);
+    shown = lines.length;
+  };
+  const deadline = Date.now() + 15 * 60_000;
+  for (;;) {
+    await sleep(200);
+    follow();
+    const now = readStateDir(runDir);
+    if (now?.phase === 'up') return now;
+    if (now?.phase === 'failed') throw new Error(now.error ?? 'start failed');
+    if (!isAlive(launcher.pid)) throw new Error(`the supervisor exited while starting (see ${launcher.log})`);
+    if (Date.now() > deadline) {
+      await stopProcess(launcher.pid, 30_000);
+      throw new Error('the topology did not start within 15 min');
+    }
+  }
+}
+
+/**
+ * Starts every process of the topology in `state`, in dependency order, and
+ * waits until each is healthy. On any failure it stops what it started.
+ * `self`: run by the supervisor, which records itself last instead of starting one.
+ */
+export async function startAll(
+  state: ClusterState,
+  extraWebEnv: Record<string, string>,
+  log: (line: string) => void,
+  self?: { pid: number; log: string },
+): Promise<ClusterState> {
+  const { topology, runDir } = state;
   const record = (spec: ProcessSpec, p: StartedProcess) => {
     state.processes.push({ name: spec.name, kind: spec.kind, pid: p.pid, log: p.log });
     save(state);
@@ -154,7 +214,7 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
       SCALEOUT_SECRET: randomBytes(32).toString('base64url'),
       // Links are built from the public URL, never from a request's Host.
       SCALEOUT_PUBLIC_URL: state.publicUrl,
-      ...opts.webEnv,
+      ...extraWebEnv,
     };
 
     for (const pg of of('postgres')) {
@@ -260,7 +320,7 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
 
     for (const d of of('dashboard')) {
       log(`starting the dashboard http://${d.listen.host}:${d.listen.port}`);
-      record(d, await startDashboard(topology, d, opts.runRoot, runDir));
+      record(d, await startDashboard(topology, d, path.dirname(runDir), runDir));
     }
 
     if (lb) {
@@ -275,8 +335,16 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
 
     // Last: from here on, what dies is started again.
     for (const supervisor of of('supervisor')) {
-      log(`starting the supervisor http://${supervisor.listen.host}:${supervisor.listen.port}`);
-      record(supervisor, await startSupervisor(supervisor, runDir));
+      if (self) record(supervisor, self);
+      else {
+        log(`starting the supervisor http://${supervisor.listen.host}:${supervisor.listen.port}`);
+        record(supervisor, await startSupervisor(supervisor, runDir));
+      }
+    }
+    // A supervisor that started it all says "up" once its control API answers.
+    if (!self) {
+      state.phase = 'up';
+      save(state);
     }
     return state;
   } catch (err) {
@@ -285,6 +353,9 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
     // Also what was spawned but never became healthy, so never recorded.
     const recorded = new Set(state.processes.map((p) => p.pid));
     for (const pid of spawned) if (!recorded.has(pid)) await stopProcess(pid, 5000);
+    state.phase = 'failed';
+    state.error = (err as Error).message;
+    save(state);
     throw err;
   }
 }

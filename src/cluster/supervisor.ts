@@ -1,10 +1,12 @@
+import { appendFileSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
 import Fastify from 'fastify';
 import client from 'prom-client';
 import { z } from 'zod';
 import { createLogger } from '../platform/observability/logger.ts';
 import { type Decision, decide, InFlightWindow } from './autoscaler.ts';
 import { backendServers } from './components/haproxy.ts';
-import { type ClusterState, type ProcessExit, readStateDir, restart, updateState } from './launcher.ts';
+import { type ClusterState, type ProcessExit, readStateDir, restart, startAll, updateState } from './launcher.ts';
 import { exits, isAlive, sleep } from './process.ts';
 import { type AutoscalePolicy, allProcesses, autoscalePolicy, type ProcessSpec, webServers } from './topology.ts';
 import { deployWebTier, scaleWebTier } from './web-tier.ts';
@@ -22,6 +24,31 @@ export const restartBackoff = { firstMs: 10_000, maxMs: 300_000, resetAfterMs: 6
 
 export const backoffDelay = (crashes: number): number =>
   Math.min(restartBackoff.maxMs, restartBackoff.firstMs * 2 ** Math.max(0, crashes - 1));
+
+/**
+ * `up` of a supervised topology, run by the supervisor: it starts every
+ * process itself (so each is its child, and it sees how each one ends),
+ * writing progress to logs/up.log for the `up` that waits on it. On failure
+ * the state says so and the process exits.
+ */
+export async function launchTopology(runDir: string): Promise<void> {
+  const state = readStateDir(runDir);
+  if (!state) throw new Error(`no topology in ${runDir}`);
+  const launchFile = path.join(runDir, 'launch.json');
+  const { webEnv } = JSON.parse(readFileSync(launchFile, 'utf8')) as { webEnv: Record<string, string> };
+  rmSync(launchFile, { force: true });
+  const progress = path.join(runDir, 'logs', 'up.log');
+  const self = allProcesses(state.topology).find((p) => p.kind === 'supervisor');
+  try {
+    await startAll(state, webEnv, (line) => appendFileSync(progress, `${line}\n`), {
+      pid: process.pid,
+      log: path.join(runDir, 'logs', `${self?.name ?? 'supervisor'}.log`),
+    });
+  } catch (err) {
+    process.stderr.write(`start failed: ${(err as Error).stack}\n`);
+    process.exit(1);
+  }
+}
 
 /** How the supervisor samples the balancer for the autoscaler's metric. */
 const sampleEveryMs = 250;
@@ -306,6 +333,9 @@ export async function runSupervisor(runDir: string): Promise<{ close(): Promise<
     return { restarted: name, pid: after?.pid };
   });
   await app.listen({ host: spec.listen.host, port: spec.listen.port });
+  updateState(runDir, (s) => {
+    s.phase = 'up';
+  });
   logger.info(
     { restartBackoff, autoscale: initial.topology.options.autoscale ?? null },
     `supervising ${initial.processes.length} processes`,

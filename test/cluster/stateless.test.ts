@@ -190,6 +190,29 @@ describe('the stateless preset (step 1.6)', () => {
     await waitUntil(async () => (await webRows()).every((r) => r.health === 'healthy'), 60_000, `${first.name} back`);
   }, 60_000);
 
+  it('SIGTERM to a web server under load: it leaves the rotation first, finishes what it serves, and no request fails', async () => {
+    const [victim] = await webRows();
+    if (!victim?.pid) throw new Error('no web server');
+    const load = steadyLoad(mixed, { ratePerSecond: 40, ms: 8000 });
+    await new Promise((r) => setTimeout(r, 2000));
+    process.kill(victim.pid, 'SIGTERM');
+    await waitUntil(() => !isAlive(victim.pid as number), 20_000, `${victim.name} to exit`);
+    expectNoFailures(await load);
+    // It waited for the balancer's failing health checks (not just for quiet), then closed and exited cleanly.
+    const log = readFileSync(path.join(state().runDir, 'logs', `${victim.name}.log`), 'utf8')
+      .split('\n')
+      .filter((l) => l.includes(`"pid":${victim.pid},`));
+    const drained = log.map((l) => (l.startsWith('{') ? JSON.parse(l) : {})).find((l) => l.msg === 'drained: closing');
+    expect(drained).toMatchObject({ reason: 'checks' });
+    expect(log.some((l) => l.includes('"msg":"stopped"'))).toBe(true);
+    await waitUntil(
+      async () => (await webRows()).find((r) => r.name === victim.name)?.health === 'healthy',
+      40_000,
+      `${victim.name} started again`,
+    );
+    expect((await webRows()).find((r) => r.name === victim.name)?.lastExit).toMatchObject({ code: 0 });
+  }, 90_000);
+
   it("kill -9 of the leader's Patroni: a new leader, and the old node rejoins as a replica", async () => {
     const leader = (await statusRows()).find((r) => r.role === 'leader');
     if (!leader?.pid) throw new Error('no leader');
