@@ -146,20 +146,33 @@ export async function openLoop(opts: {
   connections: number;
   next: (i: number) => RequestSpec;
   onProgress?: (done: number, total: number) => void;
+  /** A rate that changes over the run (req/s at t seconds from the start); `rate` is then only reported. */
+  rateAt?: (t: number) => number;
+  /** Each answer: seconds from the start to its due time, its latency in ms, and its error (null when ok). */
+  onAnswer?: (dueSeconds: number, latencyMs: number, error: string | null) => void;
 }): Promise<LoadResult> {
   const pool = newPool(opts.origin, opts.connections);
   const start = micros();
   const recorder = new Recorder(start);
-  const total = Math.floor(opts.rate * opts.seconds);
+  const { rateAt } = opts;
+  const total = rateAt ? Number.POSITIVE_INFINITY : Math.floor(opts.rate * opts.seconds);
+  const end = start + opts.seconds * 1e6;
   const inflight = new Set<Promise<void>>();
   let done = 0;
+  let due = start;
   for (let i = 0; i < total; i++) {
-    const due = start + (i * 1_000_000) / opts.rate;
+    if (rateAt) {
+      // Each request is due one interval of the rate at the time of the last one after it.
+      if (i > 0) due += 1e6 / Math.max(0.1, rateAt((due - start) / 1e6));
+      if (due >= end) break;
+    } else due = start + (i * 1_000_000) / opts.rate;
     const wait = due - micros();
     if (wait > 1000) await new Promise((r) => setTimeout(r, wait / 1000));
     recorder.sent++;
+    const dueAt = due;
     const p = send(pool, opts.next(i)).then((error) => {
-      recorder.record(due, error);
+      recorder.record(dueAt, error);
+      opts.onAnswer?.((dueAt - start) / 1e6, (micros() - dueAt) / 1000, error);
       inflight.delete(p);
       opts.onProgress?.(++done, total);
     });

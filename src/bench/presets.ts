@@ -104,7 +104,9 @@ function stepWatcher(topology: Topology) {
 }
 
 /** The hello-world's sweep: same bound, same step rule, a plain GET. */
-async function helloSweep(o: PresetBenchOptions): Promise<PresetRow> {
+export async function helloSweep(
+  o: Pick<PresetBenchOptions, 'startRate' | 'stepSeconds' | 'p99Ms' | 'log'>,
+): Promise<PresetRow> {
   const port = await freePort();
   const hello = startNode([path.join(root, 'src/bench/hello.ts'), String(port)]);
   try {

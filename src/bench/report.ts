@@ -22,6 +22,8 @@ export interface BenchReport {
   writesAcknowledged: number;
   sweep?: { rate: number; throughput: number; p99: number; errors: number; sustainable: boolean }[];
   highestSustainableRate?: number;
+  /** More charts over the same seconds as the timeline (e.g. the web-server count under the autoscaler). */
+  charts?: { title: string; series: Record<string, (number | null)[]> }[];
 }
 
 export const machine = () =>
@@ -85,12 +87,19 @@ body{font:15px system-ui,sans-serif;margin:2rem;color:#222}table{border-collapse
 <tr><td>${r.throughput}/s</td><td>${r.latencyMs.p50} ms</td><td>${r.latencyMs.p90} ms</td><td>${r.latencyMs.p99} ms</td><td>${r.latencyMs.p999} ms</td><td>${r.latencyMs.max} ms</td><td>${Object.values(r.errors).reduce((a, b) => a + b, 0)}</td></tr></table>
 <h2>Throughput</h2><div id="throughput"></div>
 <h2>Latency (from the scheduled time)</h2><div id="latency"></div>
+${(r.charts ?? []).map((c, i) => `<h2>${esc(c.title)}</h2><div id="extra-${i}"></div>`).join('\n')}
 <script>${js}</script>
 <script>
 const d = ${data};
 const opts = (title, series) => ({ title, width: Math.min(1000, innerWidth - 60), height: 300, scales: { x: { time: false } }, series: [{ label: 's' }, ...series] });
 new uPlot(opts('requests per second', [{ label: 'ok', stroke: '#2a7' }, { label: 'errors', stroke: '#d33' }]), [d.t, d.ok, d.errors], document.getElementById('throughput'));
 new uPlot(opts('latency ms', [{ label: 'p50', stroke: '#27c' }, { label: 'p99', stroke: '#c72' }]), [d.t, d.p50, d.p99], document.getElementById('latency'));
+const extra = ${JSON.stringify(r.charts ?? []).replace(/</g, '\\u003c')};
+const colours = ['#73c', '#2a7', '#c72', '#27c'];
+extra.forEach((c, i) => {
+  const names = Object.keys(c.series);
+  new uPlot(opts(c.title, names.map((n, k) => ({ label: n, stroke: colours[k % colours.length] }))), [d.t, ...names.map((n) => c.series[n])], document.getElementById('extra-' + i));
+});
 </script></body></html>
 `;
 }

@@ -10,6 +10,7 @@ import { machine } from '../bench/report.ts';
 import { type ScenarioName, scenarioNames } from '../bench/scenarios.ts';
 import { seed } from '../bench/seed.ts';
 import { benchStart, startTable } from '../bench/start.ts';
+import { benchStateless } from '../bench/stateless.ts';
 import { benchTopologies, topologyTable } from '../bench/topologies.ts';
 import { type PresetName, presets } from '../cluster/topology.ts';
 import { defaultManifest, registerLoadCommands } from './load.ts';
@@ -249,4 +250,77 @@ export function benchCommands(program: Command): void {
         await saveResults(path.join(o.out, 'presets.json'), { rows });
       },
     );
+
+  program
+    .command('bench-stateless')
+    .description(
+      'Step 1.6 on the stateless preset: capacity at 1, 2, 4 web servers; the autoscaler under a ramp; a rolling deploy under load',
+    )
+    .option('--parts <list>', 'capacity, ramp, deploy (comma-separated)', 'capacity,ramp,deploy')
+    .option('--scenario <name>', 'the load', 'mixed')
+    .option('--web-counts <list>', 'capacity: web-server counts to sweep', '1,2,4')
+    .option('--p99 <ms>', 'capacity: the p99 bound', '100')
+    .option('--step-seconds <n>', 'capacity: seconds per sweep step', '10')
+    .option('--start-rate <n>', 'capacity: first rate of the sweep', '40')
+    .option('--low <n>', 'ramp: the low rate', '50')
+    .option('--high <n>', 'ramp: the high rate', '400')
+    .option('--target <n>', 'ramp: requests in flight per server the autoscaler aims for', '1')
+    .option('--max <n>', 'ramp: most web servers', '6')
+    .option('--stabilization <s>', "ramp: the autoscaler's scale-down window", '60')
+    .option('--deploy-rate <n>', 'deploy: the steady rate', '150')
+    .option('--deploy-seconds <n>', 'deploy: how long the load runs (the deploy starts after a fifth)', '60')
+    .option('--users <n>', 'seeded users', '100')
+    .option('--photos <n>', 'seeded photos', '200')
+    .option(
+      '--out <dir>',
+      'reports go here (ramp/report.html: rate, p99 and server count over time)',
+      'bench-out/stateless',
+    )
+    .action(async (o: Record<string, string>) => {
+      const list = (text = '') =>
+        text
+          .split(',')
+          .map((p) => p.trim())
+          .filter(Boolean);
+      const parts = list(o.parts);
+      const unknown = parts.find((p) => !['capacity', 'ramp', 'deploy'].includes(p));
+      if (unknown) throw new Error(`unknown part ${unknown}: capacity, ramp or deploy`);
+      if (!(scenarioNames as readonly string[]).includes(o.scenario as string))
+        throw new Error(`unknown scenario ${o.scenario}: one of ${scenarioNames.join(', ')}`);
+      const n = (k: string) => Number(o[k]);
+      const result = await benchStateless({
+        out: o.out as string,
+        scenario: o.scenario as ScenarioName,
+        p99Ms: n('p99'),
+        stepSeconds: n('stepSeconds'),
+        startRate: n('startRate'),
+        webCounts: list(o.webCounts).map(Number),
+        ramp: {
+          low: n('low'),
+          high: n('high'),
+          target: n('target'),
+          max: n('max'),
+          stabilizationSeconds: n('stabilization'),
+        },
+        deploy: { rate: n('deployRate'), seconds: n('deploySeconds') },
+        parts: parts as ('capacity' | 'ramp' | 'deploy')[],
+        users: n('users'),
+        photos: n('photos'),
+        log: (line) => process.stderr.write(`${line}\n`),
+      });
+      process.stdout.write(`machine: ${result.machine}\n`);
+      if (result.capacity) process.stdout.write(`\n${presetTable(result.capacity, n('p99'))}\n`);
+      if (result.ramp) {
+        const r = result.ramp;
+        process.stdout.write(
+          `\nramp (${r.out}/report.html): ${r.sent} sent, ${r.failed} failed, ${r.lostWrites} writes lost; servers max ${r.maxServers}, at the end ${r.endServers}\n| phase | seconds | p99 ms | web servers seen |\n|---|---|---:|---|\n${r.phases.map((p) => `| ${p.phase} | ${p.from}–${p.to} | ${p.p99} | ${p.servers} |`).join('\n')}\n`,
+        );
+      }
+      if (result.deploy) {
+        const d = result.deploy;
+        process.stdout.write(
+          `\ndeploy under ${d.rate} req/s: ${d.replaced} servers replaced in ${d.deploySeconds} s; ${d.sent} sent, ${d.failed} failed, ${d.lostWrites} writes lost; p99 before ${d.p99Before} ms, during ${d.p99During} ms, after ${d.p99After} ms\n`,
+        );
+      }
+    });
 }
