@@ -138,8 +138,8 @@ export async function buildDashboard(opts: DashboardOptions): Promise<{ app: Fas
     const p = state.processes.find((x) => x.name === name);
     if (!p) return reply.code(404).send({ error: 'no such process' });
     if (isAlive(p.pid)) return reply.code(409).send({ error: `${name} is running` });
-    // With a supervisor, it starts the process (it is the one writer of what it watches), now, not after its back-off.
-    if (allProcesses(state.topology).some((x) => x.kind === 'supervisor')) {
+    // With a supervisor, it starts the process (it watches it, and sees how it ends), now, not after its back-off.
+    if (p.kind !== 'supervisor' && allProcesses(state.topology).some((x) => x.kind === 'supervisor')) {
       const answer = await callSupervisor<{ pid?: number; error?: string }>(
         state,
         'POST',
