@@ -4,6 +4,7 @@ import path from 'node:path';
 import { projectRoot } from '../cluster/components/web.ts';
 import { callSupervisor } from '../cluster/control.ts';
 import { type ClusterState, down, up } from '../cluster/launcher.ts';
+import { sleep } from '../cluster/process.ts';
 import { buildPreset } from '../cluster/topology.ts';
 import { Ledger, verifyLedger } from './ledger.ts';
 import { LatencyHistogram, openLoop } from './load.ts';
@@ -138,6 +139,9 @@ async function ramp(state: ClusterState, manifest: SeedManifest, o: StatelessBen
     return p ? p.rate(t - (starts[Math.max(0, i)] ?? 0)) : low;
   };
   await scale(state, 2);
+  // From quiet: the metric's window must not hold the backlog of whatever ran before.
+  const quietBy = Date.now() + 60_000;
+  while ((await supervisorStatus(state)).metric > 0.05 && Date.now() < quietBy) await sleep(1000);
   const policy = await autoscale(state, {
     enabled: true,
     min: 2,

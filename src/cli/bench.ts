@@ -264,7 +264,7 @@ export function benchCommands(program: Command): void {
     .option('--start-rate <n>', 'capacity: first rate of the sweep', '40')
     .option('--low <n>', 'ramp: the low rate', '50')
     .option('--high <n>', 'ramp: the high rate', '400')
-    .option('--target <n>', 'ramp: requests in flight per server the autoscaler aims for', '1')
+    .option('--target <n>', 'ramp: requests in flight per server the autoscaler aims for', '4')
     .option('--max <n>', 'ramp: most web servers', '6')
     .option('--stabilization <s>', "ramp: the autoscaler's scale-down window", '60')
     .option('--deploy-rate <n>', 'deploy: the steady rate', '150')
