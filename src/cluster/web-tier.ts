@@ -109,18 +109,24 @@ export async function removeWebServer(runDir: string, name: string, o: WebTierOp
   });
   syncFiles(state);
   const started = Date.now();
-  await runtimeApi(lb, `set server web/${name} state drain`);
-  const deadline = started + (o.drainMs ?? 30_000);
-  for (;;) {
-    const server = (await backendServers(lb)).find((s) => s.name === name);
-    if (!server || (server.current === 0 && server.queued === 0)) break;
-    if (Date.now() > deadline) {
-      o.log(`${name} still serves ${server.current} requests after ${o.drainMs ?? 30_000} ms: stopping it anyway`);
-      break;
+  try {
+    await runtimeApi(lb, `set server web/${name} state drain`);
+    const deadline = started + (o.drainMs ?? 30_000);
+    for (;;) {
+      const server = (await backendServers(lb)).find((s) => s.name === name);
+      if (!server || (server.current === 0 && server.queued === 0)) break;
+      if (Date.now() > deadline) {
+        o.log(`${name} still serves ${server.current} requests after ${o.drainMs ?? 30_000} ms: stopping it anyway`);
+        break;
+      }
+      await sleep(50);
     }
-    await sleep(50);
+    await runtimeApi(lb, `set server web/${name} state maint`);
+  } catch (err) {
+    // The balancer is down (its restart reads the config file, where this slot is off already):
+    // the server still stops, by its own drain.
+    o.log(`${name}: the balancer did not answer (${(err as Error).message}); stopping it by SIGTERM alone`);
   }
-  await runtimeApi(lb, `set server web/${name} state maint`);
   if (entry && isAlive(entry.pid)) await stopProcess(entry.pid, 30_000);
   o.log(`${name} drained and stopped in ${Date.now() - started} ms`, { server: name });
 }

@@ -1,6 +1,10 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { dbProxyConfig, loadBalancerConfig } from '../../src/cluster/components/haproxy.ts';
 import { patroniConfig } from '../../src/cluster/components/patroni.ts';
+import { prometheusConfig, writeWebTargets } from '../../src/cluster/components/prometheus.ts';
 import { redisConfig, sentinelConfig } from '../../src/cluster/components/redis.ts';
 import {
   allProcesses,
@@ -169,5 +173,22 @@ describe('LSNs', () => {
     expect(lsnReached('16/B374D848', '16/B374D847')).toBe(true);
     expect(lsnReached('2/0', '10/0')).toBe(false);
     expect(lsnReached('A/0', '9/FFFFFFFF')).toBe(true);
+  });
+});
+
+describe('Prometheus follows the web tier', () => {
+  it('scrapes the supervisor, and the web servers from a file that scaling rewrites', () => {
+    const t = buildPreset('stateless', { octet: 62, name: 'promtest' });
+    const cfg = prometheusConfig(t);
+    expect(cfg).toContain("file_sd_configs:\n      - files: ['web-targets.json']");
+    expect(cfg).toMatch(/job_name: supervisor[\s\S]*127\.62\.4\.3:8091/);
+    expect(cfg).not.toContain('127.62.1.1:9464');
+    const runDir = mkdtempSync(path.join(os.tmpdir(), 'promtest-'));
+    mkdirSync(path.join(runDir, 'prometheus'));
+    writeWebTargets(t, runDir);
+    const targets = JSON.parse(readFileSync(path.join(runDir, 'prometheus', 'web-targets.json'), 'utf8'));
+    expect(targets.map((x: { targets: string[] }) => x.targets[0])).toEqual(['127.62.1.1:9464', '127.62.1.2:9464']);
+    expect(targets[0].labels).toEqual({ process: 'web-1', kind: 'web', topology: 'promtest' });
+    rmSync(runDir, { recursive: true, force: true });
   });
 });
