@@ -87,7 +87,9 @@ export async function addWebServer(runDir: string, o: WebTierOptions & { checkou
   state = updateState(runDir, (s) => {
     const dc =
       s.topology.dataCenters.find((d) => d.processes.some((p) => p.kind === 'web')) ?? s.topology.dataCenters[0];
-    dc?.processes.push(spec);
+    // Beside the other web servers (status and the dashboard list processes in this order).
+    const last = dc?.processes.findLastIndex((p) => p.kind === 'web') ?? -1;
+    dc?.processes.splice(last + 1, 0, spec);
     s.processes.push({ name: spec.name, kind: 'web', pid: started.pid, log: started.log });
   });
   syncFiles(state);
