@@ -299,7 +299,7 @@ describe('the stateless preset (step 1.6)', () => {
       '--max',
       '4',
       '--target',
-      '0.3',
+      '0.15',
       '--stabilization',
       '10',
       '--period',
@@ -330,8 +330,8 @@ describe('the stateless preset (step 1.6)', () => {
       .filter((l) => l.includes('"autoscaler":{'))
       .map((l) => JSON.parse(l).autoscaler)
       .find((d) => d.reason === 'scale up');
-    expect(decision).toMatchObject({ target: 0.3, current: 2 });
-    expect(decision.metric).toBeGreaterThan(0.33);
+    expect(decision).toMatchObject({ target: 0.15, current: 2 });
+    expect(decision.metric).toBeGreaterThan(0.15 * 1.1);
     expect(decision.desired).toBeGreaterThan(2);
   }, 150_000);
 });
