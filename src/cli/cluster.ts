@@ -65,7 +65,7 @@ export function clusterCommands(program: Command, root: string): void {
     .option('--octet <n>', 'second octet of every address, 127.<n>.x.y')
     .option('--port <port>', 'port of the public endpoint (lb: 8080)')
     .option('--web-servers <n>', 'web servers behind the load balancer (lb: 2)')
-    .option('--no-supervise', 'start no supervisor: what dies stays dead (lb, cache, stateless)')
+    .option('--no-supervise', 'start no supervisor: what dies stays dead')
     .option('--async', 'asynchronous replication instead of synchronous (lb)')
     .option('--patroni-ttl <s>', 'Patroni leader TTL, the failover detection time (lb: 5)')
     .option('--load-test', 'raise the per-client log-in and sign-up limits, for seeding and benchmarks')

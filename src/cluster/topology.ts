@@ -127,7 +127,7 @@ export interface PresetOptions {
   patroniTtl?: number;
   cacheMaxMemory?: string;
   cacheEviction?: 'allkeys-lru' | 'allkeys-lfu' | 'volatile-lru' | 'volatile-lfu';
-  /** Start a supervisor that restarts what dies (lb, cache, stateless: on by default). */
+  /** Start a supervisor that restarts what dies (on by default). */
   supervise?: boolean;
   /** The autoscaler's policy (stateless). */
   autoscale?: Partial<AutoscalePolicy>;
@@ -242,7 +242,7 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
   processes.push({ kind: 'hostExporter', name: 'host-exporter', listen: { host: ip(4, 5), port: 9100 } });
   processes.push({ kind: 'prometheus', name: 'prometheus', listen: { host: ip(4, 1), port: 9090 } });
   processes.push({ kind: 'dashboard', name: 'dashboard', listen: { host: ip(4, 2), port: 8090 } });
-  if (clustered && (o.supervise ?? true)) {
+  if (o.supervise ?? true) {
     processes.push({ kind: 'supervisor', name: 'supervisor', listen: { host: ip(4, 3), port: 8091 } });
   }
   const autoscale =

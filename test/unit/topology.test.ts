@@ -21,8 +21,16 @@ const kinds = (preset: 'single' | 'db' | 'lb', o: PresetOptions = {}) =>
 
 describe('presets are data', () => {
   it('single, db and lb hold the processes of their chapter step', () => {
-    expect(kinds('single')).toEqual(['web', 'hostExporter', 'prometheus', 'dashboard']);
-    expect(kinds('db')).toEqual(['postgres', 'web', 'postgresExporter', 'hostExporter', 'prometheus', 'dashboard']);
+    expect(kinds('single')).toEqual(['web', 'hostExporter', 'prometheus', 'dashboard', 'supervisor']);
+    expect(kinds('db')).toEqual([
+      'postgres',
+      'web',
+      'postgresExporter',
+      'hostExporter',
+      'prometheus',
+      'dashboard',
+      'supervisor',
+    ]);
     expect(
       allProcesses(buildPreset('lb'))
         .filter((p) => p.kind === 'postgresExporter')
