@@ -135,6 +135,7 @@ describe('db preset: the web server and its own PostgreSQL server', () => {
       ['host-exporter', 'healthy'],
       ['prometheus', 'healthy'],
       ['dashboard', 'healthy'],
+      ['supervisor', 'healthy'],
     ]);
     const { c, name, id, photo } = await signUpAndUpload(topo.url);
     expect(photo.status).toBe('ready');
