@@ -7,6 +7,7 @@ import { httpStatus, waitUntil } from '../cluster/process.ts';
 import { allProcesses, buildPreset, type PresetName, type Topology, webMetrics } from '../cluster/topology.ts';
 import { openLoop } from './load.ts';
 import { benchWebEnv, freePort, startNode } from './processes.ts';
+import type { BenchReport } from './report.ts';
 import { runBench, verifyRun } from './run.ts';
 import type { ScenarioName } from './scenarios.ts';
 import { seed } from './seed.ts';
@@ -103,6 +104,26 @@ function stepWatcher(topology: Topology) {
   };
 }
 
+/** A row of the table from a sweep's report, with its ledger (in `out`) verified. */
+export async function sweepRow(name: string, report: BenchReport, out: string): Promise<PresetRow> {
+  const verified = await verifyRun(out);
+  const highest = report.sweep?.filter((s) => s.sustainable).at(-1);
+  return {
+    name,
+    highestRate: report.highestSustainableRate ?? null,
+    p99AtHighest: highest?.p99 ?? null,
+    steps: (report.sweep ?? []).map((s) => ({
+      rate: s.rate,
+      p99: s.p99,
+      errors: s.errors,
+      sustainable: s.sustainable,
+    })),
+    acknowledgedWrites: verified.checked,
+    lostWrites: verified.lost.length,
+    duplicatedWrites: verified.duplicated.length,
+  };
+}
+
 /** The hello-world's sweep: same bound, same step rule, a plain GET. */
 export async function helloSweep(
   o: Pick<PresetBenchOptions, 'startRate' | 'stepSeconds' | 'p99Ms' | 'log'>,
@@ -168,22 +189,11 @@ export async function benchPresets(o: PresetBenchOptions): Promise<PresetRow[]> 
             step: watcher.hooks,
             log: (l) => o.log(`${name}: ${l}`),
           });
-          const verified = await verifyRun(out);
+          const row = await sweepRow(name, report, out);
           const highest = report.sweep?.filter((s) => s.sustainable).at(-1);
           const atHighest = highest ? watcher.perStep.get(highest.rate) : undefined;
           rows.push({
-            name,
-            highestRate: report.highestSustainableRate ?? null,
-            p99AtHighest: highest?.p99 ?? null,
-            steps: (report.sweep ?? []).map((s) => ({
-              rate: s.rate,
-              p99: s.p99,
-              errors: s.errors,
-              sustainable: s.sustainable,
-            })),
-            acknowledgedWrites: verified.checked,
-            lostWrites: verified.lost.length,
-            duplicatedWrites: verified.duplicated.length,
+            ...row,
             queriesPerFeedRead: atHighest?.queriesPerFeedRead ?? null,
             webRssMb: atHighest?.webRssMb ?? null,
           });

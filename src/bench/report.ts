@@ -26,6 +26,26 @@ export interface BenchReport {
   charts?: { title: string; series: Record<string, (number | null)[]> }[];
 }
 
+/** A report of one open-loop run: what was asked, on which machine, and what the load generator saw. */
+export function loadReport(
+  asked: Pick<BenchReport, 'scenario' | 'target' | 'rate' | 'durationSeconds' | 'connections'>,
+  result: LoadResult,
+  writesAcknowledged: number,
+): BenchReport {
+  return {
+    ...asked,
+    machine: machine(),
+    date: new Date().toISOString(),
+    throughput: result.throughput,
+    sent: result.sent,
+    completed: result.completed,
+    errors: result.errors,
+    latencyMs: result.latencyMs,
+    timeline: result.timeline,
+    writesAcknowledged,
+  };
+}
+
 export const machine = () =>
   `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
 

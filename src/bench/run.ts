@@ -3,7 +3,7 @@ import path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Ledger, type VerifyReport, verifyLedger } from './ledger.ts';
 import { type LoadResult, openLoop } from './load.ts';
-import { type BenchReport, machine, writeReports } from './report.ts';
+import { type BenchReport, loadReport, writeReports } from './report.ts';
 import { buildScenario, type ScenarioName } from './scenarios.ts';
 import type { SeedManifest } from './seed.ts';
 
@@ -90,20 +90,17 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
     result = await measure(opts, rate, ledger);
   }
   const report: BenchReport = {
-    scenario: opts.scenario,
-    target: opts.target,
-    rate,
-    durationSeconds: opts.seconds,
-    connections: opts.connections,
-    machine: machine(),
-    date: new Date().toISOString(),
-    throughput: result.throughput,
-    sent: result.sent,
-    completed: result.completed,
-    errors: result.errors,
-    latencyMs: result.latencyMs,
-    timeline: result.timeline,
-    writesAcknowledged: ledger.entries.length,
+    ...loadReport(
+      {
+        scenario: opts.scenario,
+        target: opts.target,
+        rate,
+        durationSeconds: opts.seconds,
+        connections: opts.connections,
+      },
+      result,
+      ledger.entries.length,
+    ),
     sweep,
     highestSustainableRate: sweep ? highest : undefined,
   };

@@ -8,10 +8,10 @@ import { sleep } from '../cluster/process.ts';
 import { buildPreset } from '../cluster/topology.ts';
 import { Ledger, verifyLedger } from './ledger.ts';
 import { LatencyHistogram, openLoop } from './load.ts';
-import { helloSweep, type PresetRow } from './presets.ts';
+import { helloSweep, type PresetRow, sweepRow } from './presets.ts';
 import { benchWebEnv } from './processes.ts';
-import { machine, writeReports } from './report.ts';
-import { runBench, verifyRun } from './run.ts';
+import { loadReport, machine, writeReports } from './report.ts';
+import { runBench } from './run.ts';
 import { buildScenario, type ScenarioName } from './scenarios.ts';
 import { type SeedManifest, seed } from './seed.ts';
 
@@ -35,10 +35,6 @@ export interface StatelessBenchOptions {
   users: number;
   photos: number;
   log: (line: string) => void;
-}
-
-export interface CapacityRow extends PresetRow {
-  webServers: number;
 }
 
 export interface RampResult {
@@ -94,24 +90,7 @@ async function capacity(state: ClusterState, manifest: SeedManifest, o: Stateles
       sweepP99Ms: o.p99Ms,
       log: (l) => o.log(`${n} web servers: ${l}`),
     });
-    const verified = await verifyRun(out);
-    const highest = report.sweep?.filter((s) => s.sustainable).at(-1);
-    const row: CapacityRow = {
-      name: `stateless, ${n} web server${n > 1 ? 's' : ''} (${o.scenario})`,
-      webServers: n,
-      highestRate: report.highestSustainableRate ?? null,
-      p99AtHighest: highest?.p99 ?? null,
-      steps: (report.sweep ?? []).map((s) => ({
-        rate: s.rate,
-        p99: s.p99,
-        errors: s.errors,
-        sustainable: s.sustainable,
-      })),
-      acknowledgedWrites: verified.checked,
-      lostWrites: verified.lost.length,
-      duplicatedWrites: verified.duplicated.length,
-    };
-    rows.push(row);
+    rows.push(await sweepRow(`stateless, ${n} web server${n > 1 ? 's' : ''} (${o.scenario})`, report, out));
   }
   return rows;
 }
@@ -191,20 +170,17 @@ async function ramp(state: ClusterState, manifest: SeedManifest, o: StatelessBen
   const seconds = result.timeline.map((p) => p.t);
   const at = (xs: number[]) => seconds.map((t) => xs[t] ?? null);
   await writeReports(out, {
-    scenario: `${o.scenario}: autoscaler ramp ${low} → ${high} → ${low} req/s`,
-    target: state.publicUrl,
-    rate: high,
-    durationSeconds: total,
-    connections: 256,
-    machine: machine(),
-    date: new Date().toISOString(),
-    throughput: result.throughput,
-    sent: result.sent,
-    completed: result.completed,
-    errors: result.errors,
-    latencyMs: result.latencyMs,
-    timeline: result.timeline,
-    writesAcknowledged: ledger.entries.length,
+    ...loadReport(
+      {
+        scenario: `${o.scenario}: autoscaler ramp ${low} → ${high} → ${low} req/s`,
+        target: state.publicUrl,
+        rate: high,
+        durationSeconds: total,
+        connections: 256,
+      },
+      result,
+      ledger.entries.length,
+    ),
     charts: [
       { title: 'web servers (the autoscaler)', series: { servers: at(servers) } },
       {

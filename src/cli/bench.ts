@@ -22,6 +22,13 @@ async function saveResults(file: string | undefined, results: Record<string, unk
     await writeFile(file, JSON.stringify({ machine: machine(), date: new Date().toISOString(), ...results }, null, 2));
 }
 
+/** A comma-separated option as a list; blanks dropped. */
+const list = (text = '') =>
+  text
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+
 export function benchCommands(program: Command): void {
   registerLoadCommands(program);
   program
@@ -224,11 +231,6 @@ export function benchCommands(program: Command): void {
         presets: string;
         scenarios: string;
       }) => {
-        const list = (text: string) =>
-          text
-            .split(',')
-            .map((p) => p.trim())
-            .filter(Boolean);
         const presetNames = list(o.presets);
         const unknownPreset = presetNames.find((p) => !(presets as readonly string[]).includes(p));
         if (unknownPreset) throw new Error(`unknown preset ${unknownPreset}: one of ${presets.join(', ')}`);
@@ -277,11 +279,6 @@ export function benchCommands(program: Command): void {
       'bench-out/stateless',
     )
     .action(async (o: Record<string, string>) => {
-      const list = (text = '') =>
-        text
-          .split(',')
-          .map((p) => p.trim())
-          .filter(Boolean);
       const parts = list(o.parts);
       const unknown = parts.find((p) => !['capacity', 'ramp', 'deploy'].includes(p));
       if (unknown) throw new Error(`unknown part ${unknown}: capacity, ramp or deploy`);

@@ -18,7 +18,7 @@ import {
   startSentinel,
   waitForSentinels,
 } from './components/redis.ts';
-import { startSupervisor } from './components/supervisor.ts';
+import { spawnSupervisor, startSupervisor } from './components/supervisor.ts';
 import { projectRoot, startWeb } from './components/web.ts';
 import {
   httpStatus,
@@ -26,7 +26,6 @@ import {
   type StartedProcess,
   sleep,
   spawned,
-  startProcess,
   stopProcess,
   tcpOpen,
   waitUntil,
@@ -58,6 +57,9 @@ export interface ProcessExit {
   signal: string | null;
 }
 
+/** How a process ended, in a word or two: "SIGKILL", "code 1", "unknown". */
+export const howExited = (e: ProcessExit): string => e.signal ?? (e.code !== null ? `code ${e.code}` : 'unknown');
+
 /** What `up` leaves in the run directory, so that status, logs and down can find everything by PID. */
 export interface ClusterState {
   topology: Topology;
@@ -86,6 +88,13 @@ const stateFile = (runDir: string) => path.join(runDir, 'state.json');
 
 export function readState(runRoot: string, name: string): ClusterState | null {
   return readStateDir(path.join(runRoot, name));
+}
+
+/** The state of the topology in `runDir`, which must exist. */
+export function loadState(runDir: string): ClusterState {
+  const state = readStateDir(runDir);
+  if (!state) throw new Error(`no topology in ${runDir}`);
+  return state;
 }
 
 export function readStateDir(runDir: string): ClusterState | null {
@@ -157,12 +166,7 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
   // Supervised: the supervisor starts every process itself, so that each is its child and it sees how
   // each one ends (exit code, signal). This process follows its progress in the state file and up.log.
   writeFileSync(path.join(runDir, 'launch.json'), JSON.stringify({ webEnv: opts.webEnv ?? {} }), { mode: 0o600 });
-  const launcher = startProcess({
-    command: process.execPath,
-    args: [path.join(projectRoot, 'bin', 'scaleout.js'), 'supervise', '--run-dir', runDir, '--launch'],
-    log: path.join(runDir, 'logs', `${supervisor.name}.log`),
-    cwd: projectRoot,
-  });
+  const launcher = spawnSupervisor(supervisor.name, runDir, { launch: true });
   const progress = path.join(runDir, 'logs', 'up.log');
   let shown = 0;
   const follow = () => {
@@ -334,13 +338,8 @@ export async function startAll(
     }
 
     // Last: from here on, what dies is started again.
-    for (const supervisor of of('supervisor')) {
-      if (self) record(supervisor, self);
-      else {
-        log(`starting the supervisor http://${supervisor.listen.host}:${supervisor.listen.port}`);
-        record(supervisor, await startSupervisor(supervisor, runDir));
-      }
-    }
+    // (`up` leaves a topology with a supervisor to it: it is `self` here.)
+    for (const supervisor of of('supervisor')) if (self) record(supervisor, self);
     // A supervisor that started it all says "up" once its control API answers.
     if (!self) {
       state.phase = 'up';
@@ -387,7 +386,10 @@ export async function down(state: ClusterState, opts: { purge: boolean }): Promi
 export async function restart(
   state: ClusterState,
   name: string,
-  opts: { webEnv?: Record<string, string> } = {},
+  opts: {
+    webEnv?: Record<string, string> /** The supervisor's restart: counted in `restarts`. */;
+    counted?: boolean;
+  } = {},
 ): Promise<RunningProcess> {
   // The topology may have changed since the caller read it (scaling, deploys, other restarts).
   Object.assign(state, readStateDir(state.runDir));
@@ -476,13 +478,12 @@ export async function restart(
       });
       break;
   }
-  const entry: RunningProcess = { name, kind: spec.kind, pid: started.pid, log: started.log };
+  let entry: RunningProcess = { name, kind: spec.kind, pid: started.pid, log: started.log };
   const latest = updateState(state.runDir, (s) => {
     const before = s.processes.find((p) => p.name === name);
-    s.processes = [
-      ...s.processes.filter((p) => p.name !== name),
-      { ...entry, restarts: before?.restarts, lastExit: before?.lastExit },
-    ];
+    const restarts = (before?.restarts ?? 0) + (opts.counted ? 1 : 0);
+    entry = { ...entry, restarts: restarts || undefined, lastExit: before?.lastExit };
+    s.processes = [...s.processes.filter((p) => p.name !== name), entry];
   });
   state.processes = latest.processes;
   return entry;

@@ -7,7 +7,7 @@ import { prometheusReady } from './components/prometheus.ts';
 import { redisExporterUp, redisRole, sentinelView } from './components/redis.ts';
 import { supervisorUp } from './components/supervisor.ts';
 import { webReady, webVersion } from './components/web.ts';
-import type { ClusterState, ProcessExit } from './launcher.ts';
+import { type ClusterState, howExited, type ProcessExit } from './launcher.ts';
 import { httpStatus, isAlive, tcpOpen } from './process.ts';
 import { addressOf, allProcesses, type ProcessKind, type ProcessSpec } from './topology.ts';
 
@@ -136,9 +136,7 @@ export async function status(state: ClusterState): Promise<ProcessStatus[]> {
 
 /** A last exit in words: "SIGKILL 12:03:04", "code 1 12:03:04". */
 export function exitText(e: ProcessExit | null): string {
-  if (!e) return '';
-  const how = e.signal ?? (e.code !== null ? `code ${e.code}` : 'unknown');
-  return `${how} ${e.at.slice(11, 19)}`;
+  return e ? `${howExited(e)} ${e.at.slice(11, 19)}` : '';
 }
 
 export function statusTable(rows: ProcessStatus[]): string {

@@ -6,9 +6,9 @@ import { z } from 'zod';
 import { createLogger } from '../platform/observability/logger.ts';
 import { type Decision, decide, InFlightWindow } from './autoscaler.ts';
 import { backendServers } from './components/haproxy.ts';
-import { type ClusterState, type ProcessExit, readStateDir, restart, startAll, updateState } from './launcher.ts';
+import { howExited, loadState, type ProcessExit, restart, startAll, updateState } from './launcher.ts';
 import { exits, isAlive, sleep } from './process.ts';
-import { type AutoscalePolicy, allProcesses, autoscalePolicy, type ProcessSpec, webServers } from './topology.ts';
+import { allProcesses, autoscalePolicy, type ProcessSpec, webServers } from './topology.ts';
 import { deployWebTier, scaleWebTier } from './web-tier.ts';
 
 /**
@@ -32,8 +32,7 @@ export const backoffDelay = (crashes: number): number =>
  * the state says so and the process exits.
  */
 export async function launchTopology(runDir: string): Promise<void> {
-  const state = readStateDir(runDir);
-  if (!state) throw new Error(`no topology in ${runDir}`);
+  const state = loadState(runDir);
   const launchFile = path.join(runDir, 'launch.json');
   const { webEnv } = JSON.parse(readFileSync(launchFile, 'utf8')) as { webEnv: Record<string, string> };
   rmSync(launchFile, { force: true });
@@ -63,11 +62,7 @@ type Supervisor = Extract<ProcessSpec, { kind: 'supervisor' }>;
  * through a private control API.
  */
 export async function runSupervisor(runDir: string): Promise<{ close(): Promise<void> }> {
-  const load = (): ClusterState => {
-    const state = readStateDir(runDir);
-    if (!state) throw new Error(`no topology in ${runDir}`);
-    return state;
-  };
+  const load = () => loadState(runDir);
   const initial = load();
   const spec = allProcesses(initial.topology).find((p): p is Supervisor => p.kind === 'supervisor');
   if (!spec) throw new Error('this topology has no supervisor');
@@ -81,7 +76,7 @@ export async function runSupervisor(runDir: string): Promise<{ close(): Promise<
     labelNames: ['process', 'kind'],
     registers: [registry],
   });
-  const webCount = new client.Gauge({
+  new client.Gauge({
     name: 'scaleout_web_servers',
     help: 'Web servers of the topology',
     registers: [registry],
@@ -104,7 +99,6 @@ export async function runSupervisor(runDir: string): Promise<{ close(): Promise<
     help: 'Requests in flight per web server the autoscaler aims for',
     registers: [registry],
   });
-  void webCount;
 
   // ---- one change of the web tier at a time ----
   let operation: string | null = null;
@@ -131,26 +125,15 @@ export async function runSupervisor(runDir: string): Promise<{ close(): Promise<
   const restarting = new Set<string>();
   const startedAt = Date.now();
 
-  const describe = (e: ProcessExit) =>
-    e.signal ? `killed by ${e.signal}` : e.code !== null ? `exit code ${e.code}` : 'gone (exit status unknown)';
-
   const restartNow = async (name: string) => {
     restarting.add(name);
     pending.delete(name);
     try {
-      const entry = await restart(load(), name);
-      const latest = updateState(runDir, (s) => {
-        const p = s.processes.find((x) => x.name === name);
-        if (p) p.restarts = (p.restarts ?? 0) + 1;
-      });
-      const kind = latest.processes.find((p) => p.name === name)?.kind ?? 'unknown';
-      restartsTotal.inc({ process: name, kind });
+      const entry = await restart(load(), name, { counted: true });
+      restartsTotal.inc({ process: name, kind: entry.kind });
       const c = crashes.get(name);
       if (c) c.startedAt = Date.now();
-      logger.warn(
-        { process: name, pid: entry.pid, restarts: latest.processes.find((p) => p.name === name)?.restarts },
-        `${name} restarted`,
-      );
+      logger.warn({ process: name, pid: entry.pid, restarts: entry.restarts }, `${name} restarted`);
     } catch (err) {
       const c = crashes.get(name) ?? { count: 0, startedAt: Date.now() };
       c.count++;
@@ -200,7 +183,7 @@ export async function runSupervisor(runDir: string): Promise<{ close(): Promise<
       });
       logger.warn(
         { process: p.name, kind: p.kind, pid: p.pid, lastExit, crashes: c.count, restartInMs: delay },
-        `${p.name} (pid ${p.pid}) died: ${describe(lastExit)}; restart in ${delay / 1000} s`,
+        `${p.name} (pid ${p.pid}) died: ${howExited(lastExit)}; restart in ${delay / 1000} s`,
       );
     }
   };
@@ -216,7 +199,6 @@ export async function runSupervisor(runDir: string): Promise<{ close(): Promise<
   const window = new InFlightWindow(sampleWindowMs);
   const history: { at: number; recommendation: number }[] = [];
   const decisions: Decision[] = [];
-  const policyOf = (): AutoscalePolicy | undefined => load().topology.options.autoscale;
   let sampling = false;
   const sampleTimer = setInterval(async () => {
     if (lb?.kind !== 'loadBalancer' || sampling) return;
@@ -234,13 +216,15 @@ export async function runSupervisor(runDir: string): Promise<{ close(): Promise<
     }
   }, sampleEveryMs);
   let lastDecisionAt = Date.now();
+  // Once a second (the shortest period): one read of the state for the policy and the count.
   const decideTimer = setInterval(() => {
-    const policy = policyOf();
+    const state = load();
+    const policy = state.topology.options.autoscale;
     if (!policy?.enabled) return;
     targetGauge.set(policy.target);
-    if (Date.now() - lastDecisionAt < policy.periodSeconds * 1000 || operation) return;
+    if (Date.now() - lastDecisionAt < policy.periodSeconds * 1000 - 100 || operation) return;
     lastDecisionAt = Date.now();
-    const current = webServers(load().topology).length;
+    const current = webServers(state.topology).length;
     const d = decide(Date.now(), current, window.mean(), policy, history);
     decisions.push(d);
     if (decisions.length > 100) decisions.shift();
@@ -253,7 +237,7 @@ export async function runSupervisor(runDir: string): Promise<{ close(): Promise<
       void exclusive(`autoscale to ${d.desired}`, () => scaleWebTier(runDir, d.desired, { log: tierLog })).catch(
         (err) => logger.error({ err }, 'autoscaling failed'),
       );
-  }, 250);
+  }, 1000);
 
   // ---- the control API ----
   const app = Fastify({ logger: false });
@@ -276,7 +260,7 @@ export async function runSupervisor(runDir: string): Promise<{ close(): Promise<
     const body = z.object({ web: z.number().int() }).safeParse(req.body);
     if (!body.success) return reply.code(400).send({ error: 'expected {"web": <count>}' });
     // A count set by hand is the operator's: the autoscaler stops until `autoscale --on`.
-    const policy = policyOf();
+    const policy = load().topology.options.autoscale;
     if (policy?.enabled) {
       updateState(runDir, (s) => {
         if (s.topology.options.autoscale) s.topology.options.autoscale.enabled = false;
@@ -293,8 +277,9 @@ export async function runSupervisor(runDir: string): Promise<{ close(): Promise<
     }
   });
   app.post('/autoscale', async (req, reply) => {
-    const current = policyOf();
-    const count = webServers(load().topology).length;
+    const state = load();
+    const current = state.topology.options.autoscale;
+    const count = webServers(state.topology).length;
     const merged = autoscalePolicy.safeParse({
       ...(current ?? { min: count, max: Math.max(count, 6), target: 2 }),
       ...(req.body as object),

@@ -283,12 +283,15 @@ export const webServers = (t: Topology): WebSpec[] => allProcesses(t).filter((p)
 /** A web server's slot: the last number of its name (web-3 → 3). */
 export const webIndex = (w: WebSpec): number => Number(w.name.slice(w.name.lastIndexOf('-') + 1));
 
-/** The second octet of a topology's addresses. */
-export const octetOf = (t: Topology): number => {
+/** The topology's load balancer, which it must have. */
+export function balancerOf(t: Topology): Extract<ProcessSpec, { kind: 'loadBalancer' }> {
   const lb = allProcesses(t).find((p) => p.kind === 'loadBalancer');
   if (lb?.kind !== 'loadBalancer') throw new Error('this topology has no load balancer');
-  return Number(lb.listen.host.split('.')[1]);
-};
+  return lb;
+}
+
+/** The second octet of a topology's addresses. */
+export const octetOf = (t: Topology): number => Number(balancerOf(t).listen.host.split('.')[1]);
 
 /** Where a web server serves /metrics. */
 export function webMetrics(spec: Extract<ProcessSpec, { kind: 'web' }>): { host: string; port: number } {

@@ -4,10 +4,10 @@ import { codeVersion } from '../platform/version.ts';
 import { backendServers, loadBalancerConfig, runtimeApi } from './components/haproxy.ts';
 import { writeWebTargets } from './components/prometheus.ts';
 import { startWeb } from './components/web.ts';
-import { type ClusterState, readStateDir, updateState, webEnvOf } from './launcher.ts';
+import { type ClusterState, loadState, updateState, webEnvOf } from './launcher.ts';
 import { isAlive, sleep, stopProcess, tcpOpen } from './process.ts';
 import {
-  allProcesses,
+  balancerOf,
   maxWebServers,
   octetOf,
   type ProcessSpec,
@@ -33,18 +33,6 @@ export interface WebTierOptions {
   /** How long a leaving server may take to finish what it serves. */
   drainMs?: number;
 }
-
-const fresh = (runDir: string): ClusterState => {
-  const state = readStateDir(runDir);
-  if (!state) throw new Error(`no topology in ${runDir}`);
-  return state;
-};
-
-const balancerOf = (t: Topology): LoadBalancer => {
-  const lb = allProcesses(t).find((p) => p.kind === 'loadBalancer');
-  if (lb?.kind !== 'loadBalancer') throw new Error('this topology has no load balancer');
-  return lb;
-};
 
 /** The balancer's config file follows the topology, so a restarted balancer has the same servers. */
 function syncFiles(state: ClusterState): void {
@@ -78,7 +66,7 @@ async function freeSlot(t: Topology): Promise<Web> {
 
 /** Starts one more web server (from `checkout`), waits until it is ready, then puts it into rotation. */
 export async function addWebServer(runDir: string, o: WebTierOptions & { checkout?: string }): Promise<Web> {
-  let state = fresh(runDir);
+  let state = loadState(runDir);
   const lb = balancerOf(state.topology);
   const spec = await freeSlot(state.topology);
   const checkout = o.checkout ?? state.checkout;
@@ -101,7 +89,7 @@ export async function addWebServer(runDir: string, o: WebTierOptions & { checkou
 
 /** Takes a web server out of rotation by drain, then stops it (SIGTERM: its own graceful shutdown). */
 export async function removeWebServer(runDir: string, name: string, o: WebTierOptions): Promise<void> {
-  let state = fresh(runDir);
+  let state = loadState(runDir);
   const lb = balancerOf(state.topology);
   const entry = state.processes.find((p) => p.name === name);
   // Out of the state first: the supervisor must not start it again once it stops.
@@ -138,7 +126,7 @@ export async function scaleWebTier(runDir: string, count: number, o: WebTierOpti
   if (!Number.isInteger(count) || count < 1 || count > maxWebServers)
     throw new Error(`web servers: 1 to ${maxWebServers}`);
   for (;;) {
-    const webs = webServers(fresh(runDir).topology);
+    const webs = webServers(loadState(runDir).topology);
     if (webs.length === count) return webs;
     if (webs.length < count) await addWebServer(runDir, o);
     else {
@@ -161,7 +149,7 @@ export interface DeployResult {
  */
 export async function deployWebTier(runDir: string, checkout: string, o: WebTierOptions): Promise<DeployResult> {
   const version = codeVersion(checkout);
-  const olds = webServers(fresh(runDir).topology);
+  const olds = webServers(loadState(runDir).topology);
   o.log(`deploying ${version} from ${checkout} to ${olds.length} web servers`, { version, checkout });
   const replaced: DeployResult['replaced'] = [];
   for (const old of olds) {
