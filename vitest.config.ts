@@ -1,12 +1,30 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * Test projects, each starting only the servers it needs:
+ * - unit: none;
+ * - contract: one real PostgreSQL server and one Redis (master + replica) for the run;
+ * - api: none (each file starts embedded apps on PGlite);
+ * - integration: one real PostgreSQL server;
+ * - cluster: real topologies, one per test file (addresses from the fork's pool id);
+ * - e2e: headless Chromium against an embedded app.
+ * `npm test` runs them all; `npm run test:fast` runs what needs no topology.
+ */
+const pg = 'test/support/global-postgres.ts';
+const redis = 'test/support/global-redis.ts';
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 120_000,
     pool: 'forks',
-    // One real PostgreSQL server and one Redis (master + replica) for the run; each test file keeps to its own part.
-    globalSetup: ['test/support/global-postgres.ts', 'test/support/global-redis.ts'],
+    projects: [
+      { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      { extends: true, test: { name: 'contract', include: ['test/contract/**/*.test.ts'], globalSetup: [pg, redis] } },
+      { extends: true, test: { name: 'api', include: ['test/api/**/*.test.ts'] } },
+      { extends: true, test: { name: 'integration', include: ['test/integration/**/*.test.ts'], globalSetup: [pg] } },
+      { extends: true, test: { name: 'cluster', include: ['test/cluster/**/*.test.ts'] } },
+      { extends: true, test: { name: 'e2e', include: ['test/e2e/**/*.test.ts'] } },
+    ],
   },
 });

@@ -85,6 +85,12 @@ export const configSchema = z.strictObject({
    * timelines could not see each other's pushes (they read the feed from the database).
    */
   feedTimelines: z.enum(['auto', 'off']).default('auto'),
+  /**
+   * Web servers on a PostgreSQL server without Redis: `auto` sends each cache
+   * delete to every other server by NOTIFY (so they may cache sessions and
+   * "liked by me" too); `off` lets each server's cache go stale until its TTL.
+   */
+  cacheInvalidation: z.enum(['auto', 'off']).default('auto'),
   /** Photos kept per precomputed feed (Mastodon and Twitter keep 800); older pages come from the database. */
   feedMaxEntries: int(20, 100_000).default(800),
   /** A feed not read for this many days expires and is no longer pushed to; its next read rebuilds it. */
@@ -145,6 +151,7 @@ export const envNames: Record<keyof Config, string> = {
   redisCacheName: 'SCALEOUT_REDIS_CACHE_NAME',
   sessionTtlSeconds: 'SCALEOUT_SESSION_TTL_SECONDS',
   feedTimelines: 'SCALEOUT_FEED_TIMELINES',
+  cacheInvalidation: 'SCALEOUT_CACHE_INVALIDATION',
   feedMaxEntries: 'SCALEOUT_FEED_MAX_ENTRIES',
   feedActiveDays: 'SCALEOUT_FEED_ACTIVE_DAYS',
   feedFanoutMaxFollowers: 'SCALEOUT_FEED_FANOUT_MAX_FOLLOWERS',

@@ -16,6 +16,7 @@ import type { Config } from './config.ts';
 import { createFilesystemBlobStore } from './platform/blobs/filesystem.ts';
 import { createMemoryCache } from './platform/cache/memory.ts';
 import { createNoCache } from './platform/cache/none.ts';
+import { withSharedInvalidation } from './platform/cache/shared-invalidation.ts';
 import { lockDataDir } from './platform/data-dir-lock.ts';
 import { openPgliteDb } from './platform/db/pglite.ts';
 import type { QueryObserver } from './platform/db/postgres.ts';
@@ -115,25 +116,44 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
         })
       : undefined;
     if (redis) closers.push(redis.close);
-    const cache = redis
-      ? redis.cache
+    const local = redis
+      ? undefined
       : createMemoryCache({
           policy: config.cachePolicy,
           maxEntries: config.cacheMaxEntries,
           defaultTtlSeconds: config.cacheTtlSeconds,
         });
+    // Web servers sharing a PostgreSQL server and no Redis: each one's deletes reach the others by NOTIFY.
+    const invalidations =
+      local && config.db === 'postgres' && config.cacheInvalidation === 'auto'
+        ? await (await import('./platform/invalidations/postgres.ts')).createPostgresInvalidations({
+            url: config.databaseUrl as string,
+            logger: logger.child({ component: 'cache-invalidation' }),
+            onPublish: (ms) => metrics.cacheInvalidationSent(ms),
+          })
+        : undefined;
+    if (invalidations) closers.push(() => invalidations.close());
+    const cache = redis ? redis.cache : invalidations && local ? withSharedInvalidation(local, invalidations) : local;
+    if (!cache) throw new Error('no cache');
+    /**
+     * The shared-invalidation rule, in one place: a value that one process's
+     * write makes stale may be cached only where that write's delete reaches
+     * every process that caches it: one process (the embedded database), the
+     * cache Redis's channel, or PostgreSQL's NOTIFY.
+     */
+    const invalidationReachesAll = redis !== undefined || invalidations !== undefined || config.db === 'pglite';
     const store = redis
       ? redis.sessions
       : config.sessionStore === 'database'
         ? createDatabaseSessionStore(db, config.sessionTtlSeconds)
         : createMemorySessionStore(config.sessionTtlSeconds);
-    // A session lives in the store; a web server remembers it for 5 s where a log-out reaches every copy:
-    // one process (the embedded database), or web servers whose caches share invalidations (Redis).
-    const sessionCacheReachesAll =
-      redis !== undefined || (config.db === 'pglite' && config.sessionStore === 'database');
-    const sessions = sessionCacheReachesAll ? withSessionCache(store, cache, 5) : store;
+    // A session lives in the store; a web server remembers it for 5 s where a log-out reaches every copy.
+    const sessions =
+      invalidationReachesAll && (redis || config.sessionStore === 'database')
+        ? withSessionCache(store, cache, 5)
+        : store;
     // "Liked by me" is the viewer's own write: cached only where a like through one server reaches every copy.
-    const viewerCache = sessionCacheReachesAll || config.db === 'pglite' ? cache : createNoCache();
+    const viewerCache = invalidationReachesAll ? cache : createNoCache();
     const queue = createMemoryQueue({ attempts: config.jobAttempts, backoffMs: config.jobBackoffMs });
     closers.push(() => queue.close());
     const images = createSharpImageProcessor(config.uploadMaxMegapixels * 1e6, config.imageDecodeTimeoutSeconds);

@@ -21,6 +21,8 @@ export interface SeedOptions {
   follows: number;
   seed: number;
   log?: (line: string) => void;
+  /** The longest a seed waits out limits in all (429 and 503 with Retry-After) before it gives up. */
+  maxWaitMs?: number;
 }
 
 export interface SeedManifest {
@@ -84,6 +86,8 @@ export function followGraph(users: number, viewerFollows: number, random: () => 
 
 const password = 'bench-password-123';
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 /**
  * Fills a running scaleout through its public API: users, a viewer who
  * follows `follows` of them, and `photos` small photos spread over the
@@ -93,7 +97,44 @@ export async function seed(opts: SeedOptions): Promise<SeedManifest> {
   const log = opts.log ?? (() => {});
   const random = mulberry32(opts.seed);
   const pool = new Pool(opts.target, { connections: 4 });
-  const call = async (method: 'GET' | 'POST' | 'PUT', path: string, body?: string | FormData, token?: string) => {
+  // A site's limits are the site's: a 429 or 503 is waited out for its Retry-After (or until `ready`
+  // says the cause went away, e.g. an owner's photos finished processing), never raised.
+  let waitedMs = 0;
+  const maxWaitMs = opts.maxWaitMs ?? 30 * 60_000;
+  const waitOut = async (what: string, retryAfter: string | undefined, ready?: () => Promise<boolean>) => {
+    const seconds = Number(retryAfter);
+    const ms = Math.min(120_000, Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 1000);
+    if (waitedMs + ms > maxWaitMs)
+      throw new Error(`${what}: still limited after waiting ${Math.round(waitedMs / 1000)} s`);
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      await sleep(Math.min(250, until - Date.now()));
+      if (ready && (await ready())) break;
+    }
+    waitedMs += ms - Math.max(0, until - Date.now());
+  };
+  const limited = new Map<string, number>();
+  const noteLimit = (what: string) => {
+    const n = (limited.get(what) ?? 0) + 1;
+    limited.set(what, n);
+    if (n === 1 || n % 20 === 0) log(`${what}: limited by the site (429), waiting as Retry-After says`);
+  };
+  const call = async (
+    method: 'GET' | 'POST' | 'PUT',
+    path: string,
+    body?: string | FormData,
+    token?: string,
+    ready?: () => Promise<boolean>,
+  ): Promise<{ status: number; json: ReturnType<typeof JSON.parse> }> => {
+    for (;;) {
+      const res = await callOnce(method, path, body, token);
+      if (res.status !== 429 && res.status !== 503) return res;
+      const what = `${method} ${path.replace(/\/[^/]+\/follow$/, '/…/follow')}`;
+      noteLimit(what);
+      await waitOut(what, res.retryAfter, ready);
+    }
+  };
+  const callOnce = async (method: 'GET' | 'POST' | 'PUT', path: string, body?: string | FormData, token?: string) => {
     const headers: Record<string, string> = {};
     if (token) headers.authorization = `Bearer ${token}`;
     let payload: string | Buffer | undefined;
@@ -107,7 +148,12 @@ export async function seed(opts: SeedOptions): Promise<SeedManifest> {
     }
     const res = await pool.request({ method, path, headers, body: payload });
     const text = await res.body.text();
-    return { status: res.statusCode, json: text ? JSON.parse(text) : undefined };
+    const retryAfter = res.headers['retry-after'];
+    return {
+      status: res.statusCode,
+      json: text ? JSON.parse(text) : undefined,
+      retryAfter: typeof retryAfter === 'string' ? retryAfter : undefined,
+    };
   };
   const login = async (username: string) => {
     const res = await call('POST', '/api/v1/sessions', JSON.stringify({ username, password }));
@@ -148,10 +194,25 @@ export async function seed(opts: SeedOptions): Promise<SeedManifest> {
     form.append('caption', `seed ${opts.seed} photo ${i}`);
     form.append('file', new Blob([new Uint8Array(png)]), 'p.png');
     const token = tokens[users.indexOf(owners[owner] as string)];
-    const res = await call('POST', '/api/v1/photos', form, token);
+    const mine = processing.get(owner) ?? [];
+    processing.set(owner, mine);
+    // Limited while this owner has photos processing: go on as soon as one of them is ready.
+    const oneReady = async () => {
+      for (const id of mine) {
+        const res = await callOnce('GET', `/api/v1/photos/${id}`);
+        if (res.json?.photo?.status !== 'processing') {
+          mine.splice(mine.indexOf(id), 1);
+          return true;
+        }
+      }
+      return false;
+    };
+    const res = await call('POST', '/api/v1/photos', form, token, oneReady);
     if (res.status !== 202) throw new Error(`upload ${i}: ${res.status} ${JSON.stringify(res.json)}`);
     photoIds.push(res.json.photo.id);
+    mine.push(res.json.photo.id);
   };
+  const processing = new Map<number, string[]>();
   for (let i = 0; i < opts.photos; i += 4) {
     await Promise.all([i, i + 1, i + 2, i + 3].filter((n) => n < opts.photos).map(uploadOne));
     if ((i + 4) % 100 === 0) log(`photos: ${Math.min(i + 4, opts.photos)}/${opts.photos}`);
@@ -162,7 +223,7 @@ export async function seed(opts: SeedOptions): Promise<SeedManifest> {
       const res = await call('GET', `/api/v1/photos/${id}`);
       if (res.json?.photo?.status === 'ready') break;
       if (tries > 600) throw new Error(`photo ${id} never became ready`);
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
   }
   log(`photos ready: ${photoIds.length}`);

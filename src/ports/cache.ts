@@ -148,8 +148,14 @@ export function createLocalLeases(now: () => number = Date.now) {
       deleted.delete(key);
     }
   };
+  /** Leases taken at or before this sequence number are void (`deletedAll`). */
+  let voidUpTo = -1;
   return {
     take: (key: string): CacheLease => ({ key, local: seq, takenAt: now() }),
+    /** Every key counts as deleted: what may have been missed is unknown. */
+    deletedAll() {
+      voidUpTo = seq++;
+    },
     deleted(keys: string[]) {
       for (const key of keys) {
         deleted.delete(key);
@@ -159,7 +165,7 @@ export function createLocalLeases(now: () => number = Date.now) {
     },
     /** False when the key was deleted since the lease, or the lease is too old to tell. */
     valid(lease: CacheLease): boolean {
-      if (now() - lease.takenAt > leaseMs) return false;
+      if (now() - lease.takenAt > leaseMs || lease.local <= voidUpTo) return false;
       const d = deleted.get(lease.key);
       return d === undefined || d.seq <= lease.local;
     },

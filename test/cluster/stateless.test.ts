@@ -8,6 +8,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type ClusterState, readState, runningPostmasters } from '../../src/cluster/launcher.ts';
 import { isAlive, killHard, waitUntil } from '../../src/cluster/process.ts';
 import type { ProcessStatus } from '../../src/cluster/status.ts';
+import { nextTopologyAddress } from '../support/addresses.ts';
 import { Client, password, pngImage, uniqueName } from '../support/app.ts';
 import { type LoadReport, steadyLoad } from '../support/cluster.ts';
 
@@ -19,8 +20,7 @@ import { type LoadReport, steadyLoad } from '../support/cluster.ts';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const runRoot = mkdtempSync(path.join(os.tmpdir(), 'scaleout-stateless-'));
 const name = `s-${randomBytes(3).toString('hex')}`;
-const octet = 20 + Math.floor(Math.random() * 200);
-const port = 18_000 + Math.floor(Math.random() * 20_000);
+const { octet, port } = nextTopologyAddress();
 const url = `http://127.${octet}.0.1:${port}`;
 const clones: string[] = [];
 

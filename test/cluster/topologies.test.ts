@@ -185,6 +185,30 @@ describe('lb preset: HAProxy, 2 web servers, 3 PostgreSQL nodes under Patroni (s
     expect(web?.kind === 'web' && web.listen.host).not.toBe(new URL(topo.url).hostname);
   });
 
+  it('a like through web-1, read at once through web-2, 200 times: 0 stale; the same through the balancer', async () => {
+    const webs = allProcesses(topo.state.topology).filter((p) => p.kind === 'web');
+    const [web1, web2] = webs.map((w) => (w.kind === 'web' ? `http://${w.listen.host}:${w.listen.port}` : ''));
+    const fan = new Client(topo.url);
+    await fan.logIn(await fan.signUp());
+    const through = (base: string) => {
+      const c = new Client(base);
+      c.cookies = new Map(fan.cookies);
+      return c;
+    };
+    const rounds = async (writer: Client, reader: Client) => {
+      let stale = 0;
+      for (let i = 0; i < 200; i++) {
+        const liked = i % 2 === 0;
+        expect((await writer.request(liked ? 'PUT' : 'DELETE', `/api/v1/photos/${seed.id}/like`)).status).toBe(204);
+        const photo = (await reader.request('GET', `/api/v1/photos/${seed.id}`)).body.photo;
+        if (photo.likedByMe !== liked) stale++;
+      }
+      return stale;
+    };
+    expect(await rounds(through(web1 as string), through(web2 as string))).toBe(0);
+    expect(await rounds(through(topo.url), through(topo.url))).toBe(0);
+  }, 120_000);
+
   it('one request id names the request in the load balancer and web server logs', async () => {
     const res = await fetch(`${topo.url}/api/v1/users/${seed.name}`);
     const id = res.headers.get('x-request-id') as string;

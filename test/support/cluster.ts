@@ -6,6 +6,7 @@ import { down, runningPostmasters, up } from '../../src/cluster/launcher.ts';
 import { isAlive } from '../../src/cluster/process.ts';
 import { buildPreset, type PresetName, type PresetOptions } from '../../src/cluster/topology.ts';
 import { loadTestLimits } from '../../src/config.ts';
+import { nextTopologyAddress } from './addresses.ts';
 
 export const clusterWebEnv = { ...loadTestLimits, SCALEOUT_LOG_LEVEL: 'info' };
 
@@ -17,8 +18,8 @@ export async function startTopology(
 ) {
   const runRoot = mkdtempSync(path.join(os.tmpdir(), 'scaleout-cluster-'));
   const name = `t-${randomBytes(3).toString('hex')}`;
-  const octet = 20 + Math.floor(Math.random() * 200);
-  const topology = buildPreset(preset, { name, octet, port: 18_000 + Math.floor(Math.random() * 20_000), ...options });
+  const { octet, port } = nextTopologyAddress();
+  const topology = buildPreset(preset, { name, octet, port, ...options });
   const state = await up(topology, { runRoot, webEnv });
   return {
     state,

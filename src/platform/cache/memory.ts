@@ -25,7 +25,10 @@ function deepFreeze<T>(value: T): T {
  * and is kept deeply frozen: every hit returns the same object without
  * copying it, and no caller can change what is cached (a write throws).
  */
-export function createMemoryCache(options: MemoryCacheOptions): Cache {
+/** The in-process cache; `clear` drops every entry (a missed invalidation). */
+export type MemoryCache = Cache & { clear(): void };
+
+export function createMemoryCache(options: MemoryCacheOptions): MemoryCache {
   const now = options.now ?? Date.now;
   const entries = new Map<string, { value: unknown; expiresAt: number }>();
   const order = evictionOrder(options.policy);
@@ -76,6 +79,11 @@ export function createMemoryCache(options: MemoryCacheOptions): Cache {
     stats: () => ({ hits, misses, size: entries.size }),
     onLookup: (listener) => {
       listeners.push(listener);
+    },
+    clear() {
+      for (const key of [...entries.keys()]) drop(key);
+      // Every key counts as deleted for a fill that is loading now.
+      leases.deletedAll();
     },
     async close() {
       entries.clear();

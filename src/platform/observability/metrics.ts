@@ -9,6 +9,8 @@ export interface Metrics {
   feed: FeedMetrics;
   /** A Redis tier's client found its master at a new address (a Sentinel failover), as this web server saw it. */
   redisMasterChanged(tier: string): void;
+  /** A cache invalidation sent through the database: ms until every listener had it, or null (timed out or failed). */
+  cacheInvalidationSent(ms: number | null): void;
   observeRequest(method: string, route: string, status: number, seconds: number): void;
   watchCache(cache: Cache): void;
   /** Database queries one request made, by route. */
@@ -93,6 +95,17 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
     registers: [registry],
   });
 
+  const invalidationSeconds = new client.Histogram({
+    name: 'scaleout_cache_invalidation_seconds',
+    help: 'A cache invalidation sent by NOTIFY: time until PostgreSQL handed it back to this process (so to every listener)',
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2],
+    registers: [registry],
+  });
+  const invalidationsLate = new client.Counter({
+    name: 'scaleout_cache_invalidations_unconfirmed_total',
+    help: 'Cache invalidations sent by NOTIFY that did not come back in time (or could not be sent)',
+    registers: [registry],
+  });
   const masterChanges = new client.Counter({
     name: 'scaleout_redis_master_changes_total',
     help: "Sentinel failovers as this process saw them: its Redis client found the tier's master at a new address",
@@ -187,6 +200,7 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
       jobDone: (job, seconds, outcome) => jobSeconds.observe({ job, outcome }, seconds),
     },
     redisMasterChanged: (tier) => masterChanges.inc({ tier }),
+    cacheInvalidationSent: (ms) => (ms === null ? invalidationsLate.inc() : invalidationSeconds.observe(ms / 1000)),
     feed: {
       timelineRebuilt: (kind) => rebuilds.inc({ kind }),
       fannedOut(followers, seconds) {

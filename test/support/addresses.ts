@@ -1,0 +1,14 @@
+/**
+ * Addresses for cluster tests, from the fork's pool id (1..maxWorkers) rather
+ * than Math.random: forks running at once never share an octet, and within a
+ * fork (files run one after another) each topology takes the next one.
+ */
+const perFork = 25;
+const poolId = Math.max(1, Number(process.env.VITEST_POOL_ID ?? 1));
+let next = 0;
+
+/** The second octet (127.<octet>.x.y) and public port of the next topology this fork starts. */
+export function nextTopologyAddress(): { octet: number; port: number } {
+  const slot = next++ % perFork;
+  return { octet: 20 + ((poolId - 1) % 8) * perFork + slot, port: 18_000 + poolId * 100 + slot };
+}
