@@ -236,3 +236,19 @@ export function kebab(key: string): string {
 export function runRoot(env: Record<string, string | undefined>): string {
   return path.resolve(env.SCALEOUT_RUN_ROOT || '/tmp/scaleout');
 }
+
+/**
+ * Configuration as the environment of a process that will read it back with
+ * `loadConfig`: each option under its env name, lists comma-separated. The
+ * one way the orchestrator tells web and worker processes where things are.
+ */
+export function renderEnv(config: Partial<ConfigInput>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(config)) {
+    if (value === undefined) continue;
+    const name = envNames[key as keyof Config];
+    if (!name) throw new Error(`no such option: ${key}`);
+    env[name] = Array.isArray(value) ? value.join(',') : String(value);
+  }
+  return env;
+}

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { redisCommand } from '../cluster/components/redis.ts';
+import { redisCommand } from '../cluster/components/redis/server.ts';
 import { startProcess, stopProcess, waitUntil } from '../cluster/process.ts';
 import { type EvictionPolicy, evictionOrder } from '../platform/cache/eviction.ts';
 import { freePort } from './processes.ts';

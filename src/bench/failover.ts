@@ -2,10 +2,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Pool } from 'undici';
-import { isLeader, patroniCluster } from '../cluster/components/patroni.ts';
-import { type ClusterState, down, postmasterPid, queryPrimary, up } from '../cluster/launcher.ts';
+import { isLeader, patroniCluster } from '../cluster/components/patroni/cluster.ts';
 import { killHard } from '../cluster/process.ts';
-import { allProcesses, buildPreset, type ProcessSpec } from '../cluster/topology.ts';
+import { type ClusterState, down, postmasterPid, queryPrimary, up } from '../cluster/run/index.ts';
+import { allProcesses, buildPreset, type ProcessSpec } from '../cluster/topology/index.ts';
 import { benchWebEnv } from './processes.ts';
 
 export interface FailoverResult {
@@ -142,7 +142,7 @@ export async function benchFailover(opts: {
 }
 
 function killPrimary(state: ClusterState, node: string) {
-  const postmaster = postmasterPid(state, node);
+  const postmaster = postmasterPid(state.runDir, node);
   const patroni = state.processes.find((p) => p.name === node)?.pid;
   if (patroni) killHard(patroni);
   if (postmaster) killHard(postmaster);

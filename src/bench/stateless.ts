@@ -1,11 +1,11 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { projectRoot } from '../cluster/components/web.ts';
-import { callSupervisor } from '../cluster/control.ts';
-import { type ClusterState, down, up } from '../cluster/launcher.ts';
+import { projectRoot } from '../cluster/components/web/process.ts';
 import { sleep } from '../cluster/process.ts';
-import { buildPreset } from '../cluster/topology.ts';
+import { type ClusterState, down, up } from '../cluster/run/index.ts';
+import { callSupervisor } from '../cluster/supervisor/client.ts';
+import { buildPreset } from '../cluster/topology/index.ts';
 import { Ledger, verifyLedger } from './ledger.ts';
 import { LatencyHistogram, openLoop } from './load.ts';
 import { helloSweep, type PresetRow, sweepRow } from './presets.ts';

@@ -2,10 +2,10 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadBalancerConfig, startHaproxy } from '../cluster/components/haproxy.ts';
-import { down, up } from '../cluster/launcher.ts';
+import { loadBalancerConfig, startHaproxy } from '../cluster/components/load-balancer/haproxy.ts';
 import { httpStatus, stopProcess, waitUntil } from '../cluster/process.ts';
-import { buildPreset, type PresetName } from '../cluster/topology.ts';
+import { down, up } from '../cluster/run/index.ts';
+import { buildPreset, type PresetName } from '../cluster/topology/index.ts';
 import { type EndpointRow, measure } from './endpoints.ts';
 import { benchWebEnv, startNode } from './processes.ts';
 import { seed } from './seed.ts';
@@ -60,7 +60,7 @@ async function baseline(
   try {
     for (const w of webs)
       await waitUntil(async () => (await httpStatus(`http://${w.listen.host}:3000/readyz`)) === 200, 30_000);
-    const proxy = await startHaproxy(lb.name, loadBalancerConfig(lb, webs), runDir, lb.listen);
+    const proxy = await startHaproxy(lb.name, loadBalancerConfig(lb, webs, webs), runDir, lb.listen);
     try {
       const origin = `http://${lb.listen.host}:${lb.listen.port}`;
       await waitUntil(async () => (await httpStatus(`${origin}/`)) === 200, 15_000);

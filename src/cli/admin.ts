@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { readState } from '../cluster/launcher.ts';
+import { appConfig, stateOf } from '../cluster/run/index.ts';
+import { firstDataCenter, webServers } from '../cluster/topology/index.ts';
 import { loadConfig } from '../config.ts';
 import { openAccounts } from '../runtime.ts';
 
@@ -14,11 +14,12 @@ interface Target {
 /** The database a command means: a data dir (embedded), a PostgreSQL URL, or a running topology's. */
 function targetConfig(o: Target, root: string) {
   if (o.name) {
-    const state = readState(root, o.name);
+    const state = stateOf(root, o.name);
     if (!state) throw new Error(`no topology named ${o.name}`);
-    const env = JSON.parse(readFileSync(path.join(state.runDir, 'web.env.json'), 'utf8')) as Record<string, string>;
-    if (env.SCALEOUT_DATABASE_URL) return loadConfig({}, { db: 'postgres', databaseUrl: env.SCALEOUT_DATABASE_URL });
-    const web = state.topology.dataCenters.flatMap((dc) => dc.processes).find((p) => p.kind === 'web');
+    const dc = firstDataCenter(state.topology);
+    const { databaseUrl } = appConfig(state, dc);
+    if (databaseUrl) return loadConfig({}, { db: 'postgres', databaseUrl });
+    const [web] = webServers(state.topology, dc);
     return loadConfig({}, { dataDir: path.join(state.runDir, web?.name ?? 'web-1') });
   }
   if (o.databaseUrl) return loadConfig({}, { db: 'postgres', databaseUrl: o.databaseUrl });

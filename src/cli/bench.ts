@@ -12,7 +12,7 @@ import { seed } from '../bench/seed.ts';
 import { benchStart, startTable } from '../bench/start.ts';
 import { benchStateless } from '../bench/stateless.ts';
 import { benchTopologies, topologyTable } from '../bench/topologies.ts';
-import { type PresetName, presets } from '../cluster/topology.ts';
+import { type PresetName, presets } from '../cluster/topology/index.ts';
 import { defaultManifest, registerLoadCommands } from './load.ts';
 
 /** seed and the benchmark commands. */

@@ -1,26 +1,26 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { projectRoot } from '../cluster/components/web.ts';
-import { callSupervisor } from '../cluster/control.ts';
-import { down, readState, up } from '../cluster/launcher.ts';
+import { projectRoot } from '../cluster/components/web/process.ts';
 import { keep, type Level, type LogLine, mergeByTime, parseLines } from '../cluster/logs.ts';
 import { isAlive, sleep } from '../cluster/process.ts';
-import { status, statusTable } from '../cluster/status.ts';
-import { launchTopology, runSupervisor } from '../cluster/supervisor.ts';
-import { buildPreset, type PresetName, presets, type Topology, topologySchema } from '../cluster/topology.ts';
+import { down, stateOf, up } from '../cluster/run/index.ts';
+import { status, statusTable } from '../cluster/run/status.ts';
+import { callSupervisor } from '../cluster/supervisor/client.ts';
+import { launchTopology, runSupervisor } from '../cluster/supervisor/index.ts';
+import { buildPreset, type PresetName, parseTopology, presets, type Topology } from '../cluster/topology/index.ts';
 import { loadTestLimits } from '../config.ts';
 import { buildDashboard } from '../dashboard/server.ts';
 
 /** The topology named, or the only one with a running process. */
 function pickState(root: string, name?: string) {
   if (name) {
-    const state = readState(root, name);
+    const state = stateOf(root, name);
     if (!state) throw new Error(`no topology named "${name}" under ${root}`);
     return state;
   }
   const names = existsSync(root) ? readdirSync(root).filter((d) => existsSync(path.join(root, d, 'state.json'))) : [];
-  const running = names.map((n) => readState(root, n)).filter((s) => s?.processes.some((p) => isAlive(p.pid)));
+  const running = names.map((n) => stateOf(root, n)).filter((s) => s?.processes.some((p) => isAlive(p.pid)));
   if (running.length === 1 && running[0]) return running[0];
   if (running.length === 0) throw new Error('no topology is running: "scaleout up <preset>" starts one');
   throw new Error(`several topologies are running (${running.map((s) => s?.topology.name).join(', ')}): pass --name`);
@@ -38,7 +38,7 @@ function loadTopology(arg: string, o: UpFlags): Topology {
       supervise: o.supervise,
     });
   }
-  if (existsSync(arg)) return topologySchema.parse(JSON.parse(readFileSync(arg, 'utf8')));
+  if (existsSync(arg)) return parseTopology(JSON.parse(readFileSync(arg, 'utf8')));
   throw new Error(`"${arg}" is neither a preset (${presets.join(', ')}) nor a topology file`);
 }
 

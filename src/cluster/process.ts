@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { isAlive } from '../platform/pid.ts';
 
@@ -129,5 +129,13 @@ export async function httpStatus(url: string, timeoutMs = 1000, method = 'GET'):
     return res.status;
   } catch {
     return 0;
+  }
+}
+
+/** Fails with the package to install when a server's binaries are missing. */
+export function requireBinaries(binaries: string[], packages: string): void {
+  const missing = binaries.filter((b) => !existsSync(b));
+  if (missing.length > 0) {
+    throw new Error(`missing ${missing.join(', ')}: run "scaleout setup" (or apt-get install -y ${packages})`);
   }
 }

@@ -3,11 +3,11 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
-import { callSupervisor } from '../cluster/control.ts';
-import { type ClusterState, readState, restart } from '../cluster/launcher.ts';
 import { isAlive, killHard } from '../cluster/process.ts';
-import { status } from '../cluster/status.ts';
-import { allProcesses } from '../cluster/topology.ts';
+import { type ClusterState, restart, stateOf } from '../cluster/run/index.ts';
+import { status } from '../cluster/run/status.ts';
+import { callSupervisor } from '../cluster/supervisor/client.ts';
+import { allProcesses } from '../cluster/topology/index.ts';
 import { dashboardPage } from './page.ts';
 import { charts } from './queries.ts';
 
@@ -64,7 +64,7 @@ async function chartData(promUrl: string, key: string, seconds: number): Promise
  */
 export async function buildDashboard(opts: DashboardOptions): Promise<{ app: FastifyInstance; token: string | null }> {
   const load = (): ClusterState => {
-    const state = readState(opts.runRoot, opts.name);
+    const state = stateOf(opts.runRoot, opts.name);
     if (!state) throw new Error(`no topology named ${opts.name}`);
     return state;
   };

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { currentMaster, redisCommand } from '../../src/cluster/components/redis.ts';
-import { readState, restart } from '../../src/cluster/launcher.ts';
+import { currentMaster, redisCommand } from '../../src/cluster/components/redis/server.ts';
 import { isAlive, killHard, waitUntil } from '../../src/cluster/process.ts';
-import { status } from '../../src/cluster/status.ts';
-import { allProcesses, type ProcessSpec, webMetrics } from '../../src/cluster/topology.ts';
+import { restart, stateOf } from '../../src/cluster/run/index.ts';
+import { status } from '../../src/cluster/run/status.ts';
+import { allProcesses, type ProcessSpec, webMetrics } from '../../src/cluster/topology/index.ts';
 import { Client, pngImage } from '../support/app.ts';
 import { quantile, startTopology, steadyLoad } from '../support/cluster.ts';
 
@@ -58,7 +58,7 @@ describe('cache preset: lb plus a durable and a cache Redis, each master + repli
     if (topo) expect(await topo.stop()).toEqual([]);
   }, 60_000);
   beforeEach(async () => {
-    Object.assign(topo.state, readState(topo.runRoot, topo.state.topology.name));
+    Object.assign(topo.state, stateOf(topo.runRoot, topo.state.topology.name));
     // Whatever a test killed comes back: the server the Sentinels name as master first, then the others as its replicas.
     for (const tier of ['durable', 'cache'] as const) {
       const named = await currentMaster(sentinels(), tier);

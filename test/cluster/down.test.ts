@@ -1,8 +1,8 @@
 import { expect, it } from 'vitest';
-import { isLeader, patroniCluster } from '../../src/cluster/components/patroni.ts';
-import { postmasterPid } from '../../src/cluster/launcher.ts';
+import { isLeader, patroniCluster } from '../../src/cluster/components/patroni/cluster.ts';
 import { isAlive, killHard, sleep, tcpOpen } from '../../src/cluster/process.ts';
-import { allProcesses, type ProcessSpec } from '../../src/cluster/topology.ts';
+import { postmasterPid } from '../../src/cluster/run/index.ts';
+import { allProcesses, type ProcessSpec } from '../../src/cluster/topology/index.ts';
 import { startTopology } from '../support/cluster.ts';
 
 type PatroniSpec = Extract<ProcessSpec, { kind: 'patroni' }>;
@@ -15,7 +15,7 @@ it('down after the leader’s Patroni was killed with SIGKILL stops the PostgreS
     const nodes = allProcesses(topo.state.topology).filter((p): p is PatroniSpec => p.kind === 'patroni');
     const leader = ((await patroniCluster(nodes)) ?? []).find(isLeader)?.name as string;
     port = nodes.find((n) => n.name === leader)?.postgres;
-    orphan = postmasterPid(topo.state, leader);
+    orphan = postmasterPid(topo.state.runDir, leader);
     expect(orphan).not.toBeNull();
     killHard(topo.state.processes.find((p) => p.name === leader)?.pid as number);
     await sleep(2000);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { allProcesses, webMetrics } from '../../src/cluster/topology.ts';
+import { allProcesses, webMetrics } from '../../src/cluster/topology/index.ts';
 import { Client, password, uniqueName } from '../support/app.ts';
 import { startTopology } from '../support/cluster.ts';
 

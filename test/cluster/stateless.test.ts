@@ -5,9 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type ClusterState, readState, runningPostmasters } from '../../src/cluster/launcher.ts';
 import { isAlive, killHard, waitUntil } from '../../src/cluster/process.ts';
-import type { ProcessStatus } from '../../src/cluster/status.ts';
+import { type ClusterState, leftovers, stateOf } from '../../src/cluster/run/index.ts';
+import type { ProcessStatus } from '../../src/cluster/run/status.ts';
 import { nextTopologyAddress } from '../support/addresses.ts';
 import { Client, password, pngImage, uniqueName } from '../support/app.ts';
 import { type LoadReport, steadyLoad } from '../support/cluster.ts';
@@ -36,7 +36,7 @@ function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr:
   });
 }
 
-const state = (): ClusterState => readState(runRoot, name) as ClusterState;
+const state = (): ClusterState => stateOf(runRoot, name) as ClusterState;
 
 async function statusRows(): Promise<ProcessStatus[]> {
   const out = await cli('status', '--name', name, '--json');
@@ -114,17 +114,17 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
-  const s = readState(runRoot, name);
+  const s = stateOf(runRoot, name);
   const down = await cli('down', '--name', name);
   try {
     expect(down.code).toBe(0);
     if (s) {
-      const latest = readState(runRoot, name) ?? s;
+      const latest = stateOf(runRoot, name) ?? s;
       // Nothing of the topology is left: its processes, and no PostgreSQL a killed Patroni left behind.
       expect([
         ...latest.processes.filter((p) => isAlive(p.pid)).map((p) => p.name),
         ...s.processes.filter((p) => isAlive(p.pid)).map((p) => p.name),
-        ...runningPostmasters(latest).map((p) => `${p.node} postgres`),
+        ...leftovers(latest).map((p) => p.name),
       ]).toEqual([]);
     }
   } finally {

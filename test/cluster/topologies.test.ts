@@ -3,12 +3,12 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { isLeader, patroniCluster, waitForCluster } from '../../src/cluster/components/patroni.ts';
-import { type ClusterState, postmasterPid, queryPrimary, readState, restart, up } from '../../src/cluster/launcher.ts';
+import { isLeader, patroniCluster, waitForCluster } from '../../src/cluster/components/patroni/cluster.ts';
 import { keep, mergeByTime, parseLines } from '../../src/cluster/logs.ts';
 import { httpStatus, isAlive, killHard, waitUntil } from '../../src/cluster/process.ts';
-import { status } from '../../src/cluster/status.ts';
-import { allProcesses, buildPreset, type ProcessSpec } from '../../src/cluster/topology.ts';
+import { type ClusterState, postmasterPid, queryPrimary, restart, stateOf, up } from '../../src/cluster/run/index.ts';
+import { status } from '../../src/cluster/run/status.ts';
+import { allProcesses, buildPreset, type ProcessSpec } from '../../src/cluster/topology/index.ts';
 import { lsnReached } from '../../src/platform/db/consistency.ts';
 import { Client, jpegWithExif, password, pngImage, uniqueName } from '../support/app.ts';
 import { json, startTopology, steadyLoad } from '../support/cluster.ts';
@@ -31,7 +31,7 @@ async function signUpAndUpload(url: string) {
 
 /** Kill -9 a Patroni node and the PostgreSQL it manages. */
 function killNode(state: ClusterState, node: string) {
-  const postmaster = postmasterPid(state, node);
+  const postmaster = postmasterPid(state.runDir, node);
   killHard(pidOf(state, node));
   if (postmaster) killHard(postmaster);
 }
@@ -158,7 +158,7 @@ describe('lb preset: HAProxy, 2 web servers, 3 PostgreSQL nodes under Patroni (s
   }, 60_000);
   beforeEach(async () => {
     // Another process (the dashboard) may have restarted something: the state file has the PIDs.
-    Object.assign(topo.state, readState(topo.runRoot, topo.state.topology.name));
+    Object.assign(topo.state, stateOf(topo.runRoot, topo.state.topology.name));
     await waitAllHealthy(topo.state);
   }, 120_000);
 

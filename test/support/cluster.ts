@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { down, runningPostmasters, up } from '../../src/cluster/launcher.ts';
 import { isAlive } from '../../src/cluster/process.ts';
-import { buildPreset, type PresetName, type PresetOptions } from '../../src/cluster/topology.ts';
+import { down, leftovers, up } from '../../src/cluster/run/index.ts';
+import { buildPreset, type PresetName, type PresetOptions } from '../../src/cluster/topology/index.ts';
 import { loadTestLimits } from '../../src/config.ts';
 import { nextTopologyAddress } from './addresses.ts';
 
@@ -30,7 +30,7 @@ export async function startTopology(
       await down(state, { purge: false });
       const left = [
         ...state.processes.filter((p) => isAlive(p.pid)),
-        ...runningPostmasters(state).map((p) => ({ name: `${p.node} postgres`, pid: p.pid })),
+        ...leftovers(state).map((p) => ({ name: p.name, pid: p.pid })),
       ];
       rmSync(runRoot, { recursive: true, force: true });
       return left;

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { freePort } from '../../src/bench/processes.ts';
-import { startPostgresServer } from '../../src/cluster/components/postgres.ts';
+import { startPostgresServer } from '../../src/cluster/components/postgres/server.ts';
 import { stopProcess } from '../../src/cluster/process.ts';
 
 declare module 'vitest' {

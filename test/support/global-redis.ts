@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { freePort } from '../../src/bench/processes.ts';
-import { redisCommand } from '../../src/cluster/components/redis.ts';
+import { redisCommand } from '../../src/cluster/components/redis/server.ts';
 import { startProcess, stopProcess, waitUntil } from '../../src/cluster/process.ts';
 
 declare module 'vitest' {

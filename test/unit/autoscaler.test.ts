@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { decide, InFlightWindow, recommend } from '../../src/cluster/autoscaler.ts';
-import { backoffDelay } from '../../src/cluster/supervisor.ts';
-import { autoscalePolicy } from '../../src/cluster/topology.ts';
+import { decide, InFlightWindow, recommend } from '../../src/cluster/supervisor/autoscaler.ts';
+import { backoffDelay } from '../../src/cluster/supervisor/index.ts';
+import { autoscalePolicy } from '../../src/cluster/topology/index.ts';
 
 const policy = autoscalePolicy.parse({ min: 2, max: 8, target: 2 });
 

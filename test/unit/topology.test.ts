@@ -2,10 +2,11 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { dbProxyConfig, loadBalancerConfig } from '../../src/cluster/components/haproxy.ts';
-import { patroniConfig } from '../../src/cluster/components/patroni.ts';
-import { prometheusConfig, writeWebTargets } from '../../src/cluster/components/prometheus.ts';
-import { redisConfig, sentinelConfig } from '../../src/cluster/components/redis.ts';
+import { dbProxyConfig } from '../../src/cluster/components/load-balancer/haproxy.ts';
+import { balancerConfig } from '../../src/cluster/components/load-balancer/index.ts';
+import { patroniConfig } from '../../src/cluster/components/patroni/cluster.ts';
+import { prometheusConfig, writeDynamicTargets } from '../../src/cluster/components/prometheus/index.ts';
+import { redisConfig, sentinelConfig } from '../../src/cluster/components/redis/server.ts';
 import {
   allProcesses,
   buildPreset,
@@ -13,7 +14,7 @@ import {
   type PresetOptions,
   publicUrl,
   topologySchema,
-} from '../../src/cluster/topology.ts';
+} from '../../src/cluster/topology/index.ts';
 import { lsnReached, parseLsn } from '../../src/platform/db/consistency.ts';
 
 const kinds = (preset: 'single' | 'db' | 'lb', o: PresetOptions = {}) =>
@@ -130,12 +131,11 @@ describe('rendered configs', () => {
   const t = buildPreset('lb', { octet: 50 });
   const all = allProcesses(t);
   const nodes = all.filter((p) => p.kind === 'patroni');
-  const webs = all.filter((p) => p.kind === 'web');
 
   it('HAProxy checks /readyz, retries, and never replays a POST', () => {
     const lb = all.find((p) => p.kind === 'loadBalancer');
     if (lb?.kind !== 'loadBalancer') throw new Error('no lb');
-    const cfg = loadBalancerConfig(lb, webs as never);
+    const cfg = balancerConfig(t, lb);
     expect(cfg).toContain('option httpchk GET /readyz');
     expect(cfg).toContain('option redispatch');
     expect(cfg).toMatch(/retry-on conn-failure empty-response/);
@@ -189,14 +189,14 @@ describe('Prometheus follows the web tier', () => {
     const t = buildPreset('stateless', { octet: 62, name: 'promtest' });
     const cfg = prometheusConfig(t);
     expect(cfg).toContain("file_sd_configs:\n      - files: ['web-targets.json']");
-    expect(cfg).toMatch(/job_name: supervisor[\s\S]*127\.62\.4\.3:8091/);
+    expect(cfg).toMatch(/job_name: supervisor[\s\S]*127\.62\.228\.3:8091/);
     expect(cfg).not.toContain('127.62.1.1:9464');
     const runDir = mkdtempSync(path.join(os.tmpdir(), 'promtest-'));
     mkdirSync(path.join(runDir, 'prometheus'));
-    writeWebTargets(t, runDir);
+    writeDynamicTargets(t, runDir);
     const targets = JSON.parse(readFileSync(path.join(runDir, 'prometheus', 'web-targets.json'), 'utf8'));
     expect(targets.map((x: { targets: string[] }) => x.targets[0])).toEqual(['127.62.1.1:9464', '127.62.1.2:9464']);
-    expect(targets[0].labels).toEqual({ process: 'web-1', kind: 'web', topology: 'promtest' });
+    expect(targets[0].labels).toEqual({ process: 'web-1', kind: 'web', topology: 'promtest', dataCenter: 'dc1' });
     rmSync(runDir, { recursive: true, force: true });
   });
 });

@@ -1,0 +1,28 @@
+import pg from 'pg';
+import type { ClusterState } from '../../run/state.ts';
+import { processesOf } from '../../topology/select.ts';
+import { appDatabase } from '../postgres/server.ts';
+
+/** Runs one query as the superuser on the current primary (through the database proxy), for checks and benchmarks. */
+export async function queryPrimary<T extends pg.QueryResultRow>(
+  state: ClusterState,
+  text: string,
+  values: unknown[] = [],
+): Promise<pg.QueryResult<T>> {
+  const [proxy] = processesOf(state.topology, 'dbProxy');
+  if (!proxy) throw new Error('this topology has no database proxy');
+  const client = new pg.Client({
+    host: proxy.primary.host,
+    port: proxy.primary.port,
+    user: 'postgres',
+    password: state.secrets.superuser,
+    database: appDatabase,
+  });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    return await client.query<T>(text, values);
+  } finally {
+    await client.end();
+  }
+}

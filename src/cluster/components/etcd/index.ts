@@ -1,0 +1,63 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { httpStatus, requireBinaries, type StartedProcess, startProcess, waitUntil } from '../../process.ts';
+import { address } from '../../topology/address.ts';
+import { defineComponent, hostPort } from '../component.ts';
+
+export const etcdSpec = z.object({ kind: z.literal('etcd'), name: z.string(), client: address, peer: address });
+type Etcd = z.infer<typeof etcdSpec>;
+
+/** A one-member etcd 3.4: Patroni's consensus store (its leader lock and cluster config). */
+export async function startEtcd(spec: Etcd, runDir: string): Promise<StartedProcess> {
+  requireBinaries(['/usr/bin/etcd'], 'etcd-server');
+  const dir = path.join(runDir, spec.name);
+  mkdirSync(dir, { recursive: true });
+  const client = `http://${spec.client.host}:${spec.client.port}`;
+  const peer = `http://${spec.peer.host}:${spec.peer.port}`;
+  const proc = startProcess({
+    command: '/usr/bin/etcd',
+    args: [
+      '--name',
+      spec.name,
+      '--data-dir',
+      path.join(dir, 'data'),
+      '--listen-client-urls',
+      client,
+      '--advertise-client-urls',
+      client,
+      '--listen-peer-urls',
+      peer,
+      '--initial-advertise-peer-urls',
+      peer,
+      '--initial-cluster',
+      `${spec.name}=${peer}`,
+      '--initial-cluster-state',
+      'new',
+      '--logger',
+      'zap',
+    ],
+    log: path.join(runDir, 'logs', `${spec.name}.log`),
+    cwd: dir,
+  });
+  await waitUntil(async () => await etcdHealthy(spec), 30_000, 'etcd');
+  return proc;
+}
+
+export async function etcdHealthy(spec: Etcd): Promise<boolean> {
+  return (await httpStatus(`http://${spec.client.host}:${spec.client.port}/health`)) === 200;
+}
+
+/** etcd: Patroni's consensus store. */
+export const etcd = defineComponent<Etcd>({
+  kind: 'etcd',
+  spec: etcdSpec,
+  tier: 'coordination',
+  scope: 'dataCenter',
+  stage: 20,
+  addresses: (s) => [s.client, s.peer],
+  address: (s) => hostPort(s.client),
+  start: (s, ctx) => startEtcd(s, ctx.runDir),
+  health: async (s) => ({ ok: await etcdHealthy(s), role: 'consensus store' }),
+  scrape: (s) => ({ job: 'etcd', target: hostPort(s.client) }),
+});

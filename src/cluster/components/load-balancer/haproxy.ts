@@ -1,0 +1,200 @@
+import { writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import path from 'node:path';
+import { requireBinaries, type StartedProcess, startProcess, tcpOpen, waitUntil } from '../../process.ts';
+import type { SpecOf } from '../../topology/schema.ts';
+import { webIndex } from '../../topology/select.ts';
+
+type LoadBalancer = SpecOf<'loadBalancer'>;
+type DbProxy = SpecOf<'dbProxy'>;
+type Web = SpecOf<'web'>;
+type Patroni = SpecOf<'patroni'>;
+
+/**
+ * The public load balancer. Active health checks on /readyz every 500 ms take
+ * a dead server out after two failures. Requests that failed to connect are
+ * retried on another server (redispatch); idempotent requests are also retried
+ * when a server dies mid-answer. HAProxy sets the request id that the web
+ * servers log.
+ *
+ * The backend has a slot for every web server the topology may ever have
+ * (web-1 … web-16, each at its own address: `slots`); the slots of servers not running
+ * are `disabled` (maintenance). Scaling and deploys turn slots on and off
+ * through the runtime API and rewrite this file, so a restarted balancer
+ * starts with the same servers.
+ */
+export function loadBalancerConfig(lb: LoadBalancer, webs: Web[], slots: Web[]): string {
+  const running = new Set(webs.map(webIndex));
+  const servers = slots
+    .map(
+      (w) =>
+        `    server ${w.name} ${w.listen.host}:${w.listen.port} check${running.has(webIndex(w)) ? '' : ' disabled'}`,
+    )
+    .join('\n');
+  return `global
+    maxconn 4096
+    stats socket ipv4@${lb.stats.host}:${lb.stats.port + 1} level admin
+    stats timeout 30s
+    log stdout format raw local0
+
+defaults
+    mode http
+    log global
+    option httplog
+    option forwardfor
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+    timeout http-request 10s
+    timeout queue 10s
+    retries 3
+    option redispatch 1
+    retry-on conn-failure empty-response junk-response response-timeout 502 503 504
+
+frontend public
+    bind ${lb.listen.host}:${lb.listen.port}
+    unique-id-format %{+X}o%ci-%cp-%Ts-%rt-%pid
+    # The edge names every request; the web servers log this id, and so does this log line.
+    http-request set-header X-Request-Id %[unique-id]
+    log-format "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc %{+Q}r reqId=%ID"
+    http-request set-header X-Forwarded-Proto http
+    # Who the client is, the balancer alone says: whatever the client sent is dropped, then forwardfor adds its address.
+    http-request del-header X-Forwarded-For
+    http-request del-header X-Real-IP
+    http-request del-header Forwarded
+    default_backend web
+
+backend web
+    balance roundrobin
+    # Connections to the web servers come from the balancer's own address: the one address they trust for X-Forwarded-For.
+    source ${lb.listen.host}
+    # A POST that reached a server is never sent twice; only connection failures are retried for it.
+    http-request disable-l7-retry if METH_POST
+    option httpchk GET /readyz
+    http-check expect status 200
+    default-server inter 500ms fastinter 250ms downinter 500ms fall 2 rise 2
+${servers}
+
+frontend stats
+    bind ${lb.stats.host}:${lb.stats.port}
+    http-request use-service prometheus-exporter if { path /metrics }
+    stats enable
+    stats uri /
+    stats refresh 2s
+`;
+}
+
+/**
+ * The database proxy: port `primary` always reaches the Patroni leader and
+ * port `replicas` the streaming replicas, each found by Patroni's REST checks.
+ */
+export function dbProxyConfig(proxy: DbProxy, nodes: Patroni[]): string {
+  const servers = nodes
+    .map(
+      (n) =>
+        `    server ${n.name} ${n.postgres.host}:${n.postgres.port} maxconn 200 check addr ${n.rest.host} port ${n.rest.port}`,
+    )
+    .join('\n');
+  return `global
+    maxconn 2000
+
+defaults
+    mode tcp
+    retries 2
+    timeout client 30m
+    timeout server 30m
+    timeout connect 2s
+    timeout check 2s
+
+listen stats
+    mode http
+    bind ${proxy.stats.host}:${proxy.stats.port}
+    http-request use-service prometheus-exporter if { path /metrics }
+    stats enable
+    stats uri /
+
+listen postgres_primary
+    bind ${proxy.primary.host}:${proxy.primary.port}
+    option httpchk OPTIONS /primary
+    http-check expect status 200
+    default-server inter 500ms fastinter 250ms downinter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
+${servers}
+
+listen postgres_replicas
+    bind ${proxy.replicas.host}:${proxy.replicas.port}
+    balance roundrobin
+    option httpchk OPTIONS /replica
+    http-check expect status 200
+    default-server inter 500ms fastinter 250ms downinter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
+${servers}
+`;
+}
+
+/** HAProxy in master-worker mode, in the foreground of its own process (so its PID is ours to stop). */
+export async function startHaproxy(
+  name: string,
+  config: string,
+  runDir: string,
+  probe: { host: string; port: number },
+): Promise<StartedProcess> {
+  requireBinaries(['/usr/sbin/haproxy'], 'haproxy');
+  const file = path.join(runDir, `${name}.cfg`);
+  writeFileSync(file, config);
+  const proc = startProcess({
+    command: '/usr/sbin/haproxy',
+    args: ['-W', '-db', '-f', file],
+    log: path.join(runDir, 'logs', `${name}.log`),
+    cwd: runDir,
+  });
+  await waitUntil(() => tcpOpen(probe.host, probe.port), 15_000, `${name} listening on ${probe.host}:${probe.port}`);
+  return proc;
+}
+
+/** The balancer's admin socket (the runtime API), beside its stats port. */
+export const runtimeApiAddress = (lb: LoadBalancer) => ({ host: lb.stats.host, port: lb.stats.port + 1 });
+
+/** Sends one command to HAProxy's runtime API and returns its answer. */
+export function runtimeApi(lb: LoadBalancer, command: string, timeoutMs = 2000): Promise<string> {
+  const { host, port } = runtimeApiAddress(lb);
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ host, port });
+    let answer = '';
+    socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`runtime API: no answer to "${command}"`)));
+    socket.on('connect', () => socket.write(`${command}\n`));
+    socket.on('data', (d) => {
+      answer += d.toString('utf8');
+    });
+    socket.on('end', () => resolve(answer));
+    socket.on('error', reject);
+  });
+}
+
+export interface BackendServer {
+  name: string;
+  /** HAProxy's status: UP, DOWN, MAINT, DRAIN, NOLB, "UP 1/2"… */
+  status: string;
+  /** Requests being served now. */
+  current: number;
+  /** Requests waiting in this server's queue. */
+  queued: number;
+  /** Requests it has been sent, in all. */
+  total: number;
+}
+
+/** The web backend's servers as the balancer sees them (`show stat`). */
+export async function backendServers(lb: LoadBalancer): Promise<BackendServer[]> {
+  const csv = await runtimeApi(lb, 'show stat');
+  const [header, ...rows] = csv.replace(/^# /, '').trim().split('\n');
+  const cols = (header ?? '').split(',');
+  const at = (name: string) => cols.indexOf(name);
+  return rows
+    .map((r) => r.split(','))
+    .filter((f) => f[0] === 'web' && f[1] !== 'BACKEND' && f[1] !== 'FRONTEND')
+    .map((f) => ({
+      name: f[1] ?? '',
+      status: f[at('status')] ?? '',
+      current: Number(f[at('scur')] ?? 0),
+      queued: Number(f[at('qcur')] ?? 0),
+      total: Number(f[at('stot')] ?? 0),
+    }));
+}

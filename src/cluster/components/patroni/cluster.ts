@@ -1,0 +1,182 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { requireBinaries, type StartedProcess, startProcess, waitUntil } from '../../process.ts';
+import type { SpecOf, Topology } from '../../topology/schema.ts';
+import { pgBin, postgresDir } from '../postgres/server.ts';
+
+type Patroni = SpecOf<'patroni'>;
+type Etcd = SpecOf<'etcd'>;
+
+export interface DbSecrets {
+  superuser: string;
+  replication: string;
+  rewind: string;
+  app: string;
+}
+
+/**
+ * Patroni's YAML for one node. Failover detection is the leader-key TTL; with
+ * loop_wait 1 and retry_timeout 2, `loop_wait + 2 * retry_timeout <= ttl`
+ * holds for ttl ≥ 5. Synchronous mode is a topology option.
+ */
+export function patroniConfig(t: Topology, node: Patroni, etcd: Etcd, dir: string, secrets: DbSecrets): string {
+  const q = (s: string) => JSON.stringify(s);
+  return `scope: ${q(`scaleout-${t.name}`)}
+namespace: /service/
+name: ${q(node.name)}
+log:
+  level: INFO
+restapi:
+  listen: ${node.rest.host}:${node.rest.port}
+  connect_address: ${node.rest.host}:${node.rest.port}
+etcd3:
+  hosts: ${etcd.client.host}:${etcd.client.port}
+bootstrap:
+  dcs:
+    ttl: ${t.options.patroniTtl}
+    loop_wait: 1
+    retry_timeout: 2
+    maximum_lag_on_failover: 1048576
+    synchronous_mode: ${t.options.synchronous}
+    postgresql:
+      use_pg_rewind: true
+      use_slots: true
+      parameters:
+        wal_level: replica
+        hot_standby: "on"
+        max_wal_senders: 10
+        max_replication_slots: 10
+        wal_log_hints: "on"
+        max_connections: 200
+        hot_standby_feedback: "on"
+  initdb:
+    - encoding: UTF8
+    - data-checksums
+    - auth-local: trust
+    - auth-host: scram-sha-256
+postgresql:
+  listen: ${node.postgres.host}:${node.postgres.port}
+  connect_address: ${node.postgres.host}:${node.postgres.port}
+  data_dir: ${q(path.join(dir, 'data'))}
+  bin_dir: ${q(pgBin)}
+  pgpass: ${q(path.join(dir, 'run', 'pgpass'))}
+  authentication:
+    superuser: {username: postgres, password: ${q(secrets.superuser)}}
+    replication: {username: replicator, password: ${q(secrets.replication)}}
+    rewind: {username: rewinder, password: ${q(secrets.rewind)}}
+  parameters:
+    unix_socket_directories: ${q(path.join(dir, 'run'))}
+    shared_buffers: 64MB
+  pg_hba:
+    - local all all trust
+    - host replication replicator 127.0.0.0/8 scram-sha-256
+    - host all all 127.0.0.0/8 scram-sha-256
+watchdog:
+  mode: off
+tags:
+  nofailover: false
+  noloadbalance: false
+  clonefrom: false
+  nosync: false
+`;
+}
+
+/** Starts one Patroni node (which starts and manages its PostgreSQL) as the postgres user. */
+export function startPatroni(
+  t: Topology,
+  node: Patroni,
+  etcd: Etcd,
+  runDir: string,
+  secrets: DbSecrets,
+): StartedProcess {
+  requireBinaries(['/usr/bin/patroni', `${pgBin}/postgres`], 'patroni postgresql');
+  const dir = postgresDir(path.join(runDir, node.name), 0o755);
+  postgresDir(path.join(dir, 'run'), 0o755);
+  const config = path.join(dir, 'patroni.yml');
+  writeFileSync(config, patroniConfig(t, node, etcd, dir, secrets), { mode: 0o644 });
+  return startProcess({
+    command: '/usr/bin/patroni',
+    args: [config],
+    log: path.join(runDir, 'logs', `${node.name}.log`),
+    user: 'postgres',
+    cwd: dir,
+  });
+}
+
+export interface PatroniMember {
+  name: string;
+  role: string;
+  state: string;
+  host: string;
+  port: number;
+  lag?: number | string;
+  timeline?: number;
+}
+
+/** The cluster as Patroni sees it, asked of any node that answers. */
+export async function patroniCluster(nodes: Patroni[]): Promise<PatroniMember[] | null> {
+  for (const n of nodes) {
+    try {
+      const res = await fetch(`http://${n.rest.host}:${n.rest.port}/cluster`, { signal: AbortSignal.timeout(1000) });
+      if (!res.ok) continue;
+      const body = (await res.json()) as { members?: PatroniMember[] };
+      return body.members ?? [];
+    } catch {
+      // next node
+    }
+  }
+  return null;
+}
+
+export const isLeader = (m: PatroniMember) => m.role === 'leader' || m.role === 'master' || m.role === 'primary';
+export const isReplica = (m: PatroniMember) => m.role === 'replica' || m.role === 'sync_standby';
+
+/** Ready: one leader running, every other node a streaming replica, and (in sync mode) a sync standby. */
+export function clusterReady(members: PatroniMember[] | null, nodes: number, synchronous: boolean): boolean {
+  if (!members || members.length < nodes) return false;
+  const leaders = members.filter((m) => isLeader(m) && m.state === 'running');
+  const streaming = members.filter((m) => isReplica(m) && (m.state === 'streaming' || m.state === 'running'));
+  const sync = members.some((m) => m.role === 'sync_standby');
+  return leaders.length === 1 && streaming.length === nodes - 1 && (!synchronous || sync);
+}
+
+/** The leader's pg_stat_replication, through Patroni: each replica's application_name and state. */
+export async function leaderReplication(
+  nodes: Patroni[],
+  leaderName: string,
+): Promise<{ application_name: string; state: string; sync_state: string }[]> {
+  const leader = nodes.find((n) => n.name === leaderName);
+  if (!leader) return [];
+  const res = await fetch(`http://${leader.rest.host}:${leader.rest.port}/patroni`, {
+    signal: AbortSignal.timeout(1000),
+  });
+  const body = (await res.json()) as {
+    replication?: { application_name: string; state: string; sync_state: string }[];
+  };
+  return body.replication ?? [];
+}
+
+/** How many replicas the leader itself sees streaming. */
+export async function leaderStreaming(nodes: Patroni[], leaderName: string): Promise<number> {
+  return (await leaderReplication(nodes, leaderName)).filter((r) => r.state === 'streaming').length;
+}
+
+/**
+ * Waits until the cluster is whole: Patroni's view (from etcd, which keeps a
+ * dead member's key until its TTL) and the leader's own pg_stat_replication
+ * must both show every replica streaming.
+ */
+export async function waitForCluster(nodes: Patroni[], synchronous: boolean, timeoutMs: number): Promise<string> {
+  let leader = '';
+  await waitUntil(
+    async () => {
+      const members = await patroniCluster(nodes);
+      if (!clusterReady(members, nodes.length, synchronous)) return false;
+      leader = members?.find(isLeader)?.name ?? '';
+      return (await leaderStreaming(nodes, leader)) === nodes.length - 1;
+    },
+    timeoutMs,
+    'a Patroni leader with every replica streaming',
+  );
+  return leader;
+}

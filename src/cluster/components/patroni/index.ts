@@ -1,0 +1,86 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { isAlive } from '../../process.ts';
+import { address } from '../../topology/address.ts';
+import { processesOf } from '../../topology/select.ts';
+import { defineComponent, hostPort, type RunContext } from '../component.ts';
+import { isLeader, leaderReplication, patroniCluster, startPatroni, waitForCluster } from './cluster.ts';
+
+export const patroniSpec = z.object({ kind: z.literal('patroni'), name: z.string(), postgres: address, rest: address });
+type Patroni = z.infer<typeof patroniSpec>;
+
+/**
+ * The PostgreSQL server under a Patroni node (its data dir's postmaster.pid),
+ * if running. PIDs are reused, so only a process whose command line names
+ * this data dir counts.
+ */
+export function postmasterPid(runDir: string, node: string): number | null {
+  const dataDir = path.join(runDir, node, 'data');
+  const file = path.join(dataDir, 'postmaster.pid');
+  if (!existsSync(file)) return null;
+  const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return null;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(dataDir) ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+const nodesOf = (ctx: RunContext) => ctx.scope.filter((p): p is Patroni => p.kind === 'patroni');
+
+/** The cluster's members and the leader's replication, asked once per status call. */
+const clusterView = (ctx: RunContext) =>
+  ctx.once(`patroni:${ctx.dataCenter}`, async () => {
+    const nodes = nodesOf(ctx);
+    const members = await patroniCluster(nodes);
+    const leader = members?.find(isLeader)?.name;
+    const replication = leader ? await leaderReplication(nodes, leader).catch(() => []) : [];
+    return { members, replication };
+  });
+
+/**
+ * A Patroni node: it starts and manages its PostgreSQL, which streams from
+ * the leader; etcd holds the leader key. A node started again rejoins as a
+ * replica (rewinding if it was the old leader).
+ */
+export const patroni = defineComponent<Patroni>({
+  kind: 'patroni',
+  spec: patroniSpec,
+  tier: 'database',
+  scope: 'dataCenter',
+  stage: 30,
+  addresses: (s) => [s.postgres, s.rest],
+  address: (s) => hostPort(s.postgres),
+  async start(s, ctx) {
+    const [etcd] = processesOf(ctx.topology, 'etcd', ctx.dataCenter ? { dataCenter: ctx.dataCenter } : undefined);
+    if (!etcd) throw new Error('Patroni needs etcd in its data center');
+    return startPatroni(ctx.topology, s, etcd, ctx.runDir, ctx.state.secrets);
+  },
+  async ready(nodes, ctx) {
+    ctx.log(
+      `  ${nodes.length} Patroni nodes (PostgreSQL 15, ${ctx.topology.options.synchronous ? 'synchronous' : 'asynchronous'} replication)`,
+    );
+    const leader = await waitForCluster(nodes, ctx.topology.options.synchronous, 120_000);
+    ctx.log(`  leader: ${leader}`);
+  },
+  async health(s, ctx) {
+    const { members, replication } = await clusterView(ctx);
+    const m = members?.find((x) => x.name === s.name);
+    const stream = replication.find((r) => r.application_name === s.name);
+    return {
+      role: m ? (isLeader(m) ? 'leader' : m.role === 'sync_standby' ? 'sync replica' : 'replica') : 'unknown',
+      detail: m && !isLeader(m) ? (stream?.state ?? 'not streaming') : m?.state,
+      lagBytes: m && !isLeader(m) ? (typeof m.lag === 'number' ? m.lag : null) : undefined,
+      ok: m !== undefined && (isLeader(m) ? m.state === 'running' : stream?.state === 'streaming'),
+    };
+  },
+  scrape: (s) => ({ job: 'patroni', target: hostPort(s.rest) }),
+  // As systemd stops what is left in a service's cgroup: the PostgreSQL a Patroni killed with SIGKILL left running
+  // (fast shutdown), so a restarted node starts clean and `down` frees the port.
+  leftovers(s, ctx) {
+    const pid = postmasterPid(ctx.runDir, s.name);
+    return pid ? [{ name: `${s.name} postgres`, pid, signal: 'SIGINT' }] : [];
+  },
+});

@@ -1,0 +1,214 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { httpStatus, requireBinaries, type StartedProcess, startProcess, waitUntil } from '../../process.ts';
+import type { SpecOf, Topology } from '../../topology/schema.ts';
+import { redisMasterName } from '../../topology/select.ts';
+
+type RedisSpec = SpecOf<'redis'>;
+type Sentinel = SpecOf<'redisSentinel'>;
+type RedisExporter = SpecOf<'redisExporter'>;
+type Address = { host: string; port: number };
+
+/**
+ * A Redis server's configuration. The durable tier keeps an append-only file
+ * (fsync every second) and never evicts: sessions and rate limits must not
+ * vanish under memory pressure. The cache tier keeps nothing on disk and
+ * evicts under `maxmemory`.
+ */
+export function redisConfig(t: Topology, spec: RedisSpec, dir: string, master?: Address): string {
+  const common = [
+    `bind ${spec.listen.host}`,
+    `port ${spec.listen.port}`,
+    'protected-mode no',
+    `dir ${dir}`,
+    'daemonize no',
+    'logfile ""',
+    'save ""',
+    `replica-announce-ip ${spec.listen.host}`,
+    'repl-diskless-sync yes',
+    'repl-diskless-sync-delay 0',
+  ];
+  const tier =
+    spec.tier === 'durable'
+      ? ['appendonly yes', 'appendfsync everysec', 'maxmemory-policy noeviction']
+      : ['appendonly no', `maxmemory ${t.options.cacheMaxMemory}`, `maxmemory-policy ${t.options.cacheEviction}`];
+  const replica = master ? [`replicaof ${master.host} ${master.port}`] : [];
+  return `${[...common, ...tier, ...replica].join('\n')}\n`;
+}
+
+/** A Sentinel's configuration: it watches the master of each tier (quorum 2 of 3), and rewrites this file. */
+export function sentinelConfig(spec: Sentinel, masters: RedisSpec[], dir: string): string {
+  const lines = [
+    `bind ${spec.listen.host}`,
+    `port ${spec.listen.port}`,
+    'daemonize no',
+    'logfile ""',
+    `dir ${dir}`,
+    `sentinel announce-ip ${spec.listen.host}`,
+    'sentinel resolve-hostnames no',
+  ];
+  for (const m of masters) {
+    const name = redisMasterName(m.tier);
+    lines.push(
+      `sentinel monitor ${name} ${m.listen.host} ${m.listen.port} 2`,
+      `sentinel down-after-milliseconds ${name} 1000`,
+      `sentinel failover-timeout ${name} 3000`,
+      `sentinel parallel-syncs ${name} 1`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+const client = (host: string, port: number) =>
+  new Redis({
+    host,
+    port,
+    lazyConnect: true,
+    connectTimeout: 1000,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+  });
+
+/** Runs one command against a server, or null when it does not answer. */
+export async function redisCommand(host: string, port: number, ...args: string[]): Promise<unknown> {
+  const c = client(host, port);
+  c.on('error', () => {});
+  try {
+    await c.connect();
+    return await c.call(args[0] as string, ...args.slice(1));
+  } catch {
+    return null;
+  } finally {
+    c.disconnect();
+  }
+}
+
+/** `master` or `replica` as the server itself says (ROLE), or null when it does not answer. */
+export async function redisRole(spec: RedisSpec): Promise<{ role: 'master' | 'replica'; linkUp: boolean } | null> {
+  const role = (await redisCommand(spec.listen.host, spec.listen.port, 'ROLE')) as unknown[] | null;
+  if (!Array.isArray(role)) return null;
+  if (role[0] === 'master') return { role: 'master', linkUp: true };
+  return { role: 'replica', linkUp: role[3] === 'connected' };
+}
+
+/** What a Sentinel knows of each tier's master: its address, replicas and the other Sentinels. */
+export async function sentinelView(
+  spec: Sentinel,
+): Promise<{ name: string; address: string; replicas: number; sentinels: number; flags: string }[] | null> {
+  const masters = (await redisCommand(spec.listen.host, spec.listen.port, 'SENTINEL', 'MASTERS')) as string[][] | null;
+  if (!Array.isArray(masters)) return null;
+  return masters.map((fields) => {
+    const m = new Map<string, string>();
+    for (let i = 0; i + 1 < fields.length; i += 2) m.set(String(fields[i]), String(fields[i + 1]));
+    return {
+      name: m.get('name') ?? '',
+      address: `${m.get('ip')}:${m.get('port')}`,
+      replicas: Number(m.get('num-slaves') ?? 0),
+      sentinels: Number(m.get('num-other-sentinels') ?? 0) + 1,
+      flags: m.get('flags') ?? '',
+    };
+  });
+}
+
+/** Starts a Redis server, as a replica of `master` when given, and waits until it answers (and replicates). */
+export async function startRedis(
+  t: Topology,
+  spec: RedisSpec,
+  runDir: string,
+  master: Address | undefined,
+): Promise<StartedProcess> {
+  requireBinaries(['/usr/bin/redis-server'], 'redis-server');
+  const dir = path.join(runDir, spec.name);
+  mkdirSync(dir, { recursive: true });
+  const conf = path.join(dir, 'redis.conf');
+  writeFileSync(conf, redisConfig(t, spec, dir, master));
+  const proc = startProcess({
+    command: '/usr/bin/redis-server',
+    args: [conf],
+    log: path.join(runDir, 'logs', `${spec.name}.log`),
+    cwd: dir,
+  });
+  await waitUntil(
+    async () => {
+      const r = await redisRole(spec);
+      return r !== null && (master ? r.role === 'replica' && r.linkUp : r.role === 'master');
+    },
+    30_000,
+    `${spec.name} ${master ? 'replicating' : 'answering'}`,
+  );
+  return proc;
+}
+
+export async function startSentinel(spec: Sentinel, masters: RedisSpec[], runDir: string): Promise<StartedProcess> {
+  requireBinaries(['/usr/bin/redis-sentinel'], 'redis-sentinel');
+  const dir = path.join(runDir, spec.name);
+  mkdirSync(dir, { recursive: true });
+  const conf = path.join(dir, 'sentinel.conf');
+  // Sentinel keeps what it learnt (the current masters, the other Sentinels) in this file: a restart reuses it.
+  if (!existsSync(conf)) writeFileSync(conf, sentinelConfig(spec, masters, dir));
+  return startProcess({
+    command: '/usr/bin/redis-sentinel',
+    args: [conf],
+    log: path.join(runDir, 'logs', `${spec.name}.log`),
+    cwd: dir,
+  });
+}
+
+/** Every Sentinel sees each master with its replica and the two other Sentinels (hello messages take ≈ 2 s). */
+export async function waitForSentinels(sentinels: Sentinel[], masters: RedisSpec[]): Promise<void> {
+  await waitUntil(
+    async () => {
+      for (const s of sentinels) {
+        const view = await sentinelView(s);
+        if (!view || view.length !== masters.length) return false;
+        if (view.some((m) => m.replicas < 1 || m.sentinels < sentinels.length)) return false;
+      }
+      return true;
+    },
+    30_000,
+    'every Sentinel sees every master, its replica and the other Sentinels',
+  );
+}
+
+/** Debian's prometheus-redis-exporter for one Redis server. */
+export async function startRedisExporter(
+  spec: RedisExporter,
+  server: RedisSpec,
+  runDir: string,
+): Promise<StartedProcess> {
+  requireBinaries(['/usr/bin/prometheus-redis-exporter'], 'prometheus-redis-exporter');
+  const proc = startProcess({
+    command: '/usr/bin/prometheus-redis-exporter',
+    args: [
+      '-redis.addr',
+      `redis://${server.listen.host}:${server.listen.port}`,
+      '-web.listen-address',
+      `${spec.listen.host}:${spec.listen.port}`,
+    ],
+    log: path.join(runDir, 'logs', `${spec.name}.log`),
+  });
+  await waitUntil(async () => (await redisExporterUp(spec)) === 200, 30_000, spec.name);
+  return proc;
+}
+
+export const redisExporterUp = (spec: RedisExporter) =>
+  httpStatus(`http://${spec.listen.host}:${spec.listen.port}/metrics`);
+
+/**
+ * Where a tier's master is now, as the Sentinels say (the first that answers),
+ * or null when none does. A restarted server joins it as a replica.
+ */
+export async function currentMaster(sentinels: Sentinel[], tier: 'durable' | 'cache'): Promise<Address | null> {
+  for (const s of sentinels) {
+    const addr = (await redisCommand(
+      s.listen.host,
+      s.listen.port,
+      'SENTINEL',
+      'GET-MASTER-ADDR-BY-NAME',
+      redisMasterName(tier),
+    )) as string[] | null;
+    if (Array.isArray(addr) && addr.length === 2) return { host: String(addr[0]), port: Number(addr[1]) };
+  }
+  return null;
+}

@@ -1,0 +1,43 @@
+import { z } from 'zod';
+import { address } from '../../topology/address.ts';
+import { webMetrics } from '../../topology/select.ts';
+import { defineComponent, hostPort } from '../component.ts';
+import { startWeb, webReady, webVersion } from './process.ts';
+
+export const webSpec = z.object({
+  kind: z.literal('web'),
+  name: z.string(),
+  listen: address,
+  /** Its private /metrics listener (default: the same host, port 9464). */
+  metrics: address.optional(),
+  db: z.enum(['pglite', 'postgres']),
+});
+
+/**
+ * A scaleout web server (`scaleout start`), configured by environment from
+ * what its data center's components provide. The first one applies the
+ * migrations; the others then start together.
+ */
+export const web = defineComponent<z.infer<typeof webSpec>>({
+  kind: 'web',
+  spec: webSpec,
+  tier: 'web',
+  scope: 'dataCenter',
+  stage: 60,
+  addresses: (s) => [s.listen, webMetrics(s)],
+  address: (s) => hostPort(s.listen),
+  batches: ([first, ...rest]) => (first ? [[first], rest] : []),
+  start: (s, ctx) => startWeb(s, ctx.runDir, ctx.appEnv(), { checkout: ctx.state.checkout }),
+  async health(s) {
+    const version = await webVersion(s);
+    return {
+      ok: (await webReady(s)) === 200,
+      role: 'web server',
+      version,
+      // Shown by `status` and on the dashboard beside the health.
+      detail: version ? `version ${version.slice(0, 12)}` : undefined,
+    };
+  },
+  // Web servers come and go (scaling, deploys): Prometheus reads them from a file of their own.
+  scrape: (s) => ({ job: 'web', target: hostPort(webMetrics(s)), dynamic: true }),
+});

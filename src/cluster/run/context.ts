@@ -1,0 +1,71 @@
+import path from 'node:path';
+import { type ConfigInput, renderEnv } from '../../config.ts';
+import type { RunContext } from '../components/component.ts';
+import { components } from '../components/registry.ts';
+import { allProcesses, processesIn } from '../topology/select.ts';
+import type { ClusterState } from './state.ts';
+
+export interface ContextOptions {
+  restarting?: boolean;
+  log?: (line: string) => void;
+  /** Shared by the contexts of one status call. */
+  memo?: Map<string, Promise<unknown>>;
+}
+
+/** The context of the processes of one scope (a data center, or null for the global one). */
+export function contextFor(state: ClusterState, dataCenter: string | null, o: ContextOptions = {}): RunContext {
+  const memo = o.memo ?? new Map<string, Promise<unknown>>();
+  const scope = dataCenter ? processesIn(state.topology, { dataCenter }) : allProcesses(state.topology);
+  const ctx: RunContext = {
+    state,
+    topology: state.topology,
+    runDir: state.runDir,
+    dataCenter,
+    scope,
+    restarting: o.restarting ?? false,
+    log: o.log ?? (() => {}),
+    appEnv: () => appEnv(state, dataCenter),
+    once<T>(key: string, compute: () => Promise<T>): Promise<T> {
+      let value = memo.get(key) as Promise<T> | undefined;
+      if (!value) {
+        value = compute();
+        memo.set(key, value);
+      }
+      return value;
+    },
+  };
+  return ctx;
+}
+
+/**
+ * Discovery: the configuration of a web or worker process of one data
+ * center, from what the components of that data center and of the global
+ * scope provide (a database URL, the Sentinels, the balancer's address), in
+ * start order, over the site's own settings.
+ */
+export function appConfig(state: ClusterState, dataCenter: string | null): Partial<ConfigInput> {
+  const config: Partial<ConfigInput> = {
+    blobDir: path.join(state.runDir, 'blobs'),
+    // One signing secret for every web server of the site (their forms' CSRF tokens).
+    secret: state.secrets.site,
+    // Links are built from the public URL, never from a request's Host.
+    publicUrl: state.publicUrl,
+  };
+  const scopes = [state.topology.global.processes, dataCenter ? processesIn(state.topology, { dataCenter }) : []];
+  for (const c of [...components()].sort((a, b) => a.stage - b.stage)) {
+    if (!c.provides) continue;
+    for (const processes of scopes) {
+      const specs = processes.filter((p) => p.kind === c.kind);
+      if (specs.length === 0) continue;
+      const owner = processes === state.topology.global.processes ? null : dataCenter;
+      Object.assign(config, c.provides(specs, contextFor(state, owner)));
+    }
+  }
+  return config;
+}
+
+/** `appConfig` as the environment the process reads it from, with the run's extra settings on top. */
+export const appEnv = (state: ClusterState, dataCenter: string | null): Record<string, string> => ({
+  ...renderEnv(appConfig(state, dataCenter)),
+  ...state.webEnv,
+});

@@ -1,0 +1,113 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import type client from 'prom-client';
+import { z } from 'zod';
+import { isAlive } from '../process.ts';
+import { loadState, updateState } from '../run/state.ts';
+import { autoscalePolicy } from '../topology/schema.ts';
+import { webServers } from '../topology/select.ts';
+import type { Controller } from './controllers.ts';
+import type { Restarts } from './restarts.ts';
+import { deployWebTier, scaleWebTier, type WebTierOptions } from './web-tier.ts';
+
+export interface ApiDeps {
+  runDir: string;
+  registry: client.Registry;
+  restarts: Restarts;
+  autoscaler: Controller;
+  /** One change of the web tier at a time. */
+  exclusive<T>(name: string, fn: () => Promise<T>): Promise<T>;
+  operation(): string | null;
+  tierLog: WebTierOptions['log'];
+  log(fields: Record<string, unknown>, msg: string): void;
+}
+
+/**
+ * The supervisor's private control API: status, scale, autoscale, deploy and
+ * restart, each carried out here (the supervisor is the state's only writer
+ * while it runs), and /metrics.
+ */
+export function buildControlApi(d: ApiDeps): FastifyInstance {
+  const load = () => loadState(d.runDir);
+  const app = Fastify({ logger: false });
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/metrics', async (_req, reply) => reply.type(d.registry.contentType).send(await d.registry.metrics()));
+  app.get('/status', async () => {
+    const state = load();
+    return {
+      webServers: webServers(state.topology).map((w) => w.name),
+      autoscale: state.topology.options.autoscale ?? null,
+      metric: d.autoscaler.metric(),
+      lastDecision: d.autoscaler.decisions().at(-1) ?? null,
+      operation: d.operation(),
+      pendingRestarts: d.restarts.pending(),
+    };
+  });
+  app.get('/decisions', async () => d.autoscaler.decisions());
+  const failure = (err: unknown) => ({ error: (err as Error).message });
+  app.post('/scale', async (req, reply) => {
+    const body = z.object({ web: z.number().int() }).safeParse(req.body);
+    if (!body.success) return reply.code(400).send({ error: 'expected {"web": <count>}' });
+    // A count set by hand is the operator's: the autoscaler stops until `autoscale --on`.
+    const policy = load().topology.options.autoscale;
+    if (policy?.enabled) {
+      updateState(d.runDir, (s) => {
+        if (s.topology.options.autoscale) s.topology.options.autoscale.enabled = false;
+      });
+      d.log({ web: body.data.web }, 'autoscaler paused: the web-server count was set by hand');
+    }
+    try {
+      const webs = await d.exclusive(`scale to ${body.data.web}`, () =>
+        scaleWebTier(d.runDir, body.data.web, { log: d.tierLog }),
+      );
+      return { webServers: webs.map((w) => w.name), autoscalerPaused: Boolean(policy?.enabled) };
+    } catch (err) {
+      return reply.code(409).send(failure(err));
+    }
+  });
+  app.post('/autoscale', async (req, reply) => {
+    const state = load();
+    const current = state.topology.options.autoscale;
+    const count = webServers(state.topology).length;
+    const merged = autoscalePolicy.safeParse({
+      ...(current ?? { min: count, max: Math.max(count, 6), target: 2 }),
+      ...(req.body as object),
+    });
+    if (!merged.success) return reply.code(400).send({ error: z.prettifyError(merged.error) });
+    if (merged.data.min > merged.data.max) return reply.code(400).send({ error: 'min is above max' });
+    updateState(d.runDir, (s) => {
+      s.topology.options.autoscale = merged.data;
+    });
+    d.autoscaler.reset();
+    d.log({ policy: merged.data }, 'autoscaler policy changed');
+    return { autoscale: merged.data };
+  });
+  app.post('/deploy', async (req, reply) => {
+    const body = z
+      .object({ checkout: z.string().min(1), readySeconds: z.number().positive().max(600).default(60) })
+      .safeParse(req.body);
+    if (!body.success) return reply.code(400).send({ error: 'expected {"checkout": <dir>}' });
+    try {
+      return await d.exclusive('deploy', () =>
+        deployWebTier(d.runDir, body.data.checkout, { log: d.tierLog, readyMs: body.data.readySeconds * 1000 }),
+      );
+    } catch (err) {
+      d.log({ err }, 'deploy failed');
+      return reply.code(409).send(failure(err));
+    }
+  });
+  app.post('/processes/:name/restart', async (req, reply) => {
+    const name = (req.params as { name: string }).name;
+    const p = load().processes.find((x) => x.name === name);
+    if (!p) return reply.code(404).send({ error: 'no such process' });
+    if (isAlive(p.pid)) return reply.code(409).send({ error: `${name} is running` });
+    if (d.restarts.isRestarting(name)) return reply.code(409).send({ error: `${name} is starting` });
+    try {
+      await d.restarts.restartNow(name);
+    } catch (err) {
+      return reply.code(500).send(failure(err));
+    }
+    const after = load().processes.find((x) => x.name === name);
+    return { restarted: name, pid: after?.pid };
+  });
+  return app;
+}

@@ -1,0 +1,36 @@
+import { request } from 'node:http';
+import { supervisorUrl } from '../components/supervisor/index.ts';
+import type { ClusterState } from '../run/state.ts';
+import { processesOf } from '../topology/select.ts';
+
+/** The topology's supervisor, when it has one. */
+export const supervisorOf = (state: ClusterState) => processesOf(state.topology, 'supervisor')[0];
+
+/**
+ * One call to a running topology's supervisor (its private control API).
+ * No time limit: a deploy takes as long as its servers take to start and drain.
+ */
+export async function callSupervisor<T>(state: ClusterState, method: 'GET' | 'POST', route: string, body?: unknown) {
+  const spec = supervisorOf(state);
+  if (!spec) throw new Error(`"${state.topology.name}" runs no supervisor (started without one)`);
+  const url = new URL(route, supervisorUrl(spec));
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise<{ status: number; body: T }>((resolve, reject) => {
+    const req = request(url, { method, headers: payload ? { 'content-type': 'application/json' } : {} }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => {
+        text += d;
+      });
+      res.on('end', () => {
+        try {
+          resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as T });
+        } catch {
+          reject(new Error(`the supervisor answered ${res.statusCode}: ${text.slice(0, 200)}`));
+        }
+      });
+    });
+    req.on('error', (err) => reject(new Error(`the supervisor does not answer (${err.message})`)));
+    req.end(payload);
+  });
+}

@@ -1,0 +1,141 @@
+import type { Logger } from 'pino';
+import client from 'prom-client';
+import { backendServers } from '../components/load-balancer/haproxy.ts';
+import { loadState } from '../run/state.ts';
+import type { AutoscalePolicy, Topology } from '../topology/schema.ts';
+import { balancerOf, processesOf, webServers } from '../topology/select.ts';
+import { type Decision, decide, InFlightWindow } from './autoscaler.ts';
+
+/** A per-server metric, sampled: the total over the tier and how many servers share it (null: no sample now). */
+export interface Metric {
+  name: string;
+  help: string;
+  sample(t: Topology): Promise<{ total: number; servers: number } | null>;
+}
+
+/** One tier of one data center that a controller scales. */
+export interface ScaledTier {
+  tier: string;
+  dataCenter: string;
+  current(t: Topology): number;
+  policy(t: Topology): AutoscalePolicy | undefined;
+  scaleTo(count: number): Promise<unknown>;
+}
+
+export interface Controller {
+  /** The metric now: the mean per server over the sample window. */
+  metric(): number;
+  decisions(): Decision[];
+  /** Forget the recommendations of the stabilization window (the policy changed). */
+  reset(): void;
+  stop(): void;
+}
+
+export interface ControllerOptions {
+  runDir: string;
+  logger: Logger;
+  registry: client.Registry;
+  /** True while another change of the tier is under way: no decision then. */
+  busy(): boolean;
+  sampleEveryMs?: number;
+  windowMs?: number;
+}
+
+/**
+ * A controller: Kubernetes HPA's rule (see autoscaler.ts) on one metric, for
+ * one tier of one data center. It samples the metric every 250 ms, keeps the
+ * mean over 10 s, decides every policy period, and scales through `tier`.
+ * The web tier's autoscaler is one; the worker tier's (queue depth) is the
+ * same controller with another metric.
+ */
+export function startController(tier: ScaledTier, metric: Metric, o: ControllerOptions): Controller {
+  const labels = { tier: tier.tier, dataCenter: tier.dataCenter };
+  const gauge = (name: string, help: string) =>
+    new client.Gauge({ name, help, labelNames: ['tier', 'dataCenter'], registers: [o.registry] });
+  const metricGauge = gauge(`scaleout_autoscaler_${metric.name}`, metric.help);
+  const desiredGauge = gauge('scaleout_autoscaler_desired_servers', "The autoscaler's last decision");
+  const targetGauge = gauge('scaleout_autoscaler_target', 'The per-server value of the metric the autoscaler aims for');
+  const window = new InFlightWindow(o.windowMs ?? 10_000);
+  const history: { at: number; recommendation: number }[] = [];
+  const decisions: Decision[] = [];
+  let sampling = false;
+  const sampleTimer = setInterval(async () => {
+    if (sampling) return;
+    sampling = true;
+    try {
+      const s = await metric.sample(loadState(o.runDir).topology);
+      if (s) {
+        window.add(Date.now(), s.total, s.servers);
+        metricGauge.set(labels, window.mean());
+      }
+    } catch {
+      // the tier is changing: no sample
+    } finally {
+      sampling = false;
+    }
+  }, o.sampleEveryMs ?? 250);
+  let lastDecisionAt = Date.now();
+  // Once a second (the shortest period): one read of the state for the policy and the count.
+  const decideTimer = setInterval(() => {
+    const t = loadState(o.runDir).topology;
+    const policy = tier.policy(t);
+    if (!policy?.enabled) return;
+    targetGauge.set(labels, policy.target);
+    if (Date.now() - lastDecisionAt < policy.periodSeconds * 1000 - 100 || o.busy()) return;
+    lastDecisionAt = Date.now();
+    const current = tier.current(t);
+    const d = decide(Date.now(), current, window.mean(), policy, history);
+    decisions.push(d);
+    if (decisions.length > 100) decisions.shift();
+    desiredGauge.set(labels, d.desired);
+    o.logger.info(
+      {
+        autoscaler: {
+          ...d,
+          tier: tier.tier,
+          dataCenter: tier.dataCenter,
+          metric: Number(d.metric.toFixed(3)),
+          ratio: Number(d.ratio.toFixed(3)),
+        },
+      },
+      `autoscaler: ${d.current} → ${d.desired} (${d.reason}; ${d.metric.toFixed(2)} ${metric.name} per server, target ${d.target})`,
+    );
+    if (d.desired !== current)
+      void tier.scaleTo(d.desired).catch((err) => o.logger.error({ err }, 'autoscaling failed'));
+  }, 1000);
+  return {
+    metric: () => window.mean(),
+    decisions: () => decisions,
+    reset: () => {
+      history.length = 0;
+    },
+    stop() {
+      clearInterval(sampleTimer);
+      clearInterval(decideTimer);
+    },
+  };
+}
+
+/**
+ * The web tier's metric: requests in flight per ready web server (HAProxy's
+ * `scur` plus its queue, over the servers it has UP).
+ */
+export const requestsInFlight = (dataCenter: string): Metric => ({
+  name: 'in_flight_per_server',
+  help: "The autoscaler's metric: requests in flight per ready web server, mean over 10 s",
+  async sample(t) {
+    if (processesOf(t, 'loadBalancer', { dataCenter }).length === 0) return null;
+    const servers = await backendServers(balancerOf(t, dataCenter));
+    const ready = servers.filter((s) => s.status.startsWith('UP')).length;
+    return { total: servers.reduce((a, s) => a + s.current + s.queued, 0), servers: ready };
+  },
+});
+
+/** The web tier of a data center, as a controller scales it. */
+export const webTier = (dataCenter: string, scaleTo: (count: number) => Promise<unknown>): ScaledTier => ({
+  tier: 'web',
+  dataCenter,
+  current: (t) => webServers(t, dataCenter).length,
+  policy: (t) => t.options.autoscale,
+  scaleTo,
+});

@@ -1,0 +1,173 @@
+import { type AddressPlan, addressPlan, octetFor, type Scope } from './address.ts';
+import {
+  type AutoscalePolicy,
+  maxWebServers,
+  type ProcessSpec,
+  type SpecOf,
+  type Topology,
+  topologySchema,
+} from './schema.ts';
+import { webMetricsPort } from './select.ts';
+
+export interface PresetOptions {
+  name?: string;
+  /** The second octet of every address (127.<octet>.x.y), so two topologies can run at once. */
+  octet?: number;
+  /** Port of the public endpoint. */
+  port?: number;
+  webServers?: number;
+  replicas?: number;
+  synchronous?: boolean;
+  patroniTtl?: number;
+  cacheMaxMemory?: string;
+  cacheEviction?: 'allkeys-lru' | 'allkeys-lfu' | 'volatile-lru' | 'volatile-lfu';
+  /** Start a supervisor that restarts what dies (on by default). */
+  supervise?: boolean;
+  /** The autoscaler's policy (stateless). */
+  autoscale?: Partial<AutoscalePolicy>;
+}
+
+export const presets = ['single', 'db', 'lb', 'cache', 'stateless'] as const;
+export type PresetName = (typeof presets)[number];
+
+/** The name of the one data center of every preset so far. */
+export const defaultDataCenter = 'dc1';
+
+/** Web server `index` (1–16) of a data center: web-<index> at host <index> of its web block, port 3000. */
+export function webServerSpec(plan: AddressPlan, dataCenter: string, index: number): SpecOf<'web'> {
+  const host = plan.ip({ dataCenter }, 'web', index);
+  return {
+    kind: 'web',
+    name: `web-${index}`,
+    listen: { host, port: 3000 },
+    metrics: { host, port: webMetricsPort },
+    db: 'postgres',
+  };
+}
+
+/**
+ * A chapter step as a topology: `single` one process; `db` + its own
+ * PostgreSQL; `lb` HAProxy, web servers and Patroni; `cache` + the Redis
+ * tier; `stateless` + the web tier's autoscaler. Each is one data center and
+ * a global scope (Prometheus, the dashboard, the supervisor, the host exporter).
+ */
+export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology {
+  const name = o.name ?? preset;
+  const dataCenter = defaultDataCenter;
+  const plan = addressPlan(o.octet ?? octetFor(name), [dataCenter]);
+  const dc: Scope = { dataCenter };
+  const clustered = preset === 'lb' || preset === 'cache' || preset === 'stateless';
+  const withRedis = preset === 'cache' || preset === 'stateless';
+  const webCount = clustered ? (o.webServers ?? 2) : 1;
+  if (webCount > maxWebServers) throw new Error(`at most ${maxWebServers} web servers`);
+  const processes: ProcessSpec[] = [];
+  if (preset === 'db') processes.push({ kind: 'postgres', name: 'postgres', listen: plan.at(dc, 'database', 1, 5432) });
+  if (clustered) {
+    processes.push({
+      kind: 'etcd',
+      name: 'etcd',
+      client: plan.at(dc, 'coordination', 1, 2379),
+      peer: plan.at(dc, 'coordination', 1, 2380),
+    });
+    for (let i = 1; i <= 1 + (o.replicas ?? 2); i++) {
+      processes.push({
+        kind: 'patroni',
+        name: `pg-${i}`,
+        postgres: plan.at(dc, 'database', i, 5432),
+        rest: plan.at(dc, 'database', i, 8008),
+      });
+    }
+    processes.push({
+      kind: 'dbProxy',
+      name: 'db-proxy',
+      primary: plan.at(dc, 'database', 100, 5000),
+      replicas: plan.at(dc, 'database', 100, 5001),
+      stats: plan.at(dc, 'database', 100, 7000),
+    });
+  }
+  if (withRedis) {
+    // Two Redis roles, as Mastodon's scaling guide separates them, each a master and a replica.
+    for (const [t, tier] of [
+      [1, 'durable'],
+      [2, 'cache'],
+    ] as const) {
+      processes.push({ kind: 'redis', name: `redis-${tier}-1`, listen: plan.at(dc, 'cache', t * 10 + 1, 6379), tier });
+      processes.push({
+        kind: 'redis',
+        name: `redis-${tier}-2`,
+        listen: plan.at(dc, 'cache', t * 10 + 2, 6379),
+        tier,
+        replicaOf: `redis-${tier}-1`,
+      });
+    }
+    for (let i = 1; i <= 3; i++) {
+      processes.push({ kind: 'redisSentinel', name: `sentinel-${i}`, listen: plan.at(dc, 'cache', 100 + i, 26379) });
+    }
+  }
+  for (let i = 1; i <= webCount; i++) {
+    if (clustered) processes.push(webServerSpec(plan, dataCenter, i));
+    else {
+      const listen = plan.at(dc, 'edge', 1, o.port ?? 3000);
+      processes.push({
+        kind: 'web',
+        name: 'web-1',
+        listen,
+        metrics: { host: listen.host, port: webMetricsPort },
+        db: preset === 'single' ? 'pglite' : 'postgres',
+      });
+    }
+  }
+  if (clustered) {
+    processes.push({
+      kind: 'loadBalancer',
+      name: 'load-balancer',
+      listen: plan.at(dc, 'balancer', 1, o.port ?? 8080),
+      stats: plan.at(dc, 'web', 100, 8404),
+    });
+  }
+  // One exporter per PostgreSQL server: Debian's 0.11 cannot serve several data sources at once.
+  processes
+    .filter((p) => p.kind === 'postgres' || p.kind === 'patroni')
+    .forEach((s, i) => {
+      processes.push({
+        kind: 'postgresExporter',
+        name: `${s.name}-exporter`,
+        listen: plan.at(dc, 'observability', 10 + i, 9187),
+        server: s.name,
+      });
+    });
+  processes
+    .filter((p) => p.kind === 'redis')
+    .forEach((r, i) => {
+      processes.push({
+        kind: 'redisExporter',
+        name: `${r.name}-exporter`,
+        listen: plan.at(dc, 'observability', 30 + i, 9121),
+        server: r.name,
+      });
+    });
+  const global: ProcessSpec[] = [
+    { kind: 'hostExporter', name: 'host-exporter', listen: plan.at('global', 'observability', 5, 9100) },
+    { kind: 'prometheus', name: 'prometheus', listen: plan.at('global', 'observability', 1, 9090) },
+    { kind: 'dashboard', name: 'dashboard', listen: plan.at('global', 'observability', 2, 8090) },
+  ];
+  if (o.supervise ?? true) {
+    global.push({ kind: 'supervisor', name: 'supervisor', listen: plan.at('global', 'control', 3, 8091) });
+  }
+  const autoscale =
+    preset === 'stateless' ? { min: webCount, max: Math.max(webCount, 6), target: 2, ...o.autoscale } : undefined;
+  return topologySchema.parse({
+    name,
+    preset,
+    octet: plan.octet,
+    options: {
+      synchronous: o.synchronous ?? true,
+      patroniTtl: o.patroniTtl ?? 5,
+      cacheMaxMemory: o.cacheMaxMemory ?? '64mb',
+      cacheEviction: o.cacheEviction ?? 'allkeys-lru',
+      autoscale,
+    },
+    global: { processes: global },
+    dataCenters: [{ name: dataCenter, processes }],
+  });
+}

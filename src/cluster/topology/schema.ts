@@ -1,0 +1,65 @@
+import { z } from 'zod';
+import { processSpec } from '../components/registry.ts';
+
+/**
+ * A topology as data: a global scope and a list of data centers, each with
+ * the processes that run there and the addresses they bind (from the address
+ * plan). Every process has its own 127.x.y.z address; only the edge of a data
+ * center is "public". Presets are functions from a few options to one of
+ * these, never code paths of their own. The kinds of process, and each kind's
+ * spec, come from the component registry.
+ */
+
+/**
+ * Kubernetes HPA's rule on the web tier: desired = ceil(current × metric /
+ * target), no change within `tolerance`, up at once, down only to the highest
+ * recommendation of the last `stabilizationSeconds`, within [min, max].
+ * The metric: requests in flight per web server, as the balancer counts them.
+ */
+export const autoscalePolicy = z.object({
+  min: z.number().int().min(1).max(16),
+  max: z.number().int().min(1).max(16),
+  /** Requests in flight per web server the autoscaler aims for. */
+  target: z.number().positive(),
+  tolerance: z.number().min(0).max(1).default(0.1),
+  stabilizationSeconds: z.number().min(0).max(3600).default(60),
+  /** How often it decides (Kubernetes: 15 s). */
+  periodSeconds: z.number().min(1).max(300).default(5),
+  enabled: z.boolean().default(true),
+});
+export type AutoscalePolicy = z.infer<typeof autoscalePolicy>;
+
+/** At most this many web servers per data center (their addresses, and the balancer's slots). */
+export const maxWebServers = 16;
+
+/** Lazy: the registry's components import this module's types and helpers, so the union is read at parse time. */
+const anyProcess = z.lazy(() => processSpec);
+
+const dataCenterName = z.string().regex(/^[a-z][a-z0-9-]{0,15}$/);
+
+export const topologySchema = z.object({
+  name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/),
+  preset: z.string(),
+  /** The second octet of every address (127.<octet>.x.y): the address plan's own. */
+  octet: z.number().int().min(1).max(254),
+  options: z.object({
+    /** Patroni synchronous mode: a commit is acknowledged once a replica has it. */
+    synchronous: z.boolean(),
+    /** Patroni leader-key TTL in seconds: the failover detection time. */
+    patroniTtl: z.number().int().min(5).max(60),
+    /** The cache Redis's memory bound and eviction policy. */
+    cacheMaxMemory: z.string().default('64mb'),
+    cacheEviction: z.enum(['allkeys-lru', 'allkeys-lfu', 'volatile-lru', 'volatile-lfu']).default('allkeys-lru'),
+    /** The web tier's autoscaler (preset `stateless`); absent: the web-server count changes only by hand. */
+    autoscale: autoscalePolicy.optional(),
+  }),
+  /** Processes of no data center: Prometheus, the dashboard, the supervisor, the host's exporter (later DNS). */
+  global: z.object({ processes: z.array(anyProcess) }).default({ processes: [] }),
+  dataCenters: z.array(z.object({ name: dataCenterName, processes: z.array(anyProcess) })).min(1),
+});
+
+export type Topology = z.infer<typeof topologySchema>;
+export type ProcessSpec = z.infer<typeof processSpec>;
+export type ProcessKind = ProcessSpec['kind'];
+/** The spec of one kind of process. */
+export type SpecOf<K extends ProcessKind> = Extract<ProcessSpec, { kind: K }>;

@@ -1,0 +1,83 @@
+import { type Address, type AddressPlan, addressPlan, octetFor, type Scope } from './address.ts';
+import { type ProcessKind, type ProcessSpec, type SpecOf, type Topology, topologySchema } from './schema.ts';
+
+/** A topology from a file or a state file: one written before the address plan had its octet gets it from the name. */
+export function parseTopology(value: unknown): Topology {
+  const v = value as { octet?: unknown; name?: unknown };
+  if (v && typeof v === 'object' && v.octet === undefined && typeof v.name === 'string') {
+    return topologySchema.parse({ ...v, octet: octetFor(v.name) });
+  }
+  return topologySchema.parse(value);
+}
+
+/** Every process: each data center's, then the global ones. */
+export function allProcesses(t: Topology): ProcessSpec[] {
+  return [...t.dataCenters.flatMap((dc) => dc.processes), ...t.global.processes];
+}
+
+/** The processes of one scope: a data center's, or the global ones. */
+export function processesIn(t: Topology, scope: Scope): ProcessSpec[] {
+  if (scope === 'global') return t.global.processes;
+  const dc = t.dataCenters.find((d) => d.name === scope.dataCenter);
+  if (!dc) throw new Error(`no data center named ${scope.dataCenter}`);
+  return dc.processes;
+}
+
+/** The processes of one kind, in one scope or everywhere. */
+export function processesOf<K extends ProcessKind>(t: Topology, kind: K, scope?: Scope): SpecOf<K>[] {
+  return (scope ? processesIn(t, scope) : allProcesses(t)).filter((p): p is SpecOf<K> => p.kind === kind);
+}
+
+/** The data center a process belongs to, or null for a global one. */
+export function dataCenterOf(t: Topology, name: string): string | null {
+  return t.dataCenters.find((dc) => dc.processes.some((p) => p.name === name))?.name ?? null;
+}
+
+/** The scope of a process. */
+export const scopeOf = (t: Topology, name: string): Scope => {
+  const dc = dataCenterOf(t, name);
+  return dc ? { dataCenter: dc } : 'global';
+};
+
+/** The address plan of a topology. */
+export const planOf = (t: Topology): AddressPlan =>
+  addressPlan(
+    t.octet,
+    t.dataCenters.map((d) => d.name),
+  );
+
+/** The first data center (every preset today has one). */
+export const firstDataCenter = (t: Topology): string => (t.dataCenters[0] as { name: string }).name;
+
+/** The web servers a data center (or the topology) has now: scaling and deploys change the list. */
+export const webServers = (t: Topology, dataCenter?: string): SpecOf<'web'>[] =>
+  processesOf(t, 'web', dataCenter ? { dataCenter } : undefined);
+
+/** A web server's slot: the last number of its name (web-3 → 3). */
+export const webIndex = (w: { name: string }): number => Number(w.name.slice(w.name.lastIndexOf('-') + 1));
+
+/** The load balancer of a data center (the first data center's by default), which it must have. */
+export function balancerOf(t: Topology, dataCenter = firstDataCenter(t)): SpecOf<'loadBalancer'> {
+  const [lb] = processesOf(t, 'loadBalancer', { dataCenter });
+  if (!lb) throw new Error(`data center ${dataCenter} has no load balancer`);
+  return lb;
+}
+
+export const webMetricsPort = 9464;
+
+/** Where a web server serves /metrics. */
+export const webMetrics = (spec: SpecOf<'web'>): Address =>
+  spec.metrics ?? { host: spec.listen.host, port: webMetricsPort };
+
+/** The URL users reach: the first data center's load balancer when it has one, else its web server. */
+export function publicUrl(t: Topology): string {
+  const scope = { dataCenter: firstDataCenter(t) };
+  const [lb] = processesOf(t, 'loadBalancer', scope);
+  if (lb) return `http://${lb.listen.host}:${lb.listen.port}`;
+  const [web] = processesOf(t, 'web', scope);
+  if (!web) throw new Error('a topology needs a web server');
+  return `http://${web.listen.host}:${web.listen.port}`;
+}
+
+/** Sentinel's name for the master of a Redis tier. */
+export const redisMasterName = (tier: 'durable' | 'cache') => `scaleout-${tier}`;
