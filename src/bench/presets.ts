@@ -11,6 +11,7 @@ import type { BenchReport } from './report.ts';
 import { runBench, verifyRun } from './run.ts';
 import type { ScenarioName } from './scenarios.ts';
 import { seed } from './seed.ts';
+import { sweep } from './sweep.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -134,16 +135,15 @@ export async function helloSweep(
     const origin = `http://127.0.0.1:${port}`;
     await waitUntil(async () => (await httpStatus(`${origin}/`)) === 200, 30_000);
     const row: PresetRow = { name: 'Fastify hello-world (baseline)', highestRate: null, p99AtHighest: null, steps: [] };
-    for (let rate = o.startRate * 10, step = 0; step < 12; step++, rate = Math.round(rate * 1.5)) {
-      const r = await openLoop({ origin, rate, seconds: o.stepSeconds, connections: 64, next: () => ({ path: '/' }) });
-      const errors = Object.values(r.errors).reduce((a, b) => a + b, 0);
-      const sustainable = r.latencyMs.p99 <= o.p99Ms && errors <= r.sent * 0.01;
-      row.steps.push({ rate, p99: r.latencyMs.p99, errors, sustainable });
-      o.log(`hello-world ${rate}/s: p99 ${r.latencyMs.p99} ms`);
-      if (!sustainable) break;
-      row.highestRate = rate;
-      row.p99AtHighest = r.latencyMs.p99;
-    }
+    const found = await sweep(
+      o.startRate * 10,
+      o.p99Ms,
+      (rate) => openLoop({ origin, rate, seconds: o.stepSeconds, connections: 64, next: () => ({ path: '/' }) }),
+      (line) => o.log(`hello-world ${line}`),
+    );
+    row.steps = found.steps.map(({ rate, p99, errors, sustainable }) => ({ rate, p99, errors, sustainable }));
+    row.highestRate = found.highest ?? null;
+    row.p99AtHighest = found.atHighest?.latencyMs.p99 ?? null;
     return row;
   } finally {
     await hello.stop();

@@ -6,6 +6,7 @@ import { type LoadResult, openLoop } from './load.ts';
 import { type BenchReport, loadReport, writeReports } from './report.ts';
 import { buildScenario, type ScenarioName } from './scenarios.ts';
 import type { SeedManifest } from './seed.ts';
+import { sweep } from './sweep.ts';
 
 export interface BenchOptions {
   target: string;
@@ -56,8 +57,6 @@ async function measure(opts: BenchOptions, rate: number, ledger: Ledger): Promis
   }
 }
 
-const errorCount = (r: LoadResult) => Object.values(r.errors).reduce((a, b) => a + b, 0);
-
 /**
  * One open-loop run (or a sweep of them) of a scenario against a running
  * scaleout; writes report.json, summary.md, report.html, the manifest and the
@@ -67,24 +66,13 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
   const ledger = new Ledger();
   let result: LoadResult;
   let rate = opts.rate;
-  let sweep: BenchReport['sweep'];
+  let sweep_: BenchReport['sweep'];
   let highest: number | undefined;
   if (opts.sweepP99Ms) {
-    sweep = [];
-    let last: LoadResult | undefined;
-    for (let step = 0; step < 12; step++) {
-      const r = await measure(opts, rate, ledger);
-      const sustainable = r.latencyMs.p99 <= opts.sweepP99Ms && errorCount(r) <= r.sent * 0.01;
-      sweep.push({ rate, throughput: r.throughput, p99: r.latencyMs.p99, errors: errorCount(r), sustainable });
-      opts.log?.(
-        `rate ${rate}/s: p99 ${r.latencyMs.p99} ms, ${errorCount(r)} errors → ${sustainable ? 'holds' : 'too much'}`,
-      );
-      if (!sustainable) break;
-      highest = rate;
-      last = r;
-      rate = Math.round(rate * 1.5);
-    }
-    result = last ?? (await measure(opts, opts.rate, ledger));
+    const found = await sweep(opts.rate, opts.sweepP99Ms, (r) => measure(opts, r, ledger), opts.log);
+    sweep_ = found.steps;
+    highest = found.highest;
+    result = found.atHighest ?? (await measure(opts, opts.rate, ledger));
     rate = highest ?? opts.rate;
   } else {
     result = await measure(opts, rate, ledger);
@@ -101,8 +89,8 @@ export async function runBench(opts: BenchOptions): Promise<BenchReport> {
       result,
       ledger.entries.length,
     ),
-    sweep,
-    highestSustainableRate: sweep ? highest : undefined,
+    sweep: sweep_,
+    highestSustainableRate: sweep_ ? highest : undefined,
   };
   await writeReports(opts.out, report);
   await writeFile(manifestFile(opts.out), JSON.stringify(opts.manifest, null, 2));

@@ -40,8 +40,8 @@ async function printVerify(out: string, target?: string): Promise<void> {
 }
 
 /** `scaleout bench` (open-loop load with scenarios and reports) and `scaleout verify` (the write ledger). */
-export function registerLoadCommands(program: Command): void {
-  program
+export function registerLoadCommands(program: Command): Command {
+  const bench = program
     .command('bench')
     .description(
       'Open-loop load against a running scaleout: fixed arrival rate, latency from the scheduled time, reports',
@@ -112,4 +112,5 @@ export function registerLoadCommands(program: Command): void {
     .action(async (o: { out?: string; target?: string }) => {
       await printVerify(o.out ?? (await latestRun()), o.target);
     });
+  return bench;
 }

@@ -15,7 +15,9 @@ const packageVersion = packageJson.version;
 const program = new Command()
   .name('scaleout')
   .description('A photo-sharing service, from one process to millions of users')
-  .version(`scaleout ${packageVersion} on Node.js ${process.version}`, '-v, --version');
+  .version(`scaleout ${packageVersion} on Node.js ${process.version}`, '-v, --version')
+  // A command's options belong to it, not to a parent that has options of the same name (bench --out, bench run … --out).
+  .enablePositionalOptions();
 
 program
   .command('start')

@@ -1,0 +1,27 @@
+import type { Experiment } from '../experiment.ts';
+import { endpoints } from './endpoints.ts';
+import { eviction } from './eviction.ts';
+import { failover } from './failover.ts';
+import { fsync } from './fsync.ts';
+import { presets } from './presets.ts';
+import { start } from './start.ts';
+import { stateless } from './stateless.ts';
+import { topologies } from './topologies.ts';
+
+/** Every experiment `scaleout bench list` shows and `scaleout bench run <name>` runs. */
+export const experiments: readonly Experiment[] = [
+  endpoints,
+  start,
+  topologies,
+  failover,
+  presets,
+  stateless,
+  fsync,
+  eviction,
+] as unknown as readonly Experiment[];
+
+export const experimentNamed = (name: string): Experiment => {
+  const e = experiments.find((x) => x.name === name);
+  if (!e) throw new Error(`no experiment named ${name}: ${experiments.map((x) => x.name).join(', ')}`);
+  return e;
+};
