@@ -5,9 +5,9 @@
  */
 export interface InvalidationChannel {
   /**
-   * Sends `keys` to every other process. Resolves once the channel has handed
-   * them to every listener (the sender hears its own message back), or after
-   * its time limit, so a write's answer leaves after its invalidation.
+   * Sends `keys` to every other process. Resolves once every other process
+   * has confirmed it dropped them (or after a time limit, for one that
+   * hangs), so a write is answered only after its invalidation took effect.
    */
   publish(keys: string[]): Promise<void>;
   /** `keys`: what another process published. `gap`: messages may have been missed (a reconnect): drop everything. */

@@ -266,16 +266,38 @@ describe('lb preset: HAProxy, 2 web servers, 3 PostgreSQL nodes under Patroni (s
         null,
         { timeout: 30_000 },
       );
-      expect(await page.locator('tr[data-process="load-balancer"]').getAttribute('data-health')).toBe('healthy');
+      // The first screen draws the topology: one box per process, each in the tier its component declares.
+      const names = allProcesses(topo.state.topology).map((p) => p.name);
+      const boxes = await page
+        .locator('#picture .box')
+        .evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.process));
+      expect(boxes.sort()).toEqual([...names].sort());
+      expect(await page.locator('.cell[data-tier="balancer"] .box[data-process="load-balancer"]').count()).toBe(1);
+      expect(await page.locator('.cell[data-tier="web"] .box[data-kind="web"]').count()).toBe(2);
+      expect(await page.locator('.cell[data-tier="database"] .box[data-role="leader"]').count()).toBe(1);
+      expect(await page.locator('.box[data-process="load-balancer"]').getAttribute('data-health')).toBe('healthy');
+      // Every box is on the first screen, above the fold.
+      for (const name of names) {
+        const box = await page.locator(`.box[data-process="${name}"]`).boundingBox();
+        expect(box && box.y + box.height).toBeLessThan(1100);
+      }
       await page.screenshot({ path: path.resolve('artifacts', 'dashboard.png'), fullPage: true });
 
-      // Kill a web server from the page, watch it go down, restart it from the page.
-      await page.click('tr[data-process="web-2"] button.kill');
-      await page.waitForSelector('tr[data-process="web-2"][data-health="down"]', { timeout: 10_000 });
-      await page.click('tr[data-process="web-2"] button.restart');
-      await page.waitForSelector('tr[data-process="web-2"][data-health="healthy"]', { timeout: 60_000 });
-      // Each web server's version (the commit it runs) beside its health.
+      // Kill a web server from its box, watch the box turn red, restart it from the same panel.
+      const web2 = page.locator('.box[data-process="web-2"]');
+      const colour = () => web2.evaluate((e) => getComputedStyle(e).backgroundColor);
+      const healthyColour = await colour();
+      await web2.click();
+      await page.click('#details button.kill');
+      await page.waitForSelector('.box[data-process="web-2"][data-health="down"]', { timeout: 10_000 });
+      expect(await colour()).toBe('rgb(253, 231, 231)');
+      expect(await colour()).not.toBe(healthyColour);
+      await page.click('#details button.restart');
+      await page.waitForSelector('.box[data-process="web-2"][data-health="healthy"]', { timeout: 60_000 });
+      // Each web server's version (the commit it runs) in its details, and in the table view beside its health.
       const head = execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
+      await page.waitForSelector(`#details:has-text("${head}")`, { timeout: 10_000 });
+      await page.click('#view-table');
       await page.waitForSelector(`tr[data-process="web-2"]:has-text("version ${head.slice(0, 12)}")`, {
         timeout: 10_000,
       });

@@ -1,4 +1,7 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPostgresInvalidations } from '../../src/platform/invalidations/postgres.ts';
+import { createLogger } from '../../src/platform/observability/logger.ts';
 import { Client, pngImage, startApp, type TestApp } from '../support/app.ts';
 import { createTestDatabase } from '../support/postgres.ts';
 import { tempDir } from '../support/temp.ts';
@@ -86,9 +89,57 @@ describe('cache invalidation through PostgreSQL (lb without Redis)', () => {
     expect((await on2.request('GET', '/api/v1/feed')).status).toBe(401);
   });
 
-  it('counts each invalidation and how long PostgreSQL took to hand it to every listener', async () => {
+  it('counts each invalidation and how long the other server took to confirm it; none went unconfirmed', async () => {
     const lines = await metric(servers.web1, 'scaleout_cache_invalidation_seconds_count');
     expect(Number(lines[0]?.split(' ').at(-1))).toBeGreaterThan(0);
+    const late = await metric(servers.web1, 'scaleout_cache_invalidations_unconfirmed_total');
+    expect(Number(late[0]?.split(' ').at(-1))).toBe(0);
+  });
+});
+
+describe('the channel itself', () => {
+  it('publish resolves only after every other process has dropped the keys, and counts the ones that hang', async () => {
+    const database = await createTestDatabase();
+    const logger = createLogger('silent');
+    const open = (ackTimeoutMs = 250) =>
+      createPostgresInvalidations({ url: database.url, logger, peersEveryMs: 100, ackTimeoutMs });
+    const [a, b, c] = [await open(), await open(), await open()];
+    try {
+      const seen = { b: [] as string[], c: [] as string[] };
+      b.subscribe({ keys: (k) => seen.b.push(...k), gap: () => {} });
+      c.subscribe({ keys: (k) => seen.c.push(...k), gap: () => {} });
+      await new Promise((r) => setTimeout(r, 300)); // every channel has counted its peers
+      for (let i = 0; i < 50; i++) {
+        await a.publish([`photo:${i}`]);
+        // Both others had it before the publish resolved.
+        expect([seen.b.at(-1), seen.c.at(-1)]).toEqual([`photo:${i}`, `photo:${i}`]);
+      }
+    } finally {
+      for (const ch of [a, b, c]) await ch.close();
+    }
+    // A process that listens but never answers (hung): the publish waits its time limit, then goes on.
+    const timings: (number | null)[] = [];
+    const fast = await createPostgresInvalidations({
+      url: database.url,
+      logger,
+      peersEveryMs: 100,
+      ackTimeoutMs: 150,
+      onPublish: (ms) => timings.push(ms),
+    });
+    const hung = new pg.Client({ connectionString: database.url });
+    await hung.connect();
+    await hung.query('LISTEN scaleout_cache');
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const started = Date.now();
+      await fast.publish(['photo:x']);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+      expect(timings).toEqual([null]);
+    } finally {
+      await hung.end();
+      await fast.close();
+      await database.drop();
+    }
   });
 });
 

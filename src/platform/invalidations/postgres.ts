@@ -8,54 +8,85 @@ export interface PostgresInvalidationOptions {
   url: string;
   channel?: string;
   logger: Logger;
-  /** The longest `publish` waits for its own message to come back. */
-  echoTimeoutMs?: number;
-  /** Told of each publish: how long until its echo, or null when it timed out. */
+  /** The longest `publish` waits for every other process to confirm it dropped the keys. */
+  ackTimeoutMs?: number;
+  /** How often the number of listening processes is counted. */
+  peersEveryMs?: number;
+  /** Told of each publish: ms until every other process confirmed, or null when some did not in time. */
   onPublish?: (ms: number | null) => void;
 }
 
 /** NOTIFY payloads are limited to 8000 bytes: keys are sent in messages below that. */
 const maxPayload = 7000;
 
+type Message =
+  | { t: 'inv'; from: string; id: string; keys: string[] }
+  | { t: 'ack'; from: string; to: string; id: string };
+
 /**
  * Invalidations over PostgreSQL's LISTEN/NOTIFY. A notification is delivered
- * only when the transaction that sent it commits, and to every session
- * listening on the channel, in commit order: Facebook memcache's
- * "invalidation from the commit log" with the database every web server
- * already shares, and no new server.
+ * only when the transaction that sent it commits, to every session listening
+ * on the channel: Facebook memcache's "invalidation from the commit log",
+ * with the database every web server already shares and no new server.
  *
- * Each process listens on one connection of its own. `publish` sends
- * `pg_notify` and waits until the notification comes back on that
- * connection: by then PostgreSQL has queued it for every listener. When the
- * listening connection drops (a failover), what was sent meanwhile is lost,
- * so the listener is told of a gap and drops its whole cache, then listens again.
+ * It goes one step further than memcache's, which is asynchronous (a read on
+ * another server right after a write may be stale): each process that drops
+ * the keys answers with an acknowledgement, and `publish` resolves once every
+ * other listening process has answered (their number is read from
+ * pg_stat_activity, every second), or after `ackTimeoutMs` for a process that
+ * hangs. So a write is answered only after every live server has forgotten
+ * what it made stale.
+ *
+ * When the listening connection drops (a failover), what was sent meanwhile
+ * is lost: the listener is told of a gap and drops its whole cache, then
+ * listens again.
  */
 export async function createPostgresInvalidations(o: PostgresInvalidationOptions): Promise<InvalidationChannel> {
   const channel = o.channel ?? 'scaleout_cache';
+  const listenSql = `LISTEN ${channel}`;
   const origin = randomBytes(6).toString('hex');
-  const echoTimeoutMs = o.echoTimeoutMs ?? 200;
-  const sender = new pg.Pool({ connectionString: o.url, max: 2, idleTimeoutMillis: 30_000 });
+  const ackTimeoutMs = o.ackTimeoutMs ?? 250;
+  const sender = new pg.Pool({ connectionString: o.url, max: 3, idleTimeoutMillis: 30_000 });
   sender.on('error', () => {});
   const listeners: { keys(keys: string[]): void; gap(): void }[] = [];
-  const echoes = new Map<string, () => void>();
+  const waiting = new Map<string, { acks: Set<string>; done: () => void }>();
   let seq = 0;
   let closed = false;
   let listener: pg.Client | null = null;
+  let peers = 0;
+
+  const notify = (m: Message) => sender.query('SELECT pg_notify($1, $2)', [channel, JSON.stringify(m)]);
 
   const onMessage = (payload: string | undefined) => {
-    if (!payload) return;
-    let message: { from: string; id: string; keys: string[] };
+    let m: Message;
     try {
-      message = JSON.parse(payload);
+      m = JSON.parse(payload ?? '');
     } catch {
       return;
     }
-    if (message.from === origin) {
-      echoes.get(message.id)?.();
+    if (m.from === origin) return;
+    if (m.t === 'ack') {
+      const w = m.to === origin ? waiting.get(m.id) : undefined;
+      if (w) {
+        w.acks.add(m.from);
+        if (w.acks.size >= peers) w.done();
+      }
       return;
     }
-    for (const l of listeners) l.keys(message.keys);
+    for (const l of listeners) l.keys(m.keys);
+    notify({ t: 'ack', from: origin, to: m.from, id: m.id }).catch(() => {});
   };
+
+  // Every process listening on the channel holds one idle session whose last statement is the LISTEN.
+  const countPeers = async () => {
+    const r = await sender.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query = $1',
+      [listenSql],
+    );
+    peers = Math.max(0, (r.rows[0]?.n ?? 1) - (listener ? 1 : 0));
+  };
+  const peersTimer = setInterval(() => void countPeers().catch(() => {}), o.peersEveryMs ?? 1000);
+  peersTimer.unref();
 
   const connect = async (): Promise<void> => {
     const client = new pg.Client({ connectionString: o.url });
@@ -75,7 +106,7 @@ export async function createPostgresInvalidations(o: PostgresInvalidationOptions
     client.on('error', lost);
     client.on('end', () => lost());
     await client.connect();
-    await client.query(`LISTEN ${channel}`);
+    await client.query(listenSql);
     listener = client;
   };
   const reconnect = async () => {
@@ -91,28 +122,28 @@ export async function createPostgresInvalidations(o: PostgresInvalidationOptions
     }
   };
   await connect();
+  await countPeers().catch(() => {});
 
   const send = async (keys: string[]) => {
     const id = `${++seq}`;
-    const payload = JSON.stringify({ from: origin, id, keys });
     const started = performance.now();
     let timer: NodeJS.Timeout | undefined;
-    const echoed = new Promise<boolean>((resolve) => {
-      echoes.set(id, () => resolve(true));
-      timer = setTimeout(() => resolve(false), echoTimeoutMs);
+    const acks = new Set<string>();
+    const confirmed = new Promise<boolean>((resolve) => {
+      waiting.set(id, { acks, done: () => resolve(true) });
+      timer = setTimeout(() => resolve(false), ackTimeoutMs);
     });
     try {
-      await sender.query('SELECT pg_notify($1, $2)', [channel, payload]);
-      // Only a listening connection can hear the echo; without one, this process is already dropping everything.
-      const heard = listener ? await echoed : false;
-      o.onPublish?.(heard ? performance.now() - started : null);
+      await notify({ t: 'inv', from: origin, id, keys });
+      const all = peers === 0 || acks.size >= peers || (await confirmed);
+      o.onPublish?.(all ? performance.now() - started : null);
     } catch (err) {
       // The write it follows has committed: its answer must not fail. Other processes keep the keys until their TTL.
       o.onPublish?.(null);
       o.logger.error({ err, keys: keys.length }, 'cache invalidation not sent');
     } finally {
       clearTimeout(timer);
-      echoes.delete(id);
+      waiting.delete(id);
     }
   };
 
@@ -140,6 +171,7 @@ export async function createPostgresInvalidations(o: PostgresInvalidationOptions
     },
     async close() {
       closed = true;
+      clearInterval(peersTimer);
       const client = listener;
       listener = null;
       await client?.end().catch(() => {});

@@ -9,7 +9,7 @@ export interface Metrics {
   feed: FeedMetrics;
   /** A Redis tier's client found its master at a new address (a Sentinel failover), as this web server saw it. */
   redisMasterChanged(tier: string): void;
-  /** A cache invalidation sent through the database: ms until every listener had it, or null (timed out or failed). */
+  /** A cache invalidation sent through the database: ms until every other server confirmed it, or null (not in time, or failed). */
   cacheInvalidationSent(ms: number | null): void;
   observeRequest(method: string, route: string, status: number, seconds: number): void;
   watchCache(cache: Cache): void;
@@ -97,13 +97,13 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
 
   const invalidationSeconds = new client.Histogram({
     name: 'scaleout_cache_invalidation_seconds',
-    help: 'A cache invalidation sent by NOTIFY: time until PostgreSQL handed it back to this process (so to every listener)',
+    help: 'A cache invalidation sent by NOTIFY: time until every other web server confirmed it dropped the keys',
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2],
     registers: [registry],
   });
   const invalidationsLate = new client.Counter({
     name: 'scaleout_cache_invalidations_unconfirmed_total',
-    help: 'Cache invalidations sent by NOTIFY that did not come back in time (or could not be sent)',
+    help: 'Cache invalidations sent by NOTIFY that some web server did not confirm in time (or that could not be sent)',
     registers: [registry],
   });
   const masterChanges = new client.Counter({
