@@ -20,6 +20,12 @@ const csv = z.string().transform((s) =>
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
 export const configSchema = z.strictObject({
+  /**
+   * What this process runs: `all` (the single server: the site and the jobs),
+   * `web` (the site; it only enqueues jobs) or `worker` (the jobs; health on
+   * its port). `web` and `worker` need a job queue shared between processes.
+   */
+  role: z.enum(['all', 'web', 'worker']).default('all'),
   host: z.string().min(1).default('127.0.0.1'),
   port: int(0, 65535).default(3000),
   dataDir: z.string().min(1).default('./data'),
@@ -122,6 +128,7 @@ export type ConfigInput = z.input<typeof configSchema>;
 
 /** Environment variable for each option; the CLI flags use the option names. */
 export const envNames: Record<keyof Config, string> = {
+  role: 'SCALEOUT_ROLE',
   host: 'SCALEOUT_HOST',
   port: 'SCALEOUT_PORT',
   dataDir: 'SCALEOUT_DATA_DIR',

@@ -7,6 +7,7 @@ import { createTimelines } from './app/feed/timelines.ts';
 import { createPeopleService } from './app/people/service.ts';
 import { createPhotoRepository } from './app/photos/repository.ts';
 import { createPhotoService } from './app/photos/service.ts';
+import type { Services } from './app/routes/context.ts';
 import { createSocialRepository } from './app/social/repository.ts';
 import { createSocialService } from './app/social/service.ts';
 import { createThrottle } from './app/throttle.ts';
@@ -33,6 +34,8 @@ import { createMemorySessionStore } from './platform/sessions/memory.ts';
 import { createMemoryTimelineStore } from './platform/timelines/memory.ts';
 import { codeVersion } from './platform/version.ts';
 import type { Db } from './ports/db.ts';
+import type { JobQueue } from './ports/queue.ts';
+import type { SessionStore } from './ports/sessions.ts';
 import { createDrain, type Drain, defaultDrain } from './server/drain.ts';
 import { buildMetricsServer, listenUrl } from './server/metrics.ts';
 import { startPhotoWorker } from './worker/photo-variants.ts';
@@ -84,9 +87,37 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-/** The composition root: config → adapters → services → server. Only this file picks adapters. */
-export async function createRuntime(config: Config, opts: { logger?: Logger } = {}): Promise<Runtime> {
-  const logger = opts.logger ?? createLogger(config.logLevel);
+/**
+ * What a process of the site is built from, once, from config: the adapters,
+ * the services over them, the readiness checks, and the closers that release
+ * them in reverse order. A role then starts what its process needs.
+ */
+export interface Container {
+  config: Config;
+  logger: Logger;
+  metrics: Metrics;
+  db: Db;
+  queue: JobQueue;
+  sessions: SessionStore;
+  services: Services;
+  readiness: { name: string; check: () => Promise<void> }[];
+  /** Run in reverse order by `close`. */
+  closers: (() => Promise<void>)[];
+  close(): Promise<void>;
+}
+
+/**
+ * The roles of a process: `all` (the single server), `web` (the site; jobs
+ * are only enqueued) and `worker` (the job handlers, with health on its port).
+ */
+export const roles = {
+  all: { site: true, jobs: true },
+  web: { site: true, jobs: false },
+  worker: { site: false, jobs: true },
+} as const satisfies Record<Config['role'], { site: boolean; jobs: boolean }>;
+
+/** The composition root's first half: config → adapters → services. Only this file picks adapters. */
+export async function createContainer(config: Config, logger: Logger): Promise<Container> {
   // An embedded database allows one process per data dir; a server database does not need the lock.
   const closers: (() => Promise<void>)[] = config.db === 'pglite' ? [await lockDataDir(config.dataDir)] : [];
   const close = async () => {
@@ -94,8 +125,6 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
   };
   try {
     const metrics = createMetrics();
-    // The HTTP layer loads while the database opens (PGlite's start is mostly WebAssembly compile and file reads).
-    const serverModule = import('./server/app.ts');
     const db = await openDb(config, logger, metrics);
     closers.push(() => db.close());
     const blobs = createFilesystemBlobStore(config.blobDir ?? path.join(config.dataDir, 'blobs'), {
@@ -193,7 +222,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
         metrics: metrics.feed,
         settings: { maxEntries: config.feedMaxEntries, fanoutMaxFollowers: config.feedFanoutMaxFollowers },
       });
-    const services = {
+    const services: Services = {
       users: createUserService({
         users,
         sessions,
@@ -231,47 +260,88 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
     };
     metrics.watchKpis(() => services.activity.kpis());
 
-    startPhotoWorker({
-      queue,
-      photos: services.photos,
-      metrics: metrics.business,
+    return {
+      config,
       logger,
-      concurrency: config.workerConcurrency,
-    });
-    const resumed = await services.photos.resumeProcessing();
-    if (resumed > 0) logger.info({ photos: resumed }, 're-queued photos left processing by the last run');
+      metrics,
+      db,
+      queue,
+      sessions,
+      services,
+      readiness: [
+        { name: 'db', check: () => db.ping() },
+        { name: 'blobs', check: () => blobs.ping() },
+      ],
+      closers,
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
 
-    const { buildServer } = await serverModule;
+/**
+ * A process of the site in its role: the container, then the job handlers
+ * (roles `all` and `worker`), the site (`all` and `web`; a worker serves only
+ * /healthz and /readyz on its port) and the private metrics listener.
+ */
+export async function createRuntime(config: Config, opts: { logger?: Logger } = {}): Promise<Runtime> {
+  const logger = (opts.logger ?? createLogger(config.logLevel)).child({ role: config.role });
+  const role = roles[config.role];
+  // The HTTP layer loads while the database opens (PGlite's start is mostly WebAssembly compile and file reads).
+  const site = role.site ? import('./server/app.ts') : undefined;
+  const c = await createContainer(config, logger);
+  try {
+    if (role.jobs !== role.site && !c.queue.shared) {
+      throw new Error(
+        `role ${config.role} needs a job queue that web servers and workers share; this one is in-process (role all runs both)`,
+      );
+    }
+    if (role.jobs) {
+      startPhotoWorker({
+        queue: c.queue,
+        photos: c.services.photos,
+        metrics: c.metrics.business,
+        logger,
+        concurrency: config.workerConcurrency,
+      });
+      const resumed = await c.services.photos.resumeProcessing();
+      if (resumed > 0) logger.info({ photos: resumed }, 're-queued photos left processing by the last run');
+    }
     const drain = createDrain({
       ...defaultDrain,
       balancerChecks: config.drainChecks,
       maxWaitMs: config.drainMaxSeconds * 1000,
     });
-    const server = await buildServer({
-      services,
-      sessions,
-      consistency: db.consistency,
-      logger,
-      metrics,
-      trustProxy: config.trustProxy,
-      secureCookies: config.secureCookies,
-      secret: config.secret ?? (await dataDirSecret(config.dataDir)),
-      allowedHosts: config.allowedHosts,
-      settings: {
-        uploadMaxBytes: config.uploadMaxBytes,
-        publicUrl: config.publicUrl,
-      },
-      version: codeVersion(),
-      drain,
-      readiness: [
-        { name: 'db', check: () => db.ping() },
-        { name: 'blobs', check: () => blobs.ping() },
-      ],
-    });
+    const server = site
+      ? await (await site).buildServer({
+          services: c.services,
+          sessions: c.sessions,
+          consistency: c.db.consistency,
+          logger,
+          metrics: c.metrics,
+          trustProxy: config.trustProxy,
+          secureCookies: config.secureCookies,
+          secret: config.secret ?? (await dataDirSecret(config.dataDir)),
+          allowedHosts: config.allowedHosts,
+          settings: {
+            uploadMaxBytes: config.uploadMaxBytes,
+            publicUrl: config.publicUrl,
+          },
+          version: codeVersion(),
+          drain,
+          readiness: c.readiness,
+        })
+      : await (await import('./server/health.ts')).buildHealthServer({
+          version: codeVersion(),
+          drain,
+          readiness: c.readiness,
+        });
     // The server closes first, so in-flight requests finish before their adapters go.
-    closers.push(() => server.close());
-    const metricsServer = await buildMetricsServer(metrics);
-    closers.push(() => metricsServer.close());
+    c.closers.push(() => server.close());
+    const metricsServer = await buildMetricsServer(c.metrics);
+    c.closers.push(() => metricsServer.close());
     return {
       server,
       logger,
@@ -283,10 +353,10 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
       },
       metricsUrl: () => listenUrl(metricsServer),
       drain,
-      close,
+      close: c.close,
     };
   } catch (err) {
-    await close();
+    await c.close();
     throw err;
   }
 }

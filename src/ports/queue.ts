@@ -27,6 +27,8 @@ export interface EnqueueOptions {
  * consumer registered with `process` takes jobs as they come.
  */
 export interface JobQueue {
+  /** True when other processes see the same jobs (a queue server); false for an in-process queue. */
+  readonly shared: boolean;
   enqueue<N extends JobName>(name: N, payload: JobPayloads[N], options?: EnqueueOptions): Promise<void>;
   process<N extends JobName>(name: N, handler: JobHandler<N>, options?: { concurrency?: number }): void;
   depth(): Promise<{ waiting: number; active: number; failed: number }>;

@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { Drain } from './drain.ts';
 
 export interface ReadinessCheck {
@@ -45,4 +45,19 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
     timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A worker's whole HTTP surface: /healthz and /readyz on its port (the
+ * supervisor's and a balancer's checks), nothing of the site.
+ */
+export async function buildHealthServer(o: {
+  version: string;
+  drain?: Drain;
+  readiness: ReadinessCheck[];
+}): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false });
+  o.drain?.install(app);
+  await app.register(healthRoutes(o.readiness, o.version, o.drain));
+  return app;
 }

@@ -92,6 +92,7 @@ export function createMemoryQueue(options: MemoryQueueOptions): JobQueue {
   };
 
   return {
+    shared: false,
     async enqueue(name, payload, opts: EnqueueOptions = {}) {
       if (closed) throw new Error('queue is closed');
       if (opts.jobId) {
