@@ -72,6 +72,9 @@ backend web
     http-request disable-l7-retry if METH_POST
     option httpchk GET /readyz
     http-check expect status 200
+    # Without it a check times out after \`inter\` (500 ms): a server busy for half a second under load would
+    # count as dead, and both at once would leave no server. A dead one refuses the connection at once anyway.
+    timeout check 2s
     default-server inter 500ms fastinter 250ms downinter 500ms fall 2 rise 2
 ${servers}
 
