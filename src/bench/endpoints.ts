@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadTestLimits } from '../config.ts';
+import { loadTestLimits, renderEnv } from '../config.ts';
 import { closedLoop, type LoadResult, openLoop, type RequestSpec } from './load.ts';
 import { freePort, startNode, waitHealthy } from './processes.ts';
 import { seed } from './seed.ts';
@@ -34,11 +34,7 @@ export async function benchEndpoints(opts: EndpointBenchOptions): Promise<Endpoi
   const [appPort, helloPort] = [await freePort(), await freePort()];
   const app = startNode(
     [path.join(root, 'bin/scaleout.js'), 'start', '--port', String(appPort), '--data-dir', dataDir],
-    {
-      SCALEOUT_LOG_LEVEL: 'warn',
-      SCALEOUT_METRICS_PORT: '0',
-      ...loadTestLimits,
-    },
+    { ...renderEnv({ logLevel: 'warn', metricsPort: 0 }), ...loadTestLimits },
   );
   const hello = startNode([path.join(root, 'src/bench/hello.ts'), String(helloPort)]);
   try {

@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { renderEnv } from '../config.ts';
 import type { Percentiles } from './load.ts';
 import { benchWebEnv, freePort, startNode, waitHealthy } from './processes.ts';
 import { runBench, verifyRun } from './run.ts';
@@ -37,11 +38,7 @@ export async function benchFsync(o: {
     const port = await freePort();
     const app = startNode(
       [path.join(root, 'bin/scaleout.js'), 'start', '--port', String(port), '--data-dir', dataDir],
-      {
-        ...benchWebEnv,
-        SCALEOUT_METRICS_PORT: '0',
-        SCALEOUT_BLOB_FSYNC: String(fsync),
-      },
+      { ...benchWebEnv, ...renderEnv({ metricsPort: 0, blobFsync: fsync }) },
     );
     try {
       const target = `http://127.0.0.1:${port}`;

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
-import { loadTestLimits } from '../config.ts';
+import { loadTestLimits, renderEnv } from '../config.ts';
 
 /** A free TCP port on loopback. */
 export function freePort(): Promise<number> {
@@ -47,4 +47,4 @@ export function startNode(args: string[], env: Record<string, string> = {}): Chi
 }
 
 /** Web servers under a benchmark: quiet logs, and limits raised for seeding. */
-export const benchWebEnv = { SCALEOUT_LOG_LEVEL: 'warn', ...loadTestLimits };
+export const benchWebEnv = { ...renderEnv({ logLevel: 'warn' }), ...loadTestLimits };

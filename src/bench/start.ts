@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { renderEnv } from '../config.ts';
 import { freePort } from './processes.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -57,7 +58,7 @@ async function timeOneStart(variant: StartVariant, dataDir: string): Promise<num
   const started = performance.now();
   const child = spawn(process.execPath, variant.args(port, dataDir), {
     cwd: root,
-    env: { ...process.env, SCALEOUT_LOG_LEVEL: 'warn', ...variant.env },
+    env: { ...process.env, ...renderEnv({ logLevel: 'warn' }), ...variant.env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
