@@ -1,13 +1,10 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadTestLimits, renderEnv } from '../config.ts';
 import { closedLoop, type LoadResult, openLoop, type RequestSpec } from './load.ts';
-import { freePort, startNode, waitHealthy } from './processes.ts';
 import { seed } from './seed.ts';
+import { startHello, startSingle } from './targets.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const _root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export interface EndpointBenchOptions {
   seconds: number;
@@ -30,18 +27,10 @@ export interface EndpointRow {
  * load at a fraction of that peak.
  */
 export async function benchEndpoints(opts: EndpointBenchOptions): Promise<EndpointRow[]> {
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'scaleout-bench-'));
-  const [appPort, helloPort] = [await freePort(), await freePort()];
-  const app = startNode(
-    [path.join(root, 'bin/scaleout.js'), 'start', '--port', String(appPort), '--data-dir', dataDir],
-    { ...renderEnv({ logLevel: 'warn', metricsPort: 0 }), ...loadTestLimits },
-  );
-  const hello = startNode([path.join(root, 'src/bench/hello.ts'), String(helloPort)]);
+  const [app, hello] = await Promise.all([startSingle(), startHello()]);
   try {
-    const appOrigin = `http://127.0.0.1:${appPort}`;
-    const helloOrigin = `http://127.0.0.1:${helloPort}`;
-    await waitHealthy(`${appOrigin}/healthz`, 60_000, app);
-    await waitHealthy(`${helloOrigin}/`, 30_000, hello);
+    const appOrigin = app.origin;
+    const helloOrigin = hello.origin;
     opts.log('seeding: 51 users, the viewer follows 50, 500 photos');
     const manifest = await seed({ target: appOrigin, users: 51, photos: 500, follows: 50, seed: 1, log: opts.log });
     const auth = { authorization: `Bearer ${manifest.viewer.token}` };
@@ -66,7 +55,6 @@ export async function benchEndpoints(opts: EndpointBenchOptions): Promise<Endpoi
     return rows;
   } finally {
     await Promise.all([app.stop(), hello.stop()]);
-    await rm(dataDir, { recursive: true, force: true });
   }
 }
 

@@ -1,12 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { Pool } from 'undici';
 import { isLeader, patroniCluster } from '../cluster/components/patroni/cluster.ts';
 import { killHard } from '../cluster/process.ts';
-import { type ClusterState, down, postmasterPid, queryPrimary, up } from '../cluster/run/index.ts';
-import { allProcesses, buildPreset, type ProcessSpec } from '../cluster/topology/index.ts';
-import { benchWebEnv } from './processes.ts';
+import { type ClusterState, postmasterPid, queryPrimary } from '../cluster/run/index.ts';
+import { allProcesses, type ProcessSpec } from '../cluster/topology/index.ts';
+import { startPreset } from './targets.ts';
 
 export interface FailoverResult {
   mode: 'synchronous' | 'asynchronous';
@@ -37,15 +34,11 @@ export async function benchFailover(opts: {
   keep?: boolean;
   log: (l: string) => void;
 }): Promise<FailoverResult> {
-  const runRoot = await mkdtemp(path.join(os.tmpdir(), 'scaleout-failover-'));
-  const topology = buildPreset('lb', {
+  const target = await startPreset('lb', {
     name: `failover-${opts.synchronous ? 'sync' : 'async'}`,
     synchronous: opts.synchronous,
   });
-  const state = await up(topology, {
-    runRoot,
-    webEnv: benchWebEnv,
-  });
+  const { state, runRoot } = target;
   const http = new Pool(state.publicUrl, { connections: 64 });
   try {
     const call = async (method: 'POST' | 'PUT', p: string, body?: unknown, token?: string) => {
@@ -134,10 +127,7 @@ export async function benchFailover(opts: {
   } finally {
     await http.close();
     if (opts.keep) opts.log(`left running: ${state.runDir} ("SCALEOUT_RUN_ROOT=${runRoot} scaleout down")`);
-    else {
-      await down(state, { purge: true });
-      await rm(runRoot, { recursive: true, force: true });
-    }
+    else await target.stop();
   }
 }
 

@@ -1,14 +1,12 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderEnv } from '../config.ts';
 import type { Percentiles } from './load.ts';
-import { benchWebEnv, freePort, startNode, waitHealthy } from './processes.ts';
 import { runBench, verifyRun } from './run.ts';
 import { seed } from './seed.ts';
+import { startSingle } from './targets.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const _root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export interface FsyncRow {
   fsync: boolean;
@@ -34,15 +32,9 @@ export async function benchFsync(o: {
 }): Promise<FsyncRow[]> {
   const rows: FsyncRow[] = [];
   for (const fsync of [true, false]) {
-    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'scaleout-bench-fsync-'));
-    const port = await freePort();
-    const app = startNode(
-      [path.join(root, 'bin/scaleout.js'), 'start', '--port', String(port), '--data-dir', dataDir],
-      { ...benchWebEnv, ...renderEnv({ metricsPort: 0, blobFsync: fsync }) },
-    );
+    const app = await startSingle(renderEnv({ blobFsync: fsync }));
     try {
-      const target = `http://127.0.0.1:${port}`;
-      await waitHealthy(`${target}/healthz`, 60_000, app);
+      const target = app.origin;
       const manifest = await seed({ target, users: o.users, photos: 1, follows: 0, seed: 1 });
       const out = path.join(o.out, fsync ? 'fsync' : 'no-fsync');
       const report = await runBench({
@@ -68,7 +60,6 @@ export async function benchFsync(o: {
       o.log(`fsync ${fsync}: p50 ${report.latencyMs.p50} ms, p99 ${report.latencyMs.p99} ms, ${errors} errors`);
     } finally {
       await app.stop();
-      await rm(dataDir, { recursive: true, force: true });
     }
   }
   return rows;

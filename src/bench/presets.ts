@@ -1,19 +1,15 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { httpStatus, waitUntil } from '../cluster/process.ts';
-import { down, up } from '../cluster/run/index.ts';
-import { allProcesses, buildPreset, type PresetName, type Topology, webMetrics } from '../cluster/topology/index.ts';
+import { allProcesses, type PresetName, type Topology, webMetrics } from '../cluster/topology/index.ts';
 import { openLoop } from './load.ts';
-import { benchWebEnv, freePort, startNode } from './processes.ts';
 import type { BenchReport } from './report.ts';
 import { runBench, verifyRun } from './run.ts';
 import type { ScenarioName } from './scenarios.ts';
 import { seed } from './seed.ts';
 import { sweep } from './sweep.ts';
+import { startHello, startPreset } from './targets.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const _root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export interface PresetRow {
   name: string;
@@ -129,11 +125,9 @@ export async function sweepRow(name: string, report: BenchReport, out: string): 
 export async function helloSweep(
   o: Pick<PresetBenchOptions, 'startRate' | 'stepSeconds' | 'p99Ms' | 'log'>,
 ): Promise<PresetRow> {
-  const port = await freePort();
-  const hello = startNode([path.join(root, 'src/bench/hello.ts'), String(port)]);
+  const hello = await startHello();
   try {
-    const origin = `http://127.0.0.1:${port}`;
-    await waitUntil(async () => (await httpStatus(`${origin}/`)) === 200, 30_000);
+    const origin = hello.origin;
     const row: PresetRow = { name: 'Fastify hello-world (baseline)', highestRate: null, p99AtHighest: null, steps: [] };
     const found = await sweep(
       o.startRate * 10,
@@ -157,55 +151,42 @@ export async function helloSweep(
  */
 export async function benchPresets(o: PresetBenchOptions): Promise<PresetRow[]> {
   const rows: PresetRow[] = [await helloSweep(o)];
-  const runRoot = await mkdtemp(path.join(os.tmpdir(), 'scaleout-presets-'));
-  try {
-    for (const preset of o.presets ?? (['single', 'db', 'lb', 'cache'] as PresetName[])) {
-      o.log(`starting ${preset}`);
-      const state = await up(buildPreset(preset, { name: `sweep-${preset}` }), {
-        runRoot,
-        webEnv: benchWebEnv,
-      });
-      try {
-        const manifest = await seed({
-          target: state.publicUrl,
-          users: o.users,
-          photos: o.photos,
-          follows: 50,
-          seed: 1,
+  for (const preset of o.presets ?? (['single', 'db', 'lb', 'cache'] as PresetName[])) {
+    o.log(`starting ${preset}`);
+    const target = await startPreset(preset, { name: `sweep-${preset}` });
+    const { state } = target;
+    try {
+      const manifest = await seed({ target: target.origin, users: o.users, photos: o.photos, follows: 50, seed: 1 });
+      for (const scenario of o.scenarios ?? ['mixed']) {
+        const name = (o.scenarios?.length ?? 1) > 1 ? `${preset} (${scenario})` : preset;
+        const out = path.join(o.out, `${preset}-${scenario}`);
+        const watcher = stepWatcher(state.topology);
+        const report = await runBench({
+          target: target.origin,
+          scenario,
+          rate: o.startRate,
+          seconds: o.stepSeconds,
+          connections: 64,
+          out,
+          manifest,
+          sweepP99Ms: o.p99Ms,
+          step: watcher.hooks,
+          log: (l) => o.log(`${name}: ${l}`),
         });
-        for (const scenario of o.scenarios ?? ['mixed']) {
-          const name = (o.scenarios?.length ?? 1) > 1 ? `${preset} (${scenario})` : preset;
-          const out = path.join(o.out, `${preset}-${scenario}`);
-          const watcher = stepWatcher(state.topology);
-          const report = await runBench({
-            target: state.publicUrl,
-            scenario,
-            rate: o.startRate,
-            seconds: o.stepSeconds,
-            connections: 64,
-            out,
-            manifest,
-            sweepP99Ms: o.p99Ms,
-            step: watcher.hooks,
-            log: (l) => o.log(`${name}: ${l}`),
-          });
-          const row = await sweepRow(name, report, out);
-          const highest = report.sweep?.filter((s) => s.sustainable).at(-1);
-          const atHighest = highest ? watcher.perStep.get(highest.rate) : undefined;
-          rows.push({
-            ...row,
-            queriesPerFeedRead: atHighest?.queriesPerFeedRead ?? null,
-            webRssMb: atHighest?.webRssMb ?? null,
-          });
-        }
-      } finally {
-        await down(state, { purge: true });
+        const row = await sweepRow(name, report, out);
+        const highest = report.sweep?.filter((s) => s.sustainable).at(-1);
+        const atHighest = highest ? watcher.perStep.get(highest.rate) : undefined;
+        rows.push({
+          ...row,
+          queriesPerFeedRead: atHighest?.queriesPerFeedRead ?? null,
+          webRssMb: atHighest?.webRssMb ?? null,
+        });
       }
+    } finally {
+      await target.stop();
     }
-    return rows;
-  } finally {
-    await rm(runRoot, { recursive: true, force: true });
   }
+  return rows;
 }
 
 export function presetTable(rows: PresetRow[], p99Ms: number): string {

@@ -1,19 +1,17 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { projectRoot } from '../cluster/components/web/process.ts';
 import { sleep } from '../cluster/process.ts';
-import { type ClusterState, down, up } from '../cluster/run/index.ts';
+import type { ClusterState } from '../cluster/run/index.ts';
 import { callSupervisor } from '../cluster/supervisor/client.ts';
-import { buildPreset } from '../cluster/topology/index.ts';
 import { Ledger, verifyLedger } from './ledger.ts';
 import { LatencyHistogram, openLoop } from './load.ts';
 import { helloSweep, type PresetRow, sweepRow } from './presets.ts';
-import { benchWebEnv } from './processes.ts';
 import { loadReport, machine, writeReports } from './report.ts';
 import { runBench } from './run.ts';
 import { buildScenario, type ScenarioName } from './scenarios.ts';
 import { type SeedManifest, seed } from './seed.ts';
+import { startPreset } from './targets.ts';
 
 /**
  * Step 1.6 measured on the `stateless` preset: what one web server can take,
@@ -248,30 +246,26 @@ async function deploy(state: ClusterState, manifest: SeedManifest, o: StatelessB
 }
 
 export async function benchStateless(o: StatelessBenchOptions) {
-  const runRoot = await mkdtemp(path.join(os.tmpdir(), 'scaleout-stateless-bench-'));
+  o.log('starting stateless');
+  const target = await startPreset('stateless', { name: 'bench-stateless' });
+  const { state } = target;
   try {
-    o.log('starting stateless');
-    const state = await up(buildPreset('stateless', { name: 'bench-stateless' }), { runRoot, webEnv: benchWebEnv });
-    try {
-      await autoscale(state, { enabled: false });
-      const manifest = await seed({ target: state.publicUrl, users: o.users, photos: o.photos, follows: 50, seed: 1 });
-      const result: {
-        machine: string;
-        date: string;
-        capacity?: PresetRow[];
-        ramp?: RampResult;
-        deploy?: DeployResult;
-      } = { machine: machine(), date: new Date().toISOString() };
-      if (o.parts.includes('capacity')) result.capacity = await capacity(state, manifest, o);
-      if (o.parts.includes('ramp')) result.ramp = await ramp(state, manifest, o);
-      if (o.parts.includes('deploy')) result.deploy = await deploy(state, manifest, o);
-      await mkdir(o.out, { recursive: true });
-      await writeFile(path.join(o.out, 'stateless.json'), `${JSON.stringify(result, null, 2)}\n`);
-      return result;
-    } finally {
-      await down(state, { purge: true });
-    }
+    await autoscale(state, { enabled: false });
+    const manifest = await seed({ target: state.publicUrl, users: o.users, photos: o.photos, follows: 50, seed: 1 });
+    const result: {
+      machine: string;
+      date: string;
+      capacity?: PresetRow[];
+      ramp?: RampResult;
+      deploy?: DeployResult;
+    } = { machine: machine(), date: new Date().toISOString() };
+    if (o.parts.includes('capacity')) result.capacity = await capacity(state, manifest, o);
+    if (o.parts.includes('ramp')) result.ramp = await ramp(state, manifest, o);
+    if (o.parts.includes('deploy')) result.deploy = await deploy(state, manifest, o);
+    await mkdir(o.out, { recursive: true });
+    await writeFile(path.join(o.out, 'stateless.json'), `${JSON.stringify(result, null, 2)}\n`);
+    return result;
   } finally {
-    await rm(runRoot, { recursive: true, force: true });
+    await target.stop();
   }
 }

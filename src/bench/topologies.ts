@@ -4,11 +4,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadBalancerConfig, startHaproxy } from '../cluster/components/load-balancer/haproxy.ts';
 import { httpStatus, stopProcess, waitUntil } from '../cluster/process.ts';
-import { down, up } from '../cluster/run/index.ts';
-import { buildPreset, type PresetName } from '../cluster/topology/index.ts';
+import type { PresetName } from '../cluster/topology/index.ts';
 import { type EndpointRow, measure } from './endpoints.ts';
-import { benchWebEnv, startNode } from './processes.ts';
+import { startNode } from './processes.ts';
 import { seed } from './seed.ts';
+import { startPreset } from './targets.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -89,16 +89,13 @@ export async function benchTopologies(opts: TopologyBenchOptions): Promise<Topol
     await mkdir(path.join(runRoot, 'baseline', 'logs'), { recursive: true });
     for (const count of [1, 2]) rows.push(await baseline(path.join(runRoot, 'baseline'), 230 + count, count, opts));
     for (const c of cases.filter((x) => !opts.presets || opts.presets.includes(x.preset))) {
-      const topology = buildPreset(c.preset, {
+      opts.log(`starting ${c.label}`);
+      const target = await startPreset(c.preset, {
         name: `bench-${c.preset}-${c.webServers ?? 1}`,
         webServers: c.webServers,
         port: 8080,
       });
-      opts.log(`starting ${c.label}`);
-      const state = await up(topology, {
-        runRoot,
-        webEnv: benchWebEnv,
-      });
+      const { state } = target;
       try {
         const manifest = await seed({
           target: state.publicUrl,
@@ -120,7 +117,7 @@ export async function benchTopologies(opts: TopologyBenchOptions): Promise<Topol
           rows.push({ ...(await measure({ ...t, origin: state.publicUrl }, opts)), topology: c.label });
         }
       } finally {
-        await down(state, { purge: true });
+        await target.stop();
       }
     }
     return rows;
