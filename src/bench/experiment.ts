@@ -93,15 +93,20 @@ export function fieldsOf(schema: z.ZodObject): FieldInfo[] {
   });
 }
 
-/** Adds `--<option>` for every option of the experiment to a command. */
-export function addFlags(cmd: Command, e: Experiment): Command {
-  for (const f of fieldsOf(e.options)) {
+/** Adds `--<option>` for every option of a schema to a command (required where it has no default). */
+export function addOptionFlags(cmd: Command, schema: z.ZodObject): Command {
+  for (const f of fieldsOf(schema)) {
+    const required = !f.boolean && f.default === undefined && !schema.shape[f.key]?.safeParse(undefined).success;
     if (f.boolean) cmd.option(`--${kebab(f.key)}`, f.description);
+    else if (required) cmd.requiredOption(`--${kebab(f.key)} <value>`, f.description);
     else
       cmd.option(`--${kebab(f.key)} <value>`, f.description, f.default === undefined ? undefined : String(f.default));
   }
   return cmd;
 }
+
+/** Adds `--<option>` for every option of the experiment to a command. */
+export const addFlags = (cmd: Command, e: Experiment): Command => addOptionFlags(cmd, e.options);
 
 /** The default output directory of a run: bench-out/<experiment>-<time>. */
 export const defaultOut = (name: string) =>

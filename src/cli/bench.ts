@@ -1,11 +1,21 @@
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { addFlags, type Experiment, runExperiment } from '../bench/experiment.ts';
+import { z } from 'zod';
+import { addFlags, addOptionFlags, type Experiment, flag, runExperiment } from '../bench/experiment.ts';
 import { experiments } from '../bench/experiments/index.ts';
 import { machine } from '../bench/report.ts';
 import { seed } from '../bench/seed.ts';
 import { defaultManifest, registerLoadCommands } from './load.ts';
+
+/** `scaleout seed`'s options: its flags, defaults and help come from this schema. */
+const seedOptions = z.object({
+  target: z.url().describe('base URL, e.g. http://127.0.0.1:3000'),
+  users: flag.int(51, 'accounts to create'),
+  photos: flag.int(500, 'photos to upload'),
+  follows: flag.int(50, 'how many users the viewer (user 0) follows'),
+  seed: flag.int(1, 'seed of the random generator'),
+});
 
 /** The aliases whose --out was a JSON file (the others' was a directory). */
 const legacyOutIsFile = new Set(['endpoints', 'eviction', 'start', 'topologies', 'failover']);
@@ -27,32 +37,23 @@ export function benchCommands(program: Command): void {
   const bench = registerLoadCommands(program);
   // `bench --out` is the load's; `bench run <name> --out` the experiment's.
   bench.enablePositionalOptions();
-  program
+  const seedCommand = program
     .command('seed')
-    .description('Fill a running scaleout through its API with users, follows and photos (repeatable from --seed)')
-    .requiredOption('--target <url>', 'base URL, e.g. http://127.0.0.1:3000')
-    .option('--users <n>', 'accounts to create', '51')
-    .option('--photos <n>', 'photos to upload', '500')
-    .option('--follows <n>', 'how many users the viewer (user 0) follows', '50')
-    .option('--seed <n>', 'seed of the random generator', '1')
+    .description('Fill a running scaleout through its API with users, follows and photos (repeatable from --seed)');
+  addOptionFlags(seedCommand, seedOptions);
+  seedCommand
     .option('--out <file>', 'where to write the manifest (users, tokens, photo ids) that bench reads', defaultManifest)
-    .action(
-      async (o: { target: string; users: string; photos: string; follows: string; seed: string; out?: string }) => {
-        const manifest = await seed({
-          target: o.target,
-          users: Number(o.users),
-          photos: Number(o.photos),
-          follows: Number(o.follows),
-          seed: Number(o.seed),
-          log: (line) => process.stderr.write(`${line}\n`),
-        });
-        if (o.out) {
-          await mkdir(path.dirname(path.resolve(o.out)), { recursive: true });
-          await writeFile(o.out, JSON.stringify(manifest, null, 2));
-        }
-        process.stdout.write(`seeded ${manifest.users.length} users and ${manifest.photoIds.length} photos\n`);
-      },
-    );
+    .action(async (flags: Record<string, unknown>) => {
+      const { out, ...rest } = flags;
+      const parsed = seedOptions.safeParse(rest);
+      if (!parsed.success) throw new Error(`seed: ${z.prettifyError(parsed.error)}`);
+      const manifest = await seed({ ...parsed.data, log: (line) => process.stderr.write(`${line}\n`) });
+      if (typeof out === 'string') {
+        await mkdir(path.dirname(path.resolve(out)), { recursive: true });
+        await writeFile(out, JSON.stringify(manifest, null, 2));
+      }
+      process.stdout.write(`seeded ${manifest.users.length} users and ${manifest.photoIds.length} photos\n`);
+    });
 
   for (const e of experiments) {
     // Today's bench-* commands, kept as aliases of `bench run <name>`: the commands in docs/benchmarks.md still run.
