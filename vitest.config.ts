@@ -7,8 +7,8 @@ import { defineConfig } from 'vitest/config';
  * - api: none (each file starts embedded apps on PGlite);
  * - integration: one real PostgreSQL server;
  * - cluster: real topologies, one per test file (addresses from the fork's pool id), one file at a
- *   time and after every other project: two topologies of ~30 processes under load on two cores
- *   starve each other's health checks;
+ *   time and in a group of its own (no other project runs beside it): two topologies of ~30
+ *   processes under load on two cores starve each other's health checks;
  * - e2e: headless Chromium against an embedded app.
  * `npm test` runs them all; `npm run test:fast` runs what needs no topology.
  */
