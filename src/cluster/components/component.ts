@@ -54,6 +54,12 @@ export interface Component<S extends ProcessSpec = ProcessSpec> {
   scope: 'global' | 'dataCenter';
   /** Start order: lower stages start first, and a stage starts once the one before it is healthy. */
   stage: number;
+  /**
+   * Where users reach the site through it, when it can be the public endpoint
+   * (an edge, a balancer, a lone web server): the first one along the chapter's
+   * tiers (edge, then balancer, then web) is the site's URL.
+   */
+  publicUrl?(spec: S): string;
   /** Every address it binds (checked free before `up`). */
   addresses(spec: S): Address[];
   /** The address to show. */

@@ -1,4 +1,5 @@
-import { type Address, type AddressPlan, addressPlan, octetFor, type Scope } from './address.ts';
+import { componentOf } from '../components/registry.ts';
+import { type Address, type AddressPlan, addressPlan, octetFor, type Scope, type Tier } from './address.ts';
 import { type ProcessKind, type ProcessSpec, type SpecOf, type Topology, topologySchema } from './schema.ts';
 
 /** A topology from a file or a state file: one written before the address plan had its octet gets it from the name. */
@@ -69,14 +70,18 @@ export const webMetricsPort = 9464;
 export const webMetrics = (spec: SpecOf<'web'>): Address =>
   spec.metrics ?? { host: spec.listen.host, port: webMetricsPort };
 
-/** The URL users reach: the first data center's load balancer when it has one, else its web server. */
+/** The order in which a data center's tiers face users: the first that has a public process is the site's URL. */
+const facingUsers: Tier[] = ['dns', 'edge', 'balancer', 'web'];
+
+/** The URL users reach: the first data center's most user-facing public process (its edge, balancer or web server). */
 export function publicUrl(t: Topology): string {
-  const scope = { dataCenter: firstDataCenter(t) };
-  const [lb] = processesOf(t, 'loadBalancer', scope);
-  if (lb) return `http://${lb.listen.host}:${lb.listen.port}`;
-  const [web] = processesOf(t, 'web', scope);
-  if (!web) throw new Error('a topology needs a web server');
-  return `http://${web.listen.host}:${web.listen.port}`;
+  const candidates = processesIn(t, { dataCenter: firstDataCenter(t) }).flatMap((p) => {
+    const c = componentOf(p);
+    return c.publicUrl ? [{ rank: facingUsers.indexOf(c.tier), url: c.publicUrl(p as never) }] : [];
+  });
+  const [first] = candidates.filter((x) => x.rank >= 0).sort((a, b) => a.rank - b.rank);
+  if (!first) throw new Error('a topology needs a web server');
+  return first.url;
 }
 
 /** Sentinel's name for the master of a Redis tier. */

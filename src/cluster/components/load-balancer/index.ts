@@ -39,6 +39,7 @@ export const loadBalancer = defineComponent<LoadBalancer>({
   scope: 'dataCenter',
   // Last of its data center: it opens the site once every web server is ready.
   stage: 90,
+  publicUrl: (s) => `http://${hostPort(s.listen)}`,
   addresses: (s) => [s.listen, s.stats],
   address: (s) => hostPort(s.listen),
   async start(s, ctx) {

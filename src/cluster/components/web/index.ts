@@ -24,6 +24,7 @@ export const web = defineComponent<z.infer<typeof webSpec>>({
   tier: 'web',
   scope: 'dataCenter',
   stage: 60,
+  publicUrl: (s) => `http://${hostPort(s.listen)}`,
   addresses: (s) => [s.listen, webMetrics(s)],
   address: (s) => hostPort(s.listen),
   batches: ([first, ...rest]) => (first ? [[first], rest] : []),
