@@ -196,12 +196,13 @@ describe('lb preset: HAProxy, 2 web servers, 3 PostgreSQL nodes under Patroni (s
       return c;
     };
     const rounds = async (writer: Client, reader: Client) => {
+      const base = (await reader.request('GET', `/api/v1/photos/${seed.id}`)).body.photo.likeCount as number;
       let stale = 0;
       for (let i = 0; i < 200; i++) {
         const liked = i % 2 === 0;
         expect((await writer.request(liked ? 'PUT' : 'DELETE', `/api/v1/photos/${seed.id}/like`)).status).toBe(204);
         const photo = (await reader.request('GET', `/api/v1/photos/${seed.id}`)).body.photo;
-        if (photo.likedByMe !== liked) stale++;
+        if (photo.likedByMe !== liked || photo.likeCount !== base + (liked ? 1 : 0)) stale++;
       }
       return stale;
     };

@@ -3,6 +3,7 @@ import { endpoints } from './endpoints.ts';
 import { eviction } from './eviction.ts';
 import { failover } from './failover.ts';
 import { fsync } from './fsync.ts';
+import { invalidation } from './invalidation.ts';
 import { presets } from './presets.ts';
 import { start } from './start.ts';
 import { stateless } from './stateless.ts';
@@ -18,6 +19,7 @@ export const experiments: readonly Experiment[] = [
   stateless,
   fsync,
   eviction,
+  invalidation,
 ] as unknown as readonly Experiment[];
 
 export const experimentNamed = (name: string): Experiment => {

@@ -71,9 +71,10 @@ export function exitText(e: ProcessExit | null): string {
 }
 
 export function statusTable(rows: ProcessStatus[]): string {
-  const header = ['NAME', 'ROLE', 'ADDRESS', 'PID', 'HEALTH', 'LAG', 'RESTARTS', 'LAST EXIT'];
+  const header = ['NAME', 'DC', 'ROLE', 'ADDRESS', 'PID', 'HEALTH', 'LAG', 'RESTARTS', 'LAST EXIT'];
   const lines = rows.map((r) => [
     r.name,
+    r.dataCenter,
     r.role,
     r.address,
     r.pid ? String(r.pid) : '-',
