@@ -221,9 +221,19 @@ export async function openPostgresDb(options: PostgresDbOptions): Promise<Postgr
   const scope = new ConsistencyScope();
   const primaryDriver = new PrimaryDriver(new PostgresDriver({ pool }), options.primaryWaitMs ?? 8000, options.observe);
   const primary = new Kysely<Database>({ dialect: dialect(primaryDriver), plugins: [writeTracker(scope)] });
+  // Read after a write has committed (the session's read-your-writes token), so a connection that is slow to
+  // open under load, or a failover, must not fail the answer: the read is retried as a new connection is.
   const currentLsn = async () => {
-    const res = await pool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
-    return res.rows[0]?.lsn ?? '0/0';
+    const deadline = Date.now() + (options.primaryWaitMs ?? 8000);
+    for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
+      try {
+        const res = await pool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+        return res.rows[0]?.lsn ?? '0/0';
+      } catch (err) {
+        if (!isUnavailable(err) || Date.now() + delay > deadline) throw unavailable(err);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
   };
 
   let replicas: ReplicaSet | undefined;
