@@ -6,7 +6,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { isAlive, killHard } from '../cluster/process.ts';
 import { type ClusterState, restart, stateOf } from '../cluster/run/index.ts';
 import { status } from '../cluster/run/status.ts';
-import { callSupervisor } from '../cluster/supervisor/client.ts';
+import { callSupervisor, supervisorOf } from '../cluster/supervisor/client.ts';
 import { allProcesses } from '../cluster/topology/index.ts';
 import { dashboardPage } from './page.ts';
 import { charts } from './queries.ts';
@@ -139,7 +139,7 @@ export async function buildDashboard(opts: DashboardOptions): Promise<{ app: Fas
     if (!p) return reply.code(404).send({ error: 'no such process' });
     if (isAlive(p.pid)) return reply.code(409).send({ error: `${name} is running` });
     // With a supervisor, it starts the process (it watches it, and sees how it ends), now, not after its back-off.
-    if (p.kind !== 'supervisor' && allProcesses(state.topology).some((x) => x.kind === 'supervisor')) {
+    if (p.kind !== 'supervisor' && supervisorOf(state)) {
       const answer = await callSupervisor<{ pid?: number; error?: string }>(
         state,
         'POST',
