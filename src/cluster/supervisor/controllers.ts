@@ -59,13 +59,11 @@ export function startController(tier: ScaledTier, metric: Metric, o: ControllerO
   const history: { at: number; recommendation: number }[] = [];
   const decisions: Decision[] = [];
   let sampling = false;
-  // Read once a second by the decision timer, and sampled four times a second from that copy.
-  let topology = loadState(o.runDir).topology;
   const sampleTimer = setInterval(async () => {
     if (sampling) return;
     sampling = true;
     try {
-      const s = await metric.sample(topology);
+      const s = await metric.sample(loadState(o.runDir).topology);
       if (s) {
         window.add(Date.now(), s.total, s.servers);
         metricGauge.set(labels, window.mean());
@@ -80,7 +78,6 @@ export function startController(tier: ScaledTier, metric: Metric, o: ControllerO
   // Once a second (the shortest period): one read of the state for the policy and the count.
   const decideTimer = setInterval(() => {
     const t = loadState(o.runDir).topology;
-    topology = t;
     const policy = tier.policy(t);
     if (!policy?.enabled) return;
     targetGauge.set(labels, policy.target);
