@@ -82,6 +82,9 @@ export const configSchema = z.strictObject({
    * and rate limits live in the durable Redis and the cache gets a Redis L2.
    */
   redisSentinels: csv.optional(),
+  /** The Redis servers' password (requirepass) and the Sentinels' (their requirepass). */
+  redisPassword: z.string().min(1).optional(),
+  redisSentinelPassword: z.string().min(1).optional(),
   redisDurableName: z.string().min(1).default('scaleout-durable'),
   redisCacheName: z.string().min(1).default('scaleout-cache'),
   sessionTtlSeconds: int(60, 86_400 * 365).default(86_400 * 30),
@@ -154,6 +157,8 @@ export const envNames: Record<keyof Config, string> = {
   cacheTtlSeconds: 'SCALEOUT_CACHE_TTL_SECONDS',
   sessionStore: 'SCALEOUT_SESSION_STORE',
   redisSentinels: 'SCALEOUT_REDIS_SENTINELS',
+  redisPassword: 'SCALEOUT_REDIS_PASSWORD',
+  redisSentinelPassword: 'SCALEOUT_REDIS_SENTINEL_PASSWORD',
   redisDurableName: 'SCALEOUT_REDIS_DURABLE_NAME',
   redisCacheName: 'SCALEOUT_REDIS_CACHE_NAME',
   sessionTtlSeconds: 'SCALEOUT_SESSION_TTL_SECONDS',

@@ -134,6 +134,8 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     const redis = config.redisSentinels?.length
       ? (await import('./platform/redis/tiers.ts')).connectRedisTiers({
           sentinels: config.redisSentinels,
+          password: config.redisPassword,
+          sentinelPassword: config.redisSentinelPassword,
           durableName: config.redisDurableName,
           cacheName: config.redisCacheName,
           cacheMaxEntries: config.cacheMaxEntries,

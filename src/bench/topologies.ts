@@ -60,7 +60,12 @@ async function baseline(
   try {
     for (const w of webs)
       await waitUntil(async () => (await httpStatus(`http://${w.listen.host}:3000/readyz`)) === 200, 30_000);
-    const proxy = await startHaproxy(lb.name, loadBalancerConfig(lb, webs, webs), runDir, lb.listen);
+    const proxy = await startHaproxy(
+      lb.name,
+      loadBalancerConfig(lb, webs, webs, { runDir, maxConnectionsPerClient: 4096 }),
+      runDir,
+      lb.listen,
+    );
     try {
       const origin = `http://${lb.listen.host}:${lb.listen.port}`;
       await waitUntil(async () => (await httpStatus(`${origin}/`)) === 200, 15_000);

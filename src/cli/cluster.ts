@@ -1,14 +1,18 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { dashboardUrl } from '../cluster/components/dashboard/index.ts';
 import { projectRoot } from '../cluster/components/web/process.ts';
 import { keep, type Level, type LogLine, mergeByTime, parseLines } from '../cluster/logs.ts';
 import { isAlive, sleep } from '../cluster/process.ts';
 import { down, stateOf, up } from '../cluster/run/index.ts';
+import { controlTokenFile } from '../cluster/run/private.ts';
 import { status, statusTable } from '../cluster/run/status.ts';
+import { checkCheckout } from '../cluster/supervisor/checkout.ts';
 import { callSupervisor } from '../cluster/supervisor/client.ts';
 import { launchTopology, runSupervisor } from '../cluster/supervisor/index.ts';
 import { buildPreset, type PresetName, parseTopology, presets, type Topology } from '../cluster/topology/index.ts';
+import { processesOf } from '../cluster/topology/select.ts';
 import { loadTestLimits } from '../config.ts';
 import { buildDashboard } from '../dashboard/server.ts';
 
@@ -82,8 +86,12 @@ export function clusterCommands(program: Command, root: string): void {
         log: (l) => process.stdout.write(`${l}\n`),
         webEnv: o.loadTest ? loadTestLimits : undefined,
       });
+      const board = processesOf(state.topology, 'dashboard')[0];
+      const control = board
+        ? `  dashboard: ${dashboardUrl(board)}/?token=${state.secrets.control}\n  token:     ${controlTokenFile(state.runDir)} (the supervisor's API and the dashboard ask for it)\n`
+        : '';
       process.stdout.write(
-        `\n"${topology.name}" is up in ${((Date.now() - started) / 1000).toFixed(1)} s\n  site:    ${state.publicUrl}\n  run dir: ${state.runDir}\n\n${statusTable(await status(state))}\n`,
+        `\n"${topology.name}" is up in ${((Date.now() - started) / 1000).toFixed(1)} s\n  site:      ${state.publicUrl}\n${control}  run dir:   ${state.runDir}\n\n${statusTable(await status(state))}\n`,
       );
     });
 
@@ -160,9 +168,9 @@ export function clusterCommands(program: Command, root: string): void {
       'Serve the dashboard of a running topology: live processes, kill/restart buttons, charts from Prometheus',
     )
     .option('--name <name>')
-    .option('--host <host>', 'address to listen on; beyond loopback a token is required', '127.0.0.1')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port', '8090')
-    .option('--token <token>', 'the access token when listening beyond loopback (default: a random one, printed)')
+    .option('--token <token>', "the token it asks for (default: the run's control token, from control.token)")
     .action(async (o: { name?: string; host: string; port: string; token?: string }) => {
       const state = pickState(root, o.name);
       const { app, token } = await buildDashboard({
@@ -173,7 +181,7 @@ export function clusterCommands(program: Command, root: string): void {
         token: o.token,
       });
       const url = await app.listen({ host: o.host, port: Number(o.port) });
-      process.stdout.write(`dashboard of "${state.topology.name}": ${url}/${token ? `?token=${token}` : ''}\n`);
+      process.stdout.write(`dashboard of "${state.topology.name}": ${url}/?token=${token}\n`);
       const stop = () => void app.close().then(() => process.exit(0));
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
@@ -238,15 +246,21 @@ export function clusterCommands(program: Command, root: string): void {
         on?: boolean;
         off?: boolean;
       }) => {
+        if (o.on && o.off) throw new Error('--on and --off: give one of them');
         const state = pickState(root, o.name);
-        const num = (v?: string) => (v === undefined ? undefined : Number(v));
+        const num = (v: string | undefined, flag: string) => {
+          if (v === undefined) return undefined;
+          const n = Number(v);
+          if (v.trim() === '' || !Number.isFinite(n)) throw new Error(`${flag}: expected a number, got "${v}"`);
+          return n;
+        };
         const change = {
-          min: num(o.min),
-          max: num(o.max),
-          target: num(o.target),
-          stabilizationSeconds: num(o.stabilization),
-          tolerance: num(o.tolerance),
-          periodSeconds: num(o.period),
+          min: num(o.min, '--min'),
+          max: num(o.max, '--max'),
+          target: num(o.target, '--target'),
+          stabilizationSeconds: num(o.stabilization, '--stabilization'),
+          tolerance: num(o.tolerance, '--tolerance'),
+          periodSeconds: num(o.period, '--period'),
           enabled: o.off ? false : o.on ? true : undefined,
         };
         const given = Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined));
@@ -266,16 +280,18 @@ export function clusterCommands(program: Command, root: string): void {
     .option('--from <dir>', 'the checkout to deploy (default: the one this command runs from)')
     .option('--ready-timeout <s>', 'seconds a new server may take to become ready before the deploy stops', '60')
     .action(async (o: { name?: string; from?: string; readyTimeout: string }) => {
+      const readySeconds = Number(o.readyTimeout);
+      if (o.readyTimeout.trim() === '' || !Number.isFinite(readySeconds) || readySeconds <= 0 || readySeconds > 600)
+        throw new Error(`--ready-timeout: expected seconds from 1 to 600, got "${o.readyTimeout}"`);
       const state = pickState(root, o.name);
-      const checkout = path.resolve(o.from ?? projectRoot);
-      if (!existsSync(path.join(checkout, 'bin', 'scaleout.js')))
-        throw new Error(`${checkout} is not a scaleout checkout`);
+      // The supervisor checks it again (it runs it as root): a git checkout of this project, the operator's.
+      const checkout = checkCheckout(path.resolve(o.from ?? projectRoot));
       const started = Date.now();
       const answer = await callSupervisor<{
         version?: string;
         replaced?: { old: string; new: string }[];
         error?: string;
-      }>(state, 'POST', '/deploy', { checkout, readySeconds: Number(o.readyTimeout) });
+      }>(state, 'POST', '/deploy', { checkout, readySeconds });
       if (answer.status !== 200) throw new Error(answer.body.error ?? `HTTP ${answer.status}`);
       for (const r of answer.body.replaced ?? []) process.stdout.write(`  ${r.old} → ${r.new}\n`);
       process.stdout.write(

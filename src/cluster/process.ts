@@ -2,13 +2,15 @@ import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { isAlive } from '../platform/pid.ts';
+import { isAlive, isSameProcess, startTimeOf } from '../platform/pid.ts';
 
-export { isAlive };
+export { isAlive, isSameProcess, startTimeOf };
 
 export interface StartedProcess {
   pid: number;
   log: string;
+  /** Its start time (see startTimeOf): a kill checks that the PID is still this process. */
+  startTime?: number;
 }
 
 export interface SpawnOptions {
@@ -55,7 +57,7 @@ export function startProcess(opts: SpawnOptions): StartedProcess {
   const pid = child.pid;
   child.on('exit', (code, signal) => exits.emit('exit', pid, code, signal));
   spawned.add(pid);
-  return { pid: child.pid, log: opts.log };
+  return { pid: child.pid, log: opts.log, startTime: startTimeOf(pid) ?? undefined };
 }
 
 /** SIGTERM (or `signal`), then SIGKILL after `graceMs`; resolves when the process is gone. */
@@ -122,9 +124,14 @@ export function tcpOpen(host: string, port: number, timeoutMs = 500): Promise<bo
   });
 }
 
-export async function httpStatus(url: string, timeoutMs = 1000, method = 'GET'): Promise<number> {
+export async function httpStatus(
+  url: string,
+  timeoutMs = 1000,
+  method = 'GET',
+  headers: Record<string, string> = {},
+): Promise<number> {
   try {
-    const res = await fetch(url, { method, signal: AbortSignal.timeout(timeoutMs) });
+    const res = await fetch(url, { method, headers, signal: AbortSignal.timeout(timeoutMs) });
     await res.arrayBuffer();
     return res.status;
   } catch {

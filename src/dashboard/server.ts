@@ -1,10 +1,11 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
-import { isAlive, killHard } from '../cluster/process.ts';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { isAlive, isSameProcess, killHard } from '../cluster/process.ts';
+import { guardControlApi } from '../cluster/run/guard.ts';
 import { type ClusterState, restart, stateOf } from '../cluster/run/index.ts';
+import { readControlToken } from '../cluster/run/private.ts';
 import { status } from '../cluster/run/status.ts';
 import { callSupervisor, supervisorOf } from '../cluster/supervisor/client.ts';
 import { allProcesses } from '../cluster/topology/index.ts';
@@ -16,11 +17,9 @@ export interface DashboardOptions {
   name: string;
   host: string;
   port: number;
-  /** Required when the dashboard listens beyond loopback; generated when not given. */
+  /** The token it asks for; default: the run's control token (control.token in its run directory). */
   token?: string;
 }
-
-const loopback = (host: string) => host.startsWith('127.') || host === '::1' || host === 'localhost';
 
 interface Series {
   label: string;
@@ -62,7 +61,7 @@ async function chartData(promUrl: string, key: string, seconds: number): Promise
  * The dashboard of one running topology: its live processes with kill and
  * restart buttons, and charts from its Prometheus.
  */
-export async function buildDashboard(opts: DashboardOptions): Promise<{ app: FastifyInstance; token: string | null }> {
+export async function buildDashboard(opts: DashboardOptions): Promise<{ app: FastifyInstance; token: string }> {
   const load = (): ClusterState => {
     const state = stateOf(opts.runRoot, opts.name);
     if (!state) throw new Error(`no topology named ${opts.name}`);
@@ -70,7 +69,7 @@ export async function buildDashboard(opts: DashboardOptions): Promise<{ app: Fas
   };
   const prom = allProcesses(load().topology).find((p) => p.kind === 'prometheus');
   const promUrl = prom?.kind === 'prometheus' ? `http://${prom.listen.host}:${prom.listen.port}` : null;
-  const token = loopback(opts.host) ? null : (opts.token ?? randomBytes(18).toString('base64url'));
+  const token = opts.token ?? readControlToken(load().runDir);
   const require = createRequire(import.meta.url);
   const uplotDir = path.dirname(require.resolve('uplot/dist/uPlot.iife.min.js'));
   const [uplotJs, uplotCss] = await Promise.all([
@@ -79,16 +78,9 @@ export async function buildDashboard(opts: DashboardOptions): Promise<{ app: Fas
   ]);
 
   const app = Fastify({ logger: false });
-  const authorised = (req: FastifyRequest) => {
-    if (!token) return true;
-    const given = (req.query as { token?: string }).token ?? req.headers.authorization?.replace(/^Bearer /, '') ?? '';
-    const a = Buffer.from(given);
-    const b = Buffer.from(token);
-    return a.length === b.length && timingSafeEqual(a, b);
-  };
+  // Every route, on loopback too: the run's token (the page keeps it in a cookie), its own Host, no other site.
+  guardControlApi(app, { token, listen: { host: opts.host, port: opts.port }, page: true });
   app.addHook('onRequest', async (req, reply) => {
-    if (req.url !== '/uplot.js' && !authorised(req))
-      return reply.code(401).send({ error: 'this dashboard needs ?token=… when it is reachable beyond loopback' });
     // Actions need a custom header, which no cross-site form can send.
     if (req.method === 'POST' && req.headers['x-dashboard'] !== '1')
       return reply.code(403).send({ error: 'missing x-dashboard header' });
@@ -129,6 +121,8 @@ export async function buildDashboard(opts: DashboardOptions): Promise<{ app: Fas
     const p = state.processes.find((x) => x.name === (req.params as { name: string }).name);
     if (!p) return reply.code(404).send({ error: 'no such process' });
     if (p.kind === 'prometheus') return reply.code(400).send({ error: 'the dashboard needs Prometheus' });
+    // Only the process recorded: a PID whose start time differs is another process now (PIDs are reused).
+    if (!isSameProcess(p)) return reply.code(409).send({ error: `${p.name} is not running (pid ${p.pid} is not it)` });
     killHard(p.pid);
     return { killed: p.name, pid: p.pid };
   });

@@ -14,3 +14,25 @@ export function isAlive(pid: number): boolean {
     return true;
   }
 }
+
+/**
+ * When the process started, in clock ticks since boot (/proc/<pid>/stat, field
+ * 22), or null when there is no such process. With the PID it names one
+ * process for good: a PID reused later has another start time.
+ */
+export function startTimeOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[19]);
+    return Number.isFinite(ticks) ? ticks : null;
+  } catch {
+    return null;
+  }
+}
+
+/** True while `pid` is still the process that was recorded (same start time); without a record, while it lives. */
+export function isSameProcess(p: { pid: number; startTime?: number }): boolean {
+  if (!isAlive(p.pid)) return false;
+  return p.startTime === undefined || startTimeOf(p.pid) === p.startTime;
+}

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { currentMaster, redisCommand } from '../../src/cluster/components/redis/server.ts';
+import { currentMaster, redisCall } from '../../src/cluster/components/redis/server.ts';
 import { isAlive, killHard, waitUntil } from '../../src/cluster/process.ts';
 import { restart, stateOf } from '../../src/cluster/run/index.ts';
 import { status } from '../../src/cluster/run/status.ts';
@@ -20,7 +20,7 @@ describe('cache preset: lb plus a durable and a cache Redis, each master + repli
   const sentinels = () => allProcesses(topo.state.topology).filter((p): p is Sentinel => p.kind === 'redisSentinel');
   const pidOf = (name: string) => topo.state.processes.find((p) => p.name === name)?.pid as number;
   const masterOf = async (tier: 'durable' | 'cache') => {
-    const addr = await currentMaster(sentinels(), tier);
+    const addr = await currentMaster(sentinels(), tier, topo.state.secrets.sentinel);
     return redises().find((r) => r.tier === tier && r.listen.host === addr?.host);
   };
   const reads = (i: number) => {
@@ -39,7 +39,7 @@ describe('cache preset: lb plus a durable and a cache Redis, each master + repli
     const started = Date.now();
     killHard(pidOf(victim.name));
     await waitUntil(async () => {
-      const now = await currentMaster(sentinels(), tier);
+      const now = await currentMaster(sentinels(), tier, topo.state.secrets.sentinel);
       return now !== null && now.host !== victim.listen.host;
     }, 30_000);
     return { victim, ms: Date.now() - started };
@@ -61,7 +61,7 @@ describe('cache preset: lb plus a durable and a cache Redis, each master + repli
     Object.assign(topo.state, stateOf(topo.runRoot, topo.state.topology.name));
     // Whatever a test killed comes back: the server the Sentinels name as master first, then the others as its replicas.
     for (const tier of ['durable', 'cache'] as const) {
-      const named = await currentMaster(sentinels(), tier);
+      const named = await currentMaster(sentinels(), tier, topo.state.secrets.sentinel);
       const ofTier = redises().filter((r) => r.tier === tier);
       ofTier.sort((a, b) => Number(b.listen.host === named?.host) - Number(a.listen.host === named?.host));
       for (const r of ofTier) {
@@ -86,10 +86,15 @@ describe('cache preset: lb plus a durable and a cache Redis, each master + repli
       'sentinel',
     ]);
     const durable = (await masterOf('durable')) as RedisSpec;
-    const keys = (await redisCommand(durable.listen.host, durable.listen.port, 'KEYS', 'session:*')) as string[];
+    const keys = (await redisCall(
+      { ...durable.listen, password: topo.state.secrets.redis },
+      'KEYS',
+      'session:*',
+    )) as string[];
     expect(keys.length).toBeGreaterThan(0);
     // The durable tier never evicts and keeps an append-only file; the cache tier evicts.
-    const policy = (r: RedisSpec) => redisCommand(r.listen.host, r.listen.port, 'CONFIG', 'GET', 'maxmemory-policy');
+    const policy = (r: RedisSpec) =>
+      redisCall({ ...r.listen, password: topo.state.secrets.redis }, 'CONFIG', 'GET', 'maxmemory-policy');
     expect(((await policy(durable)) as string[])[1]).toBe('noeviction');
     expect(((await policy((await masterOf('cache')) as RedisSpec)) as string[])[1]).toBe('allkeys-lru');
   });
@@ -153,12 +158,16 @@ describe('cache preset: lb plus a durable and a cache Redis, each master + repli
     const load = steadyLoad(reads, { ratePerSecond: 30, ms: 5000 });
     await new Promise((r) => setTimeout(r, 1500));
     const master = (await masterOf('cache')) as RedisSpec;
-    expect(await redisCommand(master.listen.host, master.listen.port, 'FLUSHALL')).toBe('OK');
+    expect(await redisCall({ ...master.listen, password: topo.state.secrets.redis }, 'FLUSHALL')).toBe('OK');
     expect(await feedIds(fan, other)).toEqual(shown);
     expect(await feedIds(fan, one)).toEqual(shown);
     expect((await load).failures).toEqual([]);
     // Rebuilt into the cache Redis, not only answered.
-    const feeds = (await redisCommand(master.listen.host, master.listen.port, 'KEYS', 'tl:home:*')) as string[];
+    const feeds = (await redisCall(
+      { ...master.listen, password: topo.state.secrets.redis },
+      'KEYS',
+      'tl:home:*',
+    )) as string[];
     expect(feeds.length).toBeGreaterThanOrEqual(2);
 
     expect((await fan.request('DELETE', `/api/v1/users/${authorName}/follow`, { bearer: true })).status).toBe(204);
@@ -234,18 +243,18 @@ describe('cache preset: lb plus a durable and a cache Redis, each master + repli
     expect(p99Down).toBeLessThanOrEqual(p99Before + 100);
 
     // Back up (the last master first): once the circuit breaker's 5 s are over, reads fill the cache Redis again.
-    const named = await currentMaster(sentinels(), 'cache');
+    const named = await currentMaster(sentinels(), 'cache', topo.state.secrets.sentinel);
     const cacheServers = redises().filter((r) => r.tier === 'cache');
     cacheServers.sort((a, b) => Number(b.listen.host === named?.host) - Number(a.listen.host === named?.host));
     for (const r of cacheServers) await restart(topo.state, r.name);
     await new Promise((r) => setTimeout(r, 6000));
     const master = (await masterOf('cache')) as RedisSpec;
-    await redisCommand(master.listen.host, master.listen.port, 'FLUSHALL');
+    await redisCall({ ...master.listen, password: topo.state.secrets.redis }, 'FLUSHALL');
     // A photo no server has seen: its first settled read is a miss in L1 and L2, and fills both.
     const fresh = (await viewer.upload(await pngImage(20, 20), 'after the outage')).body.photo.id as string;
     expect((await viewer.waitForPhoto(fresh, 15_000)).body.photo.status).toBe('ready');
     await waitUntil(
-      async () => Number(await redisCommand(master.listen.host, master.listen.port, 'DBSIZE')) > 0,
+      async () => Number(await redisCall({ ...master.listen, password: topo.state.secrets.redis }, 'DBSIZE')) > 0,
       10_000,
       'reads fill the cache Redis again',
     );

@@ -21,7 +21,13 @@ export default async function setup(project: TestProject) {
   const host = `127.0.${40 + Math.floor(Math.random() * 200)}.${1 + Math.floor(Math.random() * 250)}`;
   const port = await freePort();
   const password = `pw${Math.random().toString(36).slice(2)}`;
-  const server = await startPostgresServer({ dir, host, port, superuserPassword: password });
+  const server = await startPostgresServer({
+    dir,
+    host,
+    port,
+    superuserPassword: password,
+    hbaSources: ['127.0.0.1/32'],
+  });
   project.provide('postgres', { host, port, password });
   return async () => {
     await stopProcess(server.pid);

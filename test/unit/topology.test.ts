@@ -117,12 +117,18 @@ describe('the cache preset', () => {
     const durable = redis[0];
     const cache = redis[2];
     if (durable?.kind !== 'redis' || cache?.kind !== 'redis') throw new Error('no redis');
-    expect(redisConfig(t, durable, '/d')).toMatch(/appendonly yes\nappendfsync everysec\nmaxmemory-policy noeviction/);
-    expect(redisConfig(t, cache, '/d')).toMatch(/appendonly no\nmaxmemory 64mb\nmaxmemory-policy allkeys-lfu/);
+    expect(redisConfig(t, durable, '/d', 'pw')).toMatch(
+      /appendonly yes\nappendfsync everysec\nmaxmemory-policy noeviction/,
+    );
+    expect(redisConfig(t, cache, '/d', 'pw')).toMatch(/appendonly no\nmaxmemory 64mb\nmaxmemory-policy allkeys-lfu/);
     const sentinel = all.find((p) => p.kind === 'redisSentinel');
     if (sentinel?.kind !== 'redisSentinel') throw new Error('no sentinel');
-    const conf = sentinelConfig(sentinel, [durable, cache], '/s');
-    expect(conf).toContain(`sentinel monitor scaleout-durable ${durable.listen.host} 6379 2`);
+    expect(redisConfig(t, durable, '/d', 'pw')).toContain('requirepass pw\nmasterauth pw');
+    const conf = sentinelConfig(sentinel, [durable, cache], '/s', { redis: 'pw', sentinel: 'spw' });
+    expect(conf).toContain('requirepass spw\nsentinel sentinel-pass spw');
+    expect(conf).toContain(
+      `sentinel monitor scaleout-durable ${durable.listen.host} 6379 2\nsentinel auth-pass scaleout-durable pw`,
+    );
     expect(conf).toContain(`sentinel monitor scaleout-cache ${cache.listen.host} 6379 2`);
   });
 });
@@ -135,7 +141,7 @@ describe('rendered configs', () => {
   it('HAProxy checks /readyz, retries, and never replays a POST', () => {
     const lb = all.find((p) => p.kind === 'loadBalancer');
     if (lb?.kind !== 'loadBalancer') throw new Error('no lb');
-    const cfg = balancerConfig(t, lb);
+    const cfg = balancerConfig(t, lb, '/run/x');
     expect(cfg).toContain('option httpchk GET /readyz');
     expect(cfg).toContain('option redispatch');
     expect(cfg).toMatch(/retry-on conn-failure empty-response/);
@@ -164,8 +170,14 @@ describe('rendered configs', () => {
       replication: 'r',
       rewind: 'w',
       app: 'a',
+      patroniRest: 'p',
     });
     expect(yml).toContain('etcd3:\n  hosts: 127.50.3.1:2379');
+    // Unsafe REST endpoints need the password; pg_hba lets in only the topology's addresses, with a password.
+    expect(yml).toContain('authentication: {username: scaleout, password: "p"}');
+    expect(yml).not.toContain('127.0.0.0/8');
+    expect(yml).toContain('- host all all 127.0.0.1/32 scram-sha-256');
+    expect(yml).toContain('- host all all 127.50.2.1/32 scram-sha-256');
     expect(yml).toContain('ttl: 5');
     expect(yml).toContain('synchronous_mode: true');
     expect(yml).toContain('use_pg_rewind: true');
@@ -187,9 +199,13 @@ describe('LSNs', () => {
 describe('Prometheus follows the web tier', () => {
   it('scrapes the supervisor, and the web servers from a file that scaling rewrites', () => {
     const t = buildPreset('stateless', { octet: 62, name: 'promtest' });
-    const cfg = prometheusConfig(t);
+    const cfg = prometheusConfig(t, '/run/promtest');
     expect(cfg).toContain("file_sd_configs:\n      - files: ['web-targets.json']");
     expect(cfg).toMatch(/job_name: supervisor[\s\S]*127\.62\.228\.3:8091/);
+    // The supervisor's /metrics asks for the run's token, like its other routes.
+    expect(cfg).toContain(
+      "job_name: supervisor\n    metrics_path: /metrics\n    authorization:\n      credentials_file: '/run/promtest/control.token'",
+    );
     expect(cfg).not.toContain('127.62.1.1:9464');
     const runDir = mkdtempSync(path.join(os.tmpdir(), 'promtest-'));
     mkdirSync(path.join(runDir, 'prometheus'));

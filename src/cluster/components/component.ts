@@ -75,7 +75,7 @@ export interface Component<S extends ProcessSpec = ProcessSpec> {
   ready?(specs: S[], ctx: RunContext): Promise<void>;
   health(spec: S, ctx: RunContext): Promise<Health>;
   /** Where Prometheus scrapes it; `dynamic`: listed in a file of its own that changes as the tier scales. */
-  scrape?(spec: S): { job: string; target: string; dynamic?: boolean };
+  scrape?(spec: S): { job: string; target: string; dynamic?: boolean; needsToken?: boolean };
   /** Configuration it gives the web and worker processes of its scope, from the processes of its kind there. */
   provides?(specs: S[], ctx: RunContext): Partial<ConfigInput>;
   /**

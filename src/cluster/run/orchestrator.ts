@@ -4,10 +4,11 @@ import path from 'node:path';
 import type { Component } from '../components/component.ts';
 import { componentOf, components } from '../components/registry.ts';
 import { projectRoot } from '../components/web/process.ts';
-import { isAlive, type StartedProcess, sleep, spawned, stopProcess, tcpOpen } from '../process.ts';
+import { isAlive, isSameProcess, type StartedProcess, sleep, spawned, stopProcess, tcpOpen } from '../process.ts';
 import type { ProcessSpec, Topology } from '../topology/schema.ts';
 import { allProcesses, dataCenterOf, processesIn, publicUrl } from '../topology/select.ts';
 import { contextFor } from './context.ts';
+import { keepPrivate, makeRunDir, writeControlToken } from './private.ts';
 import {
   type ClusterState,
   loadState,
@@ -60,9 +61,12 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
     throw new Error(`already in use: ${busy.join(', ')} (another topology? give this one another --name or --octet)`);
   }
   rmSync(runDir, { recursive: true, force: true });
-  mkdirSync(path.join(runDir, 'logs'), { recursive: true });
+  // Every file of the run is root's alone (the state, the servers' configs, their data): see private.ts.
+  keepPrivate();
+  mkdirSync(opts.runRoot, { recursive: true });
   chmodSync(opts.runRoot, 0o755);
-  chmodSync(runDir, 0o755);
+  makeRunDir(runDir);
+  mkdirSync(path.join(runDir, 'logs'), { mode: 0o700 });
   const state: ClusterState = {
     topology,
     runDir,
@@ -73,6 +77,10 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
       rewind: secret(),
       app: secret(),
       site: randomBytes(32).toString('base64url'),
+      redis: secret(18),
+      sentinel: secret(18),
+      patroniRest: secret(18),
+      control: randomBytes(24).toString('base64url'),
     },
     processes: [],
     startedAt: new Date().toISOString(),
@@ -81,6 +89,7 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
     phase: 'starting',
   };
   writeState(state);
+  writeControlToken(state);
   const launcher = launcherOf(topology);
   const launch = launcher && componentOf(launcher).launch;
   if (!launcher || !launch) return startAll(state, log);
@@ -125,11 +134,17 @@ function stages(): Component[][] {
 export async function startAll(
   state: ClusterState,
   log: (line: string) => void,
-  self?: { name: string; pid: number; log: string },
+  self?: StartedProcess & { name: string },
 ): Promise<ClusterState> {
   const { topology } = state;
   const record = (spec: ProcessSpec, p: StartedProcess) => {
-    const entry: RunningProcess = { name: spec.name, kind: spec.kind, pid: p.pid, log: p.log };
+    const entry: RunningProcess = {
+      name: spec.name,
+      kind: spec.kind,
+      pid: p.pid,
+      log: p.log,
+      startTime: p.startTime,
+    };
     state.processes.push(entry);
     updateState(state.runDir, (s) => {
       s.processes = [...s.processes.filter((x) => x.name !== spec.name), entry];
@@ -194,9 +209,11 @@ export async function down(state: ClusterState, opts: { purge: boolean }): Promi
   latest();
   // The launcher first, so that nothing is started again; it finishes the change it was making
   // (a web server it was adding is then in the state file, read again below).
-  for (const p of state.processes.filter((x) => componentOf(x).launch)) await stopProcess(p.pid, 30_000);
+  // Only a PID that is still the process recorded (same start time) is signalled: PIDs are reused.
+  for (const p of state.processes.filter((x) => componentOf(x).launch && isSameProcess(x)))
+    await stopProcess(p.pid, 30_000);
   latest();
-  for (const p of [...state.processes].reverse()) await stopProcess(p.pid, 15_000);
+  for (const p of [...state.processes].reverse()) if (isSameProcess(p)) await stopProcess(p.pid, 15_000);
   for (const l of leftovers(state)) await stopProcess(l.pid, 15_000, l.signal);
   if (opts.purge) rmSync(state.runDir, { recursive: true, force: true });
 }
@@ -221,7 +238,13 @@ export async function restart(
   const c = componentOf(spec);
   for (const l of c.leftovers?.(spec, state) ?? []) await stopProcess(l.pid, 15_000, l.signal);
   const started = await c.start(spec, contextFor(state, dataCenterOf(state.topology, name), { restarting: true }));
-  let entry: RunningProcess = { name, kind: spec.kind, pid: started.pid, log: started.log };
+  let entry: RunningProcess = {
+    name,
+    kind: spec.kind,
+    pid: started.pid,
+    log: started.log,
+    startTime: started.startTime,
+  };
   const latest = updateState(state.runDir, (s) => {
     const before = s.processes.find((p) => p.name === name);
     const restarts = (before?.restarts ?? 0) + (opts.counted ? 1 : 0);

@@ -16,6 +16,8 @@ export interface RunningProcess {
   kind: ProcessKind;
   pid: number;
   log: string;
+  /** Its start time: the PID names this process only while it matches (PIDs are reused). */
+  startTime?: number;
   /** Times the supervisor has started it again. */
   restarts?: number;
   /** How its last run ended, as the supervisor saw it (code and signal are null when it was not the parent). */
@@ -27,8 +29,14 @@ export const howExited = (e: ProcessExit): string => e.signal ?? (e.code !== nul
 
 /** The site's own secrets, beside the database's: every web server of the site shares them. */
 export interface SiteSecrets extends DbSecrets {
-  /** Signs the forms' CSRF tokens. */
+  /** Signs the forms' CSRF tokens and the read-your-writes cookie. */
   site: string;
+  /** Every Redis server's password (requirepass, masterauth). */
+  redis: string;
+  /** The Sentinels' password (their requirepass, and what they send each other). */
+  sentinel: string;
+  /** The control plane's token (the supervisor's API, the dashboard), also in `control.token`. */
+  control: string;
 }
 
 /** What `up` leaves in the run directory, so that status, logs and down can find everything by PID. */

@@ -2,9 +2,13 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type client from 'prom-client';
 import { z } from 'zod';
 import { isAlive } from '../process.ts';
+import { guardControlApi } from '../run/guard.ts';
+import { readControlToken } from '../run/private.ts';
 import { loadState, updateState } from '../run/state.ts';
-import { autoscalePolicy } from '../topology/schema.ts';
+import { autoscalePolicy, maxWebServers } from '../topology/schema.ts';
 import { webServers } from '../topology/select.ts';
+import { checkCheckout } from './checkout.ts';
+import { supervisorOf } from './client.ts';
 import type { Controller } from './controllers.ts';
 import type { Restarts } from './restarts.ts';
 import { deployWebTier, scaleWebTier, type WebTierOptions } from './web-tier.ts';
@@ -29,6 +33,10 @@ export interface ApiDeps {
 export function buildControlApi(d: ApiDeps): FastifyInstance {
   const load = () => loadState(d.runDir);
   const app = Fastify({ logger: false });
+  const self = supervisorOf(load());
+  if (!self) throw new Error('the topology has no supervisor');
+  // Every route, /healthz and /metrics too: the run's token, its own Host, no other site.
+  guardControlApi(app, { token: readControlToken(d.runDir), listen: self.listen });
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/metrics', async (_req, reply) => reply.type(d.registry.contentType).send(await d.registry.metrics()));
   app.get('/status', async () => {
@@ -45,8 +53,16 @@ export function buildControlApi(d: ApiDeps): FastifyInstance {
   app.get('/decisions', async () => d.autoscaler.decisions());
   const failure = (err: unknown) => ({ error: (err as Error).message });
   app.post('/scale', async (req, reply) => {
-    const body = z.object({ web: z.number().int() }).safeParse(req.body);
-    if (!body.success) return reply.code(400).send({ error: 'expected {"web": <count>}' });
+    const body = z
+      .object({ web: z.number().int().min(1).max(maxWebServers) })
+      .strict()
+      .safeParse(req.body);
+    // Refused before anything changes: a bad count leaves the autoscaler as it was.
+    if (!body.success) {
+      return reply
+        .code(400)
+        .send({ error: `expected {"web": <count>}, a count from 1 to ${maxWebServers}; nothing changed` });
+    }
     // A count set by hand is the operator's: the autoscaler stops until `autoscale --on`.
     const policy = load().topology.options.autoscale;
     if (policy?.enabled) {
@@ -84,11 +100,24 @@ export function buildControlApi(d: ApiDeps): FastifyInstance {
   app.post('/deploy', async (req, reply) => {
     const body = z
       .object({ checkout: z.string().min(1), readySeconds: z.number().positive().max(600).default(60) })
+      .strict()
       .safeParse(req.body);
-    if (!body.success) return reply.code(400).send({ error: 'expected {"checkout": <dir>}' });
+    if (!body.success) {
+      return reply.code(400).send({
+        error: `expected {"checkout": <dir>, "readySeconds": <1 to 600>}: ${z.prettifyError(body.error)}`,
+      });
+    }
+    // It runs as root with the site's secrets: only a checkout of this project that the operator owns.
+    let checkout: string;
+    try {
+      checkout = checkCheckout(body.data.checkout);
+    } catch (err) {
+      d.log({ checkout: body.data.checkout, err }, 'deploy refused');
+      return reply.code(400).send(failure(err));
+    }
     try {
       return await d.exclusive('deploy', () =>
-        deployWebTier(d.runDir, body.data.checkout, { log: d.tierLog, readyMs: body.data.readySeconds * 1000 }),
+        deployWebTier(d.runDir, checkout, { log: d.tierLog, readyMs: body.data.readySeconds * 1000 }),
       );
     } catch (err) {
       d.log({ err }, 'deploy failed');

@@ -1,5 +1,7 @@
 import { request } from 'node:http';
 import { supervisorUrl } from '../components/supervisor/index.ts';
+import { bearer } from '../run/guard.ts';
+import { readControlToken } from '../run/private.ts';
 import type { ClusterState } from '../run/state.ts';
 import { processesOf } from '../topology/select.ts';
 
@@ -16,7 +18,11 @@ export async function callSupervisor<T>(state: ClusterState, method: 'GET' | 'PO
   const url = new URL(route, supervisorUrl(spec));
   const payload = body === undefined ? undefined : JSON.stringify(body);
   return new Promise<{ status: number; body: T }>((resolve, reject) => {
-    const req = request(url, { method, headers: payload ? { 'content-type': 'application/json' } : {} }, (res) => {
+    const headers = {
+      ...bearer(readControlToken(state.runDir)),
+      ...(payload ? { 'content-type': 'application/json' } : {}),
+    };
+    const req = request(url, { method, headers }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (d) => {

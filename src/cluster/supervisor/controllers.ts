@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import client from 'prom-client';
 import { backendServers } from '../components/load-balancer/haproxy.ts';
-import { loadState } from '../run/state.ts';
+import { type ClusterState, loadState } from '../run/state.ts';
 import type { AutoscalePolicy, Topology } from '../topology/schema.ts';
 import { balancerOf, processesOf, webServers } from '../topology/select.ts';
 import { type Decision, decide, InFlightWindow } from './autoscaler.ts';
@@ -10,7 +10,7 @@ import { type Decision, decide, InFlightWindow } from './autoscaler.ts';
 export interface Metric {
   name: string;
   help: string;
-  sample(t: Topology): Promise<{ total: number; servers: number } | null>;
+  sample(state: ClusterState): Promise<{ total: number; servers: number } | null>;
 }
 
 /** One tier of one data center that a controller scales. */
@@ -63,7 +63,7 @@ export function startController(tier: ScaledTier, metric: Metric, o: ControllerO
     if (sampling) return;
     sampling = true;
     try {
-      const s = await metric.sample(loadState(o.runDir).topology);
+      const s = await metric.sample(loadState(o.runDir));
       if (s) {
         window.add(Date.now(), s.total, s.servers);
         metricGauge.set(labels, window.mean());
@@ -123,9 +123,9 @@ export function startController(tier: ScaledTier, metric: Metric, o: ControllerO
 export const requestsInFlight = (dataCenter: string): Metric => ({
   name: 'in_flight_per_server',
   help: "The autoscaler's metric: requests in flight per ready web server, mean over 10 s",
-  async sample(t) {
+  async sample({ topology: t, runDir }) {
     if (processesOf(t, 'loadBalancer', { dataCenter }).length === 0) return null;
-    const servers = await backendServers(balancerOf(t, dataCenter));
+    const servers = await backendServers({ runDir, lb: balancerOf(t, dataCenter) });
     const ready = servers.filter((s) => s.status.startsWith('UP')).length;
     return { total: servers.reduce((a, s) => a + s.current + s.queued, 0), servers: ready };
   },

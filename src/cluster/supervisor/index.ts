@@ -3,7 +3,7 @@ import path from 'node:path';
 import client from 'prom-client';
 import { createLogger } from '../../platform/observability/logger.ts';
 import { componentOf } from '../components/registry.ts';
-import { sleep } from '../process.ts';
+import { sleep, startTimeOf } from '../process.ts';
 import { startAll } from '../run/orchestrator.ts';
 import { loadState, updateState } from '../run/state.ts';
 import { allProcesses, firstDataCenter, webServers } from '../topology/select.ts';
@@ -35,6 +35,7 @@ export async function launchTopology(runDir: string): Promise<void> {
     await startAll(state, (line) => appendFileSync(progress, `${line}\n`), {
       name: spec.name,
       pid: process.pid,
+      startTime: startTimeOf(process.pid) ?? undefined,
       log: path.join(runDir, 'logs', `${spec.name}.log`),
     });
   } catch (err) {

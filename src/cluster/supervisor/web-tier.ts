@@ -1,5 +1,5 @@
 import { codeVersion } from '../../platform/version.ts';
-import { backendServers, runtimeApi } from '../components/load-balancer/haproxy.ts';
+import { backendServers, type RuntimeApi, runtimeApi } from '../components/load-balancer/haproxy.ts';
 import { writeBalancerConfig } from '../components/load-balancer/index.ts';
 import { writeDynamicTargets } from '../components/prometheus/index.ts';
 import { startWeb } from '../components/web/process.ts';
@@ -11,7 +11,6 @@ import { maxWebServers, type SpecOf, type Topology } from '../topology/schema.ts
 import { balancerOf, firstDataCenter, planOf, webIndex, webServers } from '../topology/select.ts';
 
 type Web = SpecOf<'web'>;
-type LoadBalancer = SpecOf<'loadBalancer'>;
 
 /**
  * Changes to the web tier of a running topology, each keeping the balancer,
@@ -37,7 +36,7 @@ function syncFiles(state: ClusterState, dataCenter: string): void {
   writeDynamicTargets(state.topology, state.runDir);
 }
 
-async function waitForBalancer(lb: LoadBalancer, name: string, ok: (status: string) => boolean, ms: number) {
+async function waitForBalancer(lb: RuntimeApi, name: string, ok: (status: string) => boolean, ms: number) {
   const deadline = Date.now() + ms;
   for (;;) {
     const server = (await backendServers(lb).catch(() => [])).find((s) => s.name === name);
@@ -63,7 +62,7 @@ async function freeSlot(t: Topology, dataCenter: string): Promise<Web> {
 export async function addWebServer(runDir: string, o: WebTierOptions & { checkout?: string }): Promise<Web> {
   let state = loadState(runDir);
   const dataCenter = dcOf(state.topology, o);
-  const lb = balancerOf(state.topology, dataCenter);
+  const lb = { runDir, lb: balancerOf(state.topology, dataCenter) };
   const spec = await freeSlot(state.topology, dataCenter);
   const checkout = o.checkout ?? state.checkout;
   o.log(`starting ${spec.name}`, { server: spec.name, checkout, dataCenter });
@@ -73,7 +72,13 @@ export async function addWebServer(runDir: string, o: WebTierOptions & { checkou
     // Beside the other web servers (status and the dashboard list processes in this order).
     const last = dc?.processes.findLastIndex((p) => p.kind === 'web') ?? -1;
     dc?.processes.splice(last + 1, 0, spec);
-    s.processes.push({ name: spec.name, kind: 'web', pid: started.pid, log: started.log });
+    s.processes.push({
+      name: spec.name,
+      kind: 'web',
+      pid: started.pid,
+      log: started.log,
+      startTime: started.startTime,
+    });
   });
   syncFiles(state, dataCenter);
   await runtimeApi(lb, `set server web/${spec.name} state ready`);
@@ -86,7 +91,7 @@ export async function addWebServer(runDir: string, o: WebTierOptions & { checkou
 export async function removeWebServer(runDir: string, name: string, o: WebTierOptions): Promise<void> {
   let state = loadState(runDir);
   const dataCenter = dcOf(state.topology, o);
-  const lb = balancerOf(state.topology, dataCenter);
+  const lb = { runDir, lb: balancerOf(state.topology, dataCenter) };
   const entry = state.processes.find((p) => p.name === name);
   // Out of the state first: the supervisor must not start it again once it stops.
   state = updateState(runDir, (s) => {

@@ -50,6 +50,12 @@ export const topologySchema = z.object({
     /** The cache Redis's memory bound and eviction policy. */
     cacheMaxMemory: z.string().default('64mb'),
     cacheEviction: z.enum(['allkeys-lru', 'allkeys-lfu', 'volatile-lru', 'volatile-lfu']).default('allkeys-lru'),
+    /**
+     * Connections one client address may hold open at the balancer at once
+     * (a stick table counts them): enough for a load generator, too few for one
+     * address to fill the balancer's 4096 with slow requests.
+     */
+    maxConnectionsPerClient: z.number().int().min(1).max(4096).default(1024),
     /** The web tier's autoscaler (preset `stateless`); absent: the web-server count changes only by hand. */
     autoscale: autoscalePolicy.optional(),
   }),

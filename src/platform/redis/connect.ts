@@ -9,6 +9,9 @@ export interface RedisTarget {
   /** Or a fixed address (tests, a single Redis). */
   host?: string;
   port?: number;
+  /** The servers' password (requirepass), and the Sentinels'. */
+  password?: string;
+  sentinelPassword?: string;
 }
 
 /** "host:port,host:port" → addresses. */
@@ -40,11 +43,13 @@ export function connectRedis(target: RedisTarget, extra: RedisOptions = {}): Red
         ...common,
         sentinels: target.sentinels,
         name: target.name,
+        password: target.password,
+        sentinelPassword: target.sentinelPassword,
         role: 'master',
         failoverDetector: true,
         sentinelRetryStrategy: (times) => Math.min(50 * 2 ** times, 1000),
       })
-    : new Redis({ ...common, host: target.host, port: target.port });
+    : new Redis({ ...common, host: target.host, port: target.port, password: target.password });
   // Errors surface on the commands; an unhandled 'error' event would crash the process.
   client.on('error', () => {});
   return client;

@@ -25,6 +25,8 @@ export interface RedisTiers {
  */
 export function connectRedisTiers(opts: {
   sentinels: string[];
+  password?: string;
+  sentinelPassword?: string;
   durableName: string;
   cacheName: string;
   cacheMaxEntries: number;
@@ -36,8 +38,9 @@ export function connectRedisTiers(opts: {
   onMasterChange?: (tier: 'durable' | 'cache') => void;
 }): RedisTiers {
   const sentinels = parseHostPorts(opts.sentinels);
-  const durable = connectRedis({ sentinels, name: opts.durableName }, durableTierOptions);
-  const cache = connectRedis({ sentinels, name: opts.cacheName }, cacheTierOptions);
+  const auth = { password: opts.password, sentinelPassword: opts.sentinelPassword };
+  const durable = connectRedis({ sentinels, name: opts.durableName, ...auth }, durableTierOptions);
+  const cache = connectRedis({ sentinels, name: opts.cacheName, ...auth }, cacheTierOptions);
   for (const [tier, client] of [
     ['durable', durable],
     ['cache', cache],
@@ -52,7 +55,7 @@ export function connectRedisTiers(opts: {
       master = now;
     });
   }
-  const cacheSubscriber = connectRedis({ sentinels, name: opts.cacheName }, subscriberOptions);
+  const cacheSubscriber = connectRedis({ sentinels, name: opts.cacheName, ...auth }, subscriberOptions);
   return {
     cache: createTwoLevelCache({
       redis: cache,

@@ -2,6 +2,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { httpStatus, type StartedProcess, startProcess, waitUntil } from '../../process.ts';
+import { bearer } from '../../run/guard.ts';
+import { readControlToken } from '../../run/private.ts';
 import { address } from '../../topology/address.ts';
 import type { Topology } from '../../topology/schema.ts';
 import { defineComponent, hostPort } from '../component.ts';
@@ -34,11 +36,16 @@ export async function startDashboard(
     log: path.join(runDir, 'logs', `${spec.name}.log`),
     cwd: root,
   });
-  await waitUntil(async () => (await dashboardUp(spec)) === 200, 30_000, 'the dashboard');
+  const token = readControlToken(runDir);
+  await waitUntil(async () => (await dashboardUp(spec, token)) === 200, 30_000, 'the dashboard');
   return proc;
 }
 
-export const dashboardUp = (spec: Dashboard) => httpStatus(`http://${spec.listen.host}:${spec.listen.port}/uplot.js`);
+/** Its page answers (with the run's token, as every route asks). */
+export const dashboardUp = (spec: Dashboard, token: string) =>
+  httpStatus(`${dashboardUrl(spec)}/uplot.js`, 1000, 'GET', bearer(token));
+
+export const dashboardUrl = (spec: Dashboard) => `http://${spec.listen.host}:${spec.listen.port}`;
 
 export const dashboard = defineComponent<Dashboard>({
   kind: 'dashboard',
@@ -49,5 +56,5 @@ export const dashboard = defineComponent<Dashboard>({
   addresses: (s) => [s.listen],
   address: (s) => hostPort(s.listen),
   start: (s, ctx) => startDashboard(ctx.topology, s, path.dirname(ctx.runDir), ctx.runDir),
-  health: async (s) => ({ ok: (await dashboardUp(s)) === 200, role: 'dashboard' }),
+  health: async (s, ctx) => ({ ok: (await dashboardUp(s, ctx.state.secrets.control)) === 200, role: 'dashboard' }),
 });

@@ -23,7 +23,12 @@ type Patroni = SpecOf<'patroni'>;
  * through the runtime API and rewrite this file, so a restarted balancer
  * starts with the same servers.
  */
-export function loadBalancerConfig(lb: LoadBalancer, webs: Web[], slots: Web[]): string {
+export function loadBalancerConfig(
+  lb: LoadBalancer,
+  webs: Web[],
+  slots: Web[],
+  o: { runDir: string; maxConnectionsPerClient: number },
+): string {
   const running = new Set(webs.map(webIndex));
   const servers = slots
     .map(
@@ -33,7 +38,8 @@ export function loadBalancerConfig(lb: LoadBalancer, webs: Web[], slots: Web[]):
     .join('\n');
   return `global
     maxconn 4096
-    stats socket ipv4@${lb.stats.host}:${lb.stats.port + 1} level admin
+    # The runtime API: a unix socket only root can open (0600), never a TCP port any local user can reach.
+    stats socket ${runtimeApiSocket(o.runDir, lb)} mode 600 level admin
     stats timeout 30s
     log stdout format raw local0
 
@@ -45,6 +51,7 @@ defaults
     timeout connect 1s
     timeout client 30s
     timeout server 30s
+    # Headers and, with http-buffer-request, the body too: a client sending a byte every few seconds is cut at 10 s.
     timeout http-request 10s
     timeout queue 10s
     retries 3
@@ -53,6 +60,13 @@ defaults
 
 frontend public
     bind ${lb.listen.host}:${lb.listen.port}
+    # Slow bodies wait here, not on a web server: a request reaches one only once its body is in
+    # (or once it fills the buffer, 16 kB: an upload), so a slow sender holds no server and no in-flight slot.
+    option http-buffer-request
+    # At most ${o.maxConnectionsPerClient} connections at once from one client address.
+    stick-table type ip size 100k expire 60s store conn_cur
+    tcp-request connection track-sc0 src
+    tcp-request connection reject if { sc0_conn_cur gt ${o.maxConnectionsPerClient} }
     unique-id-format %{+X}o%ci-%cp-%Ts-%rt-%pid
     # The edge names every request; the web servers log this id, and so does this log line.
     http-request set-header X-Request-Id %[unique-id]
@@ -62,6 +76,8 @@ frontend public
     http-request del-header X-Forwarded-For
     http-request del-header X-Real-IP
     http-request del-header Forwarded
+    # Nor which host it asked for, beyond its Host header: the web servers build nothing from a forwarded host.
+    http-request del-header X-Forwarded-Host
     default_backend web
 
 backend web
@@ -142,7 +158,7 @@ export async function startHaproxy(
 ): Promise<StartedProcess> {
   requireBinaries(['/usr/sbin/haproxy'], 'haproxy');
   const file = path.join(runDir, `${name}.cfg`);
-  writeFileSync(file, config);
+  writeFileSync(file, config, { mode: 0o600 });
   const proc = startProcess({
     command: '/usr/sbin/haproxy',
     args: ['-W', '-db', '-f', file],
@@ -153,14 +169,24 @@ export async function startHaproxy(
   return proc;
 }
 
-/** The balancer's admin socket (the runtime API), beside its stats port. */
-export const runtimeApiAddress = (lb: LoadBalancer) => ({ host: lb.stats.host, port: lb.stats.port + 1 });
+/** The balancer's admin socket (the runtime API), in the run directory. */
+export function runtimeApiSocket(runDir: string, lb: LoadBalancer): string {
+  const file = path.join(runDir, `${lb.name}.sock`);
+  // sun_path holds 108 bytes.
+  if (Buffer.byteLength(file) > 100) throw new Error(`the run directory's path is too long for a unix socket: ${file}`);
+  return file;
+}
+
+/** Where a balancer's runtime API is: its run directory and its spec. */
+export interface RuntimeApi {
+  runDir: string;
+  lb: LoadBalancer;
+}
 
 /** Sends one command to HAProxy's runtime API and returns its answer. */
-export function runtimeApi(lb: LoadBalancer, command: string, timeoutMs = 2000): Promise<string> {
-  const { host, port } = runtimeApiAddress(lb);
+export function runtimeApi(at: RuntimeApi, command: string, timeoutMs = 2000): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = createConnection({ host, port });
+    const socket = createConnection({ path: runtimeApiSocket(at.runDir, at.lb) });
     let answer = '';
     socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`runtime API: no answer to "${command}"`)));
     socket.on('connect', () => socket.write(`${command}\n`));
@@ -185,8 +211,8 @@ export interface BackendServer {
 }
 
 /** The web backend's servers as the balancer sees them (`show stat`). */
-export async function backendServers(lb: LoadBalancer): Promise<BackendServer[]> {
-  const csv = await runtimeApi(lb, 'show stat');
+export async function backendServers(api: RuntimeApi): Promise<BackendServer[]> {
+  const csv = await runtimeApi(api, 'show stat');
   const [header, ...rows] = csv.replace(/^# /, '').trim().split('\n');
   const cols = (header ?? '').split(',');
   const at = (name: string) => cols.indexOf(name);

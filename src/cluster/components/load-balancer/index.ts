@@ -20,15 +20,18 @@ export const loadBalancerSpec = z.object({
 type LoadBalancer = z.infer<typeof loadBalancerSpec>;
 
 /** The balancer's config for the web servers its data center has now, with a slot for each one it may have. */
-export function balancerConfig(t: Topology, lb: LoadBalancer): string {
+export function balancerConfig(t: Topology, lb: LoadBalancer, runDir: string): string {
   const dc = dataCenterOf(t, lb.name) ?? firstDataCenter(t);
   const slots: SpecOf<'web'>[] = Array.from({ length: maxWebServers }, (_, i) => webServerSpec(planOf(t), dc, i + 1));
-  return loadBalancerConfig(lb, webServers(t, dc), slots);
+  return loadBalancerConfig(lb, webServers(t, dc), slots, {
+    runDir,
+    maxConnectionsPerClient: t.options.maxConnectionsPerClient,
+  });
 }
 
 /** Rewrites the balancer's config file, so that a restarted balancer has the servers the tier has now. */
 export function writeBalancerConfig(t: Topology, lb: LoadBalancer, runDir: string): void {
-  writeFileSync(path.join(runDir, `${lb.name}.cfg`), balancerConfig(t, lb));
+  writeFileSync(path.join(runDir, `${lb.name}.cfg`), balancerConfig(t, lb, runDir), { mode: 0o600 });
 }
 
 /** HAProxy in front of a data center's web servers: the public endpoint (health checks, retries, runtime API). */
@@ -43,7 +46,7 @@ export const loadBalancer = defineComponent<LoadBalancer>({
   addresses: (s) => [s.listen, s.stats],
   address: (s) => hostPort(s.listen),
   async start(s, ctx) {
-    const started = await startHaproxy(s.name, balancerConfig(ctx.topology, s), ctx.runDir, s.listen);
+    const started = await startHaproxy(s.name, balancerConfig(ctx.topology, s, ctx.runDir), ctx.runDir, s.listen);
     if (!ctx.restarting) {
       const url = `http://${hostPort(s.listen)}`;
       ctx.log(`  the site: ${url}`);

@@ -1,8 +1,9 @@
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { requireBinaries, type StartedProcess, startProcess, waitUntil } from '../../process.ts';
+import { writePrivate } from '../../run/private.ts';
 import type { SpecOf, Topology } from '../../topology/schema.ts';
-import { pgBin, postgresDir } from '../postgres/server.ts';
+import { hbaSources } from '../hosts.ts';
+import { pgBin, postgresDir, postgresUser } from '../postgres/server.ts';
 
 type Patroni = SpecOf<'patroni'>;
 type Etcd = SpecOf<'etcd'>;
@@ -12,6 +13,8 @@ export interface DbSecrets {
   replication: string;
   rewind: string;
   app: string;
+  /** Patroni's REST API: basic auth on its unsafe endpoints (switchover, restart, reinitialize, config). */
+  patroniRest: string;
 }
 
 /**
@@ -29,6 +32,9 @@ log:
 restapi:
   listen: ${node.rest.host}:${node.rest.port}
   connect_address: ${node.rest.host}:${node.rest.port}
+  authentication: {username: scaleout, password: ${q(secrets.patroniRest)}}
+ctl:
+  authentication: {username: scaleout, password: ${q(secrets.patroniRest)}}
 etcd3:
   hosts: ${etcd.client.host}:${etcd.client.port}
 bootstrap:
@@ -69,8 +75,9 @@ postgresql:
     shared_buffers: 64MB
   pg_hba:
     - local all all trust
-    - host replication replicator 127.0.0.0/8 scram-sha-256
-    - host all all 127.0.0.0/8 scram-sha-256
+${hbaSources(t)
+  .flatMap((a) => [`    - host replication replicator ${a} scram-sha-256`, `    - host all all ${a} scram-sha-256`])
+  .join('\n')}
 watchdog:
   mode: off
 tags:
@@ -90,10 +97,11 @@ export function startPatroni(
   secrets: DbSecrets,
 ): StartedProcess {
   requireBinaries(['/usr/bin/patroni', `${pgBin}/postgres`], 'patroni postgresql');
-  const dir = postgresDir(path.join(runDir, node.name), 0o755);
-  postgresDir(path.join(dir, 'run'), 0o755);
+  const dir = postgresDir(path.join(runDir, node.name));
+  postgresDir(path.join(dir, 'run'));
   const config = path.join(dir, 'patroni.yml');
-  writeFileSync(config, patroniConfig(t, node, etcd, dir, secrets), { mode: 0o644 });
+  // It holds every database password: readable by Patroni (the postgres user) alone.
+  writePrivate(config, patroniConfig(t, node, etcd, dir, secrets), postgresUser());
   return startProcess({
     command: '/usr/bin/patroni',
     args: [config],

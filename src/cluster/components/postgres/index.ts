@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { tcpOpen } from '../../process.ts';
 import { address } from '../../topology/address.ts';
 import { defineComponent, hostPort } from '../component.ts';
+import { hbaSources } from '../hosts.ts';
 import { appDatabase, appDatabaseUrl, appUser, ensureAppDatabase, startPostgresServer } from './server.ts';
 
 export const postgresSpec = z.object({ kind: z.literal('postgres'), name: z.string(), listen: address });
@@ -22,6 +23,7 @@ export const postgres = defineComponent<z.infer<typeof postgresSpec>>({
       host: s.listen.host,
       port: s.listen.port,
       superuserPassword: ctx.state.secrets.superuser,
+      hbaSources: hbaSources(ctx.topology),
     });
     await ensureAppDatabase(
       { ...s.listen, password: ctx.state.secrets.superuser },

@@ -1,8 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { requireBinaries, type StartedProcess, startProcess, waitUntil } from '../../process.ts';
+import { writePrivate } from '../../run/private.ts';
 
 export const pgBin = '/usr/lib/postgresql/15/bin';
 
@@ -27,22 +28,21 @@ export interface PostgresServerOptions {
   host: string;
   port: number;
   superuserPassword: string;
+  /** The addresses (CIDR) pg_hba lets in, with a password. */
+  hbaSources: string[];
 }
 
 /** One PostgreSQL 15 server (the `db` preset): initdb once, then `postgres` as the postgres user. */
 export async function startPostgresServer(o: PostgresServerOptions): Promise<StartedProcess> {
   requireBinaries([`${pgBin}/postgres`, `${pgBin}/initdb`], 'postgresql');
-  // The postgres user must be able to reach its directories inside ours.
-  mkdirSync(o.dir, { recursive: true });
-  chmodSync(o.dir, 0o755);
-  const data = path.join(o.dir, 'data');
-  const run = postgresDir(path.join(o.dir, 'run'), 0o755);
+  // The postgres user's own directory inside ours (the run directory lets it pass, see private.ts).
+  const dir = postgresDir(o.dir);
+  const data = path.join(dir, 'data');
+  const run = postgresDir(path.join(dir, 'run'));
   if (!existsSync(path.join(data, 'PG_VERSION'))) {
     postgresDir(data);
     const pwfile = path.join(run, 'pwfile');
-    writeFileSync(pwfile, o.superuserPassword);
-    const { uid, gid } = postgresUser();
-    chownSync(pwfile, uid, gid);
+    writePrivate(pwfile, o.superuserPassword, postgresUser());
     const init = spawnSync(
       'setpriv',
       [
@@ -63,7 +63,9 @@ export async function startPostgresServer(o: PostgresServerOptions): Promise<Sta
       { encoding: 'utf8', env: { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' } },
     );
     if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr || init.stdout}`);
-    writeFileSync(path.join(data, 'pg_hba.conf'), 'local all all trust\nhost all all 127.0.0.0/8 scram-sha-256\n');
+    rmSync(pwfile);
+    const hba = ['local all all trust', ...o.hbaSources.map((a) => `host all all ${a} scram-sha-256`)];
+    writePrivate(path.join(data, 'pg_hba.conf'), `${hba.join('\n')}\n`, postgresUser());
   }
   const proc = startProcess({
     command: `${pgBin}/postgres`,
@@ -83,7 +85,7 @@ export async function startPostgresServer(o: PostgresServerOptions): Promise<Sta
       '-c',
       'fsync=on',
     ],
-    log: path.join(o.dir, 'postgres.log'),
+    log: path.join(dir, 'postgres.log'),
     user: 'postgres',
     cwd: run,
   });
@@ -135,6 +137,14 @@ export async function ensureAppDatabase(
       await client.query(
         `CREATE ROLE ${pg.escapeIdentifier(app.user)} LOGIN PASSWORD ${pg.escapeLiteral(app.password)}`,
       );
+    }
+    // The app's role can do what the app does, and no more: never a superuser.
+    const powers = await client.query<{ rolsuper: boolean; rolcreaterole: boolean }>(
+      'SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = $1',
+      [app.user],
+    );
+    if (powers.rows[0]?.rolsuper || powers.rows[0]?.rolcreaterole) {
+      throw new Error(`the app's role ${app.user} is a superuser or may create roles: refusing to start with it`);
     }
     const db = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [app.database]);
     if (db.rowCount === 0) {

@@ -2,6 +2,7 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { httpStatus, requireBinaries, type StartedProcess, startProcess, waitUntil } from '../../process.ts';
+import { controlTokenFile } from '../../run/private.ts';
 import { address } from '../../topology/address.ts';
 import type { ProcessSpec, Topology } from '../../topology/schema.ts';
 import { allProcesses, dataCenterOf, processesOf } from '../../topology/select.ts';
@@ -11,7 +12,7 @@ import { componentOf } from '../registry.ts';
 export const prometheusSpec = z.object({ kind: z.literal('prometheus'), name: z.string(), listen: address });
 type Prometheus = z.infer<typeof prometheusSpec>;
 
-type Target = { job: string; target: string; labels: Record<string, string> };
+type Target = { job: string; target: string; labels: Record<string, string>; needsToken: boolean };
 
 /** What each process of the topology says of its metrics, labelled with its name, kind and data center. */
 function targets(t: Topology, dynamic: boolean): Target[] {
@@ -19,7 +20,7 @@ function targets(t: Topology, dynamic: boolean): Target[] {
     const s = componentOf(p).scrape?.(p as never);
     if (!s || Boolean(s.dynamic) !== dynamic) return [];
     const labels = { process: p.name, kind: p.kind, topology: t.name, dataCenter: dataCenterOf(t, p.name) ?? 'global' };
-    return [{ job: s.job, target: s.target, labels }];
+    return [{ job: s.job, target: s.target, labels, needsToken: Boolean(s.needsToken) }];
   });
 }
 
@@ -28,22 +29,28 @@ function targets(t: Topology, dynamic: boolean): Target[] {
  * come and go (web servers: scaling, deploys) are listed in a file of their
  * own per job, which Prometheus re-reads (file_sd).
  */
-export function prometheusConfig(t: Topology): string {
+export function prometheusConfig(t: Topology, runDir: string): string {
   const yamlLabels = (l: Record<string, string>) =>
     `{${Object.entries(l)
       .map(([k, v]) => `${k}: '${v}'`)
       .join(', ')}}`;
   const jobs = new Map<string, string[]>();
+  const withToken = new Set<string>();
   for (const s of targets(t, false)) {
     const entry = `      - targets: ['${s.target}']\n        labels: ${yamlLabels(s.labels)}`;
     jobs.set(s.job, [...(jobs.get(s.job) ?? []), entry]);
+    if (s.needsToken) withToken.add(s.job);
   }
+  // A control API's /metrics asks for the run's token, like its other routes: Prometheus reads it from its file.
+  const auth = (job: string) =>
+    withToken.has(job) ? `    authorization:\n      credentials_file: '${controlTokenFile(runDir)}'\n` : '';
   const fileJobs = [...new Set(['web', ...targets(t, true).map((s) => s.job)])].map(
     (job) =>
       `  - job_name: ${job}\n    metrics_path: /metrics\n    file_sd_configs:\n      - files: ['${targetsFile(job)}']\n        refresh_interval: 5s`,
   );
   const body = [...jobs].map(
-    ([job, entries]) => `  - job_name: ${job}\n    metrics_path: /metrics\n    static_configs:\n${entries.join('\n')}`,
+    ([job, entries]) =>
+      `  - job_name: ${job}\n    metrics_path: /metrics\n${auth(job)}    static_configs:\n${entries.join('\n')}`,
   );
   return `global:\n  scrape_interval: 2s\n  scrape_timeout: 1s\n  evaluation_interval: 5s\nscrape_configs:\n${[...fileJobs, ...body].join('\n')}\n`;
 }
@@ -69,7 +76,8 @@ export async function startPrometheus(t: Topology, spec: Prometheus, runDir: str
   const dir = path.join(runDir, spec.name);
   mkdirSync(path.join(dir, 'data'), { recursive: true });
   const config = path.join(dir, 'prometheus.yml');
-  writeFileSync(config, prometheusConfig(t));
+  writeFileSync(config, prometheusConfig(t, runDir), { mode: 0o600 });
+  const dashboard = processesOf(t, 'dashboard')[0];
   writeDynamicTargets(t, runDir);
   const proc = startProcess({
     command: '/usr/bin/prometheus',
@@ -79,6 +87,8 @@ export async function startPrometheus(t: Topology, spec: Prometheus, runDir: str
       `--web.listen-address=${spec.listen.host}:${spec.listen.port}`,
       '--storage.tsdb.retention.time=2d',
       '--log.level=warn',
+      // Its API answers the dashboard's page, and no other site's (the default is any origin).
+      `--web.cors.origin=${dashboard ? `http://${hostPort(dashboard.listen).replaceAll('.', '\\.')}` : 'none'}`,
     ],
     log: path.join(runDir, 'logs', `${spec.name}.log`),
     cwd: dir,

@@ -22,7 +22,7 @@ export const redisExporter = defineComponent<z.infer<typeof redisExporterSpec>>(
   start(s, ctx) {
     const server = ctx.scope.find((p) => p.kind === 'redis' && p.name === s.server);
     if (server?.kind !== 'redis') throw new Error(`${s.name}: no Redis named ${s.server}`);
-    return startRedisExporter(s, server, ctx.runDir);
+    return startRedisExporter(s, server, ctx.runDir, ctx.state.secrets.redis);
   },
   health: async (s) => ({ ok: (await redisExporterUp(s)) === 200, role: 'metrics (Redis exporter)' }),
   scrape: (s) => ({ job: 'redis', target: hostPort(s.listen) }),

@@ -19,14 +19,14 @@ export const redisSentinel = defineComponent<z.infer<typeof redisSentinelSpec>>(
   stage: 55,
   addresses: (s) => [s.listen],
   address: (s) => hostPort(s.listen),
-  start: (s, ctx) => startSentinel(s, mastersOf(ctx), ctx.runDir),
+  start: (s, ctx) => startSentinel(s, mastersOf(ctx), ctx.runDir, ctx.state.secrets),
   async ready(sentinels, ctx) {
     const masters = mastersOf(ctx);
     ctx.log(`  Redis: ${ctx.scope.filter((p) => p.kind === 'redis').length} servers, ${sentinels.length} Sentinels`);
-    await waitForSentinels(sentinels, masters);
+    await waitForSentinels(sentinels, masters, ctx.state.secrets.sentinel);
   },
-  async health(s) {
-    const view = await sentinelView(s);
+  async health(s, ctx) {
+    const view = await sentinelView(s, ctx.state.secrets.sentinel);
     return {
       role: 'sentinel',
       detail: view ? view.map((m) => `${m.name} at ${m.address}`).join(', ') : undefined,
@@ -34,10 +34,12 @@ export const redisSentinel = defineComponent<z.infer<typeof redisSentinelSpec>>(
     };
   },
   // Web servers find the Redis tiers through the Sentinels, never a fixed master address.
-  provides: (sentinels) =>
+  provides: (sentinels, ctx) =>
     sentinels.length
       ? {
           redisSentinels: sentinels.map((s) => hostPort(s.listen)).join(','),
+          redisPassword: ctx.state.secrets.redis,
+          redisSentinelPassword: ctx.state.secrets.sentinel,
           redisDurableName: redisMasterName('durable'),
           redisCacheName: redisMasterName('cache'),
         }

@@ -31,15 +31,15 @@ export const redis = defineComponent<RedisSpec>({
     if (ctx.restarting) {
       // A server that comes back joins the tier's current master as a replica (never as a stale master).
       const sentinels = ctx.scope.filter((p) => p.kind === 'redisSentinel');
-      const master = await currentMaster(sentinels, s.tier);
+      const master = await currentMaster(sentinels, s.tier, ctx.state.secrets.sentinel);
       const self = master && master.host === s.listen.host && master.port === s.listen.port;
-      return startRedis(ctx.topology, s, ctx.runDir, self ? undefined : (master ?? undefined));
+      return startRedis(ctx.topology, s, ctx.runDir, ctx.state.secrets.redis, self ? undefined : (master ?? undefined));
     }
     const master = ctx.scope.find((p): p is RedisSpec => p.kind === 'redis' && p.name === s.replicaOf);
-    return startRedis(ctx.topology, s, ctx.runDir, master?.listen);
+    return startRedis(ctx.topology, s, ctx.runDir, ctx.state.secrets.redis, master?.listen);
   },
-  async health(s) {
-    const r = await redisRole(s);
+  async health(s, ctx) {
+    const r = await redisRole(s, ctx.state.secrets.redis);
     return {
       role: r?.role ?? 'unknown',
       tier: s.tier,

@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { httpStatus, requireBinaries, type StartedProcess, startProcess, waitUntil } from '../../process.ts';
+import { writePrivate } from '../../run/private.ts';
 import type { SpecOf, Topology } from '../../topology/schema.ts';
 import { redisMasterName } from '../../topology/select.ts';
 
@@ -10,17 +11,26 @@ type Sentinel = SpecOf<'redisSentinel'>;
 type RedisExporter = SpecOf<'redisExporter'>;
 type Address = { host: string; port: number };
 
+/** The passwords of a data center's Redis tier: the servers' and the Sentinels'. */
+export interface RedisSecrets {
+  redis: string;
+  sentinel: string;
+}
+
 /**
  * A Redis server's configuration. The durable tier keeps an append-only file
  * (fsync every second) and never evicts: sessions and rate limits must not
  * vanish under memory pressure. The cache tier keeps nothing on disk and
  * evicts under `maxmemory`.
  */
-export function redisConfig(t: Topology, spec: RedisSpec, dir: string, master?: Address): string {
+export function redisConfig(t: Topology, spec: RedisSpec, dir: string, password: string, master?: Address): string {
   const common = [
     `bind ${spec.listen.host}`,
     `port ${spec.listen.port}`,
-    'protected-mode no',
+    // Nothing without the password: clients, replicas (masterauth) and the Sentinels (auth-pass) all give it.
+    `requirepass ${password}`,
+    `masterauth ${password}`,
+    'protected-mode yes',
     `dir ${dir}`,
     'daemonize no',
     'logfile ""',
@@ -38,10 +48,13 @@ export function redisConfig(t: Topology, spec: RedisSpec, dir: string, master?: 
 }
 
 /** A Sentinel's configuration: it watches the master of each tier (quorum 2 of 3), and rewrites this file. */
-export function sentinelConfig(spec: Sentinel, masters: RedisSpec[], dir: string): string {
+export function sentinelConfig(spec: Sentinel, masters: RedisSpec[], dir: string, secrets: RedisSecrets): string {
   const lines = [
     `bind ${spec.listen.host}`,
     `port ${spec.listen.port}`,
+    // A Sentinel answers only with its password, and gives it to the other Sentinels (sentinel-pass).
+    `requirepass ${secrets.sentinel}`,
+    `sentinel sentinel-pass ${secrets.sentinel}`,
     'daemonize no',
     'logfile ""',
     `dir ${dir}`,
@@ -52,6 +65,7 @@ export function sentinelConfig(spec: Sentinel, masters: RedisSpec[], dir: string
     const name = redisMasterName(m.tier);
     lines.push(
       `sentinel monitor ${name} ${m.listen.host} ${m.listen.port} 2`,
+      `sentinel auth-pass ${name} ${secrets.redis}`,
       `sentinel down-after-milliseconds ${name} 1000`,
       `sentinel failover-timeout ${name} 3000`,
       `sentinel parallel-syncs ${name} 1`,
@@ -60,19 +74,27 @@ export function sentinelConfig(spec: Sentinel, masters: RedisSpec[], dir: string
   return `${lines.join('\n')}\n`;
 }
 
-const client = (host: string, port: number) =>
+const client = (host: string, port: number, password?: string) =>
   new Redis({
     host,
     port,
+    password,
     lazyConnect: true,
     connectTimeout: 1000,
     maxRetriesPerRequest: 0,
     enableOfflineQueue: false,
   });
 
-/** Runs one command against a server, or null when it does not answer. */
-export async function redisCommand(host: string, port: number, ...args: string[]): Promise<unknown> {
-  const c = client(host, port);
+/** Runs one command against a server that needs no password, or null when it does not answer. */
+export const redisCommand = (host: string, port: number, ...args: string[]): Promise<unknown> =>
+  redisCall({ host, port }, ...args);
+
+/** Runs one command against a server (with its password), or null when it does not answer or refuses. */
+export async function redisCall(
+  at: { host: string; port: number; password?: string },
+  ...args: string[]
+): Promise<unknown> {
+  const c = client(at.host, at.port, at.password);
   c.on('error', () => {});
   try {
     await c.connect();
@@ -85,8 +107,11 @@ export async function redisCommand(host: string, port: number, ...args: string[]
 }
 
 /** `master` or `replica` as the server itself says (ROLE), or null when it does not answer. */
-export async function redisRole(spec: RedisSpec): Promise<{ role: 'master' | 'replica'; linkUp: boolean } | null> {
-  const role = (await redisCommand(spec.listen.host, spec.listen.port, 'ROLE')) as unknown[] | null;
+export async function redisRole(
+  spec: RedisSpec,
+  password: string,
+): Promise<{ role: 'master' | 'replica'; linkUp: boolean } | null> {
+  const role = (await redisCall({ ...spec.listen, password }, 'ROLE')) as unknown[] | null;
   if (!Array.isArray(role)) return null;
   if (role[0] === 'master') return { role: 'master', linkUp: true };
   return { role: 'replica', linkUp: role[3] === 'connected' };
@@ -95,8 +120,9 @@ export async function redisRole(spec: RedisSpec): Promise<{ role: 'master' | 're
 /** What a Sentinel knows of each tier's master: its address, replicas and the other Sentinels. */
 export async function sentinelView(
   spec: Sentinel,
+  password: string,
 ): Promise<{ name: string; address: string; replicas: number; sentinels: number; flags: string }[] | null> {
-  const masters = (await redisCommand(spec.listen.host, spec.listen.port, 'SENTINEL', 'MASTERS')) as string[][] | null;
+  const masters = (await redisCall({ ...spec.listen, password }, 'SENTINEL', 'MASTERS')) as string[][] | null;
   if (!Array.isArray(masters)) return null;
   return masters.map((fields) => {
     const m = new Map<string, string>();
@@ -116,13 +142,14 @@ export async function startRedis(
   t: Topology,
   spec: RedisSpec,
   runDir: string,
+  password: string,
   master: Address | undefined,
 ): Promise<StartedProcess> {
   requireBinaries(['/usr/bin/redis-server'], 'redis-server');
   const dir = path.join(runDir, spec.name);
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const conf = path.join(dir, 'redis.conf');
-  writeFileSync(conf, redisConfig(t, spec, dir, master));
+  writePrivate(conf, redisConfig(t, spec, dir, password, master));
   const proc = startProcess({
     command: '/usr/bin/redis-server',
     args: [conf],
@@ -131,7 +158,7 @@ export async function startRedis(
   });
   await waitUntil(
     async () => {
-      const r = await redisRole(spec);
+      const r = await redisRole(spec, password);
       return r !== null && (master ? r.role === 'replica' && r.linkUp : r.role === 'master');
     },
     30_000,
@@ -140,13 +167,18 @@ export async function startRedis(
   return proc;
 }
 
-export async function startSentinel(spec: Sentinel, masters: RedisSpec[], runDir: string): Promise<StartedProcess> {
+export async function startSentinel(
+  spec: Sentinel,
+  masters: RedisSpec[],
+  runDir: string,
+  secrets: RedisSecrets,
+): Promise<StartedProcess> {
   requireBinaries(['/usr/bin/redis-sentinel'], 'redis-sentinel');
   const dir = path.join(runDir, spec.name);
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const conf = path.join(dir, 'sentinel.conf');
   // Sentinel keeps what it learnt (the current masters, the other Sentinels) in this file: a restart reuses it.
-  if (!existsSync(conf)) writeFileSync(conf, sentinelConfig(spec, masters, dir));
+  if (!existsSync(conf)) writePrivate(conf, sentinelConfig(spec, masters, dir, secrets));
   return startProcess({
     command: '/usr/bin/redis-sentinel',
     args: [conf],
@@ -156,11 +188,11 @@ export async function startSentinel(spec: Sentinel, masters: RedisSpec[], runDir
 }
 
 /** Every Sentinel sees each master with its replica and the two other Sentinels (hello messages take ≈ 2 s). */
-export async function waitForSentinels(sentinels: Sentinel[], masters: RedisSpec[]): Promise<void> {
+export async function waitForSentinels(sentinels: Sentinel[], masters: RedisSpec[], password: string): Promise<void> {
   await waitUntil(
     async () => {
       for (const s of sentinels) {
-        const view = await sentinelView(s);
+        const view = await sentinelView(s, password);
         if (!view || view.length !== masters.length) return false;
         if (view.some((m) => m.replicas < 1 || m.sentinels < sentinels.length)) return false;
       }
@@ -176,6 +208,7 @@ export async function startRedisExporter(
   spec: RedisExporter,
   server: RedisSpec,
   runDir: string,
+  password: string,
 ): Promise<StartedProcess> {
   requireBinaries(['/usr/bin/prometheus-redis-exporter'], 'prometheus-redis-exporter');
   const proc = startProcess({
@@ -186,6 +219,8 @@ export async function startRedisExporter(
       '-web.listen-address',
       `${spec.listen.host}:${spec.listen.port}`,
     ],
+    // In its environment, which only root can read (never on the command line, which every user can).
+    env: { REDIS_PASSWORD: password },
     log: path.join(runDir, 'logs', `${spec.name}.log`),
   });
   await waitUntil(async () => (await redisExporterUp(spec)) === 200, 30_000, spec.name);
@@ -199,11 +234,14 @@ export const redisExporterUp = (spec: RedisExporter) =>
  * Where a tier's master is now, as the Sentinels say (the first that answers),
  * or null when none does. A restarted server joins it as a replica.
  */
-export async function currentMaster(sentinels: Sentinel[], tier: 'durable' | 'cache'): Promise<Address | null> {
+export async function currentMaster(
+  sentinels: Sentinel[],
+  tier: 'durable' | 'cache',
+  password: string,
+): Promise<Address | null> {
   for (const s of sentinels) {
-    const addr = (await redisCommand(
-      s.listen.host,
-      s.listen.port,
+    const addr = (await redisCall(
+      { ...s.listen, password },
       'SENTINEL',
       'GET-MASTER-ADDR-BY-NAME',
       redisMasterName(tier),

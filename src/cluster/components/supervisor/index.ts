@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { httpStatus, type StartedProcess, startProcess, waitUntil } from '../../process.ts';
+import { bearer } from '../../run/guard.ts';
+import { readControlToken } from '../../run/private.ts';
 import { address } from '../../topology/address.ts';
 import { defineComponent, hostPort } from '../component.ts';
 import { projectRoot } from '../web/process.ts';
@@ -36,13 +38,16 @@ export function spawnSupervisor(name: string, runDir: string, o: { launch?: bool
 /** A supervisor started again (it finds the running processes in the state file), once its API answers. */
 export async function startSupervisor(spec: Supervisor, runDir: string): Promise<StartedProcess> {
   const proc = spawnSupervisor(spec.name, runDir);
-  await waitUntil(async () => (await supervisorUp(spec)) === 200, 30_000, 'the supervisor');
+  const token = readControlToken(runDir);
+  await waitUntil(async () => (await supervisorUp(spec, token)) === 200, 30_000, 'the supervisor');
   return proc;
 }
 
 export const supervisorUrl = (spec: Supervisor) => `http://${spec.listen.host}:${spec.listen.port}`;
 
-export const supervisorUp = (spec: Supervisor) => httpStatus(`${supervisorUrl(spec)}/healthz`);
+/** Its API answers (with the run's token, as every route asks). */
+export const supervisorUp = (spec: Supervisor, token: string) =>
+  httpStatus(`${supervisorUrl(spec)}/healthz`, 1000, 'GET', bearer(token));
 
 export const supervisor = defineComponent<Supervisor>({
   kind: 'supervisor',
@@ -55,6 +60,6 @@ export const supervisor = defineComponent<Supervisor>({
   address: (s) => hostPort(s.listen),
   start: (s, ctx) => startSupervisor(s, ctx.runDir),
   launch: (s, runDir) => spawnSupervisor(s.name, runDir, { launch: true }),
-  health: async (s) => ({ ok: (await supervisorUp(s)) === 200, role: 'supervisor' }),
-  scrape: (s) => ({ job: 'supervisor', target: hostPort(s.listen) }),
+  health: async (s, ctx) => ({ ok: (await supervisorUp(s, ctx.state.secrets.control)) === 200, role: 'supervisor' }),
+  scrape: (s) => ({ job: 'supervisor', target: hostPort(s.listen), needsToken: true }),
 });
