@@ -112,6 +112,12 @@ export const configSchema = z.strictObject({
   jobBackoffMs: int(0, 600_000).default(500),
   workerConcurrency: int(1, 64).default(1),
   uploadMaxBytes: int(1024, 1024 * 1024 * 1024).default(15 * 1024 * 1024),
+  /**
+   * The time a request's body may take to arrive, from its headers: a client
+   * sending a byte every few seconds is answered 408 and cut off, instead of
+   * holding a connection (and an in-flight slot) for ever.
+   */
+  bodyTimeoutMs: int(1000, 3_600_000).default(30_000),
   uploadMaxMegapixels: z.coerce.number().positive().max(1000).default(50),
   loginRateLimit: int(1, 1_000_000).default(10),
   accountLoginFailures: int(1, 1000).default(5),
@@ -172,6 +178,7 @@ export const envNames: Record<keyof Config, string> = {
   jobBackoffMs: 'SCALEOUT_JOB_BACKOFF_MS',
   workerConcurrency: 'SCALEOUT_WORKER_CONCURRENCY',
   uploadMaxBytes: 'SCALEOUT_UPLOAD_MAX_BYTES',
+  bodyTimeoutMs: 'SCALEOUT_BODY_TIMEOUT_MS',
   uploadMaxMegapixels: 'SCALEOUT_UPLOAD_MAX_MEGAPIXELS',
   loginRateLimit: 'SCALEOUT_LOGIN_RATE_LIMIT',
   accountLoginFailures: 'SCALEOUT_ACCOUNT_LOGIN_FAILURES',

@@ -327,6 +327,7 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
           secureCookies: config.secureCookies,
           secret: config.secret ?? (await dataDirSecret(config.dataDir)),
           allowedHosts: config.allowedHosts,
+          bodyTimeoutMs: config.bodyTimeoutMs,
           settings: {
             uploadMaxBytes: config.uploadMaxBytes,
             publicUrl: config.publicUrl,

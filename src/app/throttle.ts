@@ -16,20 +16,28 @@ export interface ThrottleSettings {
   loginsPerClient: number;
   /** Sign-ups per client address per window. */
   signupsPerClient: number;
-  /** Failed log-ins of one account before it backs off, whatever the address. */
+  /**
+   * Failed log-ins of one account from one client address before that address
+   * backs off for that account. Across every address the account backs off only
+   * after 20 times as many, and for a minute at most.
+   */
   accountFailuresBeforeBackoff: number;
   /** Uploads per user per window. */
   uploadsPerUser: number;
 }
 
 const hour = 3_600_000;
-/** The longest an account backs off after failed log-ins. */
+/** The longest one address backs off for one account after failed log-ins. */
 export const maxAccountBackoffMs = 15 * 60_000;
+/** The longest an account backs off for every address: short, so that nobody can lock its owner out. */
+export const maxAccountWideBackoffMs = 60_000;
+/** Failures from all addresses together, relative to one address's, before the account-wide back-off. */
+export const accountWideFactor = 20;
 
-/** The back-off of an account after `failures` failed log-ins: 1 s, doubling, at most 15 minutes. */
-export function accountBackoffMs(failures: number, before: number): number {
+/** The back-off after `failures` failed log-ins: 1 s, doubling, at most `maxMs`. */
+export function accountBackoffMs(failures: number, before: number, maxMs = maxAccountBackoffMs): number {
   if (failures < before) return 0;
-  return Math.min(1000 * 2 ** (failures - before), maxAccountBackoffMs);
+  return Math.min(1000 * 2 ** Math.min(failures - before, 30), maxMs);
 }
 
 const seconds = (ms: number) => ms / 1000;
@@ -49,17 +57,23 @@ export function createThrottle(limiter: RateLimiter, settings: ThrottleSettings)
       );
     }
   };
-  const failureKey = (username: string) => `login-failures:${username}`;
+  // OWASP's advice against lockout: failures count per account *and* address, so
+  // an attacker's wrong passwords back off the attacker, not the owner elsewhere.
+  const failureKey = (username: string, client: string) => `login-failures:${username}:${client}`;
+  const accountKey = (username: string) => `login-failures:${username}`;
+  const backoff = async (key: string, before: number, maxMs: number) => {
+    const failures = await limiter.peek(key);
+    return failures ? failures.lastHitAt.getTime() + accountBackoffMs(failures.count, before, maxMs) - Date.now() : 0;
+  };
   return {
-    /** Before a log-in: the client's budget, then the account's back-off after failures. */
+    /** Before a log-in: the client's budget, then the back-off of this account from this address, then the account's. */
     async beforeLogIn(client: string, username: string): Promise<void> {
       await count(`login:${client}`, settings.loginsPerClient, 'log-in attempts');
-      const failures = await limiter.peek(failureKey(username));
-      if (!failures) return;
-      const waitMs =
-        failures.lastHitAt.getTime() +
-        accountBackoffMs(failures.count, settings.accountFailuresBeforeBackoff) -
-        Date.now();
+      const before = settings.accountFailuresBeforeBackoff;
+      const waitMs = Math.max(
+        await backoff(failureKey(username, client), before, maxAccountBackoffMs),
+        await backoff(accountKey(username), before * accountWideFactor, maxAccountWideBackoffMs),
+      );
       if (waitMs > 0) {
         throw new RateLimitedError(
           `too many failed log-ins for this account: try again in ${Math.ceil(seconds(waitMs))} s`,
@@ -67,11 +81,12 @@ export function createThrottle(limiter: RateLimiter, settings: ThrottleSettings)
         );
       }
     },
-    async logInFailed(username: string): Promise<void> {
-      await limiter.hit(failureKey(username), hour);
+    async logInFailed(username: string, client: string): Promise<void> {
+      await limiter.hit(failureKey(username, client), hour);
+      await limiter.hit(accountKey(username), hour);
     },
-    async logInSucceeded(username: string): Promise<void> {
-      await limiter.reset(failureKey(username));
+    async logInSucceeded(username: string, client: string): Promise<void> {
+      await limiter.reset(failureKey(username, client));
     },
     beforeSignUp: (client: string) => count(`signup:${client}`, settings.signupsPerClient, 'sign-ups'),
     beforeUpload: (userId: string) => count(`upload:${userId}`, settings.uploadsPerUser, 'uploads'),

@@ -1,4 +1,4 @@
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { isAlive } from './pid.ts';
 
@@ -7,7 +7,9 @@ import { isAlive } from './pid.ts';
  * the owner's pid; a stale one (its process is gone) is taken over.
  */
 export async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
-  await mkdir(dataDir, { recursive: true });
+  // The data dir (the database, the site's secret) is the owner's alone.
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await chmod(dataDir, 0o700);
   const file = path.join(dataDir, 'scaleout.pid');
   for (let tries = 0; tries < 2; tries++) {
     try {

@@ -29,7 +29,7 @@ import { installAuth } from './auth.ts';
 import type { Drain } from './drain.ts';
 import { installErrorHandlers } from './errors.ts';
 import { healthRoutes, type ReadinessCheck } from './health.ts';
-import { installHostCheck, requireApiContentType } from './requests.ts';
+import { installBodyDeadline, installHostCheck, requireApiContentType } from './requests.ts';
 import { installSecurityHeaders } from './security-headers.ts';
 import { responseSerializerCompiler } from './serialize.ts';
 
@@ -56,6 +56,8 @@ export interface ServerOptions {
   /** Host headers the site answers to when no public URL is set (empty: any well-formed one). */
   allowedHosts: string[];
   secureCookies: 'auto' | 'always' | 'never';
+  /** How long a request's body may take to arrive (default 30 s). */
+  bodyTimeoutMs?: number;
 }
 
 /** The HTTP server: the site, the JSON API and the operational endpoints, on the given services. */
@@ -83,6 +85,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     reply.header('x-request-id', request.id);
   });
   installHostCheck(app, { publicUrl: settings.publicUrl, allowedHosts: options.allowedHosts });
+  installBodyDeadline(app, options.bodyTimeoutMs ?? 30_000);
   // The request's context (request id, query count), captured once the auth hook has opened it.
   const contexts = new WeakMap<FastifyRequest, RequestContext>();
   app.addHook('onResponse', async (request, reply) => {
@@ -115,7 +118,14 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     limits: { fileSize: settings.uploadMaxBytes, files: 1, fields: 8, fieldSize: 16 * 1024, parts: 10 },
     throwFileSizeLimit: true,
   });
-  installAuth(app, options.sessions, options.consistency ?? noConsistency, options.secureCookies, options.secret);
+  installAuth(
+    app,
+    options.sessions,
+    options.consistency ?? noConsistency,
+    options.secureCookies,
+    options.secret,
+    settings.publicUrl,
+  );
   app.addHook('onRequest', async (request) => {
     const ctx = currentRequestContext();
     if (ctx) contexts.set(request, ctx);

@@ -25,7 +25,10 @@ export function installAuth(
   consistency: ReadConsistency,
   secureCookies: 'auto' | 'always' | 'never',
   secret: string,
+  /** The site's public URL: the one Origin its pages post from (else the request's own Host). */
+  publicUrl?: string,
 ) {
+  const publicOrigin = publicUrl ? new URL(publicUrl).origin : undefined;
   // The session of each request (found or started), for read-your-writes bookkeeping.
   const current = new WeakMap<FastifyRequest, { id: string; data: Record<string, string> } | null>();
   const secure = (request: FastifyRequest) =>
@@ -41,6 +44,20 @@ export function installAuth(
     createHmac('sha256', secret)
       .update(`csrf\0${nonce}\0${request.viewer?.sessionId ?? ''}`)
       .digest('base64url');
+
+  // The read-your-writes cookie is signed: a forged one (say FFFFFFFF/FFFFFFFF, ahead of every
+  // replica) would send every read of its client to the primary.
+  const lsnSignature = (lsn: string) => createHmac('sha256', secret).update(`lsn\0${lsn}`).digest('base64url');
+  const signedLsn = (lsn: string) => `${lsn}.${lsnSignature(lsn)}`;
+  const verifiedLsn = (value: string | undefined): string | undefined => {
+    if (!value || value.length > 100) return undefined;
+    const dot = value.lastIndexOf('.');
+    if (dot < 0) return undefined;
+    const lsn = value.slice(0, dot);
+    const a = Buffer.from(lsnSignature(lsn));
+    const b = Buffer.from(value.slice(dot + 1));
+    return a.length === b.length && timingSafeEqual(a, b) ? lsn : undefined;
+  };
 
   app.decorateRequest('viewer', null);
   app.decorateReply(
@@ -83,7 +100,9 @@ export function installAuth(
     if (!unsafeMethods.has(request.method)) return;
     if (request.headers['sec-fetch-site'] === 'cross-site') throw forbidden('cross-site request refused');
     const origin = request.headers.origin;
-    if (origin !== undefined && !sameOrigin(origin, request)) throw forbidden('cross-origin request refused');
+    if (origin !== undefined && !sameOrigin(origin, request, publicOrigin)) {
+      throw forbidden('cross-origin request refused');
+    }
   });
 
   // Each request runs in its own request-id and consistency scopes (AsyncLocalStorage.run needs a callback hook).
@@ -94,8 +113,8 @@ export function installAuth(
     const bearer = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
     const id = bearer ?? request.cookies[cookieName(request, sessionCookie)];
     const anonymous = () => {
-      const token = request.cookies[cookieName(request, lsnCookie)];
-      if (token && token.length <= 40) consistency.begin(token);
+      const token = verifiedLsn(request.cookies[cookieName(request, lsnCookie)]);
+      if (token) consistency.begin(token);
     };
     if (!id || id.length > 128) return anonymous();
     const session = await sessions.get(id);
@@ -122,8 +141,8 @@ export function installAuth(
     if (!session) {
       // No session (a sign-up, say): a short-lived cookie carries the token, so the client's next reads see its write.
       const name = cookieName(request, lsnCookie);
-      if (token && token !== request.cookies[name]) {
-        reply.setCookie(name, token, { ...cookieOptions(request), maxAge: 300 });
+      if (token && token !== verifiedLsn(request.cookies[name])) {
+        reply.setCookie(name, signedLsn(token), { ...cookieOptions(request), maxAge: 300 });
       }
       return payload;
     }
@@ -134,11 +153,16 @@ export function installAuth(
   });
 }
 
-/** The Origin names this site: same scheme and host (the one the request was sent to). */
-function sameOrigin(origin: string, request: FastifyRequest): boolean {
+/**
+ * The Origin names this site: its public URL's origin when it has one, else
+ * the scheme and Host the request was sent to. Never a forwarded host: a
+ * client can send any X-Forwarded-Host (the balancer drops it too).
+ */
+function sameOrigin(origin: string, request: FastifyRequest, publicOrigin: string | undefined): boolean {
+  if (publicOrigin !== undefined) return origin === publicOrigin;
   try {
     const url = new URL(origin);
-    return url.host === request.host && url.protocol === `${request.protocol}:`;
+    return url.host === request.headers.host && url.protocol === `${request.protocol}:`;
   } catch {
     return false; // "null" (a sandboxed page, a file) or garbage
   }

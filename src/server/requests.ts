@@ -74,3 +74,41 @@ export async function requireApiContentType(request: FastifyRequest): Promise<vo
   if (type === 'multipart/form-data' && request.routeOptions.config.multipart) return;
   throw unsupportedMediaType('send application/json (multipart/form-data for uploads)');
 }
+
+/**
+ * A request's body must arrive within `ms` of its headers. A client that
+ * trickles it (a byte every few seconds: a slow-body attack) gets 408 and the
+ * connection is closed; nothing it sent is acted on. Node's own
+ * requestTimeout checks only every 30 s, hence a timer per request with a body.
+ */
+export function installBodyDeadline(app: FastifyInstance, ms: number): void {
+  app.addHook('onRequest', (request, reply, done) => {
+    const raw = request.raw;
+    const length = raw.headers['content-length'];
+    const hasBody = (length !== undefined && length !== '0') || raw.headers['transfer-encoding'] !== undefined;
+    if (!hasBody || raw.complete) return done();
+    const timer = setTimeout(() => {
+      if (raw.complete) return;
+      request.log.warn({ bodyTimeoutMs: ms }, 'the request body did not arrive in time: 408, connection closed');
+      if (!reply.raw.headersSent) {
+        reply.raw.writeHead(408, { 'content-type': 'application/json; charset=utf-8', connection: 'close' });
+        reply.raw.end(
+          JSON.stringify({
+            error: {
+              code: 'REQUEST_TIMEOUT',
+              message: `the request body did not arrive within ${ms / 1000} s`,
+              requestId: request.id,
+            },
+          }),
+        );
+      }
+      raw.socket?.destroySoon?.();
+      setTimeout(() => raw.socket?.destroy(), 1000).unref();
+    }, ms);
+    timer.unref();
+    const clear = () => clearTimeout(timer);
+    raw.once('end', clear);
+    raw.once('close', clear);
+    done();
+  });
+}

@@ -63,28 +63,42 @@ describe('one budget for the API and the site', () => {
 describe('per-account log-in back-off', () => {
   // Behind a trusted proxy each try may come from another address, as from a botnet.
   const app = useApp({ trustProxy: true, loginRateLimit: 1000, accountLoginFailures: 3 });
+  const from = (address: string) => ({ 'x-forwarded-for': address });
+  const rightLogIn = (c: Client, username: string, address: string) =>
+    c.request('POST', '/api/v1/sessions', { json: { username, password }, headers: from(address) });
 
-  it('backs one account off after failed log-ins, whatever the address, and a success resets it', async () => {
+  it('backs off the address that failed, not the owner at another one, and a success resets it', async () => {
     const c = new Client(app.url);
     const name = await c.signUp();
-    for (let i = 0; i < 3; i++) {
-      expect((await wrongLogIn(c, name, { 'x-forwarded-for': `203.0.113.${i + 1}` })).status).toBe(401);
-    }
-    // Even the right password waits out the back-off.
-    const refused = await c.request('POST', '/api/v1/sessions', {
-      json: { username: name, password },
-      headers: { 'x-forwarded-for': '203.0.113.99' },
-    });
+    for (let i = 0; i < 3; i++) expect((await wrongLogIn(c, name, from('203.0.113.1'))).status).toBe(401);
+    // The address that guessed waits, even with the right password...
+    const refused = await rightLogIn(c, name, '203.0.113.1');
     expect(refused.status).toBe(429);
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    // ... and the owner, elsewhere, is not locked out (OWASP: lockout must not be a denial of service).
+    expect((await rightLogIn(new Client(app.url), name, '198.51.100.7')).status).toBe(201);
     // Another account is not affected.
     const other = await new Client(app.url).signUp();
     expect((await new Client(app.url).logIn(other)).status).toBe(201);
 
     await new Promise((r) => setTimeout(r, 1100));
-    expect((await c.logIn(name)).status).toBe(201);
-    expect((await wrongLogIn(c, name)).status).toBe(401);
-    expect((await c.logIn(name)).status).toBe(201);
+    expect((await rightLogIn(c, name, '203.0.113.1')).status).toBe(201);
+    expect((await wrongLogIn(c, name, from('203.0.113.1'))).status).toBe(401);
+    expect((await rightLogIn(c, name, '203.0.113.1')).status).toBe(201);
+  });
+
+  it('backs the account off for every address, for a minute at most, after many failures from many addresses', async () => {
+    const c = new Client(app.url);
+    const name = await c.signUp();
+    // 20 × 3 failures, each address below its own limit: a botnet guessing one password.
+    for (let i = 0; i < 60; i++) {
+      expect((await wrongLogIn(c, name, from(`10.0.${Math.floor(i / 2)}.${(i % 2) + 1}`))).status).toBe(401);
+    }
+    const refused = await rightLogIn(c, name, '198.51.100.8');
+    expect(refused.status).toBe(429);
+    const wait = Number(refused.headers.get('retry-after'));
+    expect(wait).toBeGreaterThanOrEqual(1);
+    expect(wait).toBeLessThanOrEqual(60);
   });
 });
 
@@ -184,6 +198,39 @@ function rawStatus(port: number, request: string): Promise<number> {
     socket.on('close', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(data)?.[1] ?? 0)));
   });
 }
+
+describe('a body that trickles in', () => {
+  const app = useApp({ bodyTimeoutMs: 1000 });
+
+  it('gets 408 and a closed connection once the body deadline passes, and creates nothing', async () => {
+    const port = Number(new URL(app.url).port);
+    const name = uniqueName();
+    const started = Date.now();
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.write(
+          `POST /api/v1/users HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{"username":"${name}"`,
+        );
+      });
+      // One more byte now and then, as a slow-body attacker sends them.
+      const drip = setInterval(() => socket.write(' '), 300);
+      let data = '';
+      socket.setEncoding('latin1');
+      socket.on('data', (chunk) => {
+        data += chunk;
+      });
+      socket.on('error', reject);
+      socket.on('close', () => {
+        clearInterval(drip);
+        resolve(data);
+      });
+      setTimeout(() => socket.destroy(new Error('still open after 10 s')), 10_000).unref();
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 408/);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect((await new Client(app.url).request('GET', `/api/v1/users/${name}`)).status).toBe(404);
+  });
+});
 
 const cursorOf = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
 

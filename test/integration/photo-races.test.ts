@@ -33,7 +33,12 @@ afterAll(async () => {
 });
 
 /** A photo service on the real database and blob store; `photos` may be wrapped to slow a step down. */
-function photoService(opts: { photos?: PhotoRepository; queue?: JobQueue; blobDir: string }): PhotoService {
+function photoService(opts: {
+  photos?: PhotoRepository;
+  queue?: JobQueue;
+  blobDir: string;
+  maxQueuedPerUser?: number;
+}): PhotoService {
   const limiter = createDatabaseRateLimiter(db);
   return createPhotoService({
     photos: opts.photos ?? createPhotoRepository(db),
@@ -49,7 +54,7 @@ function photoService(opts: { photos?: PhotoRepository; queue?: JobQueue; blobDi
       accountFailuresBeforeBackoff: 5,
       uploadsPerUser: 100,
     }),
-    limits: { maxBytes: 10e6, maxPixels: 50e6, maxQueuedPerUser: 100 },
+    limits: { maxBytes: 10e6, maxPixels: 50e6, maxQueuedPerUser: opts.maxQueuedPerUser ?? 100 },
   });
 }
 
@@ -140,7 +145,7 @@ describe('a deleted photo is gone', () => {
     const repo = createPhotoRepository(db);
     const failing: PhotoRepository = {
       ...repo,
-      async create() {
+      async createWithinCap() {
         throw new Error('the database said no');
       },
     };
@@ -148,6 +153,27 @@ describe('a deleted photo is gone', () => {
     const owner = await newUser('failed_owner');
     await expect(service.upload(owner, { data: await pngImage(), caption: '' })).rejects.toThrow(/said no/);
     expect(await filesUnder(blobDir)).toEqual([]);
+  });
+});
+
+describe('a burst of uploads against the processing cap', () => {
+  it('accepts no more than the cap, however many arrive at once', async () => {
+    // A queue that never runs its jobs: every accepted photo stays processing.
+    const queue: JobQueue = { ...createMemoryQueue({ attempts: 1, backoffMs: 0 }), async enqueue() {} };
+    const service = photoService({ blobDir: path.join(tmp.dir, 'blobs-cap'), queue, maxQueuedPerUser: 5 });
+    const owner = await newUser('cap_owner');
+    const image = await pngImage();
+    const results = await Promise.allSettled(
+      Array.from({ length: 20 }, () => service.upload(owner, { data: image, caption: '' })),
+    );
+    const accepted = results.filter((r) => r.status === 'fulfilled');
+    const refused = results.filter((r) => r.status === 'rejected');
+    expect(accepted).toHaveLength(5);
+    for (const r of refused) expect((r as PromiseRejectedResult).reason).toMatchObject({ status: 429 });
+    expect(await createPhotoRepository(db).countProcessing(owner)).toBe(5);
+    // The refused uploads left no file behind: 5 originals only.
+    const originals = (await filesUnder(path.join(tmp.dir, 'blobs-cap'))).filter((f) => f.endsWith('original'));
+    expect(originals).toHaveLength(5);
   });
 });
 

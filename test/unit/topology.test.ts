@@ -171,6 +171,7 @@ describe('rendered configs', () => {
       rewind: 'w',
       app: 'a',
       patroniRest: 'p',
+      etcd: 'e',
     });
     expect(yml).toContain('etcd3:\n  hosts: 127.50.3.1:2379');
     // Unsafe REST endpoints need the password; pg_hba lets in only the topology's addresses, with a password.

@@ -71,32 +71,52 @@ export function createPhotoRepository(db: Db) {
     cursor ? eb(eb.refTuple('p.created_at', 'p.id'), '<', eb.tuple(cursor.createdAt, cursor.id)) : eb.lit(true);
 
   return {
-    async create(photo: {
-      id: string;
-      ownerId: string;
-      caption: string;
-      mimeType: string;
-      width: number;
-      height: number;
-      byteSize: number;
-      // Set here, at millisecond precision, so keyset cursors compare exactly.
-      createdAt: Date;
-    }): Promise<void> {
-      await db.primary
-        .insertInto('photos')
-        .values({
-          id: photo.id,
-          owner_id: photo.ownerId,
-          caption: photo.caption,
-          status: 'processing',
-          mime_type: photo.mimeType,
-          width: photo.width,
-          height: photo.height,
-          byte_size: photo.byteSize,
-          created_at: photo.createdAt,
-          updated_at: photo.createdAt,
-        })
-        .execute();
+    /**
+     * Inserts the photo as `processing` unless its owner already has
+     * `maxProcessing` photos processing; false then. The owner's row is locked
+     * for the count and the insert (SELECT … FOR UPDATE), so concurrent uploads
+     * of one user are counted one after another: the cap holds under a burst.
+     */
+    async createWithinCap(
+      photo: {
+        id: string;
+        ownerId: string;
+        caption: string;
+        mimeType: string;
+        width: number;
+        height: number;
+        byteSize: number;
+        // Set here, at millisecond precision, so keyset cursors compare exactly.
+        createdAt: Date;
+      },
+      maxProcessing: number,
+    ): Promise<boolean> {
+      return db.transaction(async (trx) => {
+        await trx.selectFrom('users').select('id').where('id', '=', photo.ownerId).forUpdate().execute();
+        const row = await trx
+          .selectFrom('photos')
+          .select((eb) => eb.fn.countAll<string>().as('n'))
+          .where('owner_id', '=', photo.ownerId)
+          .where('status', '=', 'processing')
+          .executeTakeFirst();
+        if (Number(row?.n ?? 0) >= maxProcessing) return false;
+        await trx
+          .insertInto('photos')
+          .values({
+            id: photo.id,
+            owner_id: photo.ownerId,
+            caption: photo.caption,
+            status: 'processing',
+            mime_type: photo.mimeType,
+            width: photo.width,
+            height: photo.height,
+            byte_size: photo.byteSize,
+            created_at: photo.createdAt,
+            updated_at: photo.createdAt,
+          })
+          .execute();
+        return true;
+      });
     },
 
     async get(id: string, fromPrimary = false): Promise<PhotoRow | undefined> {

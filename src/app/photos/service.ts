@@ -61,12 +61,13 @@ export function createPhotoService(deps: {
     ): Promise<{ id: string; status: 'processing' }> {
       if (file.data.length > limits.maxBytes) throw payloadTooLarge(`the file is larger than ${limits.maxBytes} bytes`);
       await throttle.beforeUpload(ownerId);
-      if ((await photos.countProcessing(ownerId)) >= limits.maxQueuedPerUser) {
-        throw new RateLimitedError(
+      const overCap = () =>
+        new RateLimitedError(
           `you have ${limits.maxQueuedPerUser} photos processing: upload more when they are ready`,
           5,
         );
-      }
+      // A cheap early refusal; the insert below counts again, atomically.
+      if ((await photos.countProcessing(ownerId)) >= limits.maxQueuedPerUser) throw overCap();
       const format = detectImageFormat(file.data);
       if (!format) throw unsupportedMediaType('the file is not a JPEG, PNG, WebP, AVIF or GIF image');
       let size: { width: number; height: number };
@@ -81,20 +82,28 @@ export function createPhotoService(deps: {
       const id = newId();
       await blobs.put(originalKey(id), file.data, mimeTypes[format]);
       const createdAt = new Date();
+      let created: boolean;
       try {
-        await photos.create({
-          id,
-          ownerId,
-          caption: file.caption,
-          mimeType: mimeTypes[format],
-          width: size.width,
-          height: size.height,
-          byteSize: file.data.length,
-          createdAt,
-        });
+        created = await photos.createWithinCap(
+          {
+            id,
+            ownerId,
+            caption: file.caption,
+            mimeType: mimeTypes[format],
+            width: size.width,
+            height: size.height,
+            byteSize: file.data.length,
+            createdAt,
+          },
+          limits.maxQueuedPerUser,
+        );
       } catch (err) {
         await blobs.delete(originalKey(id));
         throw err;
+      }
+      if (!created) {
+        await blobs.delete(originalKey(id));
+        throw overCap();
       }
       await timelines?.uploaded({ id, ownerId, createdAt });
       await queue.enqueue('photo.variants', { photoId: id }, { jobId: id, group: ownerId });

@@ -58,10 +58,10 @@ export function createUserService(deps: {
       const user = await users.getByUsername(username, true);
       const ok = await verifyPassword(password, user?.passwordHash ?? dummyHash);
       if (!user || !ok) {
-        if (user) await throttle.logInFailed(username);
+        if (user) await throttle.logInFailed(username, opts.client);
         throw unauthorized('wrong username or password');
       }
-      await throttle.logInSucceeded(username);
+      await throttle.logInSucceeded(username, opts.client);
       if (opts.previousSessionId) await sessions.delete(opts.previousSessionId);
       return sessions.create(user.id, { username: user.username });
     },

@@ -62,6 +62,13 @@ export interface Component<S extends ProcessSpec = ProcessSpec> {
   publicUrl?(spec: S): string;
   /** Every address it binds (checked free before `up`). */
   addresses(spec: S): Address[];
+  /**
+   * What each address it binds asks of whoever connects. The operations
+   * plane's rule: on one machine every local user reaches every 127.x address,
+   * so nothing that changes anything or reads private data answers without
+   * the topology's secrets. Every address of `addresses` is here (a test checks).
+   */
+  access(spec: S): { at: Address; guard: Guard }[];
   /** The address to show. */
   address(spec: S): string;
   /**
@@ -86,6 +93,16 @@ export interface Component<S extends ProcessSpec = ProcessSpec> {
   /** What a process of this kind leaves running when it dies (Patroni's postmaster): stopped before a restart and by `down`. */
   leftovers?(spec: S, ctx: { runDir: string }): { name: string; pid: number; signal: NodeJS.Signals }[];
 }
+
+/**
+ * - `public`: the site itself (its own authentication is the app's);
+ * - `password`: nothing without the topology's password (Redis, Sentinel, PostgreSQL, etcd);
+ * - `password-for-changes`: reads are open, every change needs the password (Patroni's REST API);
+ * - `token`: the run's control token, its own Host, no cross-site request (the supervisor, the dashboard);
+ * - `read-only`: metrics or status that neither change anything nor hold a secret;
+ * - `peers`: a cluster's own peer port (etcd's), which takes no client requests.
+ */
+export type Guard = 'public' | 'password' | 'password-for-changes' | 'token' | 'read-only' | 'peers';
 
 /** A component with its spec type inferred from its schema. */
 export const defineComponent = <S extends ProcessSpec>(c: Component<S>): Component<S> => c;

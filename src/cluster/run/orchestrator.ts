@@ -80,6 +80,7 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
       redis: secret(18),
       sentinel: secret(18),
       patroniRest: secret(18),
+      etcd: secret(18),
       control: randomBytes(24).toString('base64url'),
     },
     processes: [],

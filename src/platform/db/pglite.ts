@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { PGlite } from '@electric-sql/pglite';
 import {
   CompiledQuery,
@@ -88,7 +88,11 @@ class PgliteConnection implements DatabaseConnection {
 
 /** Embedded PostgreSQL (WASM) on a data directory, migrated at open. */
 export async function openPgliteDb(dataDir: string | undefined, observe?: QueryObserver): Promise<Db> {
-  if (dataDir) await mkdir(dataDir, { recursive: true });
+  if (dataDir) {
+    // The database's files are the owner's alone (PGlite writes them with the process's umask).
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    await chmod(dataDir, 0o700);
+  }
   const client = await PGlite.create(dataDir ? { dataDir } : {});
   const db = new Kysely<Database>({
     dialect: {

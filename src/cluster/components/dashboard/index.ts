@@ -54,6 +54,7 @@ export const dashboard = defineComponent<Dashboard>({
   scope: 'global',
   stage: 85,
   addresses: (s) => [s.listen],
+  access: (s) => [{ at: s.listen, guard: 'token' }],
   address: (s) => hostPort(s.listen),
   start: (s, ctx) => startDashboard(ctx.topology, s, path.dirname(ctx.runDir), ctx.runDir),
   health: async (s, ctx) => ({ ok: (await dashboardUp(s, ctx.state.secrets.control)) === 200, role: 'dashboard' }),

@@ -26,6 +26,11 @@ export const dbProxy = defineComponent<DbProxy>({
   scope: 'dataCenter',
   stage: 40,
   addresses: (s) => [s.primary, s.replicas, s.stats],
+  access: (s) => [
+    { at: s.primary, guard: 'password' },
+    { at: s.replicas, guard: 'password' },
+    { at: s.stats, guard: 'read-only' },
+  ],
   address: (s) => `${hostPort(s.primary)},${s.replicas.port}`,
   async start(s, ctx) {
     const started = await startHaproxy(s.name, dbProxyConfig(s, nodesOf(ctx)), ctx.runDir, s.primary);

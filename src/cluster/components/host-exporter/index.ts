@@ -31,6 +31,7 @@ export const hostExporter = defineComponent<HostExporter>({
   scope: 'global',
   stage: 71,
   addresses: (s) => [s.listen],
+  access: (s) => [{ at: s.listen, guard: 'read-only' }],
   address: (s) => hostPort(s.listen),
   start: (s, ctx) => startHostExporter(s, ctx.runDir),
   health: async (s) => ({ ok: (await hostExporterUp(s)) === 200, role: 'metrics (host)' }),

@@ -44,6 +44,10 @@ export const loadBalancer = defineComponent<LoadBalancer>({
   stage: 90,
   publicUrl: (s) => `http://${hostPort(s.listen)}`,
   addresses: (s) => [s.listen, s.stats],
+  access: (s) => [
+    { at: s.listen, guard: 'public' },
+    { at: s.stats, guard: 'read-only' },
+  ],
   address: (s) => hostPort(s.listen),
   async start(s, ctx) {
     const started = await startHaproxy(s.name, balancerConfig(ctx.topology, s, ctx.runDir), ctx.runDir, s.listen);

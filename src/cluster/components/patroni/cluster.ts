@@ -15,6 +15,8 @@ export interface DbSecrets {
   app: string;
   /** Patroni's REST API: basic auth on its unsafe endpoints (switchover, restart, reinitialize, config). */
   patroniRest: string;
+  /** etcd's root user (Patroni's leader key and config live there). */
+  etcd: string;
 }
 
 /**
@@ -37,6 +39,8 @@ ctl:
   authentication: {username: scaleout, password: ${q(secrets.patroniRest)}}
 etcd3:
   hosts: ${etcd.client.host}:${etcd.client.port}
+  username: root
+  password: ${q(secrets.etcd)}
 bootstrap:
   dcs:
     ttl: ${t.options.patroniTtl}

@@ -52,6 +52,10 @@ export const patroni = defineComponent<Patroni>({
   scope: 'dataCenter',
   stage: 30,
   addresses: (s) => [s.postgres, s.rest],
+  access: (s) => [
+    { at: s.postgres, guard: 'password' },
+    { at: s.rest, guard: 'password-for-changes' },
+  ],
   address: (s) => hostPort(s.postgres),
   async start(s, ctx) {
     const [etcd] = processesOf(ctx.topology, 'etcd', ctx.dataCenter ? { dataCenter: ctx.dataCenter } : undefined);

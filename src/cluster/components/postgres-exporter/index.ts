@@ -55,6 +55,7 @@ export const postgresExporter = defineComponent<Exporter>({
   scope: 'dataCenter',
   stage: 72,
   addresses: (s) => [s.listen],
+  access: (s) => [{ at: s.listen, guard: 'read-only' }],
   address: (s) => hostPort(s.listen),
   start: (s, ctx) => startPostgresExporter(ctx.topology, s, ctx.runDir, ctx.state.secrets.superuser),
   health: async (s) => ({ ok: (await exporterUp(s)) === 200, role: 'metrics (PostgreSQL exporter)' }),

@@ -16,6 +16,7 @@ export const postgres = defineComponent<z.infer<typeof postgresSpec>>({
   scope: 'dataCenter',
   stage: 10,
   addresses: (s) => [s.listen],
+  access: (s) => [{ at: s.listen, guard: 'password' }],
   address: (s) => hostPort(s.listen),
   async start(s, ctx) {
     const started = await startPostgresServer({

@@ -107,6 +107,7 @@ export const prometheus = defineComponent<Prometheus>({
   scope: 'global',
   stage: 80,
   addresses: (s) => [s.listen],
+  access: (s) => [{ at: s.listen, guard: 'read-only' }],
   address: (s) => hostPort(s.listen),
   start: (s, ctx) => startPrometheus(ctx.topology, s, ctx.runDir),
   health: async (s) => ({ ok: (await prometheusReady(s)) === 200, role: 'metrics (Prometheus)' }),

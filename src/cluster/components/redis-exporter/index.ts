@@ -18,6 +18,7 @@ export const redisExporter = defineComponent<z.infer<typeof redisExporterSpec>>(
   scope: 'dataCenter',
   stage: 70,
   addresses: (s) => [s.listen],
+  access: (s) => [{ at: s.listen, guard: 'read-only' }],
   address: (s) => hostPort(s.listen),
   start(s, ctx) {
     const server = ctx.scope.find((p) => p.kind === 'redis' && p.name === s.server);

@@ -18,6 +18,7 @@ export const redisSentinel = defineComponent<z.infer<typeof redisSentinelSpec>>(
   scope: 'dataCenter',
   stage: 55,
   addresses: (s) => [s.listen],
+  access: (s) => [{ at: s.listen, guard: 'password' }],
   address: (s) => hostPort(s.listen),
   start: (s, ctx) => startSentinel(s, mastersOf(ctx), ctx.runDir, ctx.state.secrets),
   async ready(sentinels, ctx) {

@@ -24,6 +24,7 @@ export const redis = defineComponent<RedisSpec>({
   scope: 'dataCenter',
   stage: 50,
   addresses: (s) => [s.listen],
+  access: (s) => [{ at: s.listen, guard: 'password' }],
   address: (s) => hostPort(s.listen),
   // Masters first, then their replicas.
   batches: (specs) => [...specs.filter((x) => !x.replicaOf), ...specs.filter((x) => x.replicaOf)].map((s) => [s]),

@@ -57,6 +57,7 @@ export const supervisor = defineComponent<Supervisor>({
   // Last: from here on, what dies is started again. `up` of a supervised topology is run by the supervisor itself.
   stage: 100,
   addresses: (s) => [s.listen],
+  access: (s) => [{ at: s.listen, guard: 'token' }],
   address: (s) => hostPort(s.listen),
   start: (s, ctx) => startSupervisor(s, ctx.runDir),
   launch: (s, runDir) => spawnSupervisor(s.name, runDir, { launch: true }),

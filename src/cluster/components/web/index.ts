@@ -26,6 +26,10 @@ export const web = defineComponent<z.infer<typeof webSpec>>({
   stage: 60,
   publicUrl: (s) => `http://${hostPort(s.listen)}`,
   addresses: (s) => [s.listen, webMetrics(s)],
+  access: (s) => [
+    { at: s.listen, guard: 'public' },
+    { at: webMetrics(s), guard: 'read-only' },
+  ],
   address: (s) => hostPort(s.listen),
   batches: ([first, ...rest]) => (first ? [[first], rest] : []),
   start: (s, ctx) => startWeb(s, ctx.runDir, ctx.appEnv(), { checkout: ctx.state.checkout }),
