@@ -258,7 +258,9 @@ describe('lb preset: HAProxy, 2 web servers, 3 PostgreSQL nodes under Patroni (s
     });
     try {
       const page = await browser.newPage({ viewport: { width: 1280, height: 1100 } });
-      await page.goto(`http://${dash.listen.host}:${dash.listen.port}/`);
+      // The URL `up` prints: the token in it, which the dashboard moves into a cookie for the page's requests.
+      await page.goto(`http://${dash.listen.host}:${dash.listen.port}/?token=${topo.state.secrets.control}`);
+      expect(new URL(page.url()).search).toBe('');
       await page.waitForFunction(
         () => {
           const d = (window as unknown as { __dashboard?: { points: Record<string, number> } }).__dashboard;
