@@ -85,7 +85,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     reply.header('x-request-id', request.id);
   });
   installHostCheck(app, { publicUrl: settings.publicUrl, allowedHosts: options.allowedHosts });
-  installBodyDeadline(app, options.bodyTimeoutMs ?? 30_000);
+  const bodies = installBodyDeadline(app, options.bodyTimeoutMs ?? 30_000);
   // The request's context (request id, query count), captured once the auth hook has opened it.
   const contexts = new WeakMap<FastifyRequest, RequestContext>();
   app.addHook('onResponse', async (request, reply) => {
@@ -178,6 +178,6 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   await app.register(htmlRoutes(services, { ...settings, stylesheetUrl: assets.url('style.css') }));
   await app.register(mediaRoutes(services));
   await app.register(assets.plugin);
-  await app.register(healthRoutes(options.readiness, options.version, options.drain));
+  await app.register(healthRoutes(options.readiness, options.version, options.drain, bodies.receiving));
   return app;
 }

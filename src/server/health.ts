@@ -13,12 +13,20 @@ export interface ReadinessCheck {
  * the balancer takes it out of rotation).
  * (/metrics has its own listener.)
  */
-export function healthRoutes(checks: ReadinessCheck[], version = 'unknown', drain?: Drain): FastifyPluginAsync {
+export function healthRoutes(
+  checks: ReadinessCheck[],
+  version = 'unknown',
+  drain?: Drain,
+  /** Requests whose body is still arriving (the supervisor's in-flight metric subtracts them). */
+  receivingBody?: () => number,
+): FastifyPluginAsync {
   return async (app) => {
     const probes = checks.map((c) =>
       dependencyProbe(c, (err) => app.log.warn({ err, dependency: c.name }, 'readiness check failed')),
     );
-    app.get('/healthz', async () => ({ status: 'ok', version }));
+    app.get('/healthz', async () =>
+      receivingBody ? { status: 'ok', version, receivingBody: receivingBody() } : { status: 'ok', version },
+    );
     app.get('/readyz', async (_request, reply) => {
       if (drain?.draining) {
         drain.failedCheck();

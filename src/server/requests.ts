@@ -81,12 +81,16 @@ export async function requireApiContentType(request: FastifyRequest): Promise<vo
  * connection is closed; nothing it sent is acted on. Node's own
  * requestTimeout checks only every 30 s, hence a timer per request with a body.
  */
-export function installBodyDeadline(app: FastifyInstance, ms: number): void {
+export function installBodyDeadline(app: FastifyInstance, ms: number): { receiving(): number } {
+  // Requests whose body is still arriving: not work yet (the autoscaler's in-flight metric leaves them out).
+  let receiving = 0;
   app.addHook('onRequest', (request, reply, done) => {
     const raw = request.raw;
     const length = raw.headers['content-length'];
     const hasBody = (length !== undefined && length !== '0') || raw.headers['transfer-encoding'] !== undefined;
     if (!hasBody || raw.complete) return done();
+    receiving++;
+    let counted = true;
     const timer = setTimeout(() => {
       if (raw.complete) return;
       request.log.warn({ bodyTimeoutMs: ms }, 'the request body did not arrive in time: 408, connection closed');
@@ -106,9 +110,14 @@ export function installBodyDeadline(app: FastifyInstance, ms: number): void {
       setTimeout(() => raw.socket?.destroy(), 1000).unref();
     }, ms);
     timer.unref();
-    const clear = () => clearTimeout(timer);
+    const clear = () => {
+      clearTimeout(timer);
+      if (counted) receiving--;
+      counted = false;
+    };
     raw.once('end', clear);
     raw.once('close', clear);
     done();
   });
+  return { receiving: () => receiving };
 }

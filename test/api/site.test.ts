@@ -113,7 +113,7 @@ describe('operations endpoints', () => {
     const c = new Client(app.url);
     // With the git commit this checkout runs.
     const head = execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
-    expect((await c.request('GET', '/healthz')).body).toEqual({ status: 'ok', version: head });
+    expect((await c.request('GET', '/healthz')).body).toEqual({ status: 'ok', version: head, receivingBody: 0 });
     const ready = await c.request('GET', '/readyz');
     expect(ready.status).toBe(200);
     expect(ready.body.checks).toEqual({ db: 'ok', blobs: 'ok' });

@@ -3,7 +3,12 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { isLeader, patroniCluster, waitForCluster } from '../../src/cluster/components/patroni/cluster.ts';
+import {
+  isLeader,
+  patroniCluster,
+  patroniRestAuth,
+  waitForCluster,
+} from '../../src/cluster/components/patroni/cluster.ts';
 import { keep, mergeByTime, parseLines } from '../../src/cluster/logs.ts';
 import { httpStatus, isAlive, killHard, waitUntil } from '../../src/cluster/process.ts';
 import { type ClusterState, postmasterPid, queryPrimary, restart, stateOf, up } from '../../src/cluster/run/index.ts';
@@ -77,6 +82,8 @@ async function delayReplicas(state: ClusterState, delay: string | null) {
   const [node] = nodesOf(state);
   const res = await fetch(`http://${node?.rest.host}:${node?.rest.port}/config`, {
     method: 'PATCH',
+    // A change of Patroni's configuration: it asks for the topology's REST password.
+    headers: patroniRestAuth(state.secrets.patroniRest),
     body: JSON.stringify({ postgresql: { parameters: { recovery_min_apply_delay: delay } } }),
   });
   expect(res.status).toBe(200);

@@ -116,18 +116,36 @@ export function startController(tier: ScaledTier, metric: Metric, o: ControllerO
   };
 }
 
+/** How many requests a web server is still receiving the body of (its /healthz says), or 0 when it does not answer. */
+async function receivingBody(w: { listen: { host: string; port: number } }): Promise<number> {
+  try {
+    const res = await fetch(`http://${w.listen.host}:${w.listen.port}/healthz`, { signal: AbortSignal.timeout(200) });
+    const n = ((await res.json()) as { receivingBody?: number }).receivingBody;
+    return typeof n === 'number' && n >= 0 ? n : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /**
  * The web tier's metric: requests in flight per ready web server (HAProxy's
- * `scur` plus its queue, over the servers it has UP).
+ * `scur` plus its queue, over the servers it has UP), less the requests whose
+ * body is still arriving: a slow sender is no work for a server, and must not
+ * scale the tier (bodies up to the balancer's buffer never reach a server
+ * before they are whole; larger ones, uploads, are counted by each server).
  */
 export const requestsInFlight = (dataCenter: string): Metric => ({
   name: 'in_flight_per_server',
   help: "The autoscaler's metric: requests in flight per ready web server, mean over 10 s",
   async sample({ topology: t, runDir }) {
     if (processesOf(t, 'loadBalancer', { dataCenter }).length === 0) return null;
-    const servers = await backendServers({ runDir, lb: balancerOf(t, dataCenter) });
+    const [servers, receiving] = await Promise.all([
+      backendServers({ runDir, lb: balancerOf(t, dataCenter) }),
+      Promise.all(webServers(t, dataCenter).map(receivingBody)),
+    ]);
     const ready = servers.filter((s) => s.status.startsWith('UP')).length;
-    return { total: servers.reduce((a, s) => a + s.current + s.queued, 0), servers: ready };
+    const inFlight = servers.reduce((a, s) => a + s.current + s.queued, 0);
+    return { total: Math.max(0, inFlight - receiving.reduce((a, n) => a + n, 0)), servers: ready };
   },
 });
 

@@ -19,6 +19,14 @@ export interface DbSecrets {
   etcd: string;
 }
 
+/** The user of Patroni's REST API (basic auth on its unsafe endpoints). */
+export const patroniRestUser = 'scaleout';
+
+/** The header a change through Patroni's REST API (PATCH /config, POST /switchover …) sends. */
+export const patroniRestAuth = (password: string) => ({
+  authorization: `Basic ${Buffer.from(`${patroniRestUser}:${password}`).toString('base64')}`,
+});
+
 /**
  * Patroni's YAML for one node. Failover detection is the leader-key TTL; with
  * loop_wait 1 and retry_timeout 2, `loop_wait + 2 * retry_timeout <= ttl`
@@ -34,9 +42,9 @@ log:
 restapi:
   listen: ${node.rest.host}:${node.rest.port}
   connect_address: ${node.rest.host}:${node.rest.port}
-  authentication: {username: scaleout, password: ${q(secrets.patroniRest)}}
+  authentication: {username: ${patroniRestUser}, password: ${q(secrets.patroniRest)}}
 ctl:
-  authentication: {username: scaleout, password: ${q(secrets.patroniRest)}}
+  authentication: {username: ${patroniRestUser}, password: ${q(secrets.patroniRest)}}
 etcd3:
   hosts: ${etcd.client.host}:${etcd.client.port}
   username: root
