@@ -247,7 +247,6 @@ export function clusterCommands(program: Command, root: string): void {
         off?: boolean;
       }) => {
         if (o.on && o.off) throw new Error('--on and --off: give one of them');
-        const state = pickState(root, o.name);
         const num = (v: string | undefined, flag: string) => {
           if (v === undefined) return undefined;
           const n = Number(v);
@@ -264,6 +263,7 @@ export function clusterCommands(program: Command, root: string): void {
           enabled: o.off ? false : o.on ? true : undefined,
         };
         const given = Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined));
+        const state = pickState(root, o.name);
         const answer =
           Object.keys(given).length === 0
             ? await callSupervisor<Record<string, unknown>>(state, 'GET', '/status')

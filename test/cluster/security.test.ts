@@ -218,12 +218,15 @@ describe('control APIs: token, Host, Origin', () => {
       Authorization: `Bearer ${token()}`,
     });
     expect(forged).toMatch(/^HTTP\/1\.1 421/);
-    const crossSite = await fetch(`${supervisorUrl()}/scale`, {
-      method: 'POST',
-      headers: { ...auth(), origin: 'http://evil.test', 'content-type': 'text/plain' },
-      body: '{"web":3}',
-    });
-    expect(crossSite.status).toBe(403);
+    // A cross-site simple POST (what a form or a no-cors fetch sends), even with the token.
+    for (const route of ['/scale', '/processes/web-1/restart']) {
+      const crossSite = await fetch(`${supervisorUrl()}${route}`, {
+        method: 'POST',
+        headers: { ...auth(), origin: 'http://evil.test', 'content-type': 'text/plain' },
+        body: '{"web":3}',
+      });
+      expect(crossSite.status, route).toBe(403);
+    }
     expect(webServers(latest().topology)).toHaveLength(2);
     expect((await fetch(`${supervisorUrl()}/status`, { headers: auth() })).status).toBe(200);
   });
@@ -444,6 +447,20 @@ describe('slow bodies', () => {
     await sleep(500);
     expect((await fetch(`${topo.url}/healthz`)).status).toBe(200);
   }, 60_000);
+});
+
+describe("Prometheus' API", () => {
+  it("lets the dashboard's page read it, and no other site (no Access-Control-Allow-Origin: *)", async () => {
+    const prom = spec('prometheus')[0];
+    const dash = spec('dashboard')[0];
+    if (!prom || !dash) throw new Error('no Prometheus or dashboard');
+    const allowed = async (origin: string) =>
+      (await fetch(`${url(prom.listen)}/api/v1/query?query=up`, { headers: { origin } })).headers.get(
+        'access-control-allow-origin',
+      );
+    expect(await allowed('http://evil.test')).toBeNull();
+    expect(await allowed(url(dash.listen))).toBe(url(dash.listen));
+  });
 });
 
 describe('the site behind the balancer', () => {
