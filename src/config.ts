@@ -82,6 +82,10 @@ export const configSchema = z.strictObject({
    * and rate limits live in the durable Redis and the cache gets a Redis L2.
    */
   redisSentinels: csv.optional(),
+  /** The CDN edges' base URLs (the first is this data center's), their purge token, and the origin behind them. */
+  edgeUrls: csv.optional(),
+  edgePurgeToken: z.string().min(1).optional(),
+  originUrl: z.url().optional(),
   /** The Redis servers' password (requirepass) and the Sentinels' (their requirepass). */
   redisPassword: z.string().min(1).optional(),
   redisSentinelPassword: z.string().min(1).optional(),
@@ -163,6 +167,9 @@ export const envNames: Record<keyof Config, string> = {
   cacheTtlSeconds: 'SCALEOUT_CACHE_TTL_SECONDS',
   sessionStore: 'SCALEOUT_SESSION_STORE',
   redisSentinels: 'SCALEOUT_REDIS_SENTINELS',
+  edgeUrls: 'SCALEOUT_EDGE_URLS',
+  edgePurgeToken: 'SCALEOUT_EDGE_PURGE_TOKEN',
+  originUrl: 'SCALEOUT_ORIGIN_URL',
   redisPassword: 'SCALEOUT_REDIS_PASSWORD',
   redisSentinelPassword: 'SCALEOUT_REDIS_SENTINEL_PASSWORD',
   redisDurableName: 'SCALEOUT_REDIS_DURABLE_NAME',

@@ -21,6 +21,7 @@ import { withSharedInvalidation } from './platform/cache/shared-invalidation.ts'
 import { lockDataDir } from './platform/data-dir-lock.ts';
 import { openPgliteDb } from './platform/db/pglite.ts';
 import type { QueryObserver } from './platform/db/postgres.ts';
+import { createVarnishEdge } from './platform/edge/varnish.ts';
 import { createSharpImageProcessor } from './platform/images/sharp.ts';
 import { countQuery, currentRequestId } from './platform/observability/context.ts';
 import { createLogger, type Logger } from './platform/observability/logger.ts';
@@ -34,6 +35,7 @@ import { createMemorySessionStore } from './platform/sessions/memory.ts';
 import { createMemoryTimelineStore } from './platform/timelines/memory.ts';
 import { codeVersion } from './platform/version.ts';
 import type { Db } from './ports/db.ts';
+import { type Edge, noEdge } from './ports/edge.ts';
 import type { JobQueue } from './ports/queue.ts';
 import type { SessionStore } from './ports/sessions.ts';
 import { createDrain, type Drain, defaultDrain } from './server/drain.ts';
@@ -100,6 +102,8 @@ export interface Container {
   queue: JobQueue;
   sessions: SessionStore;
   services: Services;
+  /** The CDN edges (or none): where image URLs point, and purges. */
+  edge: Edge;
   readiness: { name: string; check: () => Promise<void> }[];
   /** Run in reverse order by `close`. */
   closers: (() => Promise<void>)[];
@@ -191,6 +195,17 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     metrics.watchCache(cache);
     metrics.watchQueue(queue);
 
+    // The CDN edges, in a topology that has them (cdn): image URLs point there while they answer.
+    const edge =
+      config.edgeUrls?.length && config.originUrl && config.edgePurgeToken
+        ? createVarnishEdge({
+            edges: config.edgeUrls,
+            origin: config.originUrl,
+            purgeToken: config.edgePurgeToken,
+            logger,
+          })
+        : noEdge;
+    closers.push(() => edge.close());
     const users = createUserRepository(db);
     const photoRepo = createPhotoRepository(db);
     const socialRepo = createSocialRepository(db);
@@ -247,6 +262,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
         },
         timelines,
         viewerCache,
+        edge,
       }),
       social: createSocialService({
         social: socialRepo,
@@ -270,6 +286,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       queue,
       sessions,
       services,
+      edge,
       readiness: [
         { name: 'db', check: () => db.ping() },
         { name: 'blobs', check: () => blobs.ping() },
@@ -331,6 +348,9 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
           settings: {
             uploadMaxBytes: config.uploadMaxBytes,
             publicUrl: config.publicUrl,
+            media: c.edge.origin()
+              ? { base: () => c.edge.mediaBase(), origin: c.edge.origin(), hosts: c.edge.mediaHosts() }
+              : undefined,
           },
           version: codeVersion(),
           drain,

@@ -13,6 +13,8 @@ export const debianPackages: Record<string, string[]> = {
   metrics: ['prometheus', 'prometheus-postgres-exporter', 'prometheus-node-exporter', 'prometheus-redis-exporter'],
   // cache preset: Redis with Sentinel.
   cache: ['redis-server', 'redis-sentinel'],
+  // cdn preset: the Varnish edge, xkey (tag purges) and its exporter.
+  edge: ['varnish', 'varnish-modules', 'prometheus-varnish-exporter'],
 };
 
 export function missingPackages(packages: string[]): string[] {

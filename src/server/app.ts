@@ -99,7 +99,8 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     contentSecurityPolicy: {
       directives: {
         defaultSrc: ["'self'"],
-        imgSrc: ["'self'", 'data:', 'https:'],
+        // With an edge, its URL and the origin's (images point to one or the other).
+        imgSrc: ["'self'", 'data:', 'https:', ...(settings.media?.hosts ?? [])],
         styleSrc: ["'self'", "'unsafe-inline'"],
         scriptSrc: ["'self'"],
         formAction: ["'self'"],
@@ -124,7 +125,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     options.consistency ?? noConsistency,
     options.secureCookies,
     options.secret,
-    settings.publicUrl,
+    [settings.publicUrl, settings.media?.origin].filter((u): u is string => Boolean(u)),
   );
   app.addHook('onRequest', async (request) => {
     const ctx = currentRequestContext();
@@ -175,7 +176,13 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     },
     { prefix: '/api/v1' },
   );
-  await app.register(htmlRoutes(services, { ...settings, stylesheetUrl: assets.url('style.css') }));
+  await app.register(
+    htmlRoutes(services, {
+      ...settings,
+      stylesheetUrl: assets.url('style.css'),
+      fallbackScriptUrl: assets.url('fallback.js'),
+    }),
+  );
   await app.register(mediaRoutes(services));
   await app.register(assets.plugin);
   await app.register(healthRoutes(options.readiness, options.version, options.drain, bodies.receiving));

@@ -25,10 +25,10 @@ export function installAuth(
   consistency: ReadConsistency,
   secureCookies: 'auto' | 'always' | 'never',
   secret: string,
-  /** The site's public URL: the one Origin its pages post from (else the request's own Host). */
-  publicUrl?: string,
+  /** The site's public URL (and, behind a CDN edge, the origin's): the Origins its pages post from (else the request's own Host). */
+  siteUrls: string[] = [],
 ) {
-  const publicOrigin = publicUrl ? new URL(publicUrl).origin : undefined;
+  const publicOrigin = siteUrls.length ? new Set(siteUrls.map((u) => new URL(u).origin)) : undefined;
   // The session of each request (found or started), for read-your-writes bookkeeping.
   const current = new WeakMap<FastifyRequest, { id: string; data: Record<string, string> } | null>();
   const secure = (request: FastifyRequest) =>
@@ -158,8 +158,8 @@ export function installAuth(
  * the scheme and Host the request was sent to. Never a forwarded host: a
  * client can send any X-Forwarded-Host (the balancer drops it too).
  */
-function sameOrigin(origin: string, request: FastifyRequest, publicOrigin: string | undefined): boolean {
-  if (publicOrigin !== undefined) return origin === publicOrigin;
+function sameOrigin(origin: string, request: FastifyRequest, publicOrigin: Set<string> | undefined): boolean {
+  if (publicOrigin !== undefined) return publicOrigin.has(origin);
   try {
     const url = new URL(origin);
     return url.host === request.headers.host && url.protocol === `${request.protocol}:`;

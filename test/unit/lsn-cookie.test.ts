@@ -17,7 +17,7 @@ async function server(lsn: string) {
   };
   const app = Fastify();
   await app.register(cookie);
-  installAuth(app, createMemorySessionStore(3600), consistency, 'never', 'a'.repeat(32), 'http://site.test');
+  installAuth(app, createMemorySessionStore(3600), consistency, 'never', 'a'.repeat(32), ['http://site.test']);
   app.post('/write', async () => ({ ok: true }));
   app.get('/read', async () => ({ ok: true }));
   return { app, begun };

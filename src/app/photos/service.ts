@@ -1,6 +1,7 @@
 import type { BlobStore } from '../../ports/blobs.ts';
 import type { Cache } from '../../ports/cache.ts';
 import type { PhotoVariantRecord } from '../../ports/db.ts';
+import type { Edge } from '../../ports/edge.ts';
 import { type ImageProcessor, ImageTooCostlyError } from '../../ports/images.ts';
 import type { BusinessMetrics } from '../../ports/metrics.ts';
 import type { JobContext, JobQueue } from '../../ports/queue.ts';
@@ -13,6 +14,9 @@ import { detectImageFormat, mimeTypes } from './image-type.ts';
 import { likedByCached } from './liked.ts';
 import type { PhotoRepository } from './repository.ts';
 import { type PhotoView, photoCacheKey, photoViews } from './views.ts';
+
+/** The tag of every edge object of a photo (its variants). */
+export const photoEdgeTag = (id: string) => `photo-${id}`;
 
 export const originalKey = (id: string) => `photos/${id}/original`;
 export const variantKey = (id: string, name: string) => `photos/${id}/${name}.webp`;
@@ -35,10 +39,12 @@ export function createPhotoService(deps: {
   limits: PhotoLimits;
   /** Precomputed feeds, when this site keeps them. */
   timelines?: Timelines;
+  /** The CDN edges, when the site has them: a deleted photo is purged from each. */
+  edge?: Pick<Edge, 'purge'>;
   /** Where "liked by me" is cached: `cache`, or nothing where web servers cannot tell each other of deletes. */
   viewerCache?: Cache;
 }) {
-  const { photos, blobs, queue, images, cache, metrics, throttle, limits, timelines } = deps;
+  const { photos, blobs, queue, images, cache, metrics, throttle, limits, timelines, edge } = deps;
   const viewerCache = deps.viewerCache ?? cache;
   /** Every blob a photo can have, whatever its row says: a delete leaves none behind. */
   const allKeys = (id: string) => [originalKey(id), variantKey(id, 'thumb'), variantKey(id, 'display')];
@@ -143,6 +149,8 @@ export function createPhotoService(deps: {
       await timelines?.deleted(photo);
       // All keys, not the row's list: a job may have written variants after the row was read.
       await blobs.delete(...allKeys(id));
+      // Out of every edge too, before the answer: nobody is served it from a cache again.
+      await edge?.purge(photoEdgeTag(id));
     },
 
     /** The job: makes the variants of one photo. Safe to run twice. */

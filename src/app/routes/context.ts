@@ -22,6 +22,12 @@ export interface RouteSettings {
   uploadMaxBytes: number;
   /** Absolute base for links in API responses; the request's own origin when unset. */
   publicUrl?: string;
+  /**
+   * Where image URLs point, with a CDN edge: `base()` is the edge's while it
+   * answers and the origin's while it does not; `origin` is where a page's
+   * images fall back to in the browser; `hosts` every base they may have.
+   */
+  media?: { base(): string | undefined; origin: string | undefined; hosts: string[] };
 }
 
 /** The logged-in user of a request. */
@@ -53,6 +59,11 @@ declare module 'fastify' {
 export function requireViewer(request: FastifyRequest): Viewer {
   if (!request.viewer) throw unauthorized();
   return request.viewer;
+}
+
+/** The base of image URLs: the edge's (or the origin's while the edge is down), else the links' own. */
+export function mediaBase(request: FastifyRequest, settings: RouteSettings): string {
+  return settings.media?.base() ?? baseUrl(request, settings);
 }
 
 /** The origin to build absolute links with. */

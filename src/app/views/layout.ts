@@ -5,6 +5,8 @@ export interface PageContext {
   csrf: string;
   stylesheet: string;
   flash?: string;
+  /** With a CDN edge: where images fall back to, and the script that does it. */
+  media?: { origin: string; script: string };
 }
 
 export const csrfField = (ctx: PageContext) => html`<input type="hidden" name="_csrf" value="${ctx.csrf}">`;
@@ -22,6 +24,12 @@ export function layout(ctx: PageContext, title: string, body: SafeHtml, head?: S
 <title>${title} · scaleout</title>
 <link rel="stylesheet" href="${ctx.stylesheet}">
 <link rel="icon" href="data:,">
+${
+  ctx.media
+    ? html`<meta name="media-origin" content="${ctx.media.origin}">
+<script src="${ctx.media.script}"></script>`
+    : ''
+}
 ${head}
 </head>
 <body>

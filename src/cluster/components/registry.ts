@@ -13,6 +13,8 @@ import { redis, redisSpec } from './redis/index.ts';
 import { redisExporter, redisExporterSpec } from './redis-exporter/index.ts';
 import { redisSentinel, redisSentinelSpec } from './redis-sentinel/index.ts';
 import { supervisor, supervisorSpec } from './supervisor/index.ts';
+import { varnish, varnishSpec } from './varnish/index.ts';
+import { varnishExporter, varnishExporterSpec } from './varnish-exporter/index.ts';
 import { web, webSpec } from './web/index.ts';
 
 /**
@@ -37,6 +39,8 @@ const specs = () =>
     prometheusSpec,
     dashboardSpec,
     supervisorSpec,
+    varnishSpec,
+    varnishExporterSpec,
   ]);
 let union: ReturnType<typeof specs> | undefined;
 /**
@@ -67,6 +71,8 @@ const list = (): readonly AnyComponent[] => [
   prometheus,
   dashboard,
   supervisor,
+  varnish,
+  varnishExporter,
 ];
 
 let registered: readonly AnyComponent[] | undefined;

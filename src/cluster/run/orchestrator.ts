@@ -81,6 +81,7 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
       sentinel: secret(18),
       patroniRest: secret(18),
       etcd: secret(18),
+      edge: secret(18),
       control: randomBytes(24).toString('base64url'),
     },
     processes: [],

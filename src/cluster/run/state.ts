@@ -35,6 +35,8 @@ export interface SiteSecrets extends DbSecrets {
   redis: string;
   /** The Sentinels' password (their requirepass, and what they send each other). */
   sentinel: string;
+  /** The edge's purge token and its admin CLI's secret (varnishadm -S). */
+  edge: string;
   /** The control plane's token (the supervisor's API, the dashboard), also in `control.token`. */
   control: string;
 }

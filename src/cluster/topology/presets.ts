@@ -27,7 +27,7 @@ export interface PresetOptions {
   autoscale?: Partial<AutoscalePolicy>;
 }
 
-export const presets = ['single', 'db', 'lb', 'cache', 'stateless'] as const;
+export const presets = ['single', 'db', 'lb', 'cache', 'stateless', 'cdn'] as const;
 export type PresetName = (typeof presets)[number];
 
 /** The name of the one data center of every preset so far. */
@@ -56,8 +56,9 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
   const dataCenter = defaultDataCenter;
   const plan = addressPlan(o.octet ?? octetFor(name), [dataCenter]);
   const dc: Scope = { dataCenter };
-  const clustered = preset === 'lb' || preset === 'cache' || preset === 'stateless';
-  const withRedis = preset === 'cache' || preset === 'stateless';
+  const withEdge = preset === 'cdn';
+  const clustered = preset === 'lb' || preset === 'cache' || preset === 'stateless' || withEdge;
+  const withRedis = preset === 'cache' || preset === 'stateless' || withEdge;
   const webCount = clustered ? (o.webServers ?? 2) : 1;
   if (webCount > maxWebServers) throw new Error(`at most ${maxWebServers} web servers`);
   const processes: ProcessSpec[] = [];
@@ -123,6 +124,23 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
       name: 'load-balancer',
       listen: plan.at(dc, 'balancer', 1, o.port ?? 8080),
       stats: plan.at(dc, 'web', 100, 8404),
+      ...(withEdge ? { fromEdge: plan.at(dc, 'balancer', 1, (o.port ?? 8080) + 1000) } : {}),
+    });
+  }
+  if (withEdge) {
+    // The CDN edge in front of the balancer: the site's public address (port 80 of the edge's host, or --port + 1).
+    processes.push({
+      kind: 'varnish',
+      name: 'edge',
+      listen: plan.at(dc, 'edge', 10, (o.port ?? 8080) + 1),
+      admin: plan.at(dc, 'edge', 10, 6082),
+      memory: '64m',
+    });
+    processes.push({
+      kind: 'varnishExporter',
+      name: 'edge-exporter',
+      listen: plan.at(dc, 'observability', 50, 9131),
+      edge: 'edge',
     });
   }
   // One exporter per PostgreSQL server: Debian's 0.11 cannot serve several data sources at once.
@@ -155,7 +173,9 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
     global.push({ kind: 'supervisor', name: 'supervisor', listen: plan.at('global', 'control', 3, 8091) });
   }
   const autoscale =
-    preset === 'stateless' ? { min: webCount, max: Math.max(webCount, 6), target: 2, ...o.autoscale } : undefined;
+    preset === 'stateless' || preset === 'cdn'
+      ? { min: webCount, max: Math.max(webCount, 6), target: 2, ...o.autoscale }
+      : undefined;
   return topologySchema.parse({
     name,
     preset,

@@ -3,7 +3,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { jsonSchemaTransform, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { badRequest } from '../../errors.ts';
-import { baseUrl, type RouteSettings, requireViewer, type Services } from '../context.ts';
+import { mediaBase, type RouteSettings, requireViewer, type Services } from '../context.ts';
 import { mapPhoto } from '../mappers.ts';
 import { captionMaxLength, readUploadForm } from '../upload.ts';
 import { cursorQuery, errors, photo, photoPage, photoParams, usernameParams } from './schemas.ts';
@@ -63,7 +63,7 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
       handler: async (request) => {
         const view = await services.photos.get(request.params.id, request.viewer?.userId);
         const liked = request.viewer ? await services.photos.likedBy(request.viewer.userId, view.id) : false;
-        return { photo: mapPhoto(view, baseUrl(request, settings), liked) };
+        return { photo: mapPhoto(view, mediaBase(request, settings), liked) };
       },
     });
 
@@ -124,7 +124,7 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
           request.viewer?.userId,
           request.query.cursor,
         );
-        const base = baseUrl(request, settings);
+        const base = mediaBase(request, settings);
         return { items: result.items.map((p) => mapPhoto(p, base)), nextCursor: result.nextCursor };
       },
     });
@@ -168,7 +168,7 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
       handler: async (request) => {
         const viewer = requireViewer(request);
         const result = await services.feed.home(viewer.userId, request.query.cursor);
-        const base = baseUrl(request, settings);
+        const base = mediaBase(request, settings);
         return { items: result.items.map((p) => mapPhoto(p, base)), nextCursor: result.nextCursor };
       },
     });

@@ -5,12 +5,14 @@ import { idPattern } from '../../ids.ts';
 import type { PageContext } from '../../views/layout.ts';
 import * as pages from '../../views/pages.ts';
 import { credentials, username as usernameSchema } from '../api/schemas.ts';
-import { baseUrl, type RouteSettings, type Services } from '../context.ts';
+import { mediaBase, type RouteSettings, type Services } from '../context.ts';
 import { mapPhoto } from '../mappers.ts';
 import { readUploadForm } from '../upload.ts';
 
 export interface HtmlSettings extends RouteSettings {
   stylesheetUrl: string;
+  /** The browser's fallback from the edge to the origin (public/fallback.js). */
+  fallbackScriptUrl: string;
 }
 
 const form = (body: unknown): Record<string, string> =>
@@ -34,6 +36,7 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
       csrf: reply.csrfToken(),
       stylesheet: settings.stylesheetUrl,
       flash,
+      media: settings.media?.origin ? { origin: settings.media.origin, script: settings.fallbackScriptUrl } : undefined,
     });
     const send = (reply: FastifyReply, body: string, status = 200) =>
       reply.code(status).type('text/html; charset=utf-8').header('cache-control', 'no-store').send(body);
@@ -46,7 +49,7 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
       if (!request.viewer) return send(reply, pages.landingPage(ctx(request, reply)));
       const { cursor } = parse(cursorParam, request.query);
       const feed = await services.feed.home(request.viewer.userId, cursor);
-      const base = baseUrl(request, settings);
+      const base = mediaBase(request, settings);
       return send(
         reply,
         pages.feedPage(
@@ -137,7 +140,7 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
           ? await services.social.isFollowing(viewer.userId, profile.id)
           : undefined;
       const photos = await services.feed.profile(username, viewer?.userId, cursor);
-      const base = baseUrl(request, settings);
+      const base = mediaBase(request, settings);
       const items = photos.items.map((p) => mapPhoto(p, base));
       return send(reply, pages.profilePage(ctx(request, reply), { ...profile, following }, items, photos.nextCursor));
     });
@@ -156,7 +159,7 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
       const { id } = parse(photoParam, request.params);
       const photo = await services.photos.get(id, request.viewer?.userId);
       const liked = request.viewer ? await services.photos.likedBy(request.viewer.userId, id) : false;
-      return send(reply, pages.photoPage(ctx(request, reply), mapPhoto(photo, baseUrl(request, settings), liked)));
+      return send(reply, pages.photoPage(ctx(request, reply), mapPhoto(photo, mediaBase(request, settings), liked)));
     });
 
     for (const action of ['like', 'unlike', 'delete'] as const) {

@@ -59,7 +59,13 @@ defaults
     retry-on conn-failure empty-response junk-response response-timeout 502 503 504
 
 frontend public
-    bind ${lb.listen.host}:${lb.listen.port}
+    bind ${lb.listen.host}:${lb.listen.port}${
+      lb.fromEdge
+        ? `
+    # The CDN edge's connections: the PROXY protocol names the client it serves.
+    bind ${lb.fromEdge.host}:${lb.fromEdge.port} accept-proxy`
+        : ''
+    }
     # Slow bodies wait here, not on a web server: a request reaches one only once its body is in
     # (or once it fills the buffer, 16 kB: an upload), so a slow sender holds no server and no in-flight slot.
     option http-buffer-request

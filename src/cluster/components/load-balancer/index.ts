@@ -14,8 +14,13 @@ export const loadBalancerSpec = z.object({
   name: z.string(),
   /** The one public endpoint of its data center. */
   listen: address,
-  /** Stats page and Prometheus exporter, private (the runtime API is on the next port). */
+  /** Stats page and Prometheus exporter, private (the runtime API is a unix socket). */
   stats: address,
+  /**
+   * With a CDN edge in front: the port the edge connects to, speaking the PROXY
+   * protocol, so the balancer knows each request's real client (not the edge's address).
+   */
+  fromEdge: address.optional(),
 });
 type LoadBalancer = z.infer<typeof loadBalancerSpec>;
 
@@ -43,10 +48,11 @@ export const loadBalancer = defineComponent<LoadBalancer>({
   // Last of its data center: it opens the site once every web server is ready.
   stage: 90,
   publicUrl: (s) => `http://${hostPort(s.listen)}`,
-  addresses: (s) => [s.listen, s.stats],
+  addresses: (s) => [s.listen, s.stats, ...(s.fromEdge ? [s.fromEdge] : [])],
   access: (s) => [
     { at: s.listen, guard: 'public' },
     { at: s.stats, guard: 'read-only' },
+    ...(s.fromEdge ? [{ at: s.fromEdge, guard: 'peers' as const }] : []),
   ],
   address: (s) => hostPort(s.listen),
   async start(s, ctx) {
