@@ -19,6 +19,8 @@ export function mediaRoutes(services: Services): FastifyPluginAsync {
         .type(blob.contentType)
         .header('cache-control', 'public, max-age=31536000, immutable')
         .header('x-content-type-options', 'nosniff')
+        // Served from a CDN edge, a page's images come from another origin (another site, for an IP address).
+        .header('cross-origin-resource-policy', 'cross-origin')
         .send(blob.data);
     });
   };
