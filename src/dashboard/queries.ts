@@ -45,6 +45,13 @@ export const charts: Record<string, { title: string; unit: string; queries: Reco
       hits: '100 * sum(rate(scaleout_cache_hits[10s])) / clamp_min(sum(rate(scaleout_cache_hits[10s])) + sum(rate(scaleout_cache_misses[10s])), 0.001)',
     },
   },
+  edge: {
+    title: 'CDN edge hit ratio (Varnish)',
+    unit: '%',
+    queries: {
+      hits: '100 * sum(rate(varnish_main_cache_hit[10s])) / clamp_min(sum(rate(varnish_main_cache_hit[10s])) + sum(rate(varnish_main_cache_miss[10s])), 0.001)',
+    },
+  },
   replication: {
     title: 'Replication lag (bytes, as the web servers see it)',
     unit: 'B',

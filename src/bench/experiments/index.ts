@@ -1,4 +1,5 @@
 import type { Experiment } from '../experiment.ts';
+import { edge } from './edge.ts';
 import { endpoints } from './endpoints.ts';
 import { eviction } from './eviction.ts';
 import { failover } from './failover.ts';
@@ -20,6 +21,7 @@ export const experiments: readonly Experiment[] = [
   fsync,
   eviction,
   invalidation,
+  edge,
 ] as unknown as readonly Experiment[];
 
 export const experimentNamed = (name: string): Experiment => {
