@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, closeSync, mkdirSync, openSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
@@ -123,6 +123,27 @@ export async function startVarnish(t: Topology, spec: Varnish, ctx: RunContext):
   return proc;
 }
 
+/**
+ * Every varnishd of this edge that runs now (its manager and its cache
+ * process, found by their working directory on their command line): a
+ * manager killed with SIGKILL can leave its cache process, which keeps the
+ * port; restart and down stop them.
+ */
+function edgeProcesses(runDir: string, spec: Varnish): number[] {
+  const work = varnishWorkDir(runDir, spec);
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (args[0]?.endsWith('varnishd') && args.includes(work)) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
 export const edgeUrl = (spec: Varnish) => `http://${hostPort(spec.listen)}`;
 export const edgeUp = (spec: Varnish) => httpStatus(`${edgeUrl(spec)}/.edge/health`);
 
@@ -142,6 +163,8 @@ export const varnish = defineComponent<Varnish>({
   address: (s) => hostPort(s.listen),
   start: (s, ctx) => startVarnish(ctx.topology, s, ctx),
   health: async (s) => ({ ok: (await edgeUp(s)) === 200, role: 'edge (public)' }),
+  leftovers: (s, ctx) =>
+    edgeProcesses(ctx.runDir, s).map((pid) => ({ name: `${s.name} varnishd`, pid, signal: 'SIGTERM' })),
   // Web servers build image URLs on the edge while it answers, purge it when a photo goes, and know the origin.
   provides: (edges, ctx) =>
     edges.length
