@@ -2,7 +2,7 @@
 // loads from the origin instead (the page names it in <meta name="media-origin">).
 (() => {
   var meta = document.querySelector('meta[name="media-origin"]');
-  if (!meta || !meta.content) return;
+  if (!meta?.content) return;
   var origin = meta.content.replace(/\/$/, '');
   function retry(img) {
     if (img.getAttribute('data-fell-back')) return;

@@ -15,13 +15,15 @@ export function mediaRoutes(services: Services): FastifyPluginAsync {
       const name = parsed.data.file === 'thumb.webp' ? 'thumb' : 'display';
       const blob = await services.photos.variant(parsed.data.id, name);
       if (!blob) throw notFound('image');
-      return reply
-        .type(blob.contentType)
-        .header('cache-control', 'public, max-age=31536000, immutable')
-        .header('x-content-type-options', 'nosniff')
-        // Served from a CDN edge, a page's images come from another origin (another site, for an IP address).
-        .header('cross-origin-resource-policy', 'cross-origin')
-        .send(blob.data);
+      return (
+        reply
+          .type(blob.contentType)
+          .header('cache-control', 'public, max-age=31536000, immutable')
+          .header('x-content-type-options', 'nosniff')
+          // Served from a CDN edge, a page's images come from another origin (another site, for an IP address).
+          .header('cross-origin-resource-policy', 'cross-origin')
+          .send(blob.data)
+      );
     });
   };
 }
