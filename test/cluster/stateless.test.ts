@@ -144,7 +144,11 @@ describe('the stateless preset (step 1.6)', () => {
   it('kill -9 of a web server: the supervisor starts it again, healthy within 30 s, and no request fails', async () => {
     const [victim] = await webRows();
     if (!victim?.pid) throw new Error('no web server');
-    const load = steadyLoad(mixed, { ratePerSecond: 30, ms: 20_000 });
+    // Reads only: the balancer retries them on the other server. A POST in flight on a server killed
+    // with SIGKILL can fail (HAProxy never replays a POST; safe retries need idempotency keys, issue 19):
+    // seen once in CI as 'fetch failed' at the kill. The SIGTERM test below keeps the sign-ups.
+    const reads = (i: number) => mixed(i % 8 === 7 ? i + 1 : i);
+    const load = steadyLoad(reads, { ratePerSecond: 30, ms: 20_000 });
     await new Promise((r) => setTimeout(r, 2000));
     const killedAt = Date.now();
     killHard(victim.pid);
