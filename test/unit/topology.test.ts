@@ -151,7 +151,11 @@ describe('rendered configs', () => {
     // A slot for every server the tier may grow to; those not running are in maintenance.
     expect(cfg).toContain('server web-3 127.50.1.3:3000 check disabled\n');
     expect(cfg).toContain('server web-16 127.50.1.16:3000 check disabled');
-    expect(cfg.match(/^ {4}server web-/gm)).toHaveLength(16);
+    expect(cfg.match(/^ {4}server web-\d+ .* check/gm)).toHaveLength(16);
+    // The same slots as backups without checks: used only when every checked server is down.
+    expect(cfg).toContain('option allbackups');
+    expect(cfg).toContain('server web-1-backup 127.50.1.1:3000 backup\n');
+    expect(cfg).toContain('server web-16-backup 127.50.1.16:3000 backup disabled');
   });
 
   it('the database proxy follows Patroni: /primary for writes, /replica for reads', () => {

@@ -1,5 +1,5 @@
 import { codeVersion } from '../../platform/version.ts';
-import { backendServers, type RuntimeApi, runtimeApi } from '../components/load-balancer/haproxy.ts';
+import { backendServers, backupName, type RuntimeApi, runtimeApi } from '../components/load-balancer/haproxy.ts';
 import { writeBalancerConfig } from '../components/load-balancer/index.ts';
 import { writeDynamicTargets } from '../components/prometheus/index.ts';
 import { startWeb } from '../components/web/process.ts';
@@ -82,6 +82,7 @@ export async function addWebServer(runDir: string, o: WebTierOptions & { checkou
   });
   syncFiles(state, dataCenter);
   await runtimeApi(lb, `set server web/${spec.name} state ready`);
+  await runtimeApi(lb, `set server web/${backupName(spec.name)} state ready`);
   await waitForBalancer(lb, spec.name, (s) => s.startsWith('UP'), 15_000);
   o.log(`${spec.name} is in rotation`, { server: spec.name, pid: started.pid });
   return spec;
@@ -102,10 +103,13 @@ export async function removeWebServer(runDir: string, name: string, o: WebTierOp
   const started = Date.now();
   try {
     await runtimeApi(lb, `set server web/${name} state drain`);
+    await runtimeApi(lb, `set server web/${backupName(name)} state drain`);
     const deadline = started + (o.drainMs ?? 30_000);
     for (;;) {
-      const server = (await backendServers(lb)).find((s) => s.name === name);
-      if (!server || (server.current === 0 && server.queued === 0)) break;
+      // The slot's requests: on its checked entry, and on its backup entry if every server was down.
+      const entries = (await backendServers(lb)).filter((s) => s.name === name || s.name === backupName(name));
+      const server = entries.find((s) => s.name === name);
+      if (!server || entries.every((s) => s.current === 0 && s.queued === 0)) break;
       if (Date.now() > deadline) {
         o.log(`${name} still serves ${server.current} requests after ${o.drainMs ?? 30_000} ms: stopping it anyway`);
         break;
@@ -113,6 +117,7 @@ export async function removeWebServer(runDir: string, name: string, o: WebTierOp
       await sleep(50);
     }
     await runtimeApi(lb, `set server web/${name} state maint`);
+    await runtimeApi(lb, `set server web/${backupName(name)} state maint`);
   } catch (err) {
     // The balancer is down (its restart reads the config file, where this slot is off already):
     // the server still stops, by its own drain.

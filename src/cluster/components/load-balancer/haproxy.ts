@@ -30,11 +30,13 @@ export function loadBalancerConfig(
   o: { runDir: string; maxConnectionsPerClient: number },
 ): string {
   const running = new Set(webs.map(webIndex));
-  const servers = slots
-    .map(
-      (w) =>
-        `    server ${w.name} ${w.listen.host}:${w.listen.port} check${running.has(webIndex(w)) ? '' : ' disabled'}`,
-    )
+  const off = (w: Web) => (running.has(webIndex(w)) ? '' : ' disabled');
+  const servers = slots.map((w) => `    server ${w.name} ${w.listen.host}:${w.listen.port} check${off(w)}`).join('\n');
+  // The same servers again as backups without a health check: used only when every checked server is down.
+  // A reason that applies to all of them at once (overload failing every /readyz) then makes the site slow,
+  // not absent ("no server available"); a server that is really dead refuses the connection, which is retried.
+  const backups = slots
+    .map((w) => `    server ${backupName(w.name)} ${w.listen.host}:${w.listen.port} backup${off(w)}`)
     .join('\n');
   return `global
     maxconn 4096
@@ -98,7 +100,9 @@ backend web
     # count as dead, and both at once would leave no server. A dead one refuses the connection at once anyway.
     timeout check 2s
     default-server inter 500ms fastinter 250ms downinter 500ms fall 2 rise 2
+    option allbackups
 ${servers}
+${backups}
 
 frontend stats
     bind ${lb.stats.host}:${lb.stats.port}
@@ -174,6 +178,9 @@ export async function startHaproxy(
   await waitUntil(() => tcpOpen(probe.host, probe.port), 15_000, `${name} listening on ${probe.host}:${probe.port}`);
   return proc;
 }
+
+/** The backup entry of a web server's slot (the same address, no health check). */
+export const backupName = (server: string) => `${server}-backup`;
 
 /** The balancer's admin socket (the runtime API), in the run directory. */
 export function runtimeApiSocket(runDir: string, lb: LoadBalancer): string {
