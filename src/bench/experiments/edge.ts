@@ -88,6 +88,39 @@ export const edge = defineExperiment({
           .reduce((a, l) => a + Number(l.split(' ').at(-1)), 0);
       };
 
+      /** `connections` loops, each calling `step` until `seconds` are over. */
+      const closedLoop = async (step: () => Promise<void>) => {
+        const end = Date.now() + o.seconds * 1000;
+        await Promise.all(
+          Array.from({ length: o.connections }, async () => {
+            while (Date.now() < end) await step();
+          }),
+        );
+      };
+      /**
+       * One page view: the HTML home page of `user` through the origin (as a browser on the balancer's
+       * address), then every thumbnail on it, from the edge or from the origin. Throws on a non-200.
+       */
+      const pageView = async (mode: 'origin' | 'edge', user: number) => {
+        const page = await fetchIn(origin, '/', {
+          authorization: `Bearer ${manifest.tokens[user]}`,
+          accept: 'text/html',
+        });
+        if (page.status !== 200) throw new Error(`page ${page.status}`);
+        const srcs = [...page.body.matchAll(/<img[^>]* src="([^"]+)"/g)].map((m) => m[1] as string);
+        let webRequests = 1;
+        await Promise.all(
+          srcs.map(async (src) => {
+            const u = new URL(src, origin);
+            const base = mode === 'edge' ? hostOf(u.href) : origin;
+            const r = await fetchIn(pools.has(base) ? base : origin, u.pathname);
+            if (r.status !== 200) throw new Error(`image ${r.status}`);
+            if (base === origin || r.cache !== 'HIT') webRequests++;
+          }),
+        );
+        return { images: srcs.length, webRequests };
+      };
+
       const images: ImageRow[] = [];
       for (const mode of ['origin', 'edge'] as const) {
         const base = mode === 'edge' ? edgeBase : origin;
@@ -98,21 +131,16 @@ export const edge = defineExperiment({
         let hits = 0;
         let misses = 0;
         let failed = 0;
-        const end = Date.now() + o.seconds * 1000;
-        await Promise.all(
-          Array.from({ length: o.connections }, async () => {
-            while (Date.now() < end) {
-              const id = manifest.photoIds[pick()] as string;
-              const started = performance.now();
-              const r = await fetchIn(base, `/media/photos/${id}/${random() < 0.7 ? 'thumb' : 'display'}.webp`);
-              h.record((performance.now() - started) * 1000);
-              loads++;
-              if (r.status !== 200) failed++;
-              if (r.cache === 'HIT') hits++;
-              else misses++;
-            }
-          }),
-        );
+        await closedLoop(async () => {
+          const id = manifest.photoIds[pick()] as string;
+          const started = performance.now();
+          const r = await fetchIn(base, `/media/photos/${id}/${random() < 0.7 ? 'thumb' : 'display'}.webp`);
+          h.record((performance.now() - started) * 1000);
+          loads++;
+          if (r.status !== 200) failed++;
+          if (r.cache === 'HIT') hits++;
+          else misses++;
+        });
         const s = h.summary();
         const row: ImageRow = {
           mode,
@@ -140,33 +168,14 @@ export const edge = defineExperiment({
         let views = 0;
         let imageLoads = 0;
         let webRequests = 0;
-        const end = Date.now() + o.seconds * 1000;
-        await Promise.all(
-          Array.from({ length: o.connections }, async () => {
-            while (Date.now() < end) {
-              const user = Math.floor(random() * manifest.users.length);
-              const started = performance.now();
-              // The page through the origin, as a browser on the balancer's address, then every thumbnail.
-              const page = await fetchIn(origin, '/', {
-                authorization: `Bearer ${manifest.tokens[user]}`,
-                accept: 'text/html',
-              });
-              webRequests++;
-              const srcs = [...page.body.matchAll(/<img[^>]* src="([^"]+)"/g)].map((m) => m[1] as string);
-              await Promise.all(
-                srcs.map(async (src) => {
-                  const u = new URL(src, origin);
-                  const base = mode === 'edge' ? hostOf(u.href) : origin;
-                  const r = await fetchIn(pools.has(base) ? base : origin, u.pathname);
-                  if (base === origin || r.cache !== 'HIT') webRequests++;
-                }),
-              );
-              h.record((performance.now() - started) * 1000);
-              views++;
-              imageLoads += srcs.length;
-            }
-          }),
-        );
+        await closedLoop(async () => {
+          const started = performance.now();
+          const view = await pageView(mode, Math.floor(random() * manifest.users.length));
+          h.record((performance.now() - started) * 1000);
+          views++;
+          imageLoads += view.images;
+          webRequests += view.webRequests;
+        });
         const s = h.summary();
         const row: PageRow = {
           mode,
@@ -202,20 +211,7 @@ export const edge = defineExperiment({
             views.push(
               (async () => {
                 try {
-                  const page = await fetchIn(origin, '/', {
-                    authorization: `Bearer ${manifest.tokens[user]}`,
-                    accept: 'text/html',
-                  });
-                  if (page.status !== 200) throw new Error(`page ${page.status}`);
-                  const srcs = [...page.body.matchAll(/<img[^>]* src="([^"]+)"/g)].map((m) => m[1] as string);
-                  await Promise.all(
-                    srcs.map(async (src) => {
-                      const u = new URL(src, origin);
-                      const base = mode === 'edge' ? hostOf(u.href) : origin;
-                      const r = await fetchIn(pools.has(base) ? base : origin, u.pathname);
-                      if (r.status !== 200) throw new Error(`image ${r.status}`);
-                    }),
-                  );
+                  await pageView(mode, user);
                   h.record((performance.now() - due) * 1000);
                 } catch {
                   failed++;

@@ -27,5 +27,8 @@ export function topologyHosts(t: Topology): string[] {
  * The unix socket (trust) is in a 0700 directory of the postgres user.
  */
 export function hbaSources(t: Topology): string[] {
-  return [...new Set(['127.0.0.1', ...topologyHosts(t)])].map((h) => `${h}/32`);
+  return clientHosts(t).map((h) => `${h}/32`);
 }
+
+/** The addresses a connection from the topology comes from: its own, and 127.0.0.1 (a client that binds none). */
+export const clientHosts = (t: Topology): string[] => [...new Set(['127.0.0.1', ...topologyHosts(t)])];

@@ -9,7 +9,7 @@ import { writePrivate } from '../../run/private.ts';
 import { address } from '../../topology/address.ts';
 import type { Topology } from '../../topology/schema.ts';
 import { defineComponent, hostPort, type RunContext } from '../component.ts';
-import { topologyHosts } from '../hosts.ts';
+import { clientHosts } from '../hosts.ts';
 import { edgeVcl } from './vcl.ts';
 
 /**
@@ -82,10 +82,7 @@ export async function startVarnish(t: Topology, spec: Varnish, ctx: RunContext):
     chmodSync(file, 0o640);
   };
   const vcl = path.join(dir, 'default.vcl');
-  shared(
-    vcl,
-    edgeVcl({ origin: originOf(ctx), purgers: ['127.0.0.1', ...topologyHosts(t)], purgeToken: ctx.state.secrets.edge }),
-  );
+  shared(vcl, edgeVcl({ origin: originOf(ctx), purgers: clientHosts(t), purgeToken: ctx.state.secrets.edge }));
   const secret = path.join(dir, 'admin.secret');
   shared(secret, `${ctx.state.secrets.edge}\n`);
   // Its working directory must be open to its compiler and cache process (other users): the package's umask,
