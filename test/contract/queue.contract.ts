@@ -103,6 +103,80 @@ export function runQueueContract(opts: QueueContractOptions): void {
       expect(peak).toBe(2);
     });
 
+    it('runs a delayed job no sooner than its delay', async () => {
+      const q = await create();
+      let ranAt = 0;
+      q.process('edge.purge', async () => {
+        ranAt = Date.now();
+      });
+      const added = Date.now();
+      await q.enqueue('edge.purge', { tag: 'photo-x' }, { delayMs: 300 });
+      await waitFor(() => ranAt > 0);
+      expect(ranAt - added).toBeGreaterThanOrEqual(290);
+    });
+
+    it('keeps a job that failed its last attempt in the dead letter, and runs it again on retry', async () => {
+      const q = await create(2);
+      let runs = 0;
+      let healed = false;
+      q.process('photo.variants', async () => {
+        runs++;
+        if (!healed) throw new Error('poison');
+      });
+      await q.enqueue('photo.variants', { photoId: 'p' }, { jobId: 'poison-1' });
+      await waitFor(async () => (await q.failed()).length === 1);
+      const [dead] = await q.failed();
+      expect(dead).toMatchObject({ id: 'poison-1', name: 'photo.variants', payload: { photoId: 'p' }, attempts: 2 });
+      expect(dead?.reason).toContain('poison');
+      expect(runs).toBe(2);
+      healed = true;
+      expect(await q.retry('poison-1')).toBe(true);
+      await waitFor(() => runs === 3);
+      await waitFor(async () => (await q.failed()).length === 0);
+      expect(await q.retry('no-such-job')).toBe(false);
+    });
+
+    it('counts waiting and active jobs in its depth', async () => {
+      const q = await create();
+      for (let i = 0; i < 4; i++) await q.enqueue('photo.variants', { photoId: `w${i}` }, { group: `u${i}` });
+      await waitFor(async () => (await q.depth()).waiting === 4);
+      let release = () => {};
+      const hold = new Promise<void>((r) => {
+        release = r;
+      });
+      q.process('photo.variants', () => hold, { concurrency: 2 });
+      await waitFor(async () => {
+        const d = await q.depth();
+        return d.active === 2 && d.waiting === 2;
+      });
+      release();
+      await waitFor(async () => {
+        const d = await q.depth();
+        return d.active === 0 && d.waiting === 0;
+      });
+    });
+
+    it('runs one user’s job between another user’s many, instead of after them all', async () => {
+      const q = await create(1);
+      const order: string[] = [];
+      // Ten jobs of a user who uploaded in a burst, then one of somebody else.
+      for (let i = 0; i < 10; i++) {
+        await q.enqueue('photo.variants', { photoId: `burst-${i}` }, { jobId: `burst-${i}`, group: 'burst' });
+      }
+      await q.enqueue('photo.variants', { photoId: 'other' }, { jobId: 'other', group: 'other' });
+      q.process(
+        'photo.variants',
+        async ({ photoId }) => {
+          order.push(photoId);
+          await new Promise((r) => setTimeout(r, 2));
+        },
+        { concurrency: 1 },
+      );
+      await waitFor(() => order.length === 11);
+      expect(order.indexOf('other')).toBeLessThanOrEqual(1);
+      expect(order.filter((id) => id.startsWith('burst-'))).toEqual(Array.from({ length: 10 }, (_, i) => `burst-${i}`));
+    });
+
     it('waits for a running job when closed', async () => {
       const q = await create();
       let finished = false;

@@ -1,10 +1,12 @@
-import type { EnqueueOptions, JobHandler, JobName, JobPayloads, JobQueue } from '../../ports/queue.ts';
+import type { EnqueueOptions, FailedJob, JobHandler, JobName, JobPayloads, JobQueue } from '../../ports/queue.ts';
 import { currentRequestId } from '../observability/context.ts';
 
 export interface MemoryQueueOptions {
   attempts: number;
   backoffMs: number;
   onError?: (name: string, err: unknown, attempt: number) => void;
+  /** How many failed jobs the dead letter keeps (the oldest go first). */
+  keepFailed?: number;
 }
 
 interface Job {
@@ -28,8 +30,10 @@ export function createMemoryQueue(options: MemoryQueueOptions): JobQueue {
   const handlers = new Map<JobName, { handler: JobHandler<JobName>; concurrency: number; active: number }>();
   const running = new Set<Promise<void>>();
   const timers = new Set<NodeJS.Timeout>();
-  let failed = 0;
+  const deadLetter: (FailedJob & { job: Job })[] = [];
+  let delayed = 0;
   let closed = false;
+  let sequence = 0;
 
   // Fair turns: the next job is the waiting one whose group was served longest ago (FIFO among equals).
   const lastServed = new Map<string, number>();
@@ -77,8 +81,17 @@ export function createMemoryQueue(options: MemoryQueueOptions): JobQueue {
     } catch (err) {
       options.onError?.(job.name, err, job.attempt);
       if (job.attempt >= options.attempts || closed) {
-        failed++;
         if (job.jobId) pendingIds.delete(job.jobId);
+        deadLetter.unshift({
+          id: job.jobId ?? `job-${++sequence}`,
+          name: job.name,
+          payload: job.payload,
+          attempts: job.attempt,
+          reason: err instanceof Error ? err.message : String(err),
+          failedAt: Date.now(),
+          job,
+        });
+        if (deadLetter.length > (options.keepFailed ?? 1000)) deadLetter.pop();
         return;
       }
       const delay = options.backoffMs * 2 ** (job.attempt - 1);
@@ -99,7 +112,26 @@ export function createMemoryQueue(options: MemoryQueueOptions): JobQueue {
         if (pendingIds.has(opts.jobId)) return;
         pendingIds.add(opts.jobId);
       }
-      waiting.push({ name, payload, jobId: opts.jobId, attempt: 1, requestId: currentRequestId(), group: opts.group });
+      const job: Job = {
+        name,
+        payload,
+        jobId: opts.jobId,
+        attempt: 1,
+        requestId: currentRequestId(),
+        group: opts.group,
+      };
+      if (opts.delayMs && opts.delayMs > 0) {
+        delayed++;
+        const timer = setTimeout(() => {
+          timers.delete(timer);
+          delayed--;
+          waiting.push(job);
+          pump();
+        }, opts.delayMs);
+        timers.add(timer);
+        return;
+      }
+      waiting.push(job);
       queueMicrotask(pump);
     },
     process(name, handler, opts = {}) {
@@ -112,7 +144,26 @@ export function createMemoryQueue(options: MemoryQueueOptions): JobQueue {
       queueMicrotask(pump);
     },
     async depth() {
-      return { waiting: waiting.length + timers.size, active: running.size, failed };
+      // Retries in their backoff are timers too: those count as waiting, as they always did here.
+      return {
+        waiting: waiting.length + timers.size - delayed,
+        active: running.size,
+        delayed,
+        failed: deadLetter.length,
+      };
+    },
+    async failed(limit = 50) {
+      return deadLetter.slice(0, limit).map(({ job: _job, ...f }) => f);
+    },
+    async retry(id) {
+      const i = deadLetter.findIndex((f) => f.id === id);
+      if (i < 0 || closed) return false;
+      const [entry] = deadLetter.splice(i, 1);
+      if (!entry) return false;
+      if (entry.job.jobId) pendingIds.add(entry.job.jobId);
+      waiting.push({ ...entry.job, attempt: 1 });
+      queueMicrotask(pump);
+      return true;
     },
     async close() {
       closed = true;
