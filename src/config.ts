@@ -115,6 +115,19 @@ export const configSchema = z.strictObject({
   jobAttempts: int(1, 50).default(3),
   jobBackoffMs: int(0, 600_000).default(500),
   workerConcurrency: int(1, 64).default(1),
+  /**
+   * Where jobs wait: `auto` is BullMQ on the durable Redis when the topology
+   * has Redis and the site is split into web servers and workers (roles
+   * `web` and `worker`), else the in-process queue.
+   */
+  queue: z.enum(['auto', 'memory', 'bullmq']).default('auto'),
+  /** A job's lock (BullMQ): a worker that dies leaves its job to another within about this long. */
+  jobLockMs: int(1000, 600_000).default(5000),
+  /** How often each worker puts jobs whose lock expired back in the queue (BullMQ's stalled check). */
+  jobStalledCheckMs: int(500, 600_000).default(2000),
+  /** The sweeper: a photo processing this long with no job queued or running is enqueued again. */
+  sweepAfterSeconds: int(1, 86_400).default(60),
+  sweepEverySeconds: int(1, 3600).default(15),
   uploadMaxBytes: int(1024, 1024 * 1024 * 1024).default(15 * 1024 * 1024),
   /**
    * The time a request's body may take to arrive, from its headers: a client
@@ -184,6 +197,11 @@ export const envNames: Record<keyof Config, string> = {
   jobAttempts: 'SCALEOUT_JOB_ATTEMPTS',
   jobBackoffMs: 'SCALEOUT_JOB_BACKOFF_MS',
   workerConcurrency: 'SCALEOUT_WORKER_CONCURRENCY',
+  queue: 'SCALEOUT_QUEUE',
+  jobLockMs: 'SCALEOUT_JOB_LOCK_MS',
+  jobStalledCheckMs: 'SCALEOUT_JOB_STALLED_CHECK_MS',
+  sweepAfterSeconds: 'SCALEOUT_SWEEP_AFTER_SECONDS',
+  sweepEverySeconds: 'SCALEOUT_SWEEP_EVERY_SECONDS',
   uploadMaxBytes: 'SCALEOUT_UPLOAD_MAX_BYTES',
   bodyTimeoutMs: 'SCALEOUT_BODY_TIMEOUT_MS',
   uploadMaxMegapixels: 'SCALEOUT_UPLOAD_MAX_MEGAPIXELS',

@@ -22,7 +22,7 @@ import { lockDataDir } from './platform/data-dir-lock.ts';
 import { openPgliteDb } from './platform/db/pglite.ts';
 import type { QueryObserver } from './platform/db/postgres.ts';
 import { createVarnishEdge } from './platform/edge/varnish.ts';
-import { createSharpImageProcessor } from './platform/images/sharp.ts';
+import { probeImageHeader } from './platform/images/header.ts';
 import { countQuery, currentRequestId } from './platform/observability/context.ts';
 import { createLogger, type Logger } from './platform/observability/logger.ts';
 import { createMetrics, type Metrics } from './platform/observability/metrics.ts';
@@ -36,11 +36,12 @@ import { createMemoryTimelineStore } from './platform/timelines/memory.ts';
 import { codeVersion } from './platform/version.ts';
 import type { Db } from './ports/db.ts';
 import { type Edge, noEdge } from './ports/edge.ts';
+import type { ImageProcessor } from './ports/images.ts';
 import type { JobQueue } from './ports/queue.ts';
 import type { SessionStore } from './ports/sessions.ts';
 import { createDrain, type Drain, defaultDrain } from './server/drain.ts';
 import { buildMetricsServer, listenUrl } from './server/metrics.ts';
-import { startPhotoWorker } from './worker/photo-variants.ts';
+import { startJobHandlers, startSweeper } from './worker/handlers.ts';
 
 /** Every query feeds the duration histogram; slow ones are logged with the request that ran them. */
 function queryObserver(config: Config, logger: Logger, metrics: Metrics): QueryObserver {
@@ -75,6 +76,36 @@ async function openDb(config: Config, logger: Logger, metrics: Metrics): Promise
   metrics.watchDbPool(db.poolStats);
   metrics.watchReplicas(db.replicaStates);
   return db;
+}
+
+/** BullMQ on the durable Redis, loaded only for a topology that splits web servers and workers. */
+async function openBullmqQueue(config: Config, redis: { connectDurable(): import('ioredis').Redis } | undefined) {
+  if (!redis) throw new Error('the BullMQ queue needs the Redis tiers (SCALEOUT_REDIS_SENTINELS)');
+  const { createBullmqQueue } = await import('./platform/queue/bullmq.ts');
+  return createBullmqQueue({
+    connect: redis.connectDurable,
+    prefix: 'scaleout',
+    attempts: config.jobAttempts,
+    backoffMs: config.jobBackoffMs,
+    lockMs: config.jobLockMs,
+    stalledCheckMs: config.jobStalledCheckMs,
+  });
+}
+
+/**
+ * Images: an upload's dimensions from its header (plain JavaScript, every
+ * role), the variants with sharp, loaded on the first job: a web server that
+ * only enqueues never loads libvips.
+ */
+function imageProcessor(config: Config): ImageProcessor {
+  let sharp: Promise<ImageProcessor> | undefined;
+  const load = () => {
+    sharp ??= import('./platform/images/sharp.ts').then((m) =>
+      m.createSharpImageProcessor(config.uploadMaxMegapixels * 1e6, config.imageDecodeTimeoutSeconds),
+    );
+    return sharp;
+  };
+  return { probe: probeImageHeader, variants: async (data) => (await load()).variants(data) };
 }
 
 export interface Runtime {
@@ -189,9 +220,13 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
         : store;
     // "Liked by me" is the viewer's own write: cached only where a like through one server reaches every copy.
     const viewerCache = invalidationReachesAll ? cache : createNoCache();
-    const queue = createMemoryQueue({ attempts: config.jobAttempts, backoffMs: config.jobBackoffMs });
+    // Split into web servers and workers, with Redis: the jobs wait in BullMQ on the durable tier.
+    const queue: JobQueue =
+      config.queue === 'bullmq' || (config.queue === 'auto' && redis && config.role !== 'all')
+        ? await openBullmqQueue(config, redis)
+        : createMemoryQueue({ attempts: config.jobAttempts, backoffMs: config.jobBackoffMs });
     closers.push(() => queue.close());
-    const images = createSharpImageProcessor(config.uploadMaxMegapixels * 1e6, config.imageDecodeTimeoutSeconds);
+    const images = imageProcessor(config);
     metrics.watchCache(cache);
     metrics.watchQueue(queue);
 
@@ -263,6 +298,8 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
         timelines,
         viewerCache,
         edge,
+        onEnqueueFailed: (name, err) =>
+          logger.warn({ err, job: name }, 'job not enqueued (queue unavailable): the sweeper enqueues it again'),
       }),
       social: createSocialService({
         social: socialRepo,
@@ -318,15 +355,26 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
       );
     }
     if (role.jobs) {
-      startPhotoWorker({
+      startJobHandlers({
         queue: c.queue,
         photos: c.services.photos,
         metrics: c.metrics.business,
         logger,
         concurrency: config.workerConcurrency,
       });
-      const resumed = await c.services.photos.resumeProcessing();
-      if (resumed > 0) logger.info({ photos: resumed }, 're-queued photos left processing by the last run');
+      if (c.queue.shared) {
+        // Other workers hold jobs now: only what has been processing too long is enqueued again.
+        const sweeper = startSweeper({
+          photos: c.services.photos,
+          logger,
+          afterSeconds: config.sweepAfterSeconds,
+          everySeconds: config.sweepEverySeconds,
+        });
+        c.closers.push(async () => sweeper.stop());
+      } else {
+        const resumed = await c.services.photos.resumeProcessing();
+        if (resumed > 0) logger.info({ photos: resumed }, 're-queued photos left processing by the last run');
+      }
     }
     const drain = createDrain({
       ...defaultDrain,

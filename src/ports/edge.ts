@@ -4,6 +4,8 @@
  * serves images itself and a purge does nothing.
  */
 export interface Edge {
+  /** False for no edge at all (nothing to purge). */
+  readonly enabled: boolean;
   /** The base of image URLs now: the edge's while it answers, else the origin's (undefined: relative URLs). */
   mediaBase(): string | undefined;
   /** Every base an image URL may have (the page's Content-Security-Policy lists them). */
@@ -16,6 +18,7 @@ export interface Edge {
 }
 
 export const noEdge: Edge = {
+  enabled: false,
   mediaBase: () => undefined,
   mediaHosts: () => [],
   origin: () => undefined,

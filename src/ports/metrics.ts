@@ -4,6 +4,10 @@ export interface BusinessMetrics {
   upload(): void;
   like(): void;
   jobDone(name: string, seconds: number, outcome: 'ok' | 'retry' | 'failed'): void;
+  /** A photo became ready this long after its upload was accepted. */
+  photoReady(secondsSinceUpload: number): void;
+  /** A job could not be enqueued (the queue's store is down); the database's record brings it back later. */
+  enqueueFailed(name: string): void;
 }
 
 /** What the precomputed feeds report. */

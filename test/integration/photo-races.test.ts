@@ -18,7 +18,7 @@ import type { JobQueue } from '../../src/ports/queue.ts';
 import { pngImage } from '../support/app.ts';
 import { tempDir } from '../support/temp.ts';
 
-const metrics = { signup() {}, upload() {}, like() {}, jobDone() {} };
+const metrics = { signup() {}, upload() {}, like() {}, jobDone() {}, photoReady() {}, enqueueFailed() {} };
 const firstTry = { attempt: 1, maxAttempts: 1 };
 
 let db: Db;

@@ -238,12 +238,13 @@ export function createPhotoRepository(db: Db) {
     },
 
     /** Photos still processing (a crash left them, or their job waits), oldest first. */
-    async processing(): Promise<{ id: string; ownerId: string }[]> {
-      const rows = await db.primary
-        .selectFrom('photos')
-        .select(['id', 'owner_id'])
-        .where('status', '=', 'processing')
+    /** Photos processing since before `olderThan` (default: all), oldest first. */
+    async processing(o: { olderThan?: Date; limit?: number } = {}): Promise<{ id: string; ownerId: string }[]> {
+      let q = db.primary.selectFrom('photos').select(['id', 'owner_id']).where('status', '=', 'processing');
+      if (o.olderThan) q = q.where('created_at', '<', o.olderThan);
+      const rows = await q
         .orderBy('created_at')
+        .limit(o.limit ?? 10_000)
         .execute();
       return rows.map((r) => ({ id: r.id, ownerId: r.owner_id }));
     },

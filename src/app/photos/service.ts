@@ -12,7 +12,7 @@ import { RateLimitedError, type Throttle } from '../throttle.ts';
 import { profileCacheKey } from '../users/service.ts';
 import { detectImageFormat, mimeTypes } from './image-type.ts';
 import { likedByCached } from './liked.ts';
-import type { PhotoRepository } from './repository.ts';
+import type { PhotoRepository, PhotoRow } from './repository.ts';
 import { type PhotoView, photoCacheKey, photoViews } from './views.ts';
 
 /** The tag of every edge object of a photo (its variants). */
@@ -40,9 +40,11 @@ export function createPhotoService(deps: {
   /** Precomputed feeds, when this site keeps them. */
   timelines?: Timelines;
   /** The CDN edges, when the site has them: a deleted photo is purged from each. */
-  edge?: Pick<Edge, 'purge'>;
+  edge?: Pick<Edge, 'purge' | 'enabled'>;
   /** Where "liked by me" is cached: `cache`, or nothing where web servers cannot tell each other of deletes. */
   viewerCache?: Cache;
+  /** A job that could not be enqueued (its store is down): the sweeper enqueues it again from the database. */
+  onEnqueueFailed?: (name: string, err: unknown) => void;
 }) {
   const { photos, blobs, queue, images, cache, metrics, throttle, limits, timelines, edge } = deps;
   const viewerCache = deps.viewerCache ?? cache;
@@ -58,6 +60,30 @@ export function createPhotoService(deps: {
 
   const forget = async (photo: { id: string; owner: string }) =>
     cache.delete(photoCacheKey(photo.id), profileCacheKey(photo.owner));
+
+  /**
+   * Enqueues work whose record is in the database (a photo `processing`):
+   * when the queue's store is down, the work is not lost, the sweeper
+   * (`resumeProcessing`) enqueues it again, so the caller goes on.
+   */
+  const enqueueRecorded: JobQueue['enqueue'] = async (name, payload, options) => {
+    try {
+      await queue.enqueue(name, payload, options);
+    } catch (err) {
+      metrics.enqueueFailed(name);
+      deps.onEnqueueFailed?.(name, err);
+    }
+  };
+
+  /** processing → ready, with the variants: the end of a photo's jobs. */
+  const finish = async (photo: PhotoRow, records: Record<string, PhotoVariantRecord>) => {
+    if (await photos.markReady(photo.id, records)) {
+      metrics.photoReady((Date.now() - photo.createdAt.getTime()) / 1000);
+    } else {
+      // Deleted while we worked: leave nothing behind.
+      await blobs.delete(...allKeys(photo.id));
+    }
+  };
 
   return {
     /** Stores the original and queues its variants; the photo is `processing` until they exist. */
@@ -112,7 +138,8 @@ export function createPhotoService(deps: {
         throw overCap();
       }
       await timelines?.uploaded({ id, ownerId, createdAt });
-      await queue.enqueue('photo.variants', { photoId: id }, { jobId: id, group: ownerId });
+      // The row is the job's record: accepted even when the queue's store is down.
+      await enqueueRecorded('photo.variants', { photoId: id }, { jobId: id, group: ownerId });
       metrics.upload();
       return { id, status: 'processing' };
     },
@@ -150,7 +177,18 @@ export function createPhotoService(deps: {
       // All keys, not the row's list: a job may have written variants after the row was read.
       await blobs.delete(...allKeys(id));
       // Out of every edge too, before the answer: nobody is served it from a cache again.
-      await edge?.purge(photoEdgeTag(id));
+      if (edge?.enabled) {
+        await edge.purge(photoEdgeTag(id));
+        // And again in a second: a fill that left the origin before the delete may land after the first purge.
+        await queue
+          .enqueue('edge.purge', { tag: photoEdgeTag(id) }, { delayMs: 1000, jobId: `purge-${id}` })
+          .catch((err) => deps.onEnqueueFailed?.('edge.purge', err));
+      }
+    },
+
+    /** The job: drops a tag's objects from every edge. */
+    async purgeEdge(tag: string): Promise<void> {
+      await edge?.purge(tag);
     },
 
     /** The job: makes the variants of one photo. Safe to run twice. */
@@ -176,13 +214,17 @@ export function createPhotoService(deps: {
           await blobs.put(key, v.data, v.contentType);
           records[v.name] = { key, width: v.width, height: v.height, bytes: v.data.length };
         }
-        // Into the followers' feeds first, then ready: a photo is in their feeds the moment it can be seen,
-        // and a crash in between leaves it processing, so the job runs again at start.
-        await timelines?.ready(photo);
-        if (!(await photos.markReady(photoId, records))) {
-          // Deleted while we worked: leave nothing behind.
-          await blobs.delete(...allKeys(photoId));
+        // Into the followers' feeds first (a job of its own: a popular author's fan-out is long), then ready.
+        // The photo stays processing until then, so a lost fan-out job is found by the sweeper.
+        if (timelines) {
+          await queue.enqueue(
+            'feed.fanout',
+            { photoId, variants: records },
+            { jobId: `fanout-${photoId}`, group: photo.ownerId, replaceFinished: true },
+          );
+          return;
         }
+        await finish(photo, records);
       } catch (err) {
         if (ctx.attempt >= ctx.maxAttempts) await photos.markFailed(photoId);
         throw err;
@@ -191,10 +233,37 @@ export function createPhotoService(deps: {
       }
     },
 
-    /** Re-queues photos a crash left processing. Returns how many. */
-    async resumeProcessing(): Promise<number> {
-      const left = await photos.processing();
-      for (const p of left) await queue.enqueue('photo.variants', { photoId: p.id }, { jobId: p.id, group: p.ownerId });
+    /** The job after the variants: into the followers' feeds, then ready. Safe to run twice. */
+    async publish(photoId: string, records: Record<string, PhotoVariantRecord>, ctx: JobContext): Promise<void> {
+      const photo = await photos.get(photoId, true);
+      if (photo?.status !== 'processing') return;
+      try {
+        await timelines?.ready(photo);
+        await finish(photo, records);
+      } catch (err) {
+        if (ctx.attempt >= ctx.maxAttempts) await photos.markFailed(photoId);
+        throw err;
+      } finally {
+        await forget(photo);
+      }
+    },
+
+    /**
+     * The sweeper: enqueues again every photo that has been processing for at
+     * least `olderThanSeconds` (0: all, as at a single server's start). The
+     * database is the jobs' record: a job the queue lost (a Redis failover
+     * drops its last writes) is found here; one still queued or running is
+     * left alone (the queue adds no job twice by id). Returns how many it saw.
+     */
+    async resumeProcessing(olderThanSeconds = 0, limit = 1000): Promise<number> {
+      const left = await photos.processing({ olderThan: new Date(Date.now() - olderThanSeconds * 1000), limit });
+      for (const p of left) {
+        await queue.enqueue(
+          'photo.variants',
+          { photoId: p.id },
+          { jobId: p.id, group: p.ownerId, replaceFinished: true },
+        );
+      }
       return left.length;
     },
   };

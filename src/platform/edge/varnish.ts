@@ -11,16 +11,15 @@ export interface VarnishEdgeOptions {
   logger: Logger;
   /** How often the edge's health is probed (ms). */
   probeEveryMs?: number;
-  /** A photo's objects are purged again this long after the delete: a fill racing the first purge is dropped too. */
-  repurgeAfterMs?: number;
 }
 
 /**
  * The Varnish edges: a background probe of the local edge (`/.edge/health`,
  * every second, two failures in a row to call it down, one success to call it
- * up) decides where image URLs point; a purge is an xkey PURGE to every edge,
- * sent again after `repurgeAfterMs`, since a fill that left the origin before
- * the delete can land in the cache after the first purge.
+ * up) decides where image URLs point; a purge is an xkey PURGE to every edge
+ * (the photo service sends it again a second later, as a job, since a fill
+ * that left the origin before the delete can land in the cache after the
+ * first purge).
  */
 export function createVarnishEdge(o: VarnishEdgeOptions): Edge {
   const [local] = o.edges;
@@ -45,7 +44,6 @@ export function createVarnishEdge(o: VarnishEdgeOptions): Edge {
   const timer = setInterval(() => void probe(), o.probeEveryMs ?? 1000);
   timer.unref();
   void probe();
-  const timers = new Set<NodeJS.Timeout>();
 
   const purgeAll = async (tag: string) => {
     await Promise.all(
@@ -67,21 +65,13 @@ export function createVarnishEdge(o: VarnishEdgeOptions): Edge {
   };
 
   return {
+    enabled: true,
     mediaBase: () => (healthy ? local : o.origin),
     mediaHosts: () => [...o.edges, o.origin],
     origin: () => o.origin,
-    async purge(tag) {
-      await purgeAll(tag);
-      const again = setTimeout(() => {
-        timers.delete(again);
-        void purgeAll(tag);
-      }, o.repurgeAfterMs ?? 1000);
-      again.unref();
-      timers.add(again);
-    },
+    purge: purgeAll,
     async close() {
       clearInterval(timer);
-      for (const t of timers) clearTimeout(t);
     },
   };
 }

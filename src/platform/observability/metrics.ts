@@ -70,6 +70,19 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
     registers: [registry],
   });
 
+  const timeToReady = new client.Histogram({
+    name: 'scaleout_photo_time_to_ready_seconds',
+    help: 'From an accepted upload to its photo being ready (variants made and fanned out)',
+    buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300],
+    registers: [registry],
+  });
+  const enqueueFailures = new client.Counter({
+    name: 'scaleout_job_enqueue_failures_total',
+    help: 'Jobs that could not be enqueued (the sweeper enqueues them again from the database)',
+    labelNames: ['job'],
+    registers: [registry],
+  });
+
   const rebuilds = new client.Counter({
     name: 'scaleout_feed_timeline_rebuilds_total',
     help: 'Precomputed timelines rebuilt from the database because they were missing, by kind (home, author)',
@@ -198,6 +211,8 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
       upload: () => uploads.inc(),
       like: () => likes.inc(),
       jobDone: (job, seconds, outcome) => jobSeconds.observe({ job, outcome }, seconds),
+      photoReady: (seconds) => timeToReady.observe(seconds),
+      enqueueFailed: (job) => enqueueFailures.inc({ job }),
     },
     redisMasterChanged: (tier) => masterChanges.inc({ tier }),
     cacheInvalidationSent: (ms) => (ms === null ? invalidationsLate.inc() : invalidationSeconds.observe(ms / 1000)),

@@ -88,7 +88,12 @@ export function createBullmqQueue(o: BullmqQueueOptions): JobQueue {
 
   /** The group's jobs in the queue, this one included: its priority. */
   const turnOf = async (group: string, jobId: string): Promise<number> => {
-    const result = await connection.multi().sadd(fairKey(group), jobId).scard(fairKey(group)).expire(fairKey(group), 3600).exec();
+    const result = await connection
+      .multi()
+      .sadd(fairKey(group), jobId)
+      .scard(fairKey(group))
+      .expire(fairKey(group), 3600)
+      .exec();
     const count = Number(result?.[1]?.[1] ?? 1);
     return Math.min(lowestPriority, Math.max(1, count));
   };
@@ -153,7 +158,11 @@ export function createBullmqQueue(o: BullmqQueueOptions): JobQueue {
           const q = queueOf(name);
           const counts = await q.getJobCounts('wait', 'prioritized', 'active', 'delayed', 'failed');
           // Delayed jobs are scored by when they are due (ms × 4096 + a counter): count those due now.
-          const due = await connection.zcount(q.keys.delayed, '-inf', (Date.now() + 1) * 0x1000 - 1);
+          const due = await connection.zcount(
+            q.keys.delayed ?? `${o.prefix}:${name}:delayed`,
+            '-inf',
+            (Date.now() + 1) * 0x1000 - 1,
+          );
           total.waiting += (counts.wait ?? 0) + (counts.prioritized ?? 0) + due;
           total.active += counts.active ?? 0;
           total.delayed += Math.max(0, (counts.delayed ?? 0) - due);

@@ -1,3 +1,4 @@
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Cache } from '../../ports/cache.ts';
 import type { RateLimiter } from '../../ports/rate-limits.ts';
@@ -15,6 +16,8 @@ export interface RedisTiers {
   rateLimiter: RateLimiter;
   /** Precomputed feeds, in the cache tier (rebuilt from the database when lost). */
   timelines: TimelineStore;
+  /** A new connection to the durable tier that waits out a failover (BullMQ's). */
+  connectDurable(): Redis;
   close(): Promise<void>;
 }
 
@@ -68,6 +71,8 @@ export function connectRedisTiers(opts: {
     }),
     rateLimiter: createRedisRateLimiter(durable),
     timelines: createRedisTimelineStore(cache, opts.timelines),
+    connectDurable: () =>
+      connectRedis({ sentinels, name: opts.durableName, ...auth }, { ...subscriberOptions, connectTimeout: 2000 }),
     async close() {
       for (const c of [durable, cache, cacheSubscriber]) c.disconnect();
     },
