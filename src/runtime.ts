@@ -81,10 +81,10 @@ async function openDb(config: Config, logger: Logger, metrics: Metrics): Promise
 /** BullMQ on the durable Redis, loaded only for a topology that splits web servers and workers. */
 async function openBullmqQueue(config: Config, redis: { connectDurable(): import('ioredis').Redis } | undefined) {
   if (!redis) throw new Error('the BullMQ queue needs the Redis tiers (SCALEOUT_REDIS_SENTINELS)');
-  const { createBullmqQueue } = await import('./platform/queue/bullmq.ts');
+  const { createBullmqQueue, siteQueuePrefix } = await import('./platform/queue/bullmq.ts');
   return createBullmqQueue({
     connect: redis.connectDurable,
-    prefix: 'scaleout',
+    prefix: siteQueuePrefix,
     attempts: config.jobAttempts,
     backoffMs: config.jobBackoffMs,
     lockMs: config.jobLockMs,

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import sharp from 'sharp';
 import type { Ledger } from './ledger.ts';
 import type { RequestSpec } from './load.ts';
 import { mulberry32, type SeedManifest, zipf } from './seed.ts';
@@ -41,6 +40,8 @@ export async function buildScenario(
   const auth = (u: number) => ({ authorization: `Bearer ${manifest.tokens[u]}` });
   const anyUser = () => Math.floor(random() * n);
   const anyPhoto = () => manifest.photoIds[Math.floor(random() * manifest.photoIds.length)] as string;
+  // Loaded here, not at the top: every `scaleout` command (a web server too) imports this module.
+  const { default: sharp } = await import('sharp');
   const png = await sharp({ create: { width: 32, height: 24, channels: 3, background: '#4a7' } })
     .png()
     .toBuffer();

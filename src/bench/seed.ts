@@ -1,4 +1,3 @@
-import sharp from 'sharp';
 import { Pool } from 'undici';
 
 /** A small deterministic PRNG, so a seed number always makes the same data. */
@@ -187,6 +186,8 @@ export async function seed(opts: SeedOptions): Promise<SeedManifest> {
   const uploadOne = async (i: number) => {
     const owner = i % owners.length;
     const color = { r: Math.floor(random() * 256), g: Math.floor(random() * 256), b: Math.floor(random() * 256) };
+    // Loaded here, not at the top: every `scaleout` command (a web server too) imports this module.
+    const { default: sharp } = await import('sharp');
     const png = await sharp({ create: { width: 96, height: 72, channels: 3, background: color } })
       .png()
       .toBuffer();

@@ -37,6 +37,7 @@ function loadTopology(arg: string, o: UpFlags): Topology {
       octet: o.octet ? Number(o.octet) : undefined,
       port: o.port ? Number(o.port) : undefined,
       webServers: o.webServers ? Number(o.webServers) : undefined,
+      workers: o.workers ? Number(o.workers) : undefined,
       synchronous: !o.async,
       patroniTtl: o.patroniTtl ? Number(o.patroniTtl) : undefined,
       supervise: o.supervise,
@@ -52,6 +53,7 @@ interface UpFlags {
   octet?: string;
   port?: string;
   webServers?: string;
+  workers?: string;
   async?: boolean;
   patroniTtl?: string;
   print?: boolean;
@@ -62,13 +64,14 @@ export function clusterCommands(program: Command, root: string): void {
   program
     .command('up')
     .description(
-      'Start a topology (a preset: single, db, lb, cache, stateless; or a topology JSON file) and wait until it is healthy',
+      `Start a topology (a preset: ${presets.join(', ')}; or a topology JSON file) and wait until it is healthy`,
     )
     .argument('<preset|file>')
     .option('--name <name>', 'name of this topology (two can run at once under different names)')
     .option('--octet <n>', 'second octet of every address, 127.<n>.x.y')
     .option('--port <port>', 'port of the public endpoint (lb: 8080)')
     .option('--web-servers <n>', 'web servers behind the load balancer (lb: 2)')
+    .option('--workers <n>', 'job workers at start (queue: 2)')
     .option('--no-supervise', 'start no supervisor: what dies stays dead')
     .option('--async', 'asynchronous replication instead of synchronous (lb)')
     .option('--patroni-ttl <s>', 'Patroni leader TTL, the failover detection time (lb: 5)')
@@ -203,29 +206,42 @@ export function clusterCommands(program: Command, root: string): void {
 
   program
     .command('scale')
-    .description('Set the number of web servers (web=N): new ones join when ready, leaving ones drain first')
-    .argument('<tier=count>', 'web=N')
+    .description(
+      'Set the number of web servers (web=N) or workers (worker=N): new ones join when ready, leaving ones drain first',
+    )
+    .argument('<tier=count...>', 'web=N and/or worker=N')
     .option('--name <name>')
-    .action(async (arg: string, o: { name?: string }) => {
-      const m = /^web=(\d+)$/.exec(arg);
-      if (!m) throw new Error('expected web=<count>, e.g. "scaleout scale web=4"');
+    .action(async (args: string[], o: { name?: string }) => {
+      const counts: { web?: number; worker?: number } = {};
+      for (const arg of args) {
+        const m = /^(web|worker)=(\d+)$/.exec(arg);
+        if (!m)
+          throw new Error(`expected web=<count> or worker=<count>, e.g. "scaleout scale web=4 worker=2", got "${arg}"`);
+        counts[m[1] as 'web' | 'worker'] = Number(m[2]);
+      }
       const state = pickState(root, o.name);
-      const answer = await callSupervisor<{ webServers?: string[]; autoscalerPaused?: boolean; error?: string }>(
-        state,
-        'POST',
-        '/scale',
-        { web: Number(m[1]) },
-      );
+      const answer = await callSupervisor<{
+        webServers?: string[];
+        workers?: string[];
+        autoscalerPaused?: boolean;
+        error?: string;
+      }>(state, 'POST', '/scale', counts);
       if (answer.status !== 200) throw new Error(answer.body.error ?? `HTTP ${answer.status}`);
       if (answer.body.autoscalerPaused)
         process.stdout.write('the autoscaler is paused ("scaleout autoscale --on" resumes it)\n');
-      process.stdout.write(`${answer.body.webServers?.length} web servers: ${answer.body.webServers?.join(', ')}\n`);
+      if (answer.body.webServers)
+        process.stdout.write(`${answer.body.webServers.length} web servers: ${answer.body.webServers.join(', ')}\n`);
+      if (answer.body.workers)
+        process.stdout.write(`${answer.body.workers.length} workers: ${answer.body.workers.join(', ') || '(none)'}\n`);
     });
 
   program
     .command('autoscale')
-    .description("Show or change the web tier's autoscaler (requests in flight per server, Kubernetes HPA's rule)")
+    .description(
+      "Show or change an autoscaler (Kubernetes HPA's rule): the web tier's (requests in flight per server) or the worker tier's (jobs per worker slot)",
+    )
     .option('--name <name>')
+    .option('--tier <tier>', 'web (default) or worker')
     .option('--min <n>', 'fewest web servers')
     .option('--max <n>', 'most web servers (16 at most)')
     .option('--target <n>', 'requests in flight per web server to aim for')
@@ -245,8 +261,11 @@ export function clusterCommands(program: Command, root: string): void {
         period?: string;
         on?: boolean;
         off?: boolean;
+        tier?: string;
       }) => {
         if (o.on && o.off) throw new Error('--on and --off: give one of them');
+        if (o.tier !== undefined && o.tier !== 'web' && o.tier !== 'worker')
+          throw new Error(`--tier: web or worker, got "${o.tier}"`);
         const num = (v: string | undefined, flag: string) => {
           if (v === undefined) return undefined;
           const n = Number(v);
@@ -267,7 +286,10 @@ export function clusterCommands(program: Command, root: string): void {
         const answer =
           Object.keys(given).length === 0
             ? await callSupervisor<Record<string, unknown>>(state, 'GET', '/status')
-            : await callSupervisor<Record<string, unknown>>(state, 'POST', '/autoscale', given);
+            : await callSupervisor<Record<string, unknown>>(state, 'POST', '/autoscale', {
+                ...given,
+                ...(o.tier ? { tier: o.tier } : {}),
+              });
         if (answer.status !== 200) throw new Error(String(answer.body.error ?? `HTTP ${answer.status}`));
         process.stdout.write(`${JSON.stringify(answer.body, null, 2)}\n`);
       },

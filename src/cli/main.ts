@@ -19,6 +19,48 @@ const program = new Command()
   // A command's options belong to it, not to a parent that has options of the same name (bench --out, bench run … --out).
   .enablePositionalOptions();
 
+/** Runs the site (or its jobs) in this process until SIGTERM or SIGINT. */
+async function serve(config: Config): Promise<void> {
+  const runtime = await createRuntime(config).catch((err: Error) => {
+    process.stderr.write(`scaleout: cannot start: ${err.message}\n`);
+    process.exit(1);
+  });
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    runtime.logger.info({ signal }, 'shutting down');
+    // SIGTERM (a supervisor, a deploy, a scale-in): out of the balancer's rotation first, then close.
+    // Closing lets requests in flight finish and closes idle keep-alive connections; a worker
+    // takes no new job and finishes the ones it runs.
+    if (signal === 'SIGTERM' && config.role !== 'worker')
+      runtime.logger.info(await runtime.drain.begin(), 'drained: closing');
+    await runtime.close();
+    runtime.logger.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  const url = await runtime.listen();
+  runtime.logger.info(
+    { url, dataDir: config.dataDir, role: config.role },
+    config.role === 'worker' ? `scaleout worker: taking jobs (health at ${url})` : `scaleout is serving ${url}`,
+  );
+}
+
+program
+  .command('worker')
+  .description(
+    "Run a job worker: photo variants, fan-out and edge purges from the shared queue (BullMQ on the topology's durable Redis); health on --port",
+  )
+  .addOption(new Option('--host <host>', 'address of its health endpoints (SCALEOUT_HOST, default 127.0.0.1)'))
+  .addOption(new Option('--port <port>', 'port of its health endpoints (SCALEOUT_PORT, default 3000)'))
+  .addOption(new Option('--data-dir <dir>', 'its data dir (SCALEOUT_DATA_DIR)'))
+  .addOption(new Option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent'))
+  .action(async (flags: Partial<Record<keyof Config, string>>) => {
+    await serve(configOrExit({ ...flags, role: 'worker' }));
+  });
+
 program
   .command('start')
   .description('Run the single-server site: web, embedded PostgreSQL (PGlite), in-process cache and queue')
@@ -28,27 +70,7 @@ program
   .addOption(new Option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent'))
   .addOption(new Option('--cache-policy <policy>', 'lru, lfu or fifo'))
   .action(async (flags: Partial<Record<keyof Config, string>>) => {
-    const config = configOrExit(flags);
-    const runtime = await createRuntime(config).catch((err: Error) => {
-      process.stderr.write(`scaleout: cannot start: ${err.message}\n`);
-      process.exit(1);
-    });
-    let stopping = false;
-    const stop = async (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      runtime.logger.info({ signal }, 'shutting down');
-      // SIGTERM (a supervisor, a deploy, a scale-in): out of the balancer's rotation first, then close.
-      // Closing lets requests in flight finish and closes idle keep-alive connections.
-      if (signal === 'SIGTERM') runtime.logger.info(await runtime.drain.begin(), 'drained: closing');
-      await runtime.close();
-      runtime.logger.info('stopped');
-      process.exit(0);
-    };
-    process.on('SIGINT', () => void stop('SIGINT'));
-    process.on('SIGTERM', () => void stop('SIGTERM'));
-    const url = await runtime.listen();
-    runtime.logger.info({ url, dataDir: config.dataDir }, `scaleout is serving ${url}`);
+    await serve(configOrExit(flags));
   });
 
 program

@@ -64,6 +64,8 @@ nav{display:flex;gap:.4rem}nav button.on{background:#1d1d1f;color:#fff;border-co
 <table id="processes"><thead><tr><th>process</th><th>role</th><th>address</th><th>pid</th><th>health</th><th>lag</th><th>restarts</th><th></th></tr></thead><tbody></tbody></table>
 </section>
 <div id="events"></div>
+<section id="dead-letter" class="hidden"><h3>Dead letter (jobs that failed their last attempt)</h3>
+<table><thead><tr><th>job</th><th>id</th><th>attempts</th><th>failed at</th><th>reason</th><th></th></tr></thead><tbody></tbody></table></section>
 <div class="charts">
 ${chartDivs}
 </div>
@@ -202,9 +204,32 @@ async function refreshCharts() {
   }
 }
 
-refreshTopology(); refreshCharts();
+async function refreshDeadLetter() {
+  const res = await fetch('api/jobs/failed' + q);
+  const section = document.getElementById('dead-letter');
+  if (!res.ok) { section.classList.add('hidden'); return; }
+  const { jobs } = await res.json();
+  section.classList.toggle('hidden', jobs.length === 0);
+  section.querySelector('tbody').replaceChildren(...jobs.map((j) => {
+    const tr = document.createElement('tr');
+    for (const c of [j.name, j.id, j.attempts, new Date(j.failedAt).toLocaleTimeString(), j.reason]) {
+      const td = document.createElement('td'); td.textContent = String(c); tr.append(td);
+    }
+    const b = document.createElement('button'); b.textContent = 'retry';
+    b.onclick = async () => {
+      const r = await fetch('api/jobs/' + encodeURIComponent(j.id) + '/retry' + q, { method: 'POST', headers: { 'x-dashboard': '1' } });
+      note('retry ' + j.id + ': ' + (r.ok ? 'ok' : (await r.json()).error));
+      refreshDeadLetter();
+    };
+    const td = document.createElement('td'); td.append(b); tr.append(td);
+    return tr;
+  }));
+}
+
+refreshTopology(); refreshCharts(); refreshDeadLetter();
 setInterval(refreshTopology, 1000);
 setInterval(refreshCharts, 2000);
+setInterval(refreshDeadLetter, 5000);
 </script>
 </body></html>`;
 }

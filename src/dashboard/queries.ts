@@ -18,7 +18,7 @@ export const charts: Record<string, { title: string; unit: string; queries: Reco
     queries: {
       servers: 'max(scaleout_web_servers)',
       'in flight per server': 'max(scaleout_autoscaler_in_flight_per_server)',
-      target: 'max(scaleout_autoscaler_target)',
+      target: 'max(scaleout_autoscaler_target{tier="web"})',
       restarts: 'sum(scaleout_process_restarts_total) or vector(0)',
     },
   },
@@ -58,11 +58,31 @@ export const charts: Record<string, { title: string; unit: string; queries: Reco
     queries: { lag: 'max by (replica) (scaleout_replica_lag_bytes)' },
   },
   queue: {
-    title: 'Queue depth',
+    title: 'Queue depth (jobs)',
     unit: 'jobs',
+    queries: Object.fromEntries(
+      ['waiting', 'active', 'delayed', 'failed'].map((state) => [
+        state === 'failed' ? 'dead letter' : state,
+        // In-process queues add up; a shared one (BullMQ) is the same in every process.
+        `(sum(scaleout_queue_jobs{state="${state}",shared="false"}) or vector(0)) + (max(scaleout_queue_jobs{state="${state}",shared="true"}) or vector(0))`,
+      ]),
+    ),
+  },
+  workers: {
+    title: 'Workers and the autoscaler metric (jobs per worker slot)',
+    unit: '',
     queries: {
-      waiting: 'sum(scaleout_queue_jobs{state="waiting"})',
-      active: 'sum(scaleout_queue_jobs{state="active"})',
+      workers: 'max(scaleout_workers) or vector(0)',
+      'jobs per slot': 'max(scaleout_autoscaler_jobs_per_worker_slot) or vector(0)',
+      target: 'max(scaleout_autoscaler_target{tier="worker"})',
+    },
+  },
+  timeToReady: {
+    title: 'Upload to ready (photo variants made and fanned out)',
+    unit: 's',
+    queries: {
+      p50: 'histogram_quantile(0.5, sum by (le) (rate(scaleout_photo_time_to_ready_seconds_bucket[1m])))',
+      p99: 'histogram_quantile(0.99, sum by (le) (rate(scaleout_photo_time_to_ready_seconds_bucket[1m])))',
     },
   },
   redisMemory: {

@@ -5,10 +5,13 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { isAlive, isSameProcess, killHard } from '../cluster/process.ts';
 import { guardControlApi } from '../cluster/run/guard.ts';
 import { type ClusterState, restart, stateOf } from '../cluster/run/index.ts';
+import { openSiteQueue } from '../cluster/run/jobs.ts';
 import { readControlToken } from '../cluster/run/private.ts';
 import { status } from '../cluster/run/status.ts';
 import { callSupervisor, supervisorOf } from '../cluster/supervisor/client.ts';
 import { allProcesses } from '../cluster/topology/index.ts';
+import { firstDataCenter } from '../cluster/topology/select.ts';
+import type { JobQueue } from '../ports/queue.ts';
 import { dashboardPage } from './page.ts';
 import { charts } from './queries.ts';
 
@@ -115,6 +118,30 @@ export async function buildDashboard(opts: DashboardOptions): Promise<{ app: Fas
     if (!charts[key]) return reply.code(404).send({ error: 'no such chart' });
     const seconds = Math.min(3600, Math.max(30, Number((req.query as { seconds?: string }).seconds ?? 300)));
     return chartData(promUrl, key, seconds);
+  });
+  // The dead letter of the shared queue (preset queue): a look, and a retry, never a job run here.
+  let jobs: JobQueue | undefined | null = null;
+  const siteJobs = () => {
+    if (jobs === null) {
+      const state = load();
+      jobs = openSiteQueue(state, firstDataCenter(state.topology));
+    }
+    return jobs;
+  };
+  app.addHook('onClose', async () => {
+    await jobs?.close();
+  });
+  app.get('/api/jobs/failed', async (_req, reply) => {
+    const q = siteJobs();
+    if (!q) return reply.code(404).send({ error: 'this topology has no shared job queue' });
+    return { jobs: await q.failed(50) };
+  });
+  app.post('/api/jobs/:id/retry', async (req, reply) => {
+    const q = siteJobs();
+    if (!q) return reply.code(404).send({ error: 'this topology has no shared job queue' });
+    const { id } = req.params as { id: string };
+    if (!(await q.retry(id))) return reply.code(404).send({ error: `no failed job ${id}` });
+    return { retried: id };
   });
   app.post('/api/processes/:name/kill', async (req, reply) => {
     const state = load();

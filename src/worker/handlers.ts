@@ -22,6 +22,7 @@ async function timed(
 ) {
   const started = performance.now();
   const log = d.logger.child({ job: name, ...fields, attempt: ctx.attempt, reqId: ctx.requestId });
+  log.info(`${name} started`);
   try {
     await run();
     d.metrics.jobDone(name, (performance.now() - started) / 1000, 'ok');

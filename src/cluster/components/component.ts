@@ -36,6 +36,8 @@ export interface RunContext {
    * the run's own extra settings.
    */
   appEnv(): Record<string, string>;
+  /** `appEnv` with the process's role: a web server's, or a worker's. */
+  siteEnv(kind: 'web' | 'worker'): Record<string, string>;
   /** True when the process is being started again (not by `up`): join what runs, rather than found it. */
   restarting: boolean;
   log(line: string): void;

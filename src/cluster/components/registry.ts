@@ -16,6 +16,7 @@ import { supervisor, supervisorSpec } from './supervisor/index.ts';
 import { varnish, varnishSpec } from './varnish/index.ts';
 import { varnishExporter, varnishExporterSpec } from './varnish-exporter/index.ts';
 import { web, webSpec } from './web/index.ts';
+import { worker, workerSpec } from './worker/index.ts';
 
 /**
  * Every kind of process a topology can have, registered here and nowhere
@@ -41,6 +42,7 @@ const specs = () =>
     supervisorSpec,
     varnishSpec,
     varnishExporterSpec,
+    workerSpec,
   ]);
 let union: ReturnType<typeof specs> | undefined;
 /**
@@ -73,6 +75,7 @@ const list = (): readonly AnyComponent[] => [
   supervisor,
   varnish,
   varnishExporter,
+  worker,
 ];
 
 let registered: readonly AnyComponent[] | undefined;

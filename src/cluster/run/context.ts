@@ -25,6 +25,7 @@ export function contextFor(state: ClusterState, dataCenter: string | null, o: Co
     restarting: o.restarting ?? false,
     log: o.log ?? (() => {}),
     appEnv: () => appEnv(state, dataCenter),
+    siteEnv: (kind) => siteEnv(state, dataCenter, kind),
     once<T>(key: string, compute: () => Promise<T>): Promise<T> {
       let value = memo.get(key) as Promise<T> | undefined;
       if (!value) {
@@ -69,3 +70,24 @@ export const appEnv = (state: ClusterState, dataCenter: string | null): Record<s
   ...renderEnv(appConfig(state, dataCenter)),
   ...state.webEnv,
 });
+
+/**
+ * The environment of one process of the site: `appEnv` and its role. A
+ * worker runs the jobs; a web server runs them too (role `all`, its
+ * in-process queue) unless the topology gives them to workers (role `web`).
+ */
+export const siteEnv = (
+  state: ClusterState,
+  dataCenter: string | null,
+  kind: 'web' | 'worker',
+): Record<string, string> => {
+  const workersRunJobs = state.topology.options.jobs === 'workers';
+  return {
+    ...appEnv(state, dataCenter),
+    ...renderEnv(
+      kind === 'worker'
+        ? { role: 'worker', workerConcurrency: state.topology.options.workerConcurrency }
+        : { role: workersRunJobs ? 'web' : 'all' },
+    ),
+  };
+};

@@ -5,21 +5,26 @@ import { isAlive } from '../process.ts';
 import { guardControlApi } from '../run/guard.ts';
 import { readControlToken } from '../run/private.ts';
 import { loadState, updateState } from '../run/state.ts';
-import { autoscalePolicy, maxWebServers } from '../topology/schema.ts';
-import { webServers } from '../topology/select.ts';
+import { autoscalePolicy, maxWebServers, maxWorkers } from '../topology/schema.ts';
+import { webServers, workers } from '../topology/select.ts';
 import { checkCheckout } from './checkout.ts';
 import { supervisorOf } from './client.ts';
 import type { Controller } from './controllers.ts';
 import type { Restarts } from './restarts.ts';
 import { deployWebTier, scaleWebTier, type WebTierOptions } from './web-tier.ts';
+import { scaleWorkerTier } from './worker-tier.ts';
 
 export interface ApiDeps {
   runDir: string;
   registry: client.Registry;
   restarts: Restarts;
   autoscaler: Controller;
+  /** The worker tier's, where the topology has workers. */
+  workerAutoscaler?: Controller;
   /** One change of the web tier at a time. */
   exclusive<T>(name: string, fn: () => Promise<T>): Promise<T>;
+  /** One change of the worker tier at a time. */
+  exclusiveWorkers<T>(name: string, fn: () => Promise<T>): Promise<T>;
   operation(): string | null;
   tierLog: WebTierOptions['log'];
   log(fields: Record<string, unknown>, msg: string): void;
@@ -46,56 +51,98 @@ export function buildControlApi(d: ApiDeps): FastifyInstance {
       autoscale: state.topology.options.autoscale ?? null,
       metric: d.autoscaler.metric(),
       lastDecision: d.autoscaler.decisions().at(-1) ?? null,
+      ...(d.workerAutoscaler
+        ? {
+            workers: workers(state.topology).map((w) => w.name),
+            workerAutoscale: state.topology.options.workerAutoscale ?? null,
+            workerMetric: d.workerAutoscaler.metric(),
+            lastWorkerDecision: d.workerAutoscaler.decisions().at(-1) ?? null,
+          }
+        : {}),
       operation: d.operation(),
       pendingRestarts: d.restarts.pending(),
     };
   });
-  app.get('/decisions', async () => d.autoscaler.decisions());
+  app.get('/decisions', async (req) =>
+    (req.query as { tier?: string }).tier === 'worker'
+      ? (d.workerAutoscaler?.decisions() ?? [])
+      : d.autoscaler.decisions(),
+  );
   const failure = (err: unknown) => ({ error: (err as Error).message });
   app.post('/scale', async (req, reply) => {
     const body = z
-      .object({ web: z.number().int().min(1).max(maxWebServers) })
+      .object({
+        web: z.number().int().min(1).max(maxWebServers).optional(),
+        worker: z.number().int().min(0).max(maxWorkers).optional(),
+      })
       .strict()
+      .refine((b) => b.web !== undefined || b.worker !== undefined)
       .safeParse(req.body);
-    // Refused before anything changes: a bad count leaves the autoscaler as it was.
+    // Refused before anything changes: a bad count leaves the autoscalers as they were.
     if (!body.success) {
+      return reply.code(400).send({
+        error: `expected {"web": <count>, "worker": <count>}: web servers from 1 to ${maxWebServers}, workers from 0 to ${maxWorkers}; nothing changed`,
+      });
+    }
+    const { web, worker } = body.data;
+    if (worker !== undefined && !d.workerAutoscaler) {
       return reply
         .code(400)
-        .send({ error: `expected {"web": <count>}, a count from 1 to ${maxWebServers}; nothing changed` });
+        .send({ error: 'this topology has no worker tier (preset queue has one); nothing changed' });
     }
-    // A count set by hand is the operator's: the autoscaler stops until `autoscale --on`.
-    const policy = load().topology.options.autoscale;
-    if (policy?.enabled) {
+    // A count set by hand is the operator's: that tier's autoscaler stops until `autoscale --on`.
+    const t = load().topology;
+    const pause = {
+      web: web !== undefined && Boolean(t.options.autoscale?.enabled),
+      worker: worker !== undefined && Boolean(t.options.workerAutoscale?.enabled),
+    };
+    if (pause.web || pause.worker) {
       updateState(d.runDir, (s) => {
-        if (s.topology.options.autoscale) s.topology.options.autoscale.enabled = false;
+        if (pause.web && s.topology.options.autoscale) s.topology.options.autoscale.enabled = false;
+        if (pause.worker && s.topology.options.workerAutoscale) s.topology.options.workerAutoscale.enabled = false;
       });
-      d.log({ web: body.data.web }, 'autoscaler paused: the web-server count was set by hand');
+      d.log({ web, worker }, 'autoscaler paused: the count was set by hand');
     }
     try {
-      const webs = await d.exclusive(`scale to ${body.data.web}`, () =>
-        scaleWebTier(d.runDir, body.data.web, { log: d.tierLog }),
-      );
-      return { webServers: webs.map((w) => w.name), autoscalerPaused: Boolean(policy?.enabled) };
+      const [webs, workerList] = await Promise.all([
+        web === undefined
+          ? undefined
+          : d.exclusive(`scale to ${web}`, () => scaleWebTier(d.runDir, web, { log: d.tierLog })),
+        worker === undefined
+          ? undefined
+          : d.exclusiveWorkers(`scale workers to ${worker}`, () =>
+              scaleWorkerTier(d.runDir, worker, { log: d.tierLog }),
+            ),
+      ]);
+      return {
+        ...(webs ? { webServers: webs.map((w) => w.name) } : {}),
+        ...(workerList ? { workers: workerList.map((w) => w.name) } : {}),
+        autoscalerPaused: pause.web || pause.worker,
+      };
     } catch (err) {
       return reply.code(409).send(failure(err));
     }
   });
   app.post('/autoscale', async (req, reply) => {
+    const { tier = 'web', ...change } = (req.body ?? {}) as { tier?: unknown } & Record<string, unknown>;
+    if (tier !== 'web' && tier !== 'worker') return reply.code(400).send({ error: 'tier: web or worker' });
+    const controller = tier === 'web' ? d.autoscaler : d.workerAutoscaler;
+    if (!controller) return reply.code(400).send({ error: 'this topology has no worker tier' });
     const state = load();
-    const current = state.topology.options.autoscale;
-    const count = webServers(state.topology).length;
+    const key = tier === 'web' ? 'autoscale' : 'workerAutoscale';
+    const count = (tier === 'web' ? webServers : workers)(state.topology).length;
     const merged = autoscalePolicy.safeParse({
-      ...(current ?? { min: count, max: Math.max(count, 6), target: 2 }),
-      ...(req.body as object),
+      ...(state.topology.options[key] ?? { min: Math.max(1, count), max: Math.max(count, 6), target: 2 }),
+      ...change,
     });
     if (!merged.success) return reply.code(400).send({ error: z.prettifyError(merged.error) });
     if (merged.data.min > merged.data.max) return reply.code(400).send({ error: 'min is above max' });
     updateState(d.runDir, (s) => {
-      s.topology.options.autoscale = merged.data;
+      s.topology.options[key] = merged.data;
     });
-    d.autoscaler.reset();
-    d.log({ policy: merged.data }, 'autoscaler policy changed');
-    return { autoscale: merged.data };
+    controller.reset();
+    d.log({ tier, policy: merged.data }, 'autoscaler policy changed');
+    return { tier, [key]: merged.data };
   });
   app.post('/deploy', async (req, reply) => {
     const body = z

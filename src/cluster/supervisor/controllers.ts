@@ -1,9 +1,10 @@
 import type { Logger } from 'pino';
 import client from 'prom-client';
+import type { QueueDepth } from '../../ports/queue.ts';
 import { backendServers } from '../components/load-balancer/haproxy.ts';
 import { type ClusterState, loadState } from '../run/state.ts';
 import type { AutoscalePolicy, Topology } from '../topology/schema.ts';
-import { balancerOf, processesOf, webServers } from '../topology/select.ts';
+import { balancerOf, processesOf, webServers, workers } from '../topology/select.ts';
 import { type Decision, decide, InFlightWindow } from './autoscaler.ts';
 
 /** A per-server metric, sampled: the total over the tier and how many servers share it (null: no sample now). */
@@ -50,7 +51,9 @@ export interface ControllerOptions {
  */
 export function startController(tier: ScaledTier, metric: Metric, o: ControllerOptions): Controller {
   const labels = { tier: tier.tier, dataCenter: tier.dataCenter };
+  // Shared by the controllers of every tier (one series per tier and data center).
   const gauge = (name: string, help: string) =>
+    (o.registry.getSingleMetric(name) as client.Gauge | undefined) ??
     new client.Gauge({ name, help, labelNames: ['tier', 'dataCenter'], registers: [o.registry] });
   const metricGauge = gauge(`scaleout_autoscaler_${metric.name}`, metric.help);
   const desiredGauge = gauge('scaleout_autoscaler_desired_servers', "The autoscaler's last decision");
@@ -155,5 +158,31 @@ export const webTier = (dataCenter: string, scaleTo: (count: number) => Promise<
   dataCenter,
   current: (t) => webServers(t, dataCenter).length,
   policy: (t) => t.options.autoscale,
+  scaleTo,
+});
+
+/**
+ * The worker tier's metric: jobs ready or running per worker slot (waiting +
+ * prioritized + due delayed + active, over workers × concurrency), from
+ * BullMQ's counts. KEDA's Redis-list scaler reads only the wait list's
+ * length, so it misses prioritized jobs (every job here has a priority, for
+ * fairness) and running ones; counting the running ones also keeps the tier
+ * from scaling in while its workers are busy.
+ */
+export const queueDepth = (dataCenter: string, depth: () => Promise<QueueDepth>): Metric => ({
+  name: 'jobs_per_worker_slot',
+  help: "The worker autoscaler's metric: jobs ready or running per worker slot (workers × concurrency), mean over 10 s",
+  async sample({ topology: t }) {
+    const d = await depth();
+    return { total: (d.waiting + d.active) / t.options.workerConcurrency, servers: workers(t, dataCenter).length };
+  },
+});
+
+/** The worker tier of a data center, as a controller scales it. */
+export const workerTier = (dataCenter: string, scaleTo: (count: number) => Promise<unknown>): ScaledTier => ({
+  tier: 'worker',
+  dataCenter,
+  current: (t) => workers(t, dataCenter).length,
+  policy: (t) => t.options.workerAutoscale,
   scaleTo,
 });

@@ -4,13 +4,15 @@ import client from 'prom-client';
 import { createLogger } from '../../platform/observability/logger.ts';
 import { componentOf } from '../components/registry.ts';
 import { sleep, startTimeOf } from '../process.ts';
+import { openSiteQueue } from '../run/jobs.ts';
 import { startAll } from '../run/orchestrator.ts';
 import { loadState, updateState } from '../run/state.ts';
-import { allProcesses, firstDataCenter, webServers } from '../topology/select.ts';
+import { allProcesses, firstDataCenter, webServers, workers } from '../topology/select.ts';
 import { buildControlApi } from './api.ts';
-import { requestsInFlight, startController, webTier } from './controllers.ts';
+import { queueDepth, requestsInFlight, startController, webTier, workerTier } from './controllers.ts';
 import { restartBackoff, watchRestarts } from './restarts.ts';
 import { scaleWebTier } from './web-tier.ts';
+import { scaleWorkerTier } from './worker-tier.ts';
 
 export { backoffDelay, restartBackoff } from './restarts.ts';
 
@@ -72,38 +74,48 @@ export async function runSupervisor(runDir: string): Promise<{ close(): Promise<
     },
   });
 
-  // ---- one change of the web tier at a time ----
-  let operation: string | null = null;
-  let queue: Promise<unknown> = Promise.resolve();
-  const exclusive = <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-    const run = queue.then(async () => {
-      operation = name;
-      try {
-        return await fn();
-      } finally {
-        operation = null;
-      }
-    });
-    queue = run.catch(() => {});
-    return run;
-  };
+  new client.Gauge({
+    name: 'scaleout_workers',
+    help: 'Workers of the topology',
+    registers: [registry],
+    collect() {
+      this.set(workers(loadState(runDir).topology).length);
+    },
+  });
+
+  // ---- one change of each tier at a time (a worker's long drain does not hold up the web tier) ----
+  const webLane = lane();
+  const workerLane = lane();
   const tierLog = (msg: string, fields: Record<string, unknown> = {}) => logger.info(fields, msg);
 
   const restarts = watchRestarts(runDir, logger, restartsTotal);
   const autoscaler = startController(
     webTier(dataCenter, (count) =>
-      exclusive(`autoscale to ${count}`, () => scaleWebTier(runDir, count, { log: tierLog })),
+      webLane.exclusive(`autoscale to ${count}`, () => scaleWebTier(runDir, count, { log: tierLog })),
     ),
     requestsInFlight(dataCenter),
-    { runDir, logger, registry, busy: () => operation !== null },
+    { runDir, logger, registry, busy: () => webLane.operation() !== null },
   );
+  // The worker tier, where the topology has one: scaled by the depth of the shared queue.
+  const jobs = openSiteQueue(initial, dataCenter);
+  const workerAutoscaler = jobs
+    ? startController(
+        workerTier(dataCenter, (count) =>
+          workerLane.exclusive(`autoscale workers to ${count}`, () => scaleWorkerTier(runDir, count, { log: tierLog })),
+        ),
+        queueDepth(dataCenter, () => jobs.depth()),
+        { runDir, logger, registry, busy: () => workerLane.operation() !== null },
+      )
+    : undefined;
   const app = buildControlApi({
     runDir,
     registry,
     restarts,
     autoscaler,
-    exclusive,
-    operation: () => operation,
+    workerAutoscaler,
+    exclusive: webLane.exclusive,
+    exclusiveWorkers: workerLane.exclusive,
+    operation: () => webLane.operation() ?? workerLane.operation(),
     tierLog,
     log: (fields, msg) => logger.info(fields, msg),
   });
@@ -121,9 +133,33 @@ export async function runSupervisor(runDir: string): Promise<{ close(): Promise<
     async close() {
       restarts.stop();
       autoscaler.stop();
+      workerAutoscaler?.stop();
       await app.close();
       // Let a change in progress finish its step rather than leave a server half added.
-      await Promise.race([queue, sleep(20_000)]);
+      await Promise.race([Promise.all([webLane.idle(), workerLane.idle()]), sleep(20_000)]);
+      await jobs?.close();
+    },
+  };
+}
+
+/** Changes that run one at a time, in order; `operation` names the one running. */
+function lane() {
+  let operation: string | null = null;
+  let tail: Promise<unknown> = Promise.resolve();
+  return {
+    operation: () => operation,
+    idle: () => tail,
+    exclusive<T>(name: string, fn: () => Promise<T>): Promise<T> {
+      const run = tail.then(async () => {
+        operation = name;
+        try {
+          return await fn();
+        } finally {
+          operation = null;
+        }
+      });
+      tail = run.catch(() => {});
+      return run;
     },
   };
 }

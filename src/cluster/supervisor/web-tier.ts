@@ -4,7 +4,7 @@ import { writeBalancerConfig } from '../components/load-balancer/index.ts';
 import { writeDynamicTargets } from '../components/prometheus/index.ts';
 import { startWeb } from '../components/web/process.ts';
 import { isAlive, sleep, stopProcess, tcpOpen } from '../process.ts';
-import { appEnv } from '../run/context.ts';
+import { siteEnv } from '../run/context.ts';
 import { type ClusterState, loadState, updateState } from '../run/state.ts';
 import { webServerSpec } from '../topology/presets.ts';
 import { maxWebServers, type SpecOf, type Topology } from '../topology/schema.ts';
@@ -66,7 +66,7 @@ export async function addWebServer(runDir: string, o: WebTierOptions & { checkou
   const spec = await freeSlot(state.topology, dataCenter);
   const checkout = o.checkout ?? state.checkout;
   o.log(`starting ${spec.name}`, { server: spec.name, checkout, dataCenter });
-  const started = await startWeb(spec, runDir, appEnv(state, dataCenter), { checkout, readyMs: o.readyMs });
+  const started = await startWeb(spec, runDir, siteEnv(state, dataCenter, 'web'), { checkout, readyMs: o.readyMs });
   state = updateState(runDir, (s) => {
     const dc = s.topology.dataCenters.find((d) => d.name === dataCenter);
     // Beside the other web servers (status and the dashboard list processes in this order).

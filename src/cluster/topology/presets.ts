@@ -25,9 +25,13 @@ export interface PresetOptions {
   supervise?: boolean;
   /** The autoscaler's policy (stateless). */
   autoscale?: Partial<AutoscalePolicy>;
+  /** Workers at start (queue). */
+  workers?: number;
+  /** The worker tier's autoscaler (queue). */
+  workerAutoscale?: Partial<AutoscalePolicy>;
 }
 
-export const presets = ['single', 'db', 'lb', 'cache', 'stateless', 'cdn'] as const;
+export const presets = ['single', 'db', 'lb', 'cache', 'stateless', 'cdn', 'queue'] as const;
 export type PresetName = (typeof presets)[number];
 
 /** The name of the one data center of every preset so far. */
@@ -45,10 +49,23 @@ export function webServerSpec(plan: AddressPlan, dataCenter: string, index: numb
   };
 }
 
+/** Worker `index` (1–16) of a data center: worker-<index> at host <index> of its worker block, health on port 3000. */
+export function workerSpec(plan: AddressPlan, dataCenter: string, index: number): SpecOf<'worker'> {
+  const host = plan.ip({ dataCenter }, 'worker', index);
+  return {
+    kind: 'worker',
+    name: `worker-${index}`,
+    listen: { host, port: 3000 },
+    metrics: { host, port: webMetricsPort },
+  };
+}
+
 /**
  * A chapter step as a topology: `single` one process; `db` + its own
  * PostgreSQL; `lb` HAProxy, web servers and Patroni; `cache` + the Redis
- * tier; `stateless` + the web tier's autoscaler. Each is one data center and
+ * tier; `stateless` + the web tier's autoscaler; `cdn` + the Varnish edge;
+ * `queue` + BullMQ and worker processes scaled by queue depth (web servers
+ * only enqueue). Each is one data center and
  * a global scope (Prometheus, the dashboard, the supervisor, the host exporter).
  */
 export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology {
@@ -56,7 +73,8 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
   const dataCenter = defaultDataCenter;
   const plan = addressPlan(o.octet ?? octetFor(name), [dataCenter]);
   const dc: Scope = { dataCenter };
-  const withEdge = preset === 'cdn';
+  const withWorkers = preset === 'queue';
+  const withEdge = preset === 'cdn' || withWorkers;
   const clustered = preset === 'lb' || preset === 'cache' || preset === 'stateless' || withEdge;
   const withRedis = preset === 'cache' || preset === 'stateless' || withEdge;
   const webCount = clustered ? (o.webServers ?? 2) : 1;
@@ -118,6 +136,8 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
       });
     }
   }
+  const workerCount = withWorkers ? (o.workers ?? 2) : 0;
+  for (let i = 1; i <= workerCount; i++) processes.push(workerSpec(plan, dataCenter, i));
   if (clustered) {
     processes.push({
       kind: 'loadBalancer',
@@ -173,9 +193,13 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
     global.push({ kind: 'supervisor', name: 'supervisor', listen: plan.at('global', 'control', 3, 8091) });
   }
   const autoscale =
-    preset === 'stateless' || preset === 'cdn'
+    preset === 'stateless' || withEdge
       ? { min: webCount, max: Math.max(webCount, 6), target: 2, ...o.autoscale }
       : undefined;
+  // One job per worker slot: more queued than the slots can take scales the tier up.
+  const workerAutoscale = withWorkers
+    ? { min: 1, max: Math.max(workerCount, 4), target: 1, ...o.workerAutoscale }
+    : undefined;
   return topologySchema.parse({
     name,
     preset,
@@ -186,6 +210,8 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
       cacheMaxMemory: o.cacheMaxMemory ?? '64mb',
       cacheEviction: o.cacheEviction ?? 'allkeys-lru',
       autoscale,
+      jobs: withWorkers ? 'workers' : 'web',
+      workerAutoscale,
     },
     global: { processes: global },
     dataCenters: [{ name: dataCenter, processes }],

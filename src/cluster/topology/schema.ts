@@ -31,6 +31,8 @@ export type AutoscalePolicy = z.infer<typeof autoscalePolicy>;
 
 /** At most this many web servers per data center (their addresses, and the balancer's slots). */
 export const maxWebServers = 16;
+/** At most this many workers per data center (their addresses). */
+export const maxWorkers = 16;
 
 /** Lazy: the registry's components import this module's types and helpers, so the union is read at parse time. */
 const anyProcess = z.lazy(() => processSpec);
@@ -58,6 +60,20 @@ export const topologySchema = z.object({
     maxConnectionsPerClient: z.number().int().min(1).max(4096).default(1024),
     /** The web tier's autoscaler (preset `stateless`); absent: the web-server count changes only by hand. */
     autoscale: autoscalePolicy.optional(),
+    /**
+     * Where the jobs run: in each web server, on its in-process queue
+     * (`web`), or in worker processes on BullMQ in the durable Redis
+     * (`workers`, preset `queue`: web servers only enqueue).
+     */
+    jobs: z.enum(['web', 'workers']).default('web'),
+    /** Jobs one worker runs at once (photo variants; each holds one libvips thread). */
+    workerConcurrency: z.number().int().min(1).max(16).default(2),
+    /**
+     * The worker tier's autoscaler: the same rule, stabilization and bounds
+     * as the web tier's, on queue depth (jobs ready or running per worker
+     * slot, `target` of them per slot).
+     */
+    workerAutoscale: autoscalePolicy.optional(),
   }),
   /** Processes of no data center: Prometheus, the dashboard, the supervisor, the host's exporter (later DNS). */
   global: z.object({ processes: z.array(anyProcess) }).default({ processes: [] }),

@@ -54,6 +54,10 @@ export const firstDataCenter = (t: Topology): string => (t.dataCenters[0] as { n
 export const webServers = (t: Topology, dataCenter?: string): SpecOf<'web'>[] =>
   processesOf(t, 'web', dataCenter ? { dataCenter } : undefined);
 
+/** The workers a data center (or the topology) has now: scaling changes the list. */
+export const workers = (t: Topology, dataCenter?: string): SpecOf<'worker'>[] =>
+  processesOf(t, 'worker', dataCenter ? { dataCenter } : undefined);
+
 /** A web server's slot: the last number of its name (web-3 → 3). */
 export const webIndex = (w: { name: string }): number => Number(w.name.slice(w.name.lastIndexOf('-') + 1));
 
@@ -66,8 +70,8 @@ export function balancerOf(t: Topology, dataCenter = firstDataCenter(t)): SpecOf
 
 export const webMetricsPort = 9464;
 
-/** Where a web server serves /metrics. */
-export const webMetrics = (spec: SpecOf<'web'>): Address =>
+/** Where a web server (or a worker) serves /metrics. */
+export const webMetrics = (spec: Pick<SpecOf<'web'>, 'listen' | 'metrics'>): Address =>
   spec.metrics ?? { host: spec.listen.host, port: webMetricsPort };
 
 /** The order in which a data center's tiers face users: the first that has a public process is the site's URL. */

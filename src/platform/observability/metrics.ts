@@ -276,14 +276,17 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
       queriesPerRequest.observe({ route }, n);
     },
     watchQueue(queue) {
+      // `shared`: every process of the site reports the same queue (take the max, not the sum).
+      const shared = String(queue.shared);
       new client.Gauge({
         name: 'scaleout_queue_jobs',
-        help: 'Jobs by state',
-        labelNames: ['state'],
+        help: 'Jobs by state (shared="true": the queue every process of the site shares)',
+        labelNames: ['state', 'shared'],
         registers: [registry],
         async collect() {
-          const d = await queue.depth();
-          for (const [state, n] of Object.entries(d)) this.set({ state }, n);
+          const d = await queue.depth().catch(() => null);
+          if (!d) return;
+          for (const [state, n] of Object.entries(d)) this.set({ state, shared }, n);
         },
       });
     },

@@ -47,6 +47,9 @@ interface JobData {
   group?: string;
 }
 
+/** The key prefix of the site's queues. */
+export const siteQueuePrefix = 'scaleout';
+
 /** BullMQ's highest priority number (the lowest priority). */
 const lowestPriority = 2_097_151;
 
@@ -200,9 +203,9 @@ export function createBullmqQueue(o: BullmqQueueOptions): JobQueue {
       return false;
     },
     async close() {
-      closed = true;
-      // Each worker finishes its active jobs and takes no new ones.
+      // Each worker finishes its active jobs (which may enqueue the next step) and takes no new ones.
       await Promise.all(workers.map((w) => w.close()));
+      closed = true;
       await Promise.all([...queues.values()].map((q) => q.close()));
       connection.disconnect();
     },

@@ -44,7 +44,7 @@ export function prometheusConfig(t: Topology, runDir: string): string {
   // A control API's /metrics asks for the run's token, like its other routes: Prometheus reads it from its file.
   const auth = (job: string) =>
     withToken.has(job) ? `    authorization:\n      credentials_file: '${controlTokenFile(runDir)}'\n` : '';
-  const fileJobs = [...new Set(['web', ...targets(t, true).map((s) => s.job)])].map(
+  const fileJobs = [...new Set([...scaledJobs, ...targets(t, true).map((s) => s.job)])].map(
     (job) =>
       `  - job_name: ${job}\n    metrics_path: /metrics\n    file_sd_configs:\n      - files: ['${targetsFile(job)}']\n        refresh_interval: 5s`,
   );
@@ -55,6 +55,9 @@ export function prometheusConfig(t: Topology, runDir: string): string {
   return `global:\n  scrape_interval: 2s\n  scrape_timeout: 1s\n  evaluation_interval: 5s\nscrape_configs:\n${[...fileJobs, ...body].join('\n')}\n`;
 }
 
+/** The jobs of the tiers that scale: listed even while a tier has no process (workers scaled to 0). */
+const scaledJobs = ['web', 'worker'];
+
 /** Beside prometheus.yml: the processes of a job that come and go, rewritten whenever they change. */
 const targetsFile = (job: string) => `${job}-targets.json`;
 
@@ -63,7 +66,7 @@ export function writeDynamicTargets(t: Topology, runDir: string): void {
   const [prom] = processesOf(t, 'prometheus');
   if (!prom) return;
   const all = targets(t, true);
-  for (const job of new Set(['web', ...all.map((s) => s.job)])) {
+  for (const job of new Set([...scaledJobs, ...all.map((s) => s.job)])) {
     const list = all.filter((s) => s.job === job).map((s) => ({ targets: [s.target], labels: s.labels }));
     const file = path.join(runDir, prom.name, targetsFile(job));
     writeFileSync(`${file}.tmp`, JSON.stringify(list, null, 2));

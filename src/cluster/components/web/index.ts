@@ -32,7 +32,7 @@ export const web = defineComponent<z.infer<typeof webSpec>>({
   ],
   address: (s) => hostPort(s.listen),
   batches: ([first, ...rest]) => (first ? [[first], rest] : []),
-  start: (s, ctx) => startWeb(s, ctx.runDir, ctx.appEnv(), { checkout: ctx.state.checkout }),
+  start: (s, ctx) => startWeb(s, ctx.runDir, ctx.siteEnv('web'), { checkout: ctx.state.checkout }),
   async health(s) {
     const version = await webVersion(s);
     return {

@@ -7,6 +7,8 @@ import type { SpecOf } from '../../topology/schema.ts';
 import { webMetrics } from '../../topology/select.ts';
 
 type Web = SpecOf<'web'>;
+/** A process of the site: a web server, or a worker (health on `listen`). */
+type SiteProcess = Pick<Web, 'name' | 'listen' | 'metrics'> & { db?: Web['db'] };
 
 /** The checkout this code runs from: web servers run it unless a deploy names another. */
 export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
@@ -18,17 +20,17 @@ export const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.u
  * stopped and the start fails.
  */
 export async function startWeb(
-  spec: Web,
+  spec: SiteProcess,
   runDir: string,
   env: Record<string, string>,
-  opts: { checkout?: string; readyMs?: number } = {},
+  opts: { checkout?: string; readyMs?: number; command?: 'start' | 'worker' } = {},
 ): Promise<StartedProcess> {
   const checkout = opts.checkout ?? projectRoot;
   const dataDir = path.join(runDir, spec.name);
   mkdirSync(dataDir, { recursive: true });
   const proc = startProcess({
     command: process.execPath,
-    args: [path.join(checkout, 'bin', 'scaleout.js'), 'start'],
+    args: [path.join(checkout, 'bin', 'scaleout.js'), opts.command ?? 'start'],
     env: {
       ...renderEnv({
         host: spec.listen.host,
@@ -36,7 +38,7 @@ export async function startWeb(
         metricsHost: webMetrics(spec).host,
         metricsPort: webMetrics(spec).port,
         dataDir,
-        db: spec.db,
+        db: spec.db ?? 'postgres',
       }),
       ...env,
     },
@@ -57,10 +59,11 @@ export async function startWeb(
   }
 }
 
-export const webReady = (spec: Web) => httpStatus(`http://${spec.listen.host}:${spec.listen.port}/readyz`);
+export const webReady = (spec: Pick<Web, 'listen'>) =>
+  httpStatus(`http://${spec.listen.host}:${spec.listen.port}/readyz`);
 
 /** The version (git commit) a web server reports in /healthz, or undefined when it does not answer. */
-export async function webVersion(spec: Web): Promise<string | undefined> {
+export async function webVersion(spec: Pick<Web, 'listen'>): Promise<string | undefined> {
   try {
     const res = await fetch(`http://${spec.listen.host}:${spec.listen.port}/healthz`, {
       signal: AbortSignal.timeout(2000),
