@@ -6,6 +6,7 @@ import { failover } from './failover.ts';
 import { fsync } from './fsync.ts';
 import { invalidation } from './invalidation.ts';
 import { presets } from './presets.ts';
+import { queue } from './queue.ts';
 import { start } from './start.ts';
 import { stateless } from './stateless.ts';
 import { topologies } from './topologies.ts';
@@ -22,6 +23,7 @@ export const experiments: readonly Experiment[] = [
   eviction,
   invalidation,
   edge,
+  queue,
 ] as unknown as readonly Experiment[];
 
 export const experimentNamed = (name: string): Experiment => {

@@ -12,7 +12,7 @@ import { supervisorOf } from './client.ts';
 import type { Controller } from './controllers.ts';
 import type { Restarts } from './restarts.ts';
 import { deployWebTier, scaleWebTier, type WebTierOptions } from './web-tier.ts';
-import { scaleWorkerTier } from './worker-tier.ts';
+import { deployWorkerTier, scaleWorkerTier } from './worker-tier.ts';
 
 export interface ApiDeps {
   runDir: string;
@@ -163,9 +163,13 @@ export function buildControlApi(d: ApiDeps): FastifyInstance {
       return reply.code(400).send(failure(err));
     }
     try {
-      return await d.exclusive('deploy', () =>
-        deployWebTier(d.runDir, checkout, { log: d.tierLog, readyMs: body.data.readySeconds * 1000 }),
+      const readyMs = body.data.readySeconds * 1000;
+      const web = await d.exclusive('deploy', () => deployWebTier(d.runDir, checkout, { log: d.tierLog, readyMs }));
+      // Then the workers, the same way: the jobs of the new web servers may need the new code.
+      const workerReplaced = await d.exclusiveWorkers('deploy workers', () =>
+        deployWorkerTier(d.runDir, checkout, { log: d.tierLog, readyMs }),
       );
+      return { ...web, replaced: [...web.replaced, ...workerReplaced] };
     } catch (err) {
       d.log({ err }, 'deploy failed');
       return reply.code(409).send(failure(err));

@@ -36,13 +36,13 @@ async function freeSlot(t: Topology, dataCenter: string): Promise<Worker> {
 }
 
 /** Starts one more worker (from the topology's checkout) and waits until it is ready: it takes jobs from then on. */
-export async function addWorker(runDir: string, o: WorkerTierOptions): Promise<Worker> {
+export async function addWorker(runDir: string, o: WorkerTierOptions & { checkout?: string }): Promise<Worker> {
   const state = loadState(runDir);
   const dataCenter = dcOf(state.topology, o);
   const spec = await freeSlot(state.topology, dataCenter);
   o.log(`starting ${spec.name}`, { worker: spec.name, dataCenter });
   const started = await startWeb(spec, runDir, siteEnv(state, dataCenter, 'worker'), {
-    checkout: state.checkout,
+    checkout: o.checkout ?? state.checkout,
     readyMs: o.readyMs,
     command: 'worker',
   });
@@ -91,4 +91,24 @@ export async function scaleWorkerTier(runDir: string, count: number, o: WorkerTi
       await Promise.all(leaving.map((w) => removeWorker(runDir, w.name, o)));
     }
   }
+}
+
+/**
+ * The workers' part of a rolling deploy: each worker, one at a time, is
+ * replaced by one running `checkout` (the new one takes jobs before the old
+ * one drains), so jobs keep running throughout. Returns the replacements.
+ */
+export async function deployWorkerTier(
+  runDir: string,
+  checkout: string,
+  o: WorkerTierOptions,
+): Promise<{ old: string; new: string }[]> {
+  const t = loadState(runDir).topology;
+  const replaced: { old: string; new: string }[] = [];
+  for (const old of workers(t, dcOf(t, o))) {
+    const added = await addWorker(runDir, { ...o, checkout });
+    await removeWorker(runDir, old.name, o);
+    replaced.push({ old: old.name, new: added.name });
+  }
+  return replaced;
 }
