@@ -1,13 +1,15 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
+import { componentOf } from '../cluster/components/registry.ts';
 import { appConfig } from '../cluster/run/context.ts';
 import { openSiteQueue } from '../cluster/run/jobs.ts';
 import type { ClusterState } from '../cluster/run/state.ts';
 import { callSupervisor } from '../cluster/supervisor/client.ts';
 import type { PresetName } from '../cluster/topology/index.ts';
-import { firstDataCenter, workers } from '../cluster/topology/select.ts';
+import { allProcesses, firstDataCenter, workers } from '../cluster/topology/select.ts';
 import { closedLoop, LatencyHistogram, openLoop, type Percentiles, type RequestSpec } from './load.ts';
+import { type KindProfile, profileKind, profileTables } from './profile.ts';
 import { loadReport, writeReports } from './report.ts';
 import { mulberry32, type SeedManifest, seed } from './seed.ts';
 import { startPreset } from './targets.ts';
@@ -88,6 +90,8 @@ export interface QueueBenchOptions {
   readRate: number;
   seconds: number;
   users: number;
+  /** Also profile each kind of write in a web server of its own (`--cpu-prof`). */
+  profile: boolean;
   out: string;
   log: (line: string) => void;
 }
@@ -99,9 +103,12 @@ export interface QueueBenchOptions {
  * each second (report.html). Then the CPU each kind of request costs in
  * each tier (see `cpuPerRequest`).
  */
-export async function benchQueue(o: QueueBenchOptions): Promise<{ uploads: UploadRunRow[]; cpu: CpuRow[] }> {
+export async function benchQueue(
+  o: QueueBenchOptions,
+): Promise<{ uploads: UploadRunRow[]; cpu: CpuRow[]; profiles: KindProfile[] }> {
   const uploads: UploadRunRow[] = [];
-  let cpu: CpuRow[] = [];
+  const cpu: CpuRow[] = [];
+  const profiles: KindProfile[] = [];
   const image = await phonePhoto();
   for (const preset of o.presets) {
     o.log(`starting ${preset}`);
@@ -112,14 +119,24 @@ export async function benchQueue(o: QueueBenchOptions): Promise<{ uploads: Uploa
     try {
       const manifest = await seed({ target: target.origin, users: o.users, photos: o.users, follows: 10, seed: 1 });
       uploads.push(await uploadBurst(state, target.origin, manifest, image, db, jobs, preset, o));
-      if (preset === o.presets.at(-1)) cpu = await cpuPerRequest(state, target.origin, manifest, image, jobs, o.log);
+      for (const row of await cpuPerRequest(state, target.origin, manifest, image, jobs, o.log)) {
+        cpu.push({ ...row, preset });
+      }
+      if (preset === o.presets.at(-1)) {
+        if (o.profile) {
+          for (const [kind, next] of requestKinds(manifest, image).filter(([k]) => !k.startsWith('cached'))) {
+            o.log(`profiling ${kind} in a web server of its own (--cpu-prof)`);
+            profiles.push(await profileKind(state, kind, next, { seconds: 10, warmupSeconds: 3 }));
+          }
+        }
+      }
     } finally {
       await jobs?.close();
       await db.end();
       await target.stop();
     }
   }
-  return { uploads, cpu };
+  return { uploads, cpu, profiles };
 }
 
 async function uploadBurst(
@@ -256,11 +273,14 @@ function cpuByTier(state: ClusterState): Record<string, number> {
   const table = processTable();
   const children = new Map<number, number[]>();
   for (const [pid, p] of table) children.set(p.ppid, [...(children.get(p.ppid) ?? []), pid]);
+  const counted = new Set<number>();
   const treeMs = (pid: number): number => {
     let ms = 0;
     const stack = [pid];
     while (stack.length > 0) {
       const p = stack.pop() as number;
+      if (counted.has(p)) continue;
+      counted.add(p);
       ms += table.get(p)?.cpuMs ?? 0;
       stack.push(...(children.get(p) ?? []));
     }
@@ -268,9 +288,15 @@ function cpuByTier(state: ClusterState): Record<string, number> {
   };
   const current = JSON.parse(readFileSync(path.join(state.runDir, 'state.json'), 'utf8')) as ClusterState;
   const out: Record<string, number> = Object.fromEntries(tiersShown.map((t) => [t, 0]));
+  const specs = new Map(allProcesses(current.topology).map((s) => [s.name, s]));
   for (const p of current.processes) {
     // The supervisor is the parent of every process: only its own time.
-    const ms = p.kind === 'supervisor' ? (table.get(p.pid)?.cpuMs ?? 0) : treeMs(p.pid);
+    let ms = p.kind === 'supervisor' ? (table.get(p.pid)?.cpuMs ?? 0) : treeMs(p.pid);
+    // What runs apart from its process (Patroni's postmaster is re-parented to init): counted with it.
+    const spec = specs.get(p.name);
+    for (const left of (spec && componentOf(spec).leftovers?.(spec as never, { runDir: state.runDir })) ?? []) {
+      ms += treeMs(left.pid);
+    }
     const tier = tierOfKind[p.kind] ?? 'other';
     out[tier] = (out[tier] ?? 0) + ms;
   }
@@ -278,6 +304,7 @@ function cpuByTier(state: ClusterState): Record<string, number> {
 }
 
 export interface CpuRow {
+  preset?: string;
   kind: string;
   requests: number;
   ok: number;
@@ -308,9 +335,40 @@ export async function cpuPerRequest(
       await new Promise((r) => setTimeout(r, 500));
     }
   };
-  // Workers held where they are: no autoscaling during the measurement.
-  if (jobs) await callSupervisor(state, 'POST', '/autoscale', { tier: 'worker', enabled: false });
-  await callSupervisor(state, 'POST', '/autoscale', { enabled: false });
+  // Both tiers held where they are (2 web servers, 2 workers): no autoscaling during the measurement.
+  if (jobs) await callSupervisor(state, 'POST', '/scale', { worker: 2 });
+  await callSupervisor(state, 'POST', '/scale', { web: 2 });
+  const kinds = requestKinds(manifest, image);
+  await quiet();
+  const idleSeconds = 10;
+  const idleBefore = cpuByTier(state);
+  await new Promise((r) => setTimeout(r, idleSeconds * 1000));
+  const idleAfter = cpuByTier(state);
+  const idleRate = Object.fromEntries(
+    tiersShown.map((t) => [t, ((idleAfter[t] ?? 0) - (idleBefore[t] ?? 0)) / idleSeconds]),
+  );
+  const rows: CpuRow[] = [];
+  for (const [kind, next] of kinds) {
+    const before = cpuByTier(state);
+    const t0 = Date.now();
+    const run = await closedLoop({ origin, seconds: 10, connections: 8, next });
+    await quiet();
+    const seconds = (Date.now() - t0) / 1000;
+    const after = cpuByTier(state);
+    const msPerRequest = Object.fromEntries(
+      tiersShown.map((t) => {
+        const used = (after[t] ?? 0) - (before[t] ?? 0) - (idleRate[t] ?? 0) * seconds;
+        return [t, Math.max(0, Math.round((used / Math.max(1, run.completed)) * 100) / 100)];
+      }),
+    );
+    rows.push({ kind, requests: run.sent, ok: run.completed, msPerRequest });
+    log(`cpu: ${kind}: ${run.completed} answered; ms per request ${JSON.stringify(msPerRequest)}`);
+  }
+  return rows;
+}
+
+/** One request of each kind the CPU table and the profiles measure, by name. */
+export function requestKinds(manifest: SeedManifest, image: Buffer): [string, (i: number) => RequestSpec][] {
   const n = manifest.users.length;
   const random = mulberry32(3);
   const anyUser = () => Math.floor(random() * n);
@@ -318,7 +376,7 @@ export async function cpuPerRequest(
   const auth = (u: number) => ({ authorization: `Bearer ${token(u)}` });
   const photo = manifest.photoIds[0] as string;
   let signups = 0;
-  const kinds: [string, (i: number) => RequestSpec][] = [
+  return [
     ['cached read (a photo)', () => ({ path: `/api/v1/photos/${photo}`, headers: auth(anyUser()) })],
     ['feed page', () => ({ path: '/api/v1/feed', headers: auth(anyUser()) })],
     [
@@ -351,35 +409,9 @@ export async function cpuPerRequest(
       }),
     ],
   ];
-  await quiet();
-  const idleSeconds = 10;
-  const idleBefore = cpuByTier(state);
-  await new Promise((r) => setTimeout(r, idleSeconds * 1000));
-  const idleAfter = cpuByTier(state);
-  const idleRate = Object.fromEntries(
-    tiersShown.map((t) => [t, ((idleAfter[t] ?? 0) - (idleBefore[t] ?? 0)) / idleSeconds]),
-  );
-  const rows: CpuRow[] = [];
-  for (const [kind, next] of kinds) {
-    const before = cpuByTier(state);
-    const t0 = Date.now();
-    const run = await closedLoop({ origin, seconds: 10, connections: 8, next });
-    await quiet();
-    const seconds = (Date.now() - t0) / 1000;
-    const after = cpuByTier(state);
-    const msPerRequest = Object.fromEntries(
-      tiersShown.map((t) => {
-        const used = (after[t] ?? 0) - (before[t] ?? 0) - (idleRate[t] ?? 0) * seconds;
-        return [t, Math.max(0, Math.round((used / Math.max(1, run.completed)) * 100) / 100)];
-      }),
-    );
-    rows.push({ kind, requests: run.sent, ok: run.completed, msPerRequest });
-    log(`cpu: ${kind}: ${run.completed} answered; ms per request ${JSON.stringify(msPerRequest)}`);
-  }
-  return rows;
 }
 
-export function queueTables(r: { uploads: UploadRunRow[]; cpu: CpuRow[] }): string {
+export function queueTables(r: { uploads: UploadRunRow[]; cpu: CpuRow[]; profiles: KindProfile[] }): string {
   const up = [
     '| preset | uploads accepted / sent | upload p50 / p99 (ms) | feed reads ok / sent | read p50 / p99 (ms) | upload → ready p50 / p90 / p99 / max (ms) | ready / pending | workers max | queue depth max | report |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
@@ -389,12 +421,12 @@ export function queueTables(r: { uploads: UploadRunRow[]; cpu: CpuRow[] }): stri
     ),
   ].join('\n');
   const cpu = [
-    `| request (CPU ms per request) | answered | ${tiersShown.join(' | ')} | total |`,
-    `|---|---:|${tiersShown.map(() => '---:').join('|')}|---:|`,
+    `| preset | request (CPU ms per request) | answered | ${tiersShown.join(' | ')} | total |`,
+    `|---|---|---:|${tiersShown.map(() => '---:').join('|')}|---:|`,
     ...r.cpu.map((c) => {
       const total = tiersShown.reduce((a, t) => a + (c.msPerRequest[t] ?? 0), 0);
-      return `| ${c.kind} | ${c.ok} | ${tiersShown.map((t) => c.msPerRequest[t] ?? 0).join(' | ')} | ${Math.round(total * 100) / 100} |`;
+      return `| ${c.preset ?? ''} | ${c.kind} | ${c.ok} | ${tiersShown.map((t) => c.msPerRequest[t] ?? 0).join(' | ')} | ${Math.round(total * 100) / 100} |`;
     }),
   ].join('\n');
-  return `${up}\n\n${cpu}`;
+  return [up, cpu, ...(r.profiles.length ? [profileTables(r.profiles)] : [])].join('\n\n');
 }

@@ -21,6 +21,8 @@ export interface SpawnOptions {
   /** Run as this system user (PostgreSQL and Patroni refuse root). */
   user?: string;
   cwd?: string;
+  /** Its CPU priority (nice 0–19): a background job yields the CPU to the site's requests. */
+  nice?: number;
 }
 
 /**
@@ -42,9 +44,13 @@ const baseEnv = { PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', LANG: 'C
  */
 export function startProcess(opts: SpawnOptions): StartedProcess {
   const out = openSync(opts.log, 'a');
-  const [command, args] = opts.user
+  const [userCommand, userArgs] = opts.user
     ? ['setpriv', [`--reuid=${opts.user}`, `--regid=${opts.user}`, '--init-groups', opts.command, ...opts.args]]
     : [opts.command, opts.args];
+  // nice execs the command: the PID (and its start time) stay the process's own.
+  const [command, args] = opts.nice
+    ? ['/usr/bin/nice', ['-n', String(opts.nice), userCommand, ...userArgs]]
+    : [userCommand, userArgs];
   const child = spawn(command, args, {
     env: { ...baseEnv, HOME: opts.cwd ?? '/tmp', ...opts.env },
     cwd: opts.cwd,

@@ -57,6 +57,25 @@ describe('presets are data', () => {
     expect(kinds('lb', { supervise: false })).not.toContain('supervisor');
   });
 
+  it('queue is cdn plus workers, in their own address block, and jobs moved out of the web servers', () => {
+    const t = buildPreset('queue', { octet: 62 });
+    const cdn = allProcesses(buildPreset('cdn', { octet: 62 })).map((p) => p.kind);
+    const ws = allProcesses(t).filter((p) => p.kind === 'worker');
+    expect(
+      allProcesses(t)
+        .map((p) => p.kind)
+        .filter((k) => k !== 'worker'),
+    ).toEqual(cdn);
+    expect(ws.map((w) => [w.name, w.kind === 'worker' && w.listen.host])).toEqual([
+      ['worker-1', '127.62.6.1'],
+      ['worker-2', '127.62.6.2'],
+    ]);
+    expect(t.options.jobs).toBe('workers');
+    expect(buildPreset('cdn').options.jobs).toBe('web');
+    expect(t.options.workerAutoscale).toMatchObject({ min: 1, max: 4, target: 1, enabled: true });
+    expect(buildPreset('queue', { workers: 0 }).dataCenters[0]?.processes.some((p) => p.kind === 'worker')).toBe(false);
+  });
+
   it('stateless is cache plus the autoscaler policy, within 16 web servers', () => {
     const t = buildPreset('stateless', { octet: 61, autoscale: { max: 4, target: 1.5 } });
     expect(allProcesses(t).filter((p) => p.kind === 'redis')).toHaveLength(4);

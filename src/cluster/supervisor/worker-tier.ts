@@ -45,6 +45,7 @@ export async function addWorker(runDir: string, o: WorkerTierOptions & { checkou
     checkout: o.checkout ?? state.checkout,
     readyMs: o.readyMs,
     command: 'worker',
+    nice: state.topology.options.workerNice,
   });
   const after = updateState(runDir, (s) => {
     const dc = s.topology.dataCenters.find((d) => d.name === dataCenter);

@@ -67,7 +67,13 @@ export const topologySchema = z.object({
      */
     jobs: z.enum(['web', 'workers']).default('web'),
     /** Jobs one worker runs at once (photo variants; each holds one libvips thread). */
-    workerConcurrency: z.number().int().min(1).max(16).default(2),
+    workerConcurrency: z.number().int().min(1).max(16).default(1),
+    /**
+     * The workers' CPU priority (nice): on a machine they share with the web
+     * servers, image work takes the CPU the requests leave, not the other way
+     * round (Kubernetes would give them a lower CPU share).
+     */
+    workerNice: z.number().int().min(0).max(19).default(10),
     /**
      * The worker tier's autoscaler: the same rule, stabilization and bounds
      * as the web tier's, on queue depth (jobs ready or running per worker

@@ -23,7 +23,7 @@ export async function startWeb(
   spec: SiteProcess,
   runDir: string,
   env: Record<string, string>,
-  opts: { checkout?: string; readyMs?: number; command?: 'start' | 'worker' } = {},
+  opts: { checkout?: string; readyMs?: number; command?: 'start' | 'worker'; nice?: number } = {},
 ): Promise<StartedProcess> {
   const checkout = opts.checkout ?? projectRoot;
   const dataDir = path.join(runDir, spec.name);
@@ -44,6 +44,7 @@ export async function startWeb(
     },
     log: path.join(runDir, 'logs', `${spec.name}.log`),
     cwd: checkout,
+    nice: opts.nice,
   });
   const deadline = Date.now() + (opts.readyMs ?? 60_000);
   for (;;) {

@@ -33,7 +33,11 @@ export const worker = defineComponent<z.infer<typeof workerSpec>>({
   address: (s) => hostPort(s.listen),
   batches: (specs) => [specs],
   start: (s, ctx) =>
-    startWeb(s, ctx.runDir, ctx.siteEnv('worker'), { checkout: ctx.state.checkout, command: 'worker' }),
+    startWeb(s, ctx.runDir, ctx.siteEnv('worker'), {
+      checkout: ctx.state.checkout,
+      command: 'worker',
+      nice: ctx.topology.options.workerNice,
+    }),
   async health(s) {
     const version = await webVersion(s);
     return {
