@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { allProcesses, type PresetName, type Topology, webMetrics } from '../cluster/topology/index.ts';
+import { allProcesses, type PresetName, processesOf, type Topology, webMetrics } from '../cluster/topology/index.ts';
 import { openLoop } from './load.ts';
 import type { BenchReport } from './report.ts';
 import { runBench, verifyRun } from './run.ts';
@@ -23,6 +23,9 @@ export interface PresetRow {
   queriesPerFeedRead?: number | null;
   /** At the highest rate that held: the largest resident set of a web server (MB), sampled each second. */
   webRssMb?: number | null;
+  /** That server's V8 heap (total) and external memory there (MB): the rest of its RSS is code and native libraries. */
+  heapMb?: number | null;
+  externalMb?: number | null;
 }
 
 export interface PresetBenchOptions {
@@ -36,6 +39,8 @@ export interface PresetBenchOptions {
   presets?: PresetName[];
   /** Scenarios to sweep on each preset (default mixed). */
   scenarios?: ScenarioName[];
+  /** Where the load enters: the site's public URL (an edge where there is one), or its load balancer. */
+  via?: 'public' | 'balancer';
   log: (line: string) => void;
 }
 
@@ -43,6 +48,8 @@ interface WebSample {
   feedQueries: number;
   feedReads: number;
   rssBytes: number;
+  heapTotalBytes: number;
+  externalBytes: number;
 }
 
 /** Reads what the bench reports from each web server's private /metrics. */
@@ -59,6 +66,8 @@ async function sampleWebServers(topology: Topology): Promise<WebSample[]> {
         feedQueries: value(/^scaleout_db_queries_per_request_sum\{[^}]*route="\/api\/v1\/feed"[^}]*\} (\S+)/m),
         feedReads: value(/^scaleout_db_queries_per_request_count\{[^}]*route="\/api\/v1\/feed"[^}]*\} (\S+)/m),
         rssBytes: value(/^process_resident_memory_bytes(?:\{[^}]*\})? (\S+)/m),
+        heapTotalBytes: value(/^nodejs_heap_size_total_bytes(?:\{[^}]*\})? (\S+)/m),
+        externalBytes: value(/^nodejs_external_memory_bytes(?:\{[^}]*\})? (\S+)/m),
       };
     }),
   );
@@ -69,9 +78,22 @@ async function sampleWebServers(topology: Topology): Promise<WebSample[]> {
  * counters' difference across the step) and the largest RSS seen (sampled every second).
  */
 function stepWatcher(topology: Topology) {
-  const perStep = new Map<number, { queriesPerFeedRead: number | null; webRssMb: number }>();
+  const perStep = new Map<
+    number,
+    { queriesPerFeedRead: number | null; webRssMb: number; heapMb: number; externalMb: number }
+  >();
   let before: WebSample[] = [];
   let peakRss = 0;
+  // The V8 heap and external memory of the server whose RSS peaked, at that sample.
+  let atPeak = { heap: 0, external: 0 };
+  const track = (xs: WebSample[]) => {
+    for (const x of xs) {
+      if (x.rssBytes >= peakRss) {
+        peakRss = x.rssBytes;
+        atPeak = { heap: x.heapTotalBytes, external: x.externalBytes };
+      }
+    }
+  };
   let timer: NodeJS.Timeout | undefined;
   const sum = (xs: WebSample[], k: keyof WebSample) => xs.reduce((a, x) => a + x[k], 0);
   return {
@@ -79,22 +101,23 @@ function stepWatcher(topology: Topology) {
     hooks: {
       async before() {
         before = await sampleWebServers(topology);
-        peakRss = Math.max(0, ...before.map((x) => x.rssBytes));
+        peakRss = 0;
+        track(before);
         timer = setInterval(() => {
-          void sampleWebServers(topology).then((xs) => {
-            peakRss = Math.max(peakRss, ...xs.map((x) => x.rssBytes));
-          });
+          void sampleWebServers(topology).then(track);
         }, 1000);
       },
       async after(rate: number) {
         clearInterval(timer);
         const after = await sampleWebServers(topology);
-        peakRss = Math.max(peakRss, ...after.map((x) => x.rssBytes));
+        track(after);
         const reads = sum(after, 'feedReads') - sum(before, 'feedReads');
         const queries = sum(after, 'feedQueries') - sum(before, 'feedQueries');
         perStep.set(rate, {
           queriesPerFeedRead: reads > 0 ? Math.round((queries / reads) * 1000) / 1000 : null,
           webRssMb: Math.round(peakRss / 1e5) / 10,
+          heapMb: Math.round(atPeak.heap / 1e5) / 10,
+          externalMb: Math.round(atPeak.external / 1e5) / 10,
         });
       },
     },
@@ -155,14 +178,16 @@ export async function benchPresets(o: PresetBenchOptions): Promise<PresetRow[]> 
     o.log(`starting ${preset}`);
     const target = await startPreset(preset, { name: `sweep-${preset}` });
     const { state } = target;
+    const [lb] = o.via === 'balancer' ? processesOf(state.topology, 'loadBalancer') : [];
+    const origin = lb ? `http://${lb.listen.host}:${lb.listen.port}` : target.origin;
     try {
-      const manifest = await seed({ target: target.origin, users: o.users, photos: o.photos, follows: 50, seed: 1 });
+      const manifest = await seed({ target: origin, users: o.users, photos: o.photos, follows: 50, seed: 1 });
       for (const scenario of o.scenarios ?? ['mixed']) {
         const name = (o.scenarios?.length ?? 1) > 1 ? `${preset} (${scenario})` : preset;
         const out = path.join(o.out, `${preset}-${scenario}`);
         const watcher = stepWatcher(state.topology);
         const report = await runBench({
-          target: target.origin,
+          target: origin,
           scenario,
           rate: o.startRate,
           seconds: o.stepSeconds,
@@ -180,6 +205,8 @@ export async function benchPresets(o: PresetBenchOptions): Promise<PresetRow[]> 
           ...row,
           queriesPerFeedRead: atHighest?.queriesPerFeedRead ?? null,
           webRssMb: atHighest?.webRssMb ?? null,
+          heapMb: atHighest?.heapMb ?? null,
+          externalMb: atHighest?.externalMb ?? null,
         });
       }
     } finally {
@@ -191,11 +218,11 @@ export async function benchPresets(o: PresetBenchOptions): Promise<PresetRow[]> 
 
 export function presetTable(rows: PresetRow[], p99Ms: number): string {
   return [
-    `| target | highest rate with p99 ≤ ${p99Ms} ms (req/s) | p99 there (ms) | DB queries per feed read there | web-server RSS there (MB, max) | rates tried (p99 ms) | acknowledged writes | lost | duplicated |`,
-    '|---|---:|---:|---:|---:|---|---:|---:|---:|',
+    `| target | highest rate with p99 ≤ ${p99Ms} ms (req/s) | p99 there (ms) | DB queries per feed read there | web-server RSS there (MB, max) | its V8 heap / external (MB) | rates tried (p99 ms) | acknowledged writes | lost | duplicated |`,
+    '|---|---:|---:|---:|---:|---:|---|---:|---:|---:|',
     ...rows.map(
       (r) =>
-        `| ${r.name} | ${r.highestRate ?? 'none'} | ${r.p99AtHighest ?? '-'} | ${r.queriesPerFeedRead ?? '-'} | ${r.webRssMb ?? '-'} | ${r.steps.map((s) => `${s.rate} (${s.p99}${s.errors ? `, ${s.errors} err` : ''})`).join(', ')} | ${r.acknowledgedWrites ?? '-'} | ${r.lostWrites ?? '-'} | ${r.duplicatedWrites ?? '-'} |`,
+        `| ${r.name} | ${r.highestRate ?? 'none'} | ${r.p99AtHighest ?? '-'} | ${r.queriesPerFeedRead ?? '-'} | ${r.webRssMb ?? '-'} | ${r.heapMb ?? '-'} / ${r.externalMb ?? '-'} | ${r.steps.map((s) => `${s.rate} (${s.p99}${s.errors ? `, ${s.errors} err` : ''})`).join(', ')} | ${r.acknowledgedWrites ?? '-'} | ${r.lostWrites ?? '-'} | ${r.duplicatedWrites ?? '-'} |`,
     ),
   ].join('\n');
 }

@@ -15,6 +15,10 @@ export const presets = defineExperiment({
     startRate: flag.number(20, 'first rate of the sweep (hello-world starts at 10×)'),
     users: flag.int(100, 'seeded users'),
     photos: flag.int(200, 'seeded photos'),
+    via: z
+      .enum(['public', 'balancer'])
+      .default('public')
+      .describe('where the load enters: the public URL (the edge where there is one) or the load balancer'),
   }),
   async run(o, ctx) {
     const rows = await benchPresets({
@@ -25,6 +29,7 @@ export const presets = defineExperiment({
       startRate: o.startRate,
       users: o.users,
       photos: o.photos,
+      via: o.via,
       out: ctx.out,
       log: ctx.log,
     });
