@@ -177,6 +177,8 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
           cacheTtlSeconds: config.cacheTtlSeconds,
           sessionTtlSeconds: config.sessionTtlSeconds,
           timelines: { maxEntries: config.feedMaxEntries, ttlSeconds: config.feedActiveDays * 86_400 },
+          // A worker serves no reads: no L1, so no share of every other process's invalidations.
+          localCache: roles[config.role].site,
           logger,
           onMasterChange: (tier) => metrics.redisMasterChanged(tier),
         })

@@ -119,7 +119,7 @@ export async function benchQueue(
     try {
       const manifest = await seed({ target: target.origin, users: o.users, photos: o.users, follows: 10, seed: 1 });
       uploads.push(await uploadBurst(state, target.origin, manifest, image, db, jobs, preset, o));
-      for (const row of await cpuPerRequest(state, target.origin, manifest, image, jobs, o.log)) {
+      for (const row of await cpuPerRequest(state, target.origin, manifest, image, jobs, db, o.log)) {
         cpu.push({ ...row, preset });
       }
       if (preset === o.presets.at(-1)) {
@@ -315,8 +315,8 @@ export interface CpuRow {
 /**
  * What one request of each kind costs in CPU in each tier: each kind alone,
  * closed loop with 8 connections for 10 s, the CPU time of every process of
- * the topology (with its children) before and after (uploads: until the
- * queue has drained, so the workers' part is in), less what the idle
+ * the topology (with its children) before and after (uploads: until no
+ * photo is processing, so the image work is in, wherever it runs), less what the idle
  * topology burns in as long (measured first), over the requests answered.
  */
 export async function cpuPerRequest(
@@ -325,14 +325,16 @@ export async function cpuPerRequest(
   manifest: SeedManifest,
   image: Buffer,
   jobs: ReturnType<typeof openSiteQueue>,
+  db: pg.Pool,
   log: (line: string) => void,
 ): Promise<CpuRow[]> {
+  // Until no photo is processing (in a worker or in a web server's own queue) and the shared queue is empty.
   const quiet = async () => {
-    if (!jobs) return;
     for (let i = 0; i < 600; i++) {
-      const d = await jobs.depth();
-      if (d.waiting + d.active === 0) return;
-      await new Promise((r) => setTimeout(r, 500));
+      const { rows } = await db.query<{ n: string }>(`SELECT count(*) AS n FROM photos WHERE status = 'processing'`);
+      const d = jobs ? await jobs.depth() : { waiting: 0, active: 0 };
+      if (Number(rows[0]?.n ?? 0) === 0 && d.waiting + d.active === 0) return;
+      await new Promise((r) => setTimeout(r, 250));
     }
   };
   // Both tiers held where they are (2 web servers, 2 workers): no autoscaling during the measurement.

@@ -87,6 +87,32 @@ describe('two-level cache across web servers', () => {
     }
   });
 
+  it('a worker’s cache (no subscriber) keeps no L1: it reads what others set, and its deletes reach their L1', async () => {
+    const web = webServerCache();
+    const worker = createTwoLevelCache({ redis: connect(), maxEntries: 100, defaultTtlSeconds: 60 });
+    await new Promise((r) => setTimeout(r, 200));
+    const key = `worker:${randomBytes(4).toString('hex')}`;
+    try {
+      await web.set(key, { v: 1 });
+      expect(await worker.get(key)).toEqual({ v: 1 });
+      expect(worker.stats().size).toBe(0);
+      await web.set(key, { v: 2 });
+      // No copy of its own to go stale: the next read is the new value.
+      expect(await worker.get(key)).toEqual({ v: 2 });
+      expect(await web.get(key)).toEqual({ v: 2 });
+      await worker.delete(key);
+      let seen: unknown = { v: 2 };
+      for (let i = 0; i < 50 && seen !== undefined; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        seen = await web.get(key);
+      }
+      expect(seen).toBeUndefined();
+    } finally {
+      await web.close();
+      await worker.close();
+    }
+  });
+
   it('a slow fill on one server does not store a value a delete on another server made stale', async () => {
     const [writer, reader, third] = [webServerCache(), webServerCache(), webServerCache()];
     await new Promise((r) => setTimeout(r, 200)); // all subscribed

@@ -75,6 +75,24 @@ export function createPhotoService(deps: {
     }
   };
 
+  /**
+   * One step of a photo's jobs: on the photo as the primary has it, only
+   * while it is `processing` (a second run changes nothing); its last attempt
+   * failing marks it `failed`; its cached entry is dropped either way.
+   */
+  const photoStep = async (photoId: string, ctx: JobContext, step: (photo: PhotoRow) => Promise<void>) => {
+    const photo = await photos.get(photoId, true);
+    if (photo?.status !== 'processing') return;
+    try {
+      await step(photo);
+    } catch (err) {
+      if (ctx.attempt >= ctx.maxAttempts) await photos.markFailed(photoId);
+      throw err;
+    } finally {
+      await forget(photo);
+    }
+  };
+
   /** processing → ready, with the variants: the end of a photo's jobs. */
   const finish = async (photo: PhotoRow, records: Record<string, PhotoVariantRecord>) => {
     if (await photos.markReady(photo.id, records)) {
@@ -192,10 +210,8 @@ export function createPhotoService(deps: {
     },
 
     /** The job: makes the variants of one photo. Safe to run twice. */
-    async makeVariants(photoId: string, ctx: JobContext): Promise<void> {
-      const photo = await photos.get(photoId, true);
-      if (photo?.status !== 'processing') return;
-      try {
+    makeVariants: (photoId: string, ctx: JobContext): Promise<void> =>
+      photoStep(photoId, ctx, async (photo) => {
         const original = await blobs.get(originalKey(photoId));
         if (!original) throw new Error(`original of ${photoId} is missing`);
         let made: Awaited<ReturnType<typeof images.variants>>;
@@ -225,28 +241,14 @@ export function createPhotoService(deps: {
           return;
         }
         await finish(photo, records);
-      } catch (err) {
-        if (ctx.attempt >= ctx.maxAttempts) await photos.markFailed(photoId);
-        throw err;
-      } finally {
-        await forget(photo);
-      }
-    },
+      }),
 
     /** The job after the variants: into the followers' feeds, then ready. Safe to run twice. */
-    async publish(photoId: string, records: Record<string, PhotoVariantRecord>, ctx: JobContext): Promise<void> {
-      const photo = await photos.get(photoId, true);
-      if (photo?.status !== 'processing') return;
-      try {
+    publish: (photoId: string, records: Record<string, PhotoVariantRecord>, ctx: JobContext): Promise<void> =>
+      photoStep(photoId, ctx, async (photo) => {
         await timelines?.ready(photo);
         await finish(photo, records);
-      } catch (err) {
-        if (ctx.attempt >= ctx.maxAttempts) await photos.markFailed(photoId);
-        throw err;
-      } finally {
-        await forget(photo);
-      }
-    },
+      }),
 
     /**
      * The sweeper: enqueues again every photo that has been processing for at

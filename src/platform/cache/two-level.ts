@@ -8,8 +8,13 @@ import { createMemoryCache } from './memory.ts';
 export interface TwoLevelCacheOptions {
   /** The cache Redis (L2); connect it with `cacheTierOptions`, so a dead tier fails calls at once. */
   redis: Redis;
-  /** A second connection to the same tier, for the invalidation channel (a subscriber can do nothing else). */
-  subscriber: Redis;
+  /**
+   * A second connection to the same tier, for the invalidation channel (a
+   * subscriber can do nothing else). Without one there is no L1: a process
+   * that serves no reads (a worker) neither keeps copies nor hears of every
+   * other process's deletes; its own deletes still reach everyone.
+   */
+  subscriber?: Redis;
   /** L1 bound, in entries, per web server. */
   maxEntries: number;
   defaultTtlSeconds: number;
@@ -56,6 +61,7 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
     defaultTtlSeconds: options.defaultTtlSeconds,
     leases,
   });
+  const local = options.subscriber !== undefined;
   const dropLocal = (keys: string[]) => l1.delete(...keys);
   const listeners: ((lookup: CacheLookup) => void)[] = [];
   const tell = (lookup: CacheLookup) => {
@@ -68,7 +74,7 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
   /** The delete count now differs from the lease's (undefined: Redis could not tell, so only this process is trusted). */
   const deletedSince = async (lease: CacheLease) =>
     lease.shared !== undefined && (await sharedCount(lease.key)) !== lease.shared;
-  options.subscriber.on('message', (ch: string, message: string) => {
+  options.subscriber?.on('message', (ch: string, message: string) => {
     if (ch !== channel) return;
     try {
       const { from, keys } = JSON.parse(message) as { from: string; keys: string[] };
@@ -77,7 +83,7 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
       // not ours
     }
   });
-  options.subscriber.subscribe(channel).catch(() => {
+  options.subscriber?.subscribe(channel).catch(() => {
     // ioredis subscribes again once it reconnects
   });
   /**
@@ -99,11 +105,11 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
   let misses = 0;
   return {
     async get<T>(key: string) {
-      const local = await l1.get<T>(key);
-      if (local !== undefined) {
+      const copy = local ? await l1.get<T>(key) : undefined;
+      if (copy !== undefined) {
         hits++;
         tell({ key, result: 'hit', level: 'l1' });
-        return local;
+        return copy;
       }
       // A delete that arrives while L2 answers must win over the L1 fill below.
       const lease = leases.take(key);
@@ -114,7 +120,7 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
         tell({ key, result: 'miss' });
         return undefined;
       }
-      await l1.set(key, stored.v, Math.max(1, Math.floor(ttlMs / 1000)), lease);
+      if (local) await l1.set(key, stored.v, Math.max(1, Math.floor(ttlMs / 1000)), lease);
       hits++;
       tell({ key, result: 'hit', level: 'l2' });
       return stored.v as T;
@@ -123,7 +129,7 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
       if (lease && (!leases.valid(lease) || (await deletedSince(lease)))) return;
       const ttl = ttlSeconds ?? options.defaultTtlSeconds;
       const stored: Stored = { v: value, exp: Date.now() + ttl * 1000 };
-      await l1.set(key, value, ttl);
+      if (local) await l1.set(key, value, ttl);
       await bento.set({ key, value: stored, ttl: `${ttl}s` }).catch(() => {});
       // A delete between the check and the store: take back what was stored, everywhere.
       if (lease && (!leases.valid(lease) || (await deletedSince(lease)))) await remove(key);
@@ -142,7 +148,7 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
       await l1.close();
       // A dead cache Redis must not fail a shutdown.
       await bento.disconnectAll().catch(() => {});
-      options.subscriber.disconnect();
+      options.subscriber?.disconnect();
     },
   };
 }

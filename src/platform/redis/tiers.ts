@@ -36,6 +36,12 @@ export function connectRedisTiers(opts: {
   cacheTtlSeconds: number;
   sessionTtlSeconds: number;
   timelines: { maxEntries: number; ttlSeconds: number };
+  /**
+   * An in-process L1 in front of the cache Redis, kept fresh by its
+   * invalidation channel: for a process that serves reads. A worker has
+   * none, so every write's invalidation is not its work too.
+   */
+  localCache?: boolean;
   logger: Logger;
   /** Called when a tier's client finds its master at another address than before: a Sentinel failover. */
   onMasterChange?: (tier: 'durable' | 'cache') => void;
@@ -58,7 +64,10 @@ export function connectRedisTiers(opts: {
       master = now;
     });
   }
-  const cacheSubscriber = connectRedis({ sentinels, name: opts.cacheName, ...auth }, subscriberOptions);
+  const cacheSubscriber =
+    (opts.localCache ?? true)
+      ? connectRedis({ sentinels, name: opts.cacheName, ...auth }, subscriberOptions)
+      : undefined;
   return {
     cache: createTwoLevelCache({
       redis: cache,
@@ -74,7 +83,7 @@ export function connectRedisTiers(opts: {
     connectDurable: () =>
       connectRedis({ sentinels, name: opts.durableName, ...auth }, { ...subscriberOptions, connectTimeout: 2000 }),
     async close() {
-      for (const c of [durable, cache, cacheSubscriber]) c.disconnect();
+      for (const c of [durable, cache, cacheSubscriber]) c?.disconnect();
     },
   };
 }

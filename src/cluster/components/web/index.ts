@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { address } from '../../topology/address.ts';
 import { webMetrics } from '../../topology/select.ts';
 import { defineComponent, hostPort } from '../component.ts';
-import { startWeb, webReady, webVersion } from './process.ts';
+import { siteHealth, startWeb } from './process.ts';
 
 export const webSpec = z.object({
   kind: z.literal('web'),
@@ -33,16 +33,7 @@ export const web = defineComponent<z.infer<typeof webSpec>>({
   address: (s) => hostPort(s.listen),
   batches: ([first, ...rest]) => (first ? [[first], rest] : []),
   start: (s, ctx) => startWeb(s, ctx.runDir, ctx.siteEnv('web'), { checkout: ctx.state.checkout }),
-  async health(s) {
-    const version = await webVersion(s);
-    return {
-      ok: (await webReady(s)) === 200,
-      role: 'web server',
-      version,
-      // Shown by `status` and on the dashboard beside the health.
-      detail: version ? `version ${version.slice(0, 12)}` : undefined,
-    };
-  },
+  health: (s) => siteHealth(s, 'web server'),
   // Web servers come and go (scaling, deploys): Prometheus reads them from a file of their own.
   scrape: (s) => ({ job: 'web', target: hostPort(webMetrics(s)), dynamic: true }),
 });

@@ -75,3 +75,15 @@ export async function webVersion(spec: Pick<Web, 'listen'>): Promise<string | un
     return undefined;
   }
 }
+
+/** The health of a web server or a worker, as `status` shows it: ready or not, and the commit it runs. */
+export async function siteHealth(spec: Pick<Web, 'listen'>, role: string) {
+  const version = await webVersion(spec);
+  return {
+    ok: (await webReady(spec)) === 200,
+    role,
+    version,
+    // Shown by `status` and on the dashboard beside the health.
+    detail: version ? `version ${version.slice(0, 12)}` : undefined,
+  };
+}

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { address } from '../../topology/address.ts';
 import { webMetrics } from '../../topology/select.ts';
 import { defineComponent, hostPort } from '../component.ts';
-import { startWeb, webReady, webVersion } from '../web/process.ts';
+import { siteHealth, startWeb } from '../web/process.ts';
 
 export const workerSpec = z.object({
   kind: z.literal('worker'),
@@ -38,15 +38,7 @@ export const worker = defineComponent<z.infer<typeof workerSpec>>({
       command: 'worker',
       nice: ctx.topology.options.workerNice,
     }),
-  async health(s) {
-    const version = await webVersion(s);
-    return {
-      ok: (await webReady(s)) === 200,
-      role: 'job worker',
-      version,
-      detail: version ? `version ${version.slice(0, 12)}` : undefined,
-    };
-  },
+  health: (s) => siteHealth(s, 'job worker'),
   // Workers come and go (scaled by queue depth): Prometheus reads them from a file of their own.
   scrape: (s) => ({ job: 'worker', target: hostPort(webMetrics(s)), dynamic: true }),
 });
