@@ -197,14 +197,21 @@ describe('the queue preset (step 1.8)', () => {
     // scale worker=0 drains it: SIGTERM, then the wait for it to exit.
     await scaleWorkers(0);
     expect(isAlive(pid)).toBe(false);
+    // The job it ran was finished, not cut off: its variants were made (its fan-out, the next step, may wait for a worker).
     expect(logOf(name)).toMatch(new RegExp(`"photoId":"${id}".*photo.variants done`));
-    expect(await statusOf(c, id)).toBe('ready');
+    expect(logOf(name)).not.toMatch(new RegExp(`"photoId":"${id}".*photo.variants failed`));
+    expect(await statusOf(c, id)).not.toBe('failed');
     // Nothing was taken after it: a new upload waits.
     const waiting = await upload(c, await pngImage());
     await sleep(1500);
     expect(await statusOf(c, waiting)).toBe('processing');
     await scaleWorkers(1);
-    await waitReady(c, [waiting], 60_000);
+    await waitReady(c, [id, waiting], 60_000);
+    // Its variants were not made twice: the worker that came back (same slot, same log) only fanned it out, if that was left.
+    const starts = logOf(name)
+      .split('\n')
+      .filter((l) => l.includes(`"photoId":"${id}"`) && l.includes('photo.variants started'));
+    expect(starts).toHaveLength(1);
   }, 120_000);
 
   it('a job deleted from Redis by hand: the sweeper finds the photo still processing and enqueues it again', async () => {

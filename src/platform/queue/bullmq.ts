@@ -203,8 +203,9 @@ export function createBullmqQueue(o: BullmqQueueOptions): JobQueue {
       return false;
     },
     async close() {
-      // Each worker finishes its active jobs (which may enqueue the next step) and takes no new ones.
-      await Promise.all(workers.map((w) => w.close()));
+      // Each worker finishes its active jobs and takes no new ones, in the order they were registered
+      // (a photo's variants, then its fan-out): a step that ends enqueues the next while that one's worker still takes jobs.
+      for (const w of workers) await w.close();
       closed = true;
       await Promise.all([...queues.values()].map((q) => q.close()));
       connection.disconnect();
