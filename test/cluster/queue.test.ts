@@ -39,8 +39,8 @@ const logOf = (name: string) => {
     return '';
   }
 };
-/** Whether a process has libvips (sharp's native library) mapped. */
-const hasLibvips = (pid: number) => readFileSync(`/proc/${pid}/maps`, 'utf8').includes('libvips');
+/** Whether a process has sharp (its native module or libvips) mapped. */
+const hasLibvips = (pid: number) => /libvips|sharp/.test(readFileSync(`/proc/${pid}/maps`, 'utf8'));
 
 const cli = async (...args: string[]) => {
   const { stdout } = await promisify(execFile)(
