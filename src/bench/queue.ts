@@ -92,6 +92,8 @@ export interface QueueBenchOptions {
   users: number;
   /** Also profile each kind of write in a web server of its own (`--cpu-prof`). */
   profile: boolean;
+  /** Only the upload bursts. */
+  uploadsOnly: boolean;
   out: string;
   log: (line: string) => void;
 }
@@ -119,6 +121,7 @@ export async function benchQueue(
     try {
       const manifest = await seed({ target: target.origin, users: o.users, photos: o.users, follows: 10, seed: 1 });
       uploads.push(await uploadBurst(state, target.origin, manifest, image, db, jobs, preset, o));
+      if (o.uploadsOnly) continue;
       for (const row of await cpuPerRequest(state, target.origin, manifest, image, jobs, db, o.log)) {
         cpu.push({ ...row, preset });
       }
@@ -430,5 +433,5 @@ export function queueTables(r: { uploads: UploadRunRow[]; cpu: CpuRow[]; profile
       return `| ${c.preset ?? ''} | ${c.kind} | ${c.ok} | ${tiersShown.map((t) => c.msPerRequest[t] ?? 0).join(' | ')} | ${Math.round(total * 100) / 100} |`;
     }),
   ].join('\n');
-  return [up, cpu, ...(r.profiles.length ? [profileTables(r.profiles)] : [])].join('\n\n');
+  return [up, ...(r.cpu.length ? [cpu] : []), ...(r.profiles.length ? [profileTables(r.profiles)] : [])].join('\n\n');
 }

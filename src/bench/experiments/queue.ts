@@ -22,6 +22,7 @@ export const queue = defineExperiment({
     readRate: flag.number(100, 'home-feed reads per second beside them'),
     seconds: flag.number(30, 'seconds of the burst'),
     users: flag.int(30, 'seeded users'),
+    uploadsOnly: flag.bool('only the upload bursts (no CPU table, no profiles)'),
     profile: flag.bool(
       'also profile each kind of request (but the cached read) in a web server of its own (--cpu-prof)',
     ),
