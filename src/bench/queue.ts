@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
@@ -380,6 +381,8 @@ export function requestKinds(manifest: SeedManifest, image: Buffer): [string, (i
   const token = (u: number) => manifest.tokens[u] as string;
   const auth = (u: number) => ({ authorization: `Bearer ${token(u)}` });
   const photo = manifest.photoIds[0] as string;
+  // Unique in every call (the CPU table and each profile run sign up their own accounts).
+  const run = randomBytes(3).toString('hex');
   let signups = 0;
   return [
     ['cached read (a photo)', () => ({ path: `/api/v1/photos/${photo}`, headers: auth(anyUser()) })],
@@ -410,7 +413,7 @@ export function requestKinds(manifest: SeedManifest, image: Buffer): [string, (i
         method: 'POST',
         path: '/api/v1/users',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ username: `cpu${process.pid}x${signups++}`, password: manifest.password }),
+        body: JSON.stringify({ username: `cpu${run}x${signups++}`, password: manifest.password }),
       }),
     ],
   ];
