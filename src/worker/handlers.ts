@@ -65,7 +65,7 @@ export function startJobHandlers(d: JobHandlerDeps): void {
  * `afterSeconds` is enqueued again unless its job is still queued or running.
  * PostgreSQL is the jobs' record, Redis only their transport: whatever Redis
  * loses (an asynchronous replica promoted, a job deleted by hand) comes back
- * within `afterSeconds + everySeconds`.
+ * within `afterSeconds` and 1.25 × `everySeconds` (the jitter) more.
  */
 export function startSweeper(o: { photos: PhotoService; logger: Logger; afterSeconds: number; everySeconds: number }): {
   stop(): void;
