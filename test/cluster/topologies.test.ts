@@ -452,9 +452,9 @@ describe('lb preset: HAProxy, 2 web servers, 3 PostgreSQL nodes under Patroni (s
     const start = killedAt - (Date.now() - 25_000);
 
     // Writes resumed: the first acknowledgement of a request sent after the kill came within 20 s
-    // (Patroni's 5 s TTL, the election, the proxy's checks; a fresh-clone CI run on this 2-core machine,
-    // with the cluster files beside it, once took 15.5 s, past the 15 s this said before; the failover
-    // time itself is measured by `bench run failover`, not here).
+    // (Patroni's 5 s TTL, the election, the proxy's checks; a fresh-clone CI run on this 2-core machine
+    // once took 15.5 s, past the 15 s this said before; the failover time itself is measured by
+    // `bench run failover`, not here).
     const after = report.okTimes.filter((t) => t > start + 500).sort((a, b) => a - b);
     expect(after.length).toBeGreaterThan(0);
     expect((after[0] as number) - start).toBeLessThan(20_000);
