@@ -319,8 +319,8 @@ describe('the stateless preset (step 1.6)', () => {
       }
     })();
     // Sign-ups (scrypt) keep requests in flight: the load the autoscaler sees. 40/s (it was 48): at 48 the
-    // two cores were at their limit, and one request of 1,200 got a 503 from a web server's store
-    // timing out (seen once in CI); shedding and admission control under overload are issue 19's.
+    // two cores were at their limit, and one request of 1,200 got a 503 (a database or Redis call that
+    // failed; seen once in CI, not traced); shedding and admission control under overload are issue 19's.
     const heavy = (i: number) => (i % 6 === 0 ? mixed(7) : mixed(i % 7));
     const ramp = await steadyLoad(heavy, { ratePerSecond: 40, ms: 25_000 });
     await waitUntil(async () => (await webRows()).length === 2, 60_000, 'back to min');
