@@ -5,7 +5,7 @@ import pg from 'pg';
 import { componentOf } from '../cluster/components/registry.ts';
 import { appConfig } from '../cluster/run/context.ts';
 import { openSiteQueue } from '../cluster/run/jobs.ts';
-import type { ClusterState } from '../cluster/run/state.ts';
+import { type ClusterState, loadState } from '../cluster/run/state.ts';
 import { callSupervisor } from '../cluster/supervisor/client.ts';
 import type { PresetName } from '../cluster/topology/index.ts';
 import { allProcesses, firstDataCenter, workers } from '../cluster/topology/select.ts';
@@ -159,8 +159,7 @@ async function uploadBurst(
   const started = Date.now();
   const sampler = setInterval(() => {
     const second = Math.floor((Date.now() - started) / 1000);
-    const runDir = state.runDir;
-    workerCounts[second] = workers(JSON.parse(readFileSync(path.join(runDir, 'state.json'), 'utf8')).topology).length;
+    workerCounts[second] = workers(loadState(state.runDir).topology).length;
     void jobs?.depth().then((d) => {
       depths[second] = d.waiting + d.active;
     });
@@ -290,7 +289,7 @@ function cpuByTier(state: ClusterState): Record<string, number> {
     }
     return ms;
   };
-  const current = JSON.parse(readFileSync(path.join(state.runDir, 'state.json'), 'utf8')) as ClusterState;
+  const current = loadState(state.runDir);
   const out: Record<string, number> = Object.fromEntries(tiersShown.map((t) => [t, 0]));
   const specs = new Map(allProcesses(current.topology).map((s) => [s.name, s]));
   for (const p of current.processes) {
