@@ -135,6 +135,13 @@ export const configSchema = z.strictObject({
    * holding a connection (and an in-flight slot) for ever.
    */
   bodyTimeoutMs: int(1000, 3_600_000).default(30_000),
+  /** How long a write's first answer is replayed to a repeat of its Idempotency-Key (a day, as Stripe's). */
+  idempotencyTtlSeconds: int(1, 7 * 86_400).default(86_400),
+  /**
+   * How long a running request holds its Idempotency-Key: a repeat meanwhile
+   * gets 409 with Retry-After; past it (the process died), a repeat runs.
+   */
+  idempotencyLeaseSeconds: int(1, 600).default(10),
   uploadMaxMegapixels: z.coerce.number().positive().max(1000).default(50),
   loginRateLimit: int(1, 1_000_000).default(10),
   accountLoginFailures: int(1, 1000).default(5),
@@ -204,6 +211,8 @@ export const envNames: Record<keyof Config, string> = {
   sweepEverySeconds: 'SCALEOUT_SWEEP_EVERY_SECONDS',
   uploadMaxBytes: 'SCALEOUT_UPLOAD_MAX_BYTES',
   bodyTimeoutMs: 'SCALEOUT_BODY_TIMEOUT_MS',
+  idempotencyTtlSeconds: 'SCALEOUT_IDEMPOTENCY_TTL_SECONDS',
+  idempotencyLeaseSeconds: 'SCALEOUT_IDEMPOTENCY_LEASE_SECONDS',
   uploadMaxMegapixels: 'SCALEOUT_UPLOAD_MAX_MEGAPIXELS',
   loginRateLimit: 'SCALEOUT_LOGIN_RATE_LIMIT',
   accountLoginFailures: 'SCALEOUT_ACCOUNT_LOGIN_FAILURES',

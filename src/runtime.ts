@@ -27,6 +27,7 @@ import { countQuery, currentRequestId } from './platform/observability/context.t
 import { createLogger, type Logger } from './platform/observability/logger.ts';
 import { createMetrics, type Metrics } from './platform/observability/metrics.ts';
 import { createMemoryQueue } from './platform/queue/memory.ts';
+import { createDatabaseIdempotencyStore } from './platform/idempotency/database.ts';
 import { createDatabaseRateLimiter } from './platform/rate-limits/database.ts';
 import { dataDirSecret } from './platform/secret.ts';
 import { withSessionCache } from './platform/sessions/cached.ts';
@@ -37,6 +38,7 @@ import { codeVersion } from './platform/version.ts';
 import type { Db } from './ports/db.ts';
 import { type Edge, noEdge } from './ports/edge.ts';
 import type { ImageProcessor } from './ports/images.ts';
+import type { IdempotencyStore } from './ports/idempotency.ts';
 import type { JobQueue } from './ports/queue.ts';
 import type { SessionStore } from './ports/sessions.ts';
 import { createDrain, type Drain, defaultDrain } from './server/drain.ts';
@@ -132,6 +134,8 @@ export interface Container {
   db: Db;
   queue: JobQueue;
   sessions: SessionStore;
+  /** Idempotency-Keys: in the durable Redis where there is one, else in the database. */
+  idempotency: IdempotencyStore;
   services: Services;
   /** The CDN edges (or none): where image URLs point, and purges. */
   edge: Edge;
@@ -324,6 +328,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       db,
       queue,
       sessions,
+      idempotency: redis ? redis.idempotency : createDatabaseIdempotencyStore(db),
       services,
       edge,
       readiness: [
@@ -395,6 +400,9 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
           secret: config.secret ?? (await dataDirSecret(config.dataDir)),
           allowedHosts: config.allowedHosts,
           bodyTimeoutMs: config.bodyTimeoutMs,
+          idempotency: c.idempotency,
+          idempotencyTtlSeconds: config.idempotencyTtlSeconds,
+          idempotencyLeaseMs: config.idempotencyLeaseSeconds * 1000,
           settings: {
             uploadMaxBytes: config.uploadMaxBytes,
             publicUrl: config.publicUrl,

@@ -35,8 +35,16 @@ export interface LoadResult {
   sent: number;
   completed: number;
   errors: Record<string, number>;
+  /** Writes sent again with their Idempotency-Key (after a reset, a 503, a 409 "still running"). */
+  retries: number;
   throughput: number;
+  /** Every answer's latency, errors included. */
   latencyMs: Percentiles;
+  /**
+   * The latency of the HTTP requests that succeeded (2xx/3xx): a first
+   * attempt's from its due time, a retry's from when it was sent.
+   */
+  servedLatencyMs: Percentiles;
   timeline: TimelinePoint[];
 }
 
@@ -68,13 +76,22 @@ export class LatencyHistogram {
 /** Latencies, completions and errors of one measurement, overall and second by second. */
 class Recorder {
   readonly overall = new LatencyHistogram();
+  /** The answers that succeeded only (a shed request's fast 503 is not a served one). */
+  readonly served = new LatencyHistogram();
   readonly errors: Record<string, number> = {};
   readonly #seconds: { ok: number; errors: number; h: LatencyHistogram }[] = [];
   completed = 0;
   sent = 0;
+  retries = 0;
   readonly start: number;
   constructor(start: number) {
     this.start = start;
+  }
+
+  /** One attempt of a request: a success is a served request, its latency from its own start. */
+  attempt(startedUs: number, error: string | null, retried: boolean): void {
+    if (!error) this.served.record(micros() - startedUs);
+    if (retried) this.retries++;
   }
 
   /** Records one answer, its latency counted from `sinceUs`. */
@@ -103,8 +120,10 @@ class Recorder {
       sent: this.sent,
       completed: this.completed,
       errors: this.errors,
+      retries: this.retries,
       throughput: Math.round(this.completed / seconds),
       latencyMs: this.overall.summary(),
+      servedLatencyMs: this.served.summary(),
       timeline: this.#seconds.map((b, t) => {
         const s = b.h.count > 0 ? b.h.summary() : { p50: 0, p99: 0 };
         return { t, ok: b.ok, errors: b.errors, p50: s.p50, p99: s.p99 };
@@ -115,7 +134,16 @@ class Recorder {
 
 const newPool = (origin: string, connections: number) => new Pool(origin, { connections, pipelining: 1 });
 
-async function send(pool: Pool, spec: RequestSpec): Promise<string | null> {
+interface Attempt {
+  error: string | null;
+  /** A reset, a 503, or a 409 "still running": the same write with its key may be sent again. */
+  retryable: boolean;
+  /** The answer's Retry-After, in seconds. */
+  retryAfter?: number;
+}
+
+/** One attempt: its error class (null when it succeeded). */
+async function sendOnce(pool: Pool, spec: RequestSpec, willRetry: boolean): Promise<Attempt> {
   try {
     const res = await pool.request({
       method: spec.method ?? 'GET',
@@ -125,11 +153,64 @@ async function send(pool: Pool, spec: RequestSpec): Promise<string | null> {
       headersTimeout: 30_000,
       bodyTimeout: 30_000,
     });
-    if (spec.onAnswer) spec.onAnswer(res.statusCode, await res.body.text());
+    const status = res.statusCode;
+    const after = res.headers['retry-after'];
+    const retryAfter = typeof after === 'string' && /^\d+$/.test(after) ? Number(after) : undefined;
+    // A 409 with Retry-After is an Idempotency-Key whose first request still runs (or died holding it).
+    const retryable = status === 503 || (status === 409 && retryAfter !== undefined);
+    if (status === 503) {
+      // Shedding says so with Retry-After; a balancer with no server at all says "no server available".
+      const text = await res.body.text();
+      if (/no server (is )?available/i.test(text)) return { error: 'http_503_no_server', retryable, retryAfter };
+      return { error: retryAfter === undefined ? 'http_503_no_retry_after' : 'http_503', retryable, retryAfter };
+    }
+    if (spec.onAnswer && !(retryable && willRetry)) spec.onAnswer(status, await res.body.text());
     else await res.body.dump();
-    return res.statusCode >= 400 ? `http_${res.statusCode}` : null;
+    return { error: status >= 400 ? `http_${status}` : null, retryable, retryAfter };
   } catch (err) {
-    return (err as { code?: string }).code ?? 'network';
+    return { error: (err as { code?: string }).code ?? 'network', retryable: true };
+  }
+}
+
+/** How a write with an Idempotency-Key is sent again after a reset, a 503, or a 409 "still running". */
+export interface RetryPolicy {
+  /** Attempts after the first. */
+  retries: number;
+  /** The wait before attempt n + 1 is 2ⁿ × this after a reset, 2ⁿ × Retry-After after a 503 or 409, with jitter. */
+  backoffMs: number;
+  /** No attempt starts once this long has passed since the first (an Idempotency-Key's lease is 10 s). */
+  maxMs: number;
+}
+
+export const defaultRetry: RetryPolicy = { retries: 6, backoffMs: 250, maxMs: 20_000 };
+
+/**
+ * Sends one request; a write that carries an Idempotency-Key is sent again,
+ * with the same key, after a reset, a 503 or a 409 "still running" (the
+ * server answers the repeat with the first answer, so it is done once).
+ * `onAttempt` sees every attempt's start (µs) and outcome.
+ */
+async function send(
+  pool: Pool,
+  spec: RequestSpec,
+  retry: RetryPolicy | undefined,
+  onAttempt: (startedUs: number, error: string | null, retried: boolean) => void,
+  firstStartUs: number,
+): Promise<string | null> {
+  const keyed = retry !== undefined && retry.retries > 0 && spec.headers?.['idempotency-key'] !== undefined;
+  const started = Date.now();
+  let startUs = firstStartUs;
+  for (let attempt = 0; ; attempt++) {
+    const last = !keyed || attempt >= (retry as RetryPolicy).retries;
+    const { error, retryable, retryAfter } = await sendOnce(pool, spec, !last);
+    const jitter = 0.5 + Math.random();
+    // Exponential, from the Retry-After the server asked for (or the backoff after a reset), with jitter.
+    const wait = (retryAfter !== undefined ? retryAfter * 1000 : (retry?.backoffMs ?? 0)) * 2 ** attempt * jitter;
+    const again = Boolean(error) && retryable && !last && Date.now() - started + wait <= (retry as RetryPolicy).maxMs;
+    onAttempt(startUs, error, again);
+    if (!again) return error;
+    await new Promise((r) => setTimeout(r, wait));
+    startUs = micros();
   }
 }
 
@@ -150,6 +231,8 @@ export async function openLoop(opts: {
   rateAt?: (t: number) => number;
   /** Each answer: seconds from the start to its due time, its latency in ms, and its error (null when ok). */
   onAnswer?: (dueSeconds: number, latencyMs: number, error: string | null) => void;
+  /** Writes with an Idempotency-Key are retried so (none when absent). */
+  retry?: RetryPolicy;
 }): Promise<LoadResult> {
   const pool = newPool(opts.origin, opts.connections);
   const start = micros();
@@ -170,7 +253,7 @@ export async function openLoop(opts: {
     if (wait > 1000) await new Promise((r) => setTimeout(r, wait / 1000));
     recorder.sent++;
     const dueAt = due;
-    const p = send(pool, opts.next(i)).then((error) => {
+    const p = send(pool, opts.next(i), opts.retry, (t, e, r) => recorder.attempt(t, e, r), dueAt).then((error) => {
       recorder.record(dueAt, error);
       opts.onAnswer?.((dueAt - start) / 1e6, (micros() - dueAt) / 1000, error);
       inflight.delete(p);
@@ -190,6 +273,7 @@ export async function closedLoop(opts: {
   seconds: number;
   connections: number;
   next: (i: number) => RequestSpec;
+  retry?: RetryPolicy;
 }): Promise<LoadResult> {
   const pool = newPool(opts.origin, opts.connections);
   const start = micros();
@@ -200,7 +284,8 @@ export async function closedLoop(opts: {
     while (micros() < end) {
       const sent = micros();
       recorder.sent++;
-      recorder.record(sent, await send(pool, opts.next(i++)));
+      const error = await send(pool, opts.next(i++), opts.retry, (t, e, r) => recorder.attempt(t, e, r), sent);
+      recorder.record(sent, error);
     }
   };
   await Promise.all(Array.from({ length: opts.connections }, worker));

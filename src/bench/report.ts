@@ -18,6 +18,10 @@ export interface BenchReport {
   errors: Record<string, number>;
   /** Milliseconds, from each request's scheduled time. */
   latencyMs: LoadResult['latencyMs'];
+  /** The same, of the requests that succeeded only (shed 503s are fast, and not service). */
+  servedLatencyMs?: LoadResult['servedLatencyMs'];
+  /** Writes sent again with their Idempotency-Key. */
+  retries?: number;
   timeline: LoadResult['timeline'];
   writesAcknowledged: number;
   sweep?: { rate: number; throughput: number; p99: number; errors: number; sustainable: boolean }[];
@@ -41,6 +45,8 @@ export function loadReport(
     completed: result.completed,
     errors: result.errors,
     latencyMs: result.latencyMs,
+    servedLatencyMs: result.servedLatencyMs,
+    retries: result.retries,
     timeline: result.timeline,
     writesAcknowledged,
   };
@@ -62,7 +68,14 @@ export function summaryMarkdown(r: BenchReport): string {
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     `| ${r.throughput} | ${r.sent} | ${r.completed} | ${r.latencyMs.p50} | ${r.latencyMs.p90} | ${r.latencyMs.p99} | ${r.latencyMs.p999} | ${r.latencyMs.max} | ${errors.reduce((a, [, n]) => a + n, 0)} |`,
     '',
+    ...(r.servedLatencyMs
+      ? [
+          `Served (2xx/3xx) only: p50 ${r.servedLatencyMs.p50} ms, p99 ${r.servedLatencyMs.p99} ms, max ${r.servedLatencyMs.max} ms.`,
+          '',
+        ]
+      : []),
     errors.length ? `Errors by type: ${errors.map(([k, n]) => `${k} ${n}`).join(', ')}` : 'No errors.',
+    `Writes sent again with their Idempotency-Key: ${r.retries ?? 0}.`,
     `Acknowledged writes in the ledger: ${r.writesAcknowledged}.`,
   ];
   if (r.sweep) {

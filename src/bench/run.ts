@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { Ledger, type VerifyReport, verifyLedger } from './ledger.ts';
-import { type LoadResult, openLoop } from './load.ts';
+import { defaultRetry, type LoadResult, openLoop, type RetryPolicy } from './load.ts';
 import { type BenchReport, loadReport, writeReports } from './report.ts';
 import { buildScenario, type ScenarioName } from './scenarios.ts';
 import type { SeedManifest } from './seed.ts';
@@ -20,6 +20,8 @@ export interface BenchOptions {
   sweepP99Ms?: number;
   progress?: boolean;
   log?: (line: string) => void;
+  /** Writes with an Idempotency-Key sent again after a reset or a 503 (default: `defaultRetry`); false: never. */
+  retry?: RetryPolicy | false;
   /** Called around each sweep step (or the one run), e.g. to read the servers' metrics over it. */
   step?: { before(rate: number): Promise<void>; after(rate: number): Promise<void> };
 }
@@ -49,6 +51,7 @@ async function measure(opts: BenchOptions, rate: number, ledger: Ledger): Promis
       seconds: opts.seconds,
       connections: opts.connections,
       next,
+      retry: opts.retry === false ? undefined : (opts.retry ?? defaultRetry),
       onProgress: bar ? (done) => bar.update(done) : undefined,
     });
   } finally {

@@ -47,13 +47,16 @@ export async function buildScenario(
     .toBuffer();
   const run = randomBytes(3).toString('hex');
 
+  // Every write carries an Idempotency-Key, unique in the run: the load generator may send it again.
+  let writes = 0;
+  const keyed = (u: number) => ({ ...auth(u), 'idempotency-key': `bench-${run}-${writes++}` });
   const like = (): RequestSpec => {
     const user = anyUser();
     const photoId = anyPhoto();
     return {
       method: 'PUT',
       path: `/api/v1/photos/${photoId}/like`,
-      headers: auth(user),
+      headers: keyed(user),
       onAnswer: (status) => status === 204 && ledger.add({ kind: 'like', user, photoId }),
     };
   };
@@ -65,7 +68,7 @@ export async function buildScenario(
     return {
       method: 'PUT',
       path: `/api/v1/users/${followee}/follow`,
-      headers: auth(user),
+      headers: keyed(user),
       onAnswer: (status) => status === 204 && ledger.add({ kind: 'follow', user, followee }),
     };
   };
@@ -76,7 +79,7 @@ export async function buildScenario(
     return {
       method: 'POST',
       path: '/api/v1/photos',
-      headers: { ...auth(user), 'content-type': contentType },
+      headers: { ...keyed(user), 'content-type': contentType },
       body,
       onAnswer: (status, text) => {
         if (status === 202) ledger.add({ kind: 'upload', user, photoId: JSON.parse(text).photo.id, caption });

@@ -62,7 +62,13 @@ async function baseline(
       await waitUntil(async () => (await httpStatus(`http://${w.listen.host}:3000/readyz`)) === 200, 30_000);
     const proxy = await startHaproxy(
       lb.name,
-      loadBalancerConfig(lb, webs, webs, { runDir, maxConnectionsPerClient: 4096 }),
+      loadBalancerConfig(lb, webs, webs, {
+        runDir,
+        maxConnectionsPerClient: 4096,
+        // The ceiling of the balancer itself: no admission control in the way.
+        maxRequestsPerServer: 1000,
+        queueTimeoutMs: 10_000,
+      }),
       runDir,
       lb.listen,
     );

@@ -22,6 +22,7 @@ interface BenchFlags {
   p99: string;
   verify?: boolean;
   progress: boolean;
+  retry: boolean;
 }
 
 async function latestRun(): Promise<string> {
@@ -66,6 +67,7 @@ export function registerLoadCommands(program: Command): Command {
       'send no load: check that every write acknowledged in the run in --out (default: the latest) is there',
     )
     .option('--no-progress', 'no progress bar')
+    .option('--no-retry', 'never send a write again (by default one that got a reset or a 503 is, with its Idempotency-Key)')
     .action(async (o: BenchFlags) => {
       if (o.verify) {
         await printVerify(o.out ?? (await latestRun()), o.target);
@@ -88,6 +90,7 @@ export function registerLoadCommands(program: Command): Command {
         manifest,
         sweepP99Ms: o.sweep ? Number(o.p99) : undefined,
         progress: o.progress && process.stderr.isTTY,
+        retry: o.retry ? undefined : false,
         log: (l) => process.stderr.write(`${l}\n`),
       });
       await mkdir(benchRoot, { recursive: true });
@@ -96,7 +99,8 @@ export function registerLoadCommands(program: Command): Command {
       process.stdout.write(
         `${report.scenario} at ${report.rate} req/s for ${report.durationSeconds} s: ${report.throughput} req/s, ` +
           `p50 ${l.p50} ms, p90 ${l.p90} ms, p99 ${l.p99} ms, p99.9 ${l.p999} ms, max ${l.max} ms; ` +
-          `errors ${JSON.stringify(report.errors)}; ${report.writesAcknowledged} writes acknowledged\n` +
+          `served only: p50 ${report.servedLatencyMs?.p50} ms, p99 ${report.servedLatencyMs?.p99} ms; ` +
+          `errors ${JSON.stringify(report.errors)}; ${report.retries ?? 0} writes sent again; ${report.writesAcknowledged} writes acknowledged\n` +
           (report.sweep
             ? `highest sustainable rate (p99 ≤ ${o.p99} ms): ${report.highestSustainableRate ?? 'none'} req/s\n`
             : '') +

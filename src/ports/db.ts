@@ -21,6 +21,8 @@ export interface Database {
     byte_size: number;
     variants: Generated<Record<string, PhotoVariantRecord>>;
     like_count: Generated<number>;
+    /** The upload's Idempotency-Key, when it sent one. */
+    request_key: Generated<string | null>;
     created_at: Generated<Date>;
     updated_at: Generated<Date>;
   };
@@ -37,6 +39,13 @@ export interface Database {
   daily_active_users: {
     day: string;
     user_id: string;
+  };
+  idempotency_keys: {
+    key: string;
+    fingerprint: string;
+    response: unknown;
+    locked_until: Date;
+    expires_at: Date;
   };
   rate_limits: {
     key: string;

@@ -23,12 +23,15 @@ import { errorPage } from '../app/views/pages.ts';
 import { currentRequestContext, type RequestContext } from '../platform/observability/context.ts';
 import type { Metrics } from '../platform/observability/metrics.ts';
 import type { ReadConsistency } from '../ports/db.ts';
+import type { IdempotencyStore } from '../ports/idempotency.ts';
 import type { SessionStore } from '../ports/sessions.ts';
+import { type AdmissionOptions, defaultAdmission, installAdmission } from './admission.ts';
 import { loadAssets } from './assets.ts';
 import { installAuth } from './auth.ts';
 import type { Drain } from './drain.ts';
 import { installErrorHandlers } from './errors.ts';
 import { healthRoutes, type ReadinessCheck } from './health.ts';
+import { installIdempotency } from './idempotency.ts';
 import { installBodyDeadline, installHostCheck, requireApiContentType } from './requests.ts';
 import { installSecurityHeaders } from './security-headers.ts';
 import { responseSerializerCompiler } from './serialize.ts';
@@ -58,6 +61,13 @@ export interface ServerOptions {
   secureCookies: 'auto' | 'always' | 'never';
   /** How long a request's body may take to arrive (default 30 s). */
   bodyTimeoutMs?: number;
+  /** Where Idempotency-Keys and first answers are kept (the durable store). */
+  idempotency: IdempotencyStore;
+  /** How long a first answer is replayed (24 h) and how long a running request holds its key. */
+  idempotencyTtlSeconds?: number;
+  idempotencyLeaseMs?: number;
+  /** Load shedding's bounds (defaults: `defaultAdmission`). */
+  admission?: Partial<AdmissionOptions>;
 }
 
 /** The HTTP server: the site, the JSON API and the operational endpoints, on the given services. */
@@ -78,6 +88,13 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     forceCloseConnections: 'idle',
   });
   options.drain?.install(app);
+  // First of the request hooks: a shed request costs nothing more (no session lookup, no query).
+  const admission = installAdmission(app, {
+    ...defaultAdmission,
+    ...options.admission,
+    onShed: (cls, reason) => metrics.requestShed(cls, reason),
+  });
+  app.addHook('onClose', async () => admission.stop());
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(responseSerializerCompiler);
 
@@ -127,6 +144,12 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     options.secret,
     [settings.publicUrl, settings.media?.origin].filter((u): u is string => Boolean(u)),
   );
+  installIdempotency(app, {
+    store: options.idempotency,
+    secret: options.secret,
+    ttlSeconds: options.idempotencyTtlSeconds ?? 86_400,
+    leaseMs: options.idempotencyLeaseMs ?? 10_000,
+  });
   app.addHook('onRequest', async (request) => {
     const ctx = currentRequestContext();
     if (ctx) contexts.set(request, ctx);

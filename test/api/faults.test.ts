@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Services } from '../../src/app/routes/context.ts';
+import { createMemoryIdempotencyStore } from '../../src/platform/idempotency/memory.ts';
 import { createLogger } from '../../src/platform/observability/logger.ts';
 import { createMetrics } from '../../src/platform/observability/metrics.ts';
 import { createMemorySessionStore } from '../../src/platform/sessions/memory.ts';
@@ -25,6 +26,7 @@ beforeAll(async () => {
   server = await buildServer({
     services: failing,
     sessions: createMemorySessionStore(60),
+    idempotency: createMemoryIdempotencyStore(),
     settings: {
       uploadMaxBytes: 1000,
     },

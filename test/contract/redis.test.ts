@@ -2,12 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createTwoLevelCache } from '../../src/platform/cache/two-level.ts';
+import { createRedisIdempotencyStore } from '../../src/platform/idempotency/redis.ts';
 import { createRedisRateLimiter } from '../../src/platform/rate-limits/redis.ts';
 import { cacheTierOptions, connectRedis, subscriberOptions } from '../../src/platform/redis/connect.ts';
 import { createRedisSessionStore } from '../../src/platform/sessions/redis.ts';
 import { createRedisTimelineStore } from '../../src/platform/timelines/redis.ts';
 import { cached } from '../../src/ports/cache.ts';
 import { runCacheContract } from './cache.contract.ts';
+import { runIdempotencyContract } from './idempotency.contract.ts';
 import { runRateLimiterContract } from './rate-limits.contract.ts';
 import { runSessionContract } from './sessions.contract.ts';
 import { runTimelineContract } from './timelines.contract.ts';
@@ -64,6 +66,7 @@ runTimelineContract({
 });
 
 runRateLimiterContract({ name: 'Redis (durable tier)', create: async () => createRedisRateLimiter(connect()) });
+runIdempotencyContract({ name: 'Redis (durable tier)', create: async () => createRedisIdempotencyStore(connect()) });
 
 describe('two-level cache across web servers', () => {
   it('a delete on one server reaches the L1 of another through the bus', async () => {

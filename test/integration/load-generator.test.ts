@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closedLoop, openLoop } from '../../src/bench/load.ts';
 
@@ -49,7 +49,58 @@ describe('load generator', () => {
       next: (i) => ({ path: i % 2 ? '/fail' : '/' }),
     });
     expect(result.completed).toBe(10);
-    expect(result.errors).toEqual({ http_503: 10 });
+    // A 503 without Retry-After is not the shedding this site does: counted apart.
+    expect(result.errors).toEqual({ http_503_no_retry_after: 10 });
     expect(result.latencyMs.p50).toBeLessThan(100);
+  });
+});
+
+describe('retries of writes with an Idempotency-Key', () => {
+  // Each key's first attempt is cut off (the socket destroyed) or shed (503, Retry-After: 1); the next
+  // succeeds. A request without a key always fails so.
+  const seen = new Map<string, number>();
+  let flaky: Server;
+  let flakyOrigin: string;
+  beforeAll(async () => {
+    flaky = createServer((req: IncomingMessage, res) => {
+      const key = String(req.headers['idempotency-key'] ?? '');
+      const n = (seen.get(key) ?? 0) + 1;
+      seen.set(key, n);
+      const fail = n === 1 || !key;
+      if (fail && req.url === '/reset') return req.socket.destroy();
+      if (fail && req.url === '/shed') {
+        res.writeHead(503, { 'retry-after': '1' });
+        return res.end('{"error":{"code":"OVERLOADED"}}');
+      }
+      res.end('ok');
+    });
+    await new Promise<void>((r) => flaky.listen(0, '127.0.0.1', r));
+    flakyOrigin = `http://127.0.0.1:${(flaky.address() as { port: number }).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => flaky.close(() => r())));
+
+  it('sends a write again with the same key after a reset or a 503, and never a write without a key', async () => {
+    const paths = ['/reset', '/shed', '/reset'];
+    const result = await openLoop({
+      origin: flakyOrigin,
+      rate: 10,
+      seconds: 0.6,
+      connections: 4,
+      retry: { retries: 3, backoffMs: 50, maxMs: 10_000 },
+      next: (i) => ({
+        method: 'POST',
+        path: paths[i % 3] as string,
+        // The last two carry no key: sent once, their errors counted.
+        headers: i < 4 ? { 'idempotency-key': `k${i}` } : {},
+      }),
+    });
+    expect(result.sent).toBe(6);
+    expect(result.completed).toBe(4);
+    expect(result.retries).toBe(4);
+    expect(Object.values(result.errors).reduce((a, b) => a + b, 0)).toBe(2);
+    expect(result.errors.http_503).toBe(1);
+    for (let i = 0; i < 4; i++) expect(seen.get(`k${i}`)).toBe(2);
+    // The shed write waited for its Retry-After (about a second) before it was sent again.
+    expect(result.latencyMs.max).toBeGreaterThan(400);
   });
 });

@@ -73,9 +73,11 @@ export function createPhotoRepository(db: Db) {
   return {
     /**
      * Inserts the photo as `processing` unless its owner already has
-     * `maxProcessing` photos processing; false then. The owner's row is locked
-     * for the count and the insert (SELECT … FOR UPDATE), so concurrent uploads
-     * of one user are counted one after another: the cap holds under a burst.
+     * `maxProcessing` photos processing ('over-cap'), or already has a photo
+     * uploaded with the same request key (that photo: a retried upload). The
+     * owner's row is locked for the count, the lookup and the insert (SELECT …
+     * FOR UPDATE), so concurrent uploads of one user are counted one after
+     * another: the cap holds under a burst, and one key makes one photo.
      */
     async createWithinCap(
       photo: {
@@ -88,18 +90,29 @@ export function createPhotoRepository(db: Db) {
         byteSize: number;
         // Set here, at millisecond precision, so keyset cursors compare exactly.
         createdAt: Date;
+        /** The upload's Idempotency-Key. */
+        requestKey?: string;
       },
       maxProcessing: number,
-    ): Promise<boolean> {
+    ): Promise<'created' | 'over-cap' | { id: string; status: PhotoRow['status'] }> {
       return db.transaction(async (trx) => {
         await trx.selectFrom('users').select('id').where('id', '=', photo.ownerId).forUpdate().execute();
+        if (photo.requestKey !== undefined) {
+          const earlier = await trx
+            .selectFrom('photos')
+            .select(['id', 'status'])
+            .where('owner_id', '=', photo.ownerId)
+            .where('request_key', '=', photo.requestKey)
+            .executeTakeFirst();
+          if (earlier) return earlier;
+        }
         const row = await trx
           .selectFrom('photos')
           .select((eb) => eb.fn.countAll<string>().as('n'))
           .where('owner_id', '=', photo.ownerId)
           .where('status', '=', 'processing')
           .executeTakeFirst();
-        if (Number(row?.n ?? 0) >= maxProcessing) return false;
+        if (Number(row?.n ?? 0) >= maxProcessing) return 'over-cap';
         await trx
           .insertInto('photos')
           .values({
@@ -113,9 +126,10 @@ export function createPhotoRepository(db: Db) {
             byte_size: photo.byteSize,
             created_at: photo.createdAt,
             updated_at: photo.createdAt,
+            request_key: photo.requestKey ?? null,
           })
           .execute();
-        return true;
+        return 'created';
       });
     },
 

@@ -108,7 +108,9 @@ export function createPhotoService(deps: {
     async upload(
       ownerId: string,
       file: { data: Buffer; caption: string },
-    ): Promise<{ id: string; status: 'processing' }> {
+      /** The request's Idempotency-Key: a second upload with it returns the first one's photo. */
+      requestKey?: string,
+    ): Promise<{ id: string; status: 'processing' | 'ready' | 'failed' }> {
       if (file.data.length > limits.maxBytes) throw payloadTooLarge(`the file is larger than ${limits.maxBytes} bytes`);
       await throttle.beforeUpload(ownerId);
       const overCap = () =>
@@ -132,7 +134,7 @@ export function createPhotoService(deps: {
       const id = newId();
       await blobs.put(originalKey(id), file.data, mimeTypes[format]);
       const createdAt = new Date();
-      let created: boolean;
+      let created: Awaited<ReturnType<typeof photos.createWithinCap>>;
       try {
         created = await photos.createWithinCap(
           {
@@ -144,6 +146,7 @@ export function createPhotoService(deps: {
             height: size.height,
             byteSize: file.data.length,
             createdAt,
+            requestKey,
           },
           limits.maxQueuedPerUser,
         );
@@ -151,9 +154,11 @@ export function createPhotoService(deps: {
         await blobs.delete(originalKey(id));
         throw err;
       }
-      if (!created) {
+      if (created !== 'created') {
         await blobs.delete(originalKey(id));
-        throw overCap();
+        if (created === 'over-cap') throw overCap();
+        // The same upload again (its first answer was lost): the photo it made.
+        return created;
       }
       await timelines?.uploaded({ id, ownerId, createdAt });
       // The row is the job's record: accepted even when the queue's store is down.

@@ -47,6 +47,15 @@ declare module 'fastify' {
     viewer: Viewer | null;
     /** Throws 403 unless `token` is the CSRF token this browser's forms carry for its session. */
     verifyCsrf(token: string | undefined): void;
+    /** The write's Idempotency-Key (header, or the form's field), once the server has claimed it. */
+    idempotencyKey: string | null;
+    /**
+     * For a route that reads its own body (multipart): claims the key (the
+     * header, or the form's field) with the body's fields and file, or answers
+     * a repeat (the first answer, 409 or 422) and returns true: the handler
+     * then stops. Without a key it returns false.
+     */
+    claimIdempotency(fields: Record<string, string>, file?: Buffer): Promise<boolean>;
   }
   interface FastifyReply {
     startSession(session: { id: string; expiresAt: Date; data?: Record<string, string> }): void;

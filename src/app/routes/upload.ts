@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { AppError, badRequest, unsupportedMediaType } from '../errors.ts';
 
 export const captionMaxLength = 2000;
+export { idempotencyField } from '../views/layout.ts';
 
 export interface UploadForm {
   file: Buffer | undefined;

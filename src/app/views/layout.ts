@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { html, type SafeHtml } from './html.ts';
 
 export interface PageContext {
@@ -9,7 +10,15 @@ export interface PageContext {
   media?: { origin: string; script: string };
 }
 
-export const csrfField = (ctx: PageContext) => html`<input type="hidden" name="_csrf" value="${ctx.csrf}">`;
+/** The forms' hidden field with the write's Idempotency-Key (a browser's form cannot set the header). */
+export const idempotencyField = '_idempotency_key';
+
+/**
+ * A form's hidden fields: its CSRF token, and a fresh Idempotency-Key (a form
+ * sent twice, by a double click or a retry after a lost answer, acts once).
+ */
+export const csrfField = (ctx: PageContext) =>
+  html`<input type="hidden" name="_csrf" value="${ctx.csrf}"><input type="hidden" name="${idempotencyField}" value="${randomUUID()}">`;
 
 export function layout(ctx: PageContext, title: string, body: SafeHtml, head?: SafeHtml): string {
   const nav = ctx.viewer

@@ -58,6 +58,13 @@ export const topologySchema = z.object({
      * address to fill the balancer's 4096 with slow requests.
      */
     maxConnectionsPerClient: z.number().int().min(1).max(4096).default(1024),
+    /**
+     * Admission control at the balancer: requests one web server serves at
+     * once (HAProxy's `maxconn`), and how long the others may wait in the
+     * balancer's queue before a 503 with Retry-After.
+     */
+    maxRequestsPerServer: z.number().int().min(1).max(1000).default(24),
+    queueTimeoutMs: z.number().int().min(10).max(30_000).default(150),
     /** The web tier's autoscaler (preset `stateless`); absent: the web-server count changes only by hand. */
     autoscale: autoscalePolicy.optional(),
     /**

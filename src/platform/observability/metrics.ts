@@ -12,6 +12,8 @@ export interface Metrics {
   /** A cache invalidation sent through the database: ms until every other server confirmed it, or null (not in time, or failed). */
   cacheInvalidationSent(ms: number | null): void;
   observeRequest(method: string, route: string, status: number, seconds: number): void;
+  /** A request answered 503 before any work: its class was over its bound (the event loop's delay, or in flight). */
+  requestShed(cls: string, reason: string): void;
   watchCache(cache: Cache): void;
   /** Database queries one request made, by route. */
   observeQueriesPerRequest(route: string, queries: number): void;
@@ -56,6 +58,12 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
     help: 'HTTP request duration',
     labelNames: ['method', 'route'],
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const shed = new client.Counter({
+    name: 'scaleout_requests_shed_total',
+    help: 'Requests answered 503 with Retry-After before any work, by class (costly, write, read) and reason',
+    labelNames: ['class', 'reason'],
     registers: [registry],
   });
   const counter = (name: string, help: string) => new client.Counter({ name, help, registers: [registry] });
@@ -223,6 +231,9 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
         fanoutSeconds.observe(seconds);
       },
       timelineFailed: (operation) => timelineFailures.inc({ operation }),
+    },
+    requestShed(cls, reason) {
+      shed.inc({ class: cls, reason });
     },
     observeRequest(method, route, status, seconds) {
       requests.inc({ method, route, status: String(status) });

@@ -1,10 +1,12 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Cache } from '../../ports/cache.ts';
+import type { IdempotencyStore } from '../../ports/idempotency.ts';
 import type { RateLimiter } from '../../ports/rate-limits.ts';
 import type { SessionStore } from '../../ports/sessions.ts';
 import type { TimelineStore } from '../../ports/timelines.ts';
 import { createTwoLevelCache } from '../cache/two-level.ts';
+import { createRedisIdempotencyStore } from '../idempotency/redis.ts';
 import { createRedisRateLimiter } from '../rate-limits/redis.ts';
 import { createRedisSessionStore } from '../sessions/redis.ts';
 import { createRedisTimelineStore } from '../timelines/redis.ts';
@@ -14,6 +16,8 @@ export interface RedisTiers {
   cache: Cache;
   sessions: SessionStore;
   rateLimiter: RateLimiter;
+  /** Idempotency-Keys and the first answers, on the durable tier. */
+  idempotency: IdempotencyStore;
   /** Precomputed feeds, in the cache tier (rebuilt from the database when lost). */
   timelines: TimelineStore;
   /** A new connection to the durable tier that waits out a failover (BullMQ's). */
@@ -79,6 +83,7 @@ export function connectRedisTiers(opts: {
       onUnreplicated: (op) => opts.logger.warn({ op }, 'session write not on a replica within 500 ms (WAIT 1)'),
     }),
     rateLimiter: createRedisRateLimiter(durable),
+    idempotency: createRedisIdempotencyStore(durable),
     timelines: createRedisTimelineStore(cache, opts.timelines),
     connectDurable: () =>
       connectRedis({ sentinels, name: opts.durableName, ...auth }, { ...subscriberOptions, connectTimeout: 2000 }),

@@ -36,18 +36,21 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
         summary: 'Upload a photo (multipart: file, caption); variants are made by a job',
         consumes: ['multipart/form-data'],
         response: {
-          202: z.object({ photo: z.object({ id: z.string(), status: z.literal('processing') }) }),
-          ...errors(400, 401, 413, 415, 422),
+          // Processing, unless it is the answer to a repeated Idempotency-Key whose first answer was lost.
+          202: z.object({ photo: z.object({ id: z.string(), status: z.enum(['processing', 'ready', 'failed']) }) }),
+          ...errors(400, 401, 409, 413, 415, 422),
         },
       },
       handler: async (request, reply) => {
         const viewer = requireViewer(request);
         const form = await readUploadForm(request, ['caption']);
+        if (await request.claimIdempotency(form.fields, form.file)) return reply;
         if (!form.file) throw badRequest('the file field is missing', 'VALIDATION');
-        const created = await services.photos.upload(viewer.userId, {
-          data: form.file,
-          caption: form.fields.caption ?? '',
-        });
+        const created = await services.photos.upload(
+          viewer.userId,
+          { data: form.file, caption: form.fields.caption ?? '' },
+          request.idempotencyKey ?? undefined,
+        );
         return reply.code(202).send({ photo: created });
       },
     });

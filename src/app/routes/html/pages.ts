@@ -7,7 +7,7 @@ import * as pages from '../../views/pages.ts';
 import { credentials, username as usernameSchema } from '../api/schemas.ts';
 import { mediaBase, type RouteSettings, type Services } from '../context.ts';
 import { mapPhoto } from '../mappers.ts';
-import { readUploadForm } from '../upload.ts';
+import { idempotencyField, readUploadForm } from '../upload.ts';
 
 export interface HtmlSettings extends RouteSettings {
   stylesheetUrl: string;
@@ -110,13 +110,15 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
 
     app.post('/upload', async (request, reply) => {
       const viewer = signedIn(request);
-      const upload = await readUploadForm(request, ['_csrf', 'caption']);
+      const upload = await readUploadForm(request, ['_csrf', idempotencyField, 'caption']);
       request.verifyCsrf(upload.fields._csrf);
+      if (await request.claimIdempotency(upload.fields, upload.file)) return reply;
       if (!upload.file || upload.file.length === 0) throw badRequest('choose a photo to upload');
-      const photo = await services.photos.upload(viewer.userId, {
-        data: upload.file,
-        caption: upload.fields.caption ?? '',
-      });
+      const photo = await services.photos.upload(
+        viewer.userId,
+        { data: upload.file, caption: upload.fields.caption ?? '' },
+        request.idempotencyKey ?? undefined,
+      );
       return reply.redirect(`/p/${photo.id}`, 303);
     });
 

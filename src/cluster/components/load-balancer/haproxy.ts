@@ -27,7 +27,14 @@ export function loadBalancerConfig(
   lb: LoadBalancer,
   webs: Web[],
   slots: Web[],
-  o: { runDir: string; maxConnectionsPerClient: number },
+  o: {
+    runDir: string;
+    maxConnectionsPerClient: number;
+    /** Requests one web server serves at once; the rest wait in the balancer's queue. */
+    maxRequestsPerServer: number;
+    /** How long a request may wait in that queue before it gets a 503 with Retry-After. */
+    queueTimeoutMs: number;
+  },
 ): string {
   const running = new Set(webs.map(webIndex));
   const off = (w: Web) => (running.has(webIndex(w)) ? '' : ' disabled');
@@ -55,10 +62,16 @@ defaults
     timeout server 30s
     # Headers and, with http-buffer-request, the body too: a client sending a byte every few seconds is cut at 10 s.
     timeout http-request 10s
-    timeout queue 10s
+    # Admission control: a request that waits longer than this for a web server's free slot (maxconn) is
+    # answered 503 at once, with Retry-After: a fast "try again", never a wait of seconds behind the load.
+    timeout queue ${o.queueTimeoutMs}ms
     retries 3
     option redispatch 1
-    retry-on conn-failure empty-response junk-response response-timeout 502 503 504
+    # Not 503: a web server's 503 is its own overload (or its database's absence); the same request again
+    # on another server adds load where there is none to spare.
+    retry-on conn-failure empty-response junk-response response-timeout 502 504
+    # What the balancer answers when it sheds (its queue's timeout, or no server at all): JSON, with Retry-After.
+    http-error status 503 content-type "application/json; charset=utf-8" string '{"error":{"code":"OVERLOADED","message":"the site is busy: try again in a second"}}' hdr retry-after 1 hdr cache-control no-store
 
 frontend public
     bind ${lb.listen.host}:${lb.listen.port}${
@@ -86,6 +99,12 @@ frontend public
     http-request del-header Forwarded
     # Nor which host it asked for, beyond its Host header: the web servers build nothing from a forwarded host.
     http-request del-header X-Forwarded-Host
+    # Who waits in the queue goes in class order: reads first (0), then writes (1), then the costly writes
+    # (2: sign-up and log-in hash a password with scrypt, an upload carries a file). Under overload the
+    # costly ones wait longest, so they are the first to reach the queue's timeout and be shed.
+    acl costly path /api/v1/users /api/v1/sessions /api/v1/photos /signup /login /upload
+    http-request set-priority-class int(1) if !METH_GET !METH_HEAD
+    http-request set-priority-class int(2) if METH_POST costly
     default_backend web
 
 backend web
@@ -99,7 +118,9 @@ backend web
     # Without it a check times out after \`inter\` (500 ms): a server busy for half a second under load would
     # count as dead, and both at once would leave no server. A dead one refuses the connection at once anyway.
     timeout check 2s
-    default-server inter 500ms fastinter 250ms downinter 500ms fall 2 rise 2
+    default-server inter 500ms fastinter 250ms downinter 500ms fall 2 rise 2 maxconn ${o.maxRequestsPerServer}
+    # Every server gone (each slot disabled): say so, plainly. Overload is not this: its 503 says "busy".
+    http-request return status 503 content-type "application/json; charset=utf-8" string '{"error":{"code":"NO_SERVER","message":"no server available"}}' hdr retry-after 1 if { nbsrv(web) eq 0 }
     option allbackups
 ${servers}
 ${backups}

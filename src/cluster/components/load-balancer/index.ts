@@ -31,6 +31,8 @@ export function balancerConfig(t: Topology, lb: LoadBalancer, runDir: string): s
   return loadBalancerConfig(lb, webServers(t, dc), slots, {
     runDir,
     maxConnectionsPerClient: t.options.maxConnectionsPerClient,
+    maxRequestsPerServer: t.options.maxRequestsPerServer,
+    queueTimeoutMs: t.options.queueTimeoutMs,
   });
 }
 

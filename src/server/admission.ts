@@ -1,0 +1,84 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { FastifyInstance } from 'fastify';
+
+/**
+ * What a request costs, and so in which order requests are shed: costly
+ * writes first (sign-up and log-in hash a password with scrypt, an upload
+ * carries a file), then other writes, reads last (most are cache hits).
+ */
+export type RequestClass = 'read' | 'write' | 'costly';
+
+const costlyPosts = new Set(['/api/v1/users', '/api/v1/sessions', '/api/v1/photos', '/signup', '/login', '/upload']);
+/** Never shed: the balancer's and the supervisor's checks (a busy server is not a dead one). */
+const neverShed = new Set(['/healthz', '/readyz']);
+
+export function classOf(method: string, url: string): RequestClass {
+  if (method === 'GET' || method === 'HEAD') return 'read';
+  const path = url.split('?')[0] ?? url;
+  return method === 'POST' && costlyPosts.has(path) ? 'costly' : 'write';
+}
+
+export interface AdmissionOptions {
+  /** The event loop's mean delay (ms, over the last sample) above which a class is shed. */
+  shedDelayMs: Record<RequestClass, number>;
+  /** Requests in this server at once above which a class is shed. */
+  maxInFlight: Record<RequestClass, number>;
+  /** How often the delay is read (and its histogram reset). */
+  sampleMs: number;
+  /** Counts one shed request. */
+  onShed?: (cls: RequestClass, reason: 'event-loop' | 'in-flight') => void;
+}
+
+export const defaultAdmission: AdmissionOptions = {
+  shedDelayMs: { costly: 100, write: 200, read: 400 },
+  maxInFlight: { costly: 64, write: 128, read: 256 },
+  sampleMs: 250,
+};
+
+/**
+ * Load shedding inside one web server, behind the balancer's own (its
+ * maxconn and queue timeout): when the event loop falls behind, or too much
+ * is in flight, a request of a class over its bound gets a 503 with
+ * Retry-After at once, before any work (no session lookup, no query). The
+ * bounds rise from costly to read, so cache-served reads survive longest.
+ * Health checks are never shed; /metrics has its own listener.
+ */
+export function installAdmission(app: FastifyInstance, o: AdmissionOptions = defaultAdmission): { stop(): void } {
+  const histogram = monitorEventLoopDelay({ resolution: 10 });
+  histogram.enable();
+  let delayMs = 0;
+  const timer = setInterval(() => {
+    // The histogram's resolution is a floor of every sample; what is above it is the loop's lateness.
+    delayMs = Math.max(0, histogram.mean / 1e6 - 10);
+    histogram.reset();
+  }, o.sampleMs);
+  timer.unref();
+  let inFlight = 0;
+  app.addHook('onRequest', async (request, reply) => {
+    if (neverShed.has(request.url)) return;
+    const cls = classOf(request.method, request.url);
+    const reason = delayMs > o.shedDelayMs[cls] ? 'event-loop' : inFlight >= o.maxInFlight[cls] ? 'in-flight' : null;
+    if (reason) {
+      o.onShed?.(cls, reason);
+      reply
+        .code(503)
+        .header('retry-after', '1')
+        .header('cache-control', 'no-store')
+        .header('content-type', 'application/json; charset=utf-8');
+      return reply.send(
+        JSON.stringify({
+          error: { code: 'OVERLOADED', message: 'the site is busy: try again in a second', requestId: request.id },
+        }),
+      );
+    }
+    inFlight++;
+    // On the socket's answer being done, or the client gone: either way it no longer holds this server.
+    reply.raw.once('close', () => inFlight--);
+  });
+  return {
+    stop() {
+      clearInterval(timer);
+      histogram.disable();
+    },
+  };
+}
