@@ -142,6 +142,12 @@ export const configSchema = z.strictObject({
    * gets 409 with Retry-After; past it (the process died), a repeat runs.
    */
   idempotencyLeaseSeconds: int(1, 600).default(10),
+  /**
+   * Load shedding in the web server: the event loop's delay (ms, sustained
+   * for a second) above which sign-ups, log-ins and uploads get 503 with
+   * Retry-After; other writes at twice it, reads at four times. 0: off.
+   */
+  shedEventLoopDelayMs: int(0, 60_000).default(150),
   uploadMaxMegapixels: z.coerce.number().positive().max(1000).default(50),
   loginRateLimit: int(1, 1_000_000).default(10),
   accountLoginFailures: int(1, 1000).default(5),
@@ -213,6 +219,7 @@ export const envNames: Record<keyof Config, string> = {
   bodyTimeoutMs: 'SCALEOUT_BODY_TIMEOUT_MS',
   idempotencyTtlSeconds: 'SCALEOUT_IDEMPOTENCY_TTL_SECONDS',
   idempotencyLeaseSeconds: 'SCALEOUT_IDEMPOTENCY_LEASE_SECONDS',
+  shedEventLoopDelayMs: 'SCALEOUT_SHED_EVENT_LOOP_DELAY_MS',
   uploadMaxMegapixels: 'SCALEOUT_UPLOAD_MAX_MEGAPIXELS',
   loginRateLimit: 'SCALEOUT_LOGIN_RATE_LIMIT',
   accountLoginFailures: 'SCALEOUT_ACCOUNT_LOGIN_FAILURES',

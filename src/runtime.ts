@@ -22,12 +22,12 @@ import { lockDataDir } from './platform/data-dir-lock.ts';
 import { openPgliteDb } from './platform/db/pglite.ts';
 import type { QueryObserver } from './platform/db/postgres.ts';
 import { createVarnishEdge } from './platform/edge/varnish.ts';
+import { createDatabaseIdempotencyStore } from './platform/idempotency/database.ts';
 import { probeImageHeader } from './platform/images/header.ts';
 import { countQuery, currentRequestId } from './platform/observability/context.ts';
 import { createLogger, type Logger } from './platform/observability/logger.ts';
 import { createMetrics, type Metrics } from './platform/observability/metrics.ts';
 import { createMemoryQueue } from './platform/queue/memory.ts';
-import { createDatabaseIdempotencyStore } from './platform/idempotency/database.ts';
 import { createDatabaseRateLimiter } from './platform/rate-limits/database.ts';
 import { dataDirSecret } from './platform/secret.ts';
 import { withSessionCache } from './platform/sessions/cached.ts';
@@ -37,10 +37,11 @@ import { createMemoryTimelineStore } from './platform/timelines/memory.ts';
 import { codeVersion } from './platform/version.ts';
 import type { Db } from './ports/db.ts';
 import { type Edge, noEdge } from './ports/edge.ts';
-import type { ImageProcessor } from './ports/images.ts';
 import type { IdempotencyStore } from './ports/idempotency.ts';
+import type { ImageProcessor } from './ports/images.ts';
 import type { JobQueue } from './ports/queue.ts';
 import type { SessionStore } from './ports/sessions.ts';
+import { delayBounds } from './server/admission.ts';
 import { createDrain, type Drain, defaultDrain } from './server/drain.ts';
 import { buildMetricsServer, listenUrl } from './server/metrics.ts';
 import { startJobHandlers, startSweeper } from './worker/handlers.ts';
@@ -403,6 +404,9 @@ export async function createRuntime(config: Config, opts: { logger?: Logger } = 
           idempotency: c.idempotency,
           idempotencyTtlSeconds: config.idempotencyTtlSeconds,
           idempotencyLeaseMs: config.idempotencyLeaseSeconds * 1000,
+          admission: {
+            shedDelayMs: delayBounds(config.shedEventLoopDelayMs || Number.POSITIVE_INFINITY),
+          },
           settings: {
             uploadMaxBytes: config.uploadMaxBytes,
             publicUrl: config.publicUrl,

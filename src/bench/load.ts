@@ -1,3 +1,5 @@
+import os from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import * as hdr from 'hdr-histogram-js';
 import { Pool } from 'undici';
 
@@ -37,6 +39,13 @@ export interface LoadResult {
   errors: Record<string, number>;
   /** Writes sent again with their Idempotency-Key (after a reset, a 503, a 409 "still running"). */
   retries: number;
+  /**
+   * Successful answers per second while the load was sent (`seconds` asked,
+   * not the tail of retries after it): what the site served.
+   */
+  goodput: number;
+  /** The load generator's own event-loop delay over the run (ms): how late it may have sent. */
+  generatorLagMs?: Percentiles;
   throughput: number;
   /** Every answer's latency, errors included. */
   latencyMs: Percentiles;
@@ -46,6 +55,21 @@ export interface LoadResult {
    */
   servedLatencyMs: Percentiles;
   timeline: TimelinePoint[];
+}
+
+/**
+ * The load generator stands for clients on other machines. On the one machine
+ * it shares with the site, it raises its own CPU priority (nice -10, as root),
+ * so that its own lateness under the site's load is not counted as the
+ * site's latency. Returns the priority it runs at.
+ */
+export function raiseLoadGeneratorPriority(): number {
+  try {
+    os.setPriority(-10);
+  } catch {
+    // Not root: it runs at the priority it was given.
+  }
+  return os.getPriority();
 }
 
 const micros = () => Number(process.hrtime.bigint() / 1000n);
@@ -88,9 +112,17 @@ class Recorder {
     this.start = start;
   }
 
+  /** Successful answers that came while the load was being sent (goodput's numerator). */
+  servedInWindow = 0;
+  windowEndUs = Number.POSITIVE_INFINITY;
+
   /** One attempt of a request: a success is a served request, its latency from its own start. */
   attempt(startedUs: number, error: string | null, retried: boolean): void {
-    if (!error) this.served.record(micros() - startedUs);
+    const now = micros();
+    if (!error) {
+      this.served.record(now - startedUs);
+      if (now <= this.windowEndUs) this.servedInWindow++;
+    }
     if (retried) this.retries++;
   }
 
@@ -112,8 +144,9 @@ class Recorder {
     }
   }
 
-  result(mode: 'open' | 'closed', seconds: number, targetRate?: number): LoadResult {
+  result(mode: 'open' | 'closed', seconds: number, targetRate?: number, windowSeconds = seconds): LoadResult {
     return {
+      goodput: Math.round(this.servedInWindow / windowSeconds),
       mode,
       targetRate,
       seconds,
@@ -235,8 +268,11 @@ export async function openLoop(opts: {
   retry?: RetryPolicy;
 }): Promise<LoadResult> {
   const pool = newPool(opts.origin, opts.connections);
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  lag.enable();
   const start = micros();
   const recorder = new Recorder(start);
+  recorder.windowEndUs = start + opts.seconds * 1e6;
   const { rateAt } = opts;
   const total = rateAt ? Number.POSITIVE_INFINITY : Math.floor(opts.rate * opts.seconds);
   const end = start + opts.seconds * 1e6;
@@ -264,7 +300,18 @@ export async function openLoop(opts: {
   await Promise.all(inflight);
   const seconds = (micros() - start) / 1e6;
   await pool.close();
-  return recorder.result('open', seconds, opts.rate);
+  lag.disable();
+  const ms = (ns: number) => Math.round(Math.max(0, ns / 1e6 - 10) * 100) / 100;
+  return {
+    ...recorder.result('open', seconds, opts.rate, opts.seconds),
+    generatorLagMs: {
+      p50: ms(lag.percentile(50)),
+      p90: ms(lag.percentile(90)),
+      p99: ms(lag.percentile(99)),
+      p999: ms(lag.percentile(99.9)),
+      max: ms(lag.max),
+    },
+  };
 }
 
 /** Closed loop: each connection sends its next request when the last answer came. Measures peak throughput. */

@@ -22,6 +22,10 @@ export interface BenchReport {
   servedLatencyMs?: LoadResult['servedLatencyMs'];
   /** Writes sent again with their Idempotency-Key. */
   retries?: number;
+  /** Successful answers per second while the load was sent. */
+  goodput?: number;
+  /** The load generator's own event-loop delay (ms). */
+  generatorLagMs?: LoadResult['generatorLagMs'];
   timeline: LoadResult['timeline'];
   writesAcknowledged: number;
   sweep?: { rate: number; throughput: number; p99: number; errors: number; sustainable: boolean }[];
@@ -47,6 +51,8 @@ export function loadReport(
     latencyMs: result.latencyMs,
     servedLatencyMs: result.servedLatencyMs,
     retries: result.retries,
+    goodput: result.goodput,
+    generatorLagMs: result.generatorLagMs,
     timeline: result.timeline,
     writesAcknowledged,
   };
@@ -70,7 +76,12 @@ export function summaryMarkdown(r: BenchReport): string {
     '',
     ...(r.servedLatencyMs
       ? [
-          `Served (2xx/3xx) only: p50 ${r.servedLatencyMs.p50} ms, p99 ${r.servedLatencyMs.p99} ms, max ${r.servedLatencyMs.max} ms.`,
+          `Served (2xx/3xx) only: ${r.goodput ?? '?'} req/s while the load was sent; p50 ${r.servedLatencyMs.p50} ms, p99 ${r.servedLatencyMs.p99} ms, max ${r.servedLatencyMs.max} ms.`,
+          ...(r.generatorLagMs
+            ? [
+                `The load generator's own event-loop delay: p99 ${r.generatorLagMs.p99} ms, max ${r.generatorLagMs.max} ms.`,
+              ]
+            : []),
           '',
         ]
       : []),

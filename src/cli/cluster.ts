@@ -41,6 +41,9 @@ function loadTopology(arg: string, o: UpFlags): Topology {
       synchronous: !o.async,
       patroniTtl: o.patroniTtl ? Number(o.patroniTtl) : undefined,
       supervise: o.supervise,
+      maxRequestsPerServer: o.maxRequestsPerServer ? Number(o.maxRequestsPerServer) : undefined,
+      queueTimeoutMs: o.queueTimeoutMs ? Number(o.queueTimeoutMs) : undefined,
+      webHeapMb: o.webHeapMb ? Number(o.webHeapMb) : undefined,
     });
   }
   if (existsSync(arg)) return parseTopology(JSON.parse(readFileSync(arg, 'utf8')));
@@ -58,6 +61,9 @@ interface UpFlags {
   patroniTtl?: string;
   print?: boolean;
   supervise?: boolean;
+  maxRequestsPerServer?: string;
+  queueTimeoutMs?: string;
+  webHeapMb?: string;
 }
 
 export function clusterCommands(program: Command, root: string): void {
@@ -76,6 +82,9 @@ export function clusterCommands(program: Command, root: string): void {
     .option('--async', 'asynchronous replication instead of synchronous (lb)')
     .option('--patroni-ttl <s>', 'Patroni leader TTL, the failover detection time (lb: 5)')
     .option('--load-test', 'raise the per-client log-in and sign-up limits, for seeding and benchmarks')
+    .option('--max-requests-per-server <n>', "admission control: requests one web server serves at once (HAProxy's maxconn; 5)")
+    .option('--queue-timeout-ms <ms>', "admission control: the longest wait in the balancer's queue before a 503 (50)")
+    .option('--web-heap-mb <mb>', "V8's old-space limit of each web server (96)")
     .option('--print', 'print the topology as JSON and start nothing')
     .action(async (arg: string, o: UpFlags) => {
       const topology = loadTopology(arg, o);

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { raiseLoadGeneratorPriority } from '../bench/load.ts';
 import { parseDuration, runBench, verifyRun } from '../bench/run.ts';
 import { type ScenarioName, scenarioNames } from '../bench/scenarios.ts';
 import type { SeedManifest } from '../bench/seed.ts';
@@ -67,7 +68,10 @@ export function registerLoadCommands(program: Command): Command {
       'send no load: check that every write acknowledged in the run in --out (default: the latest) is there',
     )
     .option('--no-progress', 'no progress bar')
-    .option('--no-retry', 'never send a write again (by default one that got a reset or a 503 is, with its Idempotency-Key)')
+    .option(
+      '--no-retry',
+      'never send a write again (by default one that got a reset or a 503 is, with its Idempotency-Key)',
+    )
     .action(async (o: BenchFlags) => {
       if (o.verify) {
         await printVerify(o.out ?? (await latestRun()), o.target);
@@ -77,6 +81,9 @@ export function registerLoadCommands(program: Command): Command {
       if (!existsSync(o.manifest))
         throw new Error(`no manifest at ${o.manifest}: run "scaleout seed --target URL" first`);
       const manifest = JSON.parse(await readFile(o.manifest, 'utf8')) as SeedManifest;
+      const priority = raiseLoadGeneratorPriority();
+      if (priority !== -10)
+        process.stderr.write(`the load generator runs at nice ${priority} (not root: -10 not allowed)\n`);
       const target = (o.target ?? manifest.target).replace(/\/$/, '');
       const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
       const out = o.out ?? path.join(benchRoot, `${o.scenario}-${stamp}`);
@@ -99,7 +106,8 @@ export function registerLoadCommands(program: Command): Command {
       process.stdout.write(
         `${report.scenario} at ${report.rate} req/s for ${report.durationSeconds} s: ${report.throughput} req/s, ` +
           `p50 ${l.p50} ms, p90 ${l.p90} ms, p99 ${l.p99} ms, p99.9 ${l.p999} ms, max ${l.max} ms; ` +
-          `served only: p50 ${report.servedLatencyMs?.p50} ms, p99 ${report.servedLatencyMs?.p99} ms; ` +
+          `served: ${report.goodput} req/s while sending, p50 ${report.servedLatencyMs?.p50} ms, p99 ${report.servedLatencyMs?.p99} ms; ` +
+          `generator lag p99 ${report.generatorLagMs?.p99} ms; ` +
           `errors ${JSON.stringify(report.errors)}; ${report.retries ?? 0} writes sent again; ${report.writesAcknowledged} writes acknowledged\n` +
           (report.sweep
             ? `highest sustainable rate (p99 ≤ ${o.p99} ms): ${report.highestSustainableRate ?? 'none'} req/s\n`

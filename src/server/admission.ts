@@ -19,20 +19,33 @@ export function classOf(method: string, url: string): RequestClass {
 }
 
 export interface AdmissionOptions {
-  /** The event loop's mean delay (ms, over the last sample) above which a class is shed. */
+  /**
+   * The event loop's delay (ms) above which a class is shed, once it has
+   * stayed above it for `sustainedSamples` samples in a row (one long pause,
+   * as at start-up, is not overload).
+   */
   shedDelayMs: Record<RequestClass, number>;
   /** Requests in this server at once above which a class is shed. */
   maxInFlight: Record<RequestClass, number>;
   /** How often the delay is read (and its histogram reset). */
   sampleMs: number;
+  sustainedSamples: number;
   /** Counts one shed request. */
   onShed?: (cls: RequestClass, reason: 'event-loop' | 'in-flight') => void;
 }
 
+/** The event-loop bounds of the classes from the costly one's: writes ×2, reads ×4. */
+export const delayBounds = (costlyMs: number): Record<RequestClass, number> => ({
+  costly: costlyMs,
+  write: costlyMs * 2,
+  read: costlyMs * 4,
+});
+
 export const defaultAdmission: AdmissionOptions = {
-  shedDelayMs: { costly: 100, write: 200, read: 400 },
+  shedDelayMs: delayBounds(150),
   maxInFlight: { costly: 64, write: 128, read: 256 },
-  sampleMs: 250,
+  sampleMs: 500,
+  sustainedSamples: 2,
 };
 
 /**
@@ -46,10 +59,14 @@ export const defaultAdmission: AdmissionOptions = {
 export function installAdmission(app: FastifyInstance, o: AdmissionOptions = defaultAdmission): { stop(): void } {
   const histogram = monitorEventLoopDelay({ resolution: 10 });
   histogram.enable();
+  // The lowest of the last samples: above a bound only when every one of them was.
+  const recent: number[] = [];
   let delayMs = 0;
   const timer = setInterval(() => {
     // The histogram's resolution is a floor of every sample; what is above it is the loop's lateness.
-    delayMs = Math.max(0, histogram.mean / 1e6 - 10);
+    recent.push(Math.max(0, histogram.mean / 1e6 - 10));
+    if (recent.length > o.sustainedSamples) recent.shift();
+    delayMs = recent.length < o.sustainedSamples ? 0 : Math.min(...recent);
     histogram.reset();
   }, o.sampleMs);
   timer.unref();

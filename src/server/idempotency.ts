@@ -122,9 +122,16 @@ export function installIdempotency(app: FastifyInstance, o: IdempotencyOptions):
     if (!h) return payload;
     held.delete(request);
     const status = reply.statusCode;
-    const body = typeof payload === 'string' || Buffer.isBuffer(payload) ? Buffer.from(payload) : payload == null ? Buffer.alloc(0) : undefined;
+    const body =
+      typeof payload === 'string' || Buffer.isBuffer(payload)
+        ? Buffer.from(payload)
+        : payload == null
+          ? Buffer.alloc(0)
+          : undefined;
     if (status >= 500 || notKept.has(status) || !body) {
-      await o.store.release(h.key, h.fingerprint).catch((err) => request.log.warn({ err }, 'idempotency key not released'));
+      await o.store
+        .release(h.key, h.fingerprint)
+        .catch((err) => request.log.warn({ err }, 'idempotency key not released'));
       return payload;
     }
     const headers: StoredResponse['headers'] = {};

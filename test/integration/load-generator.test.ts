@@ -91,7 +91,7 @@ describe('retries of writes with an Idempotency-Key', () => {
         method: 'POST',
         path: paths[i % 3] as string,
         // The last two carry no key: sent once, their errors counted.
-        headers: i < 4 ? { 'idempotency-key': `k${i}` } : {},
+        headers: i < 4 ? { 'idempotency-key': `k${i}` } : undefined,
       }),
     });
     expect(result.sent).toBe(6);

@@ -51,12 +51,13 @@ export function createUserRepository(db: Db) {
     },
 
     /** Usernames that start with `prefix`, in order, with their follower counts (a range scan of the username index). */
-    async searchByPrefix(prefix: string, limit: number): Promise<PersonRow[]> {
+    async searchByPrefix(prefix: string, limit: number): Promise<(PersonRow & { id: string })[]> {
       return (
         db
           .reader()
           .selectFrom('users as u')
           .select((eb) => [
+            'u.id',
             'u.username',
             eb
               .selectFrom('follows')
@@ -70,8 +71,43 @@ export function createUserRepository(db: Db) {
           .orderBy('u.username')
           .limit(limit)
           .execute()
-          .then((rows) => rows.map((r) => ({ username: r.username, followerCount: Number(r.followerCount ?? 0) })))
+          .then((rows) =>
+            rows.map((r) => ({ id: r.id, username: r.username, followerCount: Number(r.followerCount ?? 0) })),
+          )
       );
+    },
+
+    /**
+     * Accounts active lately (the daily-active days, newest first), then the
+     * newest accounts: suggestions for a site where nobody follows anyone yet.
+     */
+    async recentlyActive(limit: number): Promise<(PersonRow & { id: string })[]> {
+      const active = await db
+        .reader()
+        .selectFrom('daily_active_users as d')
+        .innerJoin('users as u', 'u.id', 'd.user_id')
+        .select((eb) => ['u.id', 'u.username', 'u.follower_count', eb.fn.max('d.day').as('lastDay')])
+        .where('d.day', '>=', sql<string>`current_date - 30`)
+        .groupBy(['u.id', 'u.username', 'u.follower_count'])
+        .orderBy('lastDay', 'desc')
+        .orderBy('u.username')
+        .limit(limit)
+        .execute();
+      const newest =
+        active.length >= limit
+          ? []
+          : await db
+              .reader()
+              .selectFrom('users')
+              .select(['id', 'username', 'follower_count'])
+              .orderBy('created_at', 'desc')
+              .limit(limit)
+              .execute();
+      const seen = new Set<string>();
+      return [...active, ...newest]
+        .filter((r) => !seen.has(r.id) && seen.add(r.id))
+        .slice(0, limit)
+        .map((r) => ({ id: r.id, username: r.username, followerCount: Number(r.follower_count) }));
     },
 
     /** The most-followed accounts, most followers first. */

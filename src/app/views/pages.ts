@@ -119,12 +119,20 @@ export const errorPage = (ctx: PageContext, status: number, message: string, req
 export interface PersonView {
   username: string;
   followerCount: number;
+  following?: boolean;
+  self?: boolean;
+  recentlyActive?: boolean;
 }
 
-const personList = (people: PersonView[]) =>
+/** A person's line: a Follow (or Unfollow) button for a logged-in viewer, which comes back to this page. */
+const personList = (ctx: PageContext, people: PersonView[], back: string) =>
   html`<ul class="people">${people.map(
     (p) =>
-      html`<li><a href="/u/${p.username}">@${p.username}</a> <span class="meta">${p.followerCount} followers</span></li>`,
+      html`<li><a href="/u/${p.username}">@${p.username}</a> <span class="meta">${p.followerCount} ${p.followerCount === 1 ? 'follower' : 'followers'}${p.recentlyActive ? ', recently active' : ''}</span>${
+        ctx.viewer && !p.self && ctx.viewer.username !== p.username
+          ? html` <form method="post" action="/u/${p.username}/${p.following ? 'unfollow' : 'follow'}" class="inline">${csrfField(ctx)}<input type="hidden" name="_return" value="${back}"><button type="submit" class="follow">${p.following ? 'Unfollow' : 'Follow'}</button></form>`
+          : ''
+      }</li>`,
   )}</ul>`;
 
 export const peoplePage = (ctx: PageContext, q: string, found: PersonView[] | null, suggested: PersonView[]) =>
@@ -136,7 +144,11 @@ export const peoplePage = (ctx: PageContext, q: string, found: PersonView[] | nu
 <label>Username starts with <input name="q" value="${q}" pattern="[a-z0-9_]{1,30}" maxlength="30" autocomplete="off"></label>
 <button type="submit">Search</button>
 </form>
-${found === null ? '' : found.length === 0 ? html`<p>Nobody's username starts with “${q}”.</p>` : personList(found)}
+${found === null ? '' : found.length === 0 ? html`<p>Nobody's username starts with “${q}”.</p>` : personList(ctx, found, q ? `/people?q=${q}` : '/people')}
 <h2>Most followed${ctx.viewer ? ' that you do not follow yet' : ''}</h2>
-${suggested.length === 0 ? html`<p>Nobody to suggest yet.</p>` : personList(suggested)}`,
+${
+  suggested.length === 0
+    ? html`<p>Nobody to suggest yet.</p>`
+    : html`${suggested.some((p) => p.recentlyActive) ? html`<p class="meta">Too few people are followed yet: after them, recently active accounts.</p>` : ''}${personList(ctx, suggested, q ? `/people?q=${q}` : '/people')}`
+}`,
   );

@@ -5,6 +5,7 @@ import { eviction } from './eviction.ts';
 import { failover } from './failover.ts';
 import { fsync } from './fsync.ts';
 import { invalidation } from './invalidation.ts';
+import { overload } from './overload.ts';
 import { presets } from './presets.ts';
 import { queue } from './queue.ts';
 import { start } from './start.ts';
@@ -24,6 +25,7 @@ export const experiments: readonly Experiment[] = [
   invalidation,
   edge,
   queue,
+  overload,
 ] as unknown as readonly Experiment[];
 
 export const experimentNamed = (name: string): Experiment => {

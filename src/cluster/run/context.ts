@@ -81,8 +81,13 @@ export const siteEnv = (
   dataCenter: string | null,
   kind: 'web' | 'worker',
 ): Record<string, string> => {
-  const workersRunJobs = state.topology.options.jobs === 'workers';
+  const o = state.topology.options;
+  const workersRunJobs = o.jobs === 'workers';
   return {
+    // Bounded memory: V8's old space sized to the job (it would size itself to the machine's 24 GB), a
+    // small young generation, and two malloc arenas (glibc makes one per thread: the libuv pool's, libvips').
+    NODE_OPTIONS: `--max-old-space-size=${kind === 'worker' ? o.workerHeapMb : o.webHeapMb} --max-semi-space-size=${o.semiSpaceMb}`,
+    MALLOC_ARENA_MAX: '2',
     ...appEnv(state, dataCenter),
     ...renderEnv(
       kind === 'worker'

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import client from 'prom-client';
 import type { QueueDepth } from '../../ports/queue.ts';
-import { backendServers } from '../components/load-balancer/haproxy.ts';
+import { webBackend } from '../components/load-balancer/haproxy.ts';
 import { type ClusterState, loadState } from '../run/state.ts';
 import type { AutoscalePolicy, Topology } from '../topology/schema.ts';
 import { balancerOf, processesOf, webServers, workers } from '../topology/select.ts';
@@ -132,7 +132,7 @@ async function receivingBody(w: { listen: { host: string; port: number } }): Pro
 
 /**
  * The web tier's metric: requests in flight per ready web server (HAProxy's
- * `scur` plus its queue, over the servers it has UP), less the requests whose
+ * `scur` plus the queues, the backend's and each server's, over the servers it has UP), less the requests whose
  * body is still arriving: a slow sender is no work for a server, and must not
  * scale the tier (bodies up to the balancer's buffer never reach a server
  * before they are whole; larger ones, uploads, are counted by each server).
@@ -142,12 +142,13 @@ export const requestsInFlight = (dataCenter: string): Metric => ({
   help: "The autoscaler's metric: requests in flight per ready web server, mean over 10 s",
   async sample({ topology: t, runDir }) {
     if (processesOf(t, 'loadBalancer', { dataCenter }).length === 0) return null;
-    const [servers, receiving] = await Promise.all([
-      backendServers({ runDir, lb: balancerOf(t, dataCenter) }),
+    const [{ servers, queued }, receiving] = await Promise.all([
+      webBackend({ runDir, lb: balancerOf(t, dataCenter) }),
       Promise.all(webServers(t, dataCenter).map(receivingBody)),
     ]);
     const ready = servers.filter((s) => s.status.startsWith('UP')).length;
-    const inFlight = servers.reduce((a, s) => a + s.current + s.queued, 0);
+    // Served now, waiting for one server, and waiting in the backend's queue for any (admission control).
+    const inFlight = servers.reduce((a, s) => a + s.current + s.queued, 0) + queued;
     return { total: Math.max(0, inFlight - receiving.reduce((a, n) => a + n, 0)), servers: ready };
   },
 });

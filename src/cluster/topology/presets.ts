@@ -29,6 +29,11 @@ export interface PresetOptions {
   workers?: number;
   /** The worker tier's autoscaler (queue). */
   workerAutoscale?: Partial<AutoscalePolicy>;
+  /** Admission control at the balancer: requests per web server at once, and how long others may wait. */
+  maxRequestsPerServer?: number;
+  queueTimeoutMs?: number;
+  /** V8's old-space limit of each web server (MB). */
+  webHeapMb?: number;
 }
 
 export const presets = ['single', 'db', 'lb', 'cache', 'stateless', 'cdn', 'queue'] as const;
@@ -212,6 +217,9 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
       autoscale,
       jobs: withWorkers ? 'workers' : 'web',
       workerAutoscale,
+      maxRequestsPerServer: o.maxRequestsPerServer,
+      queueTimeoutMs: o.queueTimeoutMs,
+      webHeapMb: o.webHeapMb,
     },
     global: { processes: global },
     dataCenters: [{ name: dataCenter, processes }],

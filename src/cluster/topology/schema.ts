@@ -63,8 +63,16 @@ export const topologySchema = z.object({
      * once (HAProxy's `maxconn`), and how long the others may wait in the
      * balancer's queue before a 503 with Retry-After.
      */
-    maxRequestsPerServer: z.number().int().min(1).max(1000).default(24),
-    queueTimeoutMs: z.number().int().min(10).max(30_000).default(150),
+    maxRequestsPerServer: z.number().int().min(1).max(1000).default(5),
+    queueTimeoutMs: z.number().int().min(10).max(30_000).default(50),
+    /**
+     * Bounded memory: V8's old-space limit of a web server and of a worker
+     * (MB; `--max-old-space-size`), and the young generation's semi-space
+     * (`--max-semi-space-size`). Without them V8 sizes its heap to the machine.
+     */
+    webHeapMb: z.number().int().min(32).max(8192).default(96),
+    workerHeapMb: z.number().int().min(32).max(8192).default(96),
+    semiSpaceMb: z.number().int().min(1).max(64).default(8),
     /** The web tier's autoscaler (preset `stateless`); absent: the web-server count changes only by hand. */
     autoscale: autoscalePolicy.optional(),
     /**

@@ -26,8 +26,7 @@ export function createDatabaseIdempotencyStore(db: Db): IdempotencyStore {
         WHERE k.expires_at <= now() OR (k.response IS NULL AND k.locked_until <= now())
         RETURNING key`.execute(db.primary);
       // Expired records are removed now and then by the writers.
-      if (++claims % 100 === 0)
-        await sql`DELETE FROM idempotency_keys WHERE expires_at < now()`.execute(db.primary);
+      if (++claims % 100 === 0) await sql`DELETE FROM idempotency_keys WHERE expires_at < now()`.execute(db.primary);
       if (taken.rows.length > 0) return { state: 'claimed' };
       const row = (
         await sql<Row>`SELECT fingerprint, response FROM idempotency_keys WHERE key = ${key}`.execute(db.primary)

@@ -83,7 +83,14 @@ export function accountRoutes(services: Services): FastifyPluginAsync {
       },
     });
 
-    const person = z.object({ username: z.string(), followerCount: z.number().int() });
+    const person = z.object({
+      username: z.string(),
+      followerCount: z.number().int(),
+      /** For a logged-in caller: whether they follow this person. */
+      following: z.boolean().optional(),
+      /** A suggestion from the recently active accounts (too few most-followed ones to suggest). */
+      recentlyActive: z.boolean().optional(),
+    });
     r.get('/users', {
       schema: {
         tags: ['people'],
@@ -92,14 +99,19 @@ export function accountRoutes(services: Services): FastifyPluginAsync {
         querystring: z.strictObject({ q: z.string().regex(/^[a-z0-9_]{1,30}$/, '1–30 characters: a-z, 0-9, _') }),
         response: { 200: z.object({ items: z.array(person) }), ...errors(400) },
       },
-      handler: async (request) => ({ items: await services.people.search(request.query.q) }),
+      handler: async (request) => ({
+        items: (await services.people.search(request.query.q, request.viewer ?? undefined)).map(
+          ({ self: _self, ...p }) => p,
+        ),
+      }),
     });
 
     r.get('/users/suggested', {
       schema: {
         tags: ['people'],
         operationId: 'suggestedUsers',
-        summary: 'The most-followed people you do not follow yet (everyone’s most-followed when logged out)',
+        summary:
+          'The most-followed people you do not follow yet (everyone’s most-followed when logged out), then recently active ones',
         querystring: z.strictObject({}),
         response: { 200: z.object({ items: z.array(person) }), ...errors(400) },
       },

@@ -22,6 +22,8 @@ const usernameParam = z.object({ username: usernameSchema });
 const photoParam = z.object({ id: z.string().regex(idPattern) });
 const cursorParam = z.object({ cursor: z.string().max(200).optional() });
 const peopleQuery = z.object({ q: z.string().max(100).optional() });
+/** Where a Follow button of the people page returns to. */
+const peopleReturn = /^\/people(\?q=[a-z0-9_]{1,30})?$/;
 const parse = <T>(schema: z.ZodType<T>, value: unknown): T => {
   const result = schema.safeParse(value);
   if (!result.success) throw new AppError(404, 'NOT_FOUND', 'page not found');
@@ -127,7 +129,7 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
       if (q !== undefined && q !== '' && !/^[a-z0-9_]{1,30}$/.test(q)) {
         throw badRequest('Usernames hold only a-z, 0-9 and _ (at most 30).');
       }
-      const found = q ? await services.people.search(q) : null;
+      const found = q ? await services.people.search(q, request.viewer ?? undefined) : null;
       const suggested = await services.people.suggested(request.viewer ?? undefined);
       return send(reply, pages.peoplePage(ctx(request, reply), q ?? '', found, suggested));
     });
@@ -153,7 +155,9 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
         request.verifyCsrf(form(request.body)._csrf);
         const { username } = parse(usernameParam, request.params);
         await services.social[action](viewer.userId, username);
-        return reply.redirect(`/u/${username}`, 303);
+        // From the people page, back to it (only there: never a redirect the form may name freely).
+        const back = form(request.body)._return;
+        return reply.redirect(back && peopleReturn.test(back) ? back : `/u/${username}`, 303);
       });
     }
 

@@ -246,18 +246,31 @@ export interface BackendServer {
 
 /** The web backend's servers as the balancer sees them (`show stat`). */
 export async function backendServers(api: RuntimeApi): Promise<BackendServer[]> {
+  return (await webBackend(api)).servers;
+}
+
+/**
+ * The web backend: its servers, and the requests waiting in the backend's own
+ * queue (for whichever server frees a slot first: with `maxconn`, that is
+ * where requests wait, not in a server's queue).
+ */
+export async function webBackend(api: RuntimeApi): Promise<{ servers: BackendServer[]; queued: number }> {
   const csv = await runtimeApi(api, 'show stat');
   const [header, ...rows] = csv.replace(/^# /, '').trim().split('\n');
   const cols = (header ?? '').split(',');
   const at = (name: string) => cols.indexOf(name);
-  return rows
-    .map((r) => r.split(','))
-    .filter((f) => f[0] === 'web' && f[1] !== 'BACKEND' && f[1] !== 'FRONTEND')
-    .map((f) => ({
-      name: f[1] ?? '',
-      status: f[at('status')] ?? '',
-      current: Number(f[at('scur')] ?? 0),
-      queued: Number(f[at('qcur')] ?? 0),
-      total: Number(f[at('stot')] ?? 0),
-    }));
+  const web = rows.map((r) => r.split(',')).filter((f) => f[0] === 'web');
+  const backend = web.find((f) => f[1] === 'BACKEND');
+  return {
+    servers: web
+      .filter((f) => f[1] !== 'BACKEND' && f[1] !== 'FRONTEND')
+      .map((f) => ({
+        name: f[1] ?? '',
+        status: f[at('status')] ?? '',
+        current: Number(f[at('scur')] ?? 0),
+        queued: Number(f[at('qcur')] ?? 0),
+        total: Number(f[at('stot')] ?? 0),
+      })),
+    queued: Number(backend?.[at('qcur')] ?? 0),
+  };
 }

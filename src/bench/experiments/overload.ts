@@ -1,0 +1,38 @@
+import { z } from 'zod';
+import { defineExperiment, flag } from '../experiment.ts';
+import { benchOverload } from '../overload.ts';
+
+export const overload = defineExperiment({
+  name: 'overload',
+  title:
+    'overload on cache: the sustainable rate, then 2,000 req/s over 1,000 connections: goodput, served p99, 503s with Retry-After, health after; beside no admission control',
+  options: z.object({
+    rate: flag.number(2000, 'the overload, req/s'),
+    seconds: flag.number(15, 'the overload, seconds'),
+    connections: flag.int(1000, 'the overload, connections'),
+    startRate: flag.number(300, 'the sweep: first rate'),
+    growth: flag.number(1.2, 'the sweep: rate × this each step'),
+    stepSeconds: flag.number(10, 'the sweep: seconds per step'),
+    p99: flag.number(100, 'the sweep: the p99 bound, ms'),
+    users: flag.int(100, 'seeded users'),
+    photos: flag.int(200, 'seeded photos'),
+    noBaseline: flag.bool('skip the baseline without admission control'),
+  }),
+  async run(o, ctx) {
+    const { variants, summary } = await benchOverload({
+      out: ctx.out,
+      rate: o.rate,
+      seconds: o.seconds,
+      connections: o.connections,
+      startRate: o.startRate,
+      growth: o.growth,
+      stepSeconds: o.stepSeconds,
+      p99Ms: o.p99,
+      users: o.users,
+      photos: o.photos,
+      baseline: !o.noBaseline,
+      log: ctx.log,
+    });
+    return { data: { variants }, summary };
+  },
+});

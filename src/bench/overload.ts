@@ -1,0 +1,262 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { ClusterState } from '../cluster/run/index.ts';
+import { webMetrics } from '../cluster/topology/select.ts';
+import type { PresetOptions } from '../cluster/topology/presets.ts';
+import { Ledger, verifyLedger } from './ledger.ts';
+import { type LoadResult, openLoop, type Percentiles, raiseLoadGeneratorPriority } from './load.ts';
+import { breakdownHeader, breakdownRow, type MemoryBreakdown, memoryBreakdown } from './memory.ts';
+import { loadReport, writeReports } from './report.ts';
+import { buildScenario } from './scenarios.ts';
+import { type SeedManifest, seed } from './seed.ts';
+import { errorCount, sweepRule } from './sweep.ts';
+import { startPreset } from './targets.ts';
+
+export interface OverloadOptions {
+  out: string;
+  /** The overload: open loop at `rate` for `seconds` over `connections`. */
+  rate: number;
+  seconds: number;
+  connections: number;
+  /** The sustainable rate's sweep: from `startRate`, ×`growth` per step of `stepSeconds`, p99 ≤ `p99Ms`. */
+  startRate: number;
+  growth: number;
+  stepSeconds: number;
+  p99Ms: number;
+  users: number;
+  photos: number;
+  /** Also run the same on a `cache` topology without admission control (the baseline). */
+  baseline: boolean;
+  log: (line: string) => void;
+}
+
+export interface OverloadVariant {
+  name: string;
+  sustainableRate: number | null;
+  sweep: { rate: number; p99: number; errors: number; held: boolean }[];
+  overload: {
+    rate: number;
+    goodput: number;
+    goodputShare: number | null;
+    served: Percentiles;
+    all: Percentiles;
+    errors: Record<string, number>;
+    retries: number;
+    generatorLag?: Percentiles;
+    /** What HAProxy measured for the requests it served (its log's Ta, ms). */
+    balancerServed: { count: number; p50: number; p99: number; max: number };
+    /** 503s by request method, from the balancer's log. */
+    shedByMethod: Record<string, number>;
+  };
+  healthyAfter: boolean;
+  lost: number;
+  duplicated: number;
+  /** Each web server at the end of the highest rate that held. */
+  memory: { name: string; breakdown: MemoryBreakdown }[];
+}
+
+const admissionOff: PresetOptions = { maxRequestsPerServer: 1000, queueTimeoutMs: 10_000 };
+
+/** The `cache` topology's web servers, each with its PID and metrics URL. */
+function webProcesses(state: ClusterState) {
+  return state.processes
+    .filter((p) => p.kind === 'web')
+    .map((p) => {
+      const spec = state.topology.dataCenters.flatMap((d) => d.processes).find((s) => s.name === p.name);
+      const m = spec && spec.kind === 'web' ? webMetrics(spec) : undefined;
+      return { name: p.name, pid: p.pid, metricsUrl: m ? `http://${m.host}:${m.port}/metrics` : '' };
+    });
+}
+
+/** Served requests (2xx/3xx) and 503s in the balancer's log lines after `fromLine`. */
+function balancerLog(state: ClusterState, fromLine: number) {
+  const lines = readFileSync(path.join(state.runDir, 'logs', 'load-balancer.log'), 'utf8').split('\n').slice(fromLine);
+  const served: number[] = [];
+  const shedByMethod: Record<string, number> = {};
+  for (const l of lines) {
+    const m = / public web\/\S+ (-?\d+)\/(-?\d+)\/(-?\d+)\/(-?\d+)\/(-?\d+) (\d{3}) \S+ \S+ "(\w+)/.exec(l);
+    if (!m) continue;
+    const status = Number(m[6]);
+    if (status >= 200 && status < 400) served.push(Number(m[5]));
+    if (status === 503) shedByMethod[m[7] as string] = (shedByMethod[m[7] as string] ?? 0) + 1;
+  }
+  served.sort((a, b) => a - b);
+  const at = (q: number) => served[Math.min(served.length - 1, Math.floor(served.length * q))] ?? 0;
+  return { served: { count: served.length, p50: at(0.5), p99: at(0.99), max: served.at(-1) ?? 0 }, shedByMethod };
+}
+
+const logLines = (state: ClusterState) =>
+  readFileSync(path.join(state.runDir, 'logs', 'load-balancer.log'), 'utf8').split('\n').length - 1;
+
+async function ready(state: ClusterState): Promise<boolean> {
+  const answers = await Promise.all([
+    ...state.processes
+      .filter((p) => p.kind === 'web')
+      .map((p) => {
+        const spec = state.topology.dataCenters.flatMap((d) => d.processes).find((s) => s.name === p.name);
+        const a = spec && 'listen' in spec ? spec.listen : undefined;
+        return fetch(`http://${a?.host}:${a?.port}/readyz`, { signal: AbortSignal.timeout(3000) })
+          .then((r) => r.status === 200)
+          .catch(() => false);
+      }),
+    fetch(`${state.publicUrl}/readyz`, { signal: AbortSignal.timeout(3000) })
+      .then((r) => r.status === 200)
+      .catch(() => false),
+  ]);
+  return answers.every(Boolean);
+}
+
+/** One topology: seed, warm up, sweep for the sustainable rate, then the overload, then its health and ledger. */
+async function runVariant(
+  name: string,
+  preset: PresetOptions,
+  webEnv: Record<string, string>,
+  o: OverloadOptions,
+): Promise<OverloadVariant> {
+  const log = (l: string) => o.log(`${name}: ${l}`);
+  const target = await startPreset('cache', { ...preset, webEnv, name: `overload-${name.replace(/\W+/g, '-')}` });
+  try {
+    const { state } = target;
+    const manifest: SeedManifest = await seed({
+      target: state.publicUrl,
+      users: o.users,
+      photos: o.photos,
+      follows: 50,
+      seed: 1,
+    });
+    const ledger = new Ledger();
+    const next = await buildScenario('mixed', manifest, ledger);
+    const run = (rate: number, seconds: number, connections: number) =>
+      openLoop({ origin: state.publicUrl, rate, seconds, connections, next, retry: undefined });
+    // Warm (JIT, caches, connection pools): not measured.
+    await run(o.startRate, 10, 64);
+    const sweep: OverloadVariant['sweep'] = [];
+    let sustainable: number | null = null;
+    let memory: OverloadVariant['memory'] = [];
+    for (let rate = o.startRate, step = 0; step < sweepRule.maxSteps; step++, rate = Math.round(rate * o.growth)) {
+      const r = await run(rate, o.stepSeconds, 256);
+      const errors = errorCount(r);
+      const held = r.latencyMs.p99 <= o.p99Ms && errors <= r.sent * sweepRule.maxErrorShare;
+      sweep.push({ rate, p99: r.latencyMs.p99, errors, held });
+      log(`rate ${rate}/s: p99 ${r.latencyMs.p99} ms, ${errors} errors → ${held ? 'holds' : 'too much'}`);
+      if (!held) break;
+      sustainable = rate;
+      memory = await Promise.all(
+        webProcesses(state).map(async (w) => ({ name: w.name, breakdown: await memoryBreakdown(w.pid, w.metricsUrl) })),
+      );
+    }
+    await new Promise((r) => setTimeout(r, 5000));
+    const fromLine = logLines(state);
+    const overloadLedger = new Ledger();
+    const overloadNext = await buildScenario('mixed', manifest, overloadLedger, 11);
+    const result: LoadResult = await openLoop({
+      origin: state.publicUrl,
+      rate: o.rate,
+      seconds: o.seconds,
+      connections: o.connections,
+      next: overloadNext,
+      retry: { retries: 6, backoffMs: 250, maxMs: 20_000 },
+    });
+    const lb = balancerLog(state, fromLine);
+    log(
+      `overload ${o.rate}/s: served ${result.goodput}/s, p99 ${result.servedLatencyMs.p99} ms; errors ${JSON.stringify(result.errors)}`,
+    );
+    await writeReports(path.join(o.out, name.replace(/\W+/g, '-')), {
+      ...loadReport(
+        {
+          scenario: `mixed at ${o.rate} req/s, ${o.connections} connections (${name})`,
+          target: state.publicUrl,
+          rate: o.rate,
+          durationSeconds: o.seconds,
+          connections: o.connections,
+        },
+        result,
+        overloadLedger.entries.length,
+      ),
+    });
+    // Healthy afterwards: every web server ready and the balancer answering, within 30 s.
+    let healthyAfter = false;
+    for (const end = Date.now() + 30_000; Date.now() < end && !healthyAfter; ) {
+      healthyAfter = await ready(state);
+      if (!healthyAfter) await new Promise((r) => setTimeout(r, 1000));
+    }
+    const verified = await verifyLedger(overloadLedger, manifest, state.publicUrl);
+    return {
+      name,
+      sustainableRate: sustainable,
+      sweep,
+      overload: {
+        rate: o.rate,
+        goodput: result.goodput,
+        goodputShare: sustainable ? Math.round((result.goodput / sustainable) * 100) / 100 : null,
+        served: result.servedLatencyMs,
+        all: result.latencyMs,
+        errors: result.errors,
+        retries: result.retries,
+        generatorLag: result.generatorLagMs,
+        balancerServed: lb.served,
+        shedByMethod: lb.shedByMethod,
+      },
+      healthyAfter,
+      lost: verified.lost.length,
+      duplicated: verified.duplicated.length,
+      memory,
+    };
+  } finally {
+    await target.stop();
+  }
+}
+
+/**
+ * Overload without collapse: on `cache` with the seeded users, the highest
+ * rate that holds (p99 ≤ the bound), then the overload (2,000 req/s over
+ * 1,000 connections by default): what was served and how fast, what was shed
+ * and how (503 with Retry-After; none "no server available"), whether the
+ * site is healthy afterwards, and whether an acknowledged write was lost or
+ * doubled. The baseline is the same topology without admission control.
+ */
+export async function benchOverload(o: OverloadOptions): Promise<{ variants: OverloadVariant[]; summary: string }> {
+  const priority = raiseLoadGeneratorPriority();
+  o.log(`the load generator runs at nice ${priority}`);
+  const variants = [await runVariant('admission control', {}, {}, o)];
+  if (o.baseline)
+    variants.push(
+      await runVariant('no admission control', admissionOff, { SCALEOUT_SHED_EVENT_LOOP_DELAY_MS: '0' }, o),
+    );
+  return { variants, summary: summarize(variants, o) };
+}
+
+function summarize(variants: OverloadVariant[], o: OverloadOptions): string {
+  const lines = [
+    `## Overload: \`mixed\` at ${o.rate} req/s for ${o.seconds} s over ${o.connections} connections, on \`cache\` (${o.users} users)`,
+    '',
+    `The sustainable rate: the highest of a sweep from ${o.startRate} req/s (×${o.growth}, ${o.stepSeconds} s a step, after a 10 s warm-up) with p99 ≤ ${o.p99Ms} ms and ≤ 1 % errors.`,
+    '',
+    '| variant | sustainable req/s | served req/s (share) | served p50 / p99 ms | balancer p99 ms | 503 with Retry-After | "no server available" | other errors | writes sent again | healthy after | lost / duplicated |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|',
+  ];
+  for (const v of variants) {
+    const e = v.overload.errors;
+    const other = Object.entries(e)
+      .filter(([k]) => k !== 'http_503' && k !== 'http_503_no_server')
+      .reduce((a, [, n]) => a + n, 0);
+    lines.push(
+      `| ${v.name} | ${v.sustainableRate ?? 'none'} | ${v.overload.goodput} (${v.overload.goodputShare ?? '–'}×) | ${v.overload.served.p50} / ${v.overload.served.p99} | ${v.overload.balancerServed.p99} | ${e.http_503 ?? 0} | ${e.http_503_no_server ?? 0} | ${other} | ${v.overload.retries} | ${v.healthyAfter ? 'yes' : 'no'} | ${v.lost} / ${v.duplicated} |`,
+    );
+  }
+  for (const v of variants) {
+    lines.push(
+      '',
+      `### ${v.name}`,
+      '',
+      `Sweep: ${v.sweep.map((s) => `${s.rate}/s p99 ${s.p99} ms, ${s.errors} errors${s.held ? '' : ' (too much)'}`).join('; ')}.`,
+      `Overload, every answer: p50 ${v.overload.all.p50} ms, p99 ${v.overload.all.p99} ms (retried writes wait out their Retry-After); errors ${JSON.stringify(v.overload.errors)}; 503s by method at the balancer ${JSON.stringify(v.overload.shedByMethod)}; the load generator's own event-loop delay p99 ${v.overload.generatorLag?.p99 ?? '–'} ms.`,
+      '',
+      `Memory of each web server at the end of the highest rate that held (MB):`,
+      '',
+      breakdownHeader,
+      ...v.memory.map((m) => breakdownRow(m.name, m.breakdown)),
+    );
+  }
+  return lines.join('\n');
+}
