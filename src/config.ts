@@ -141,7 +141,7 @@ export const configSchema = z.strictObject({
    * How long a running request holds its Idempotency-Key: a repeat meanwhile
    * gets 409 with Retry-After; past it (the process died), a repeat runs.
    */
-  idempotencyLeaseSeconds: int(1, 600).default(10),
+  idempotencyLeaseSeconds: int(1, 600).default(5),
   /**
    * Load shedding in the web server: the event loop's delay (ms, sustained
    * for a second) above which sign-ups, log-ins and uploads get 503 with

@@ -189,8 +189,10 @@ async function sendOnce(pool: Pool, spec: RequestSpec, willRetry: boolean): Prom
     const status = res.statusCode;
     const after = res.headers['retry-after'];
     const retryAfter = typeof after === 'string' && /^\d+$/.test(after) ? Number(after) : undefined;
-    // A 409 with Retry-After is an Idempotency-Key whose first request still runs (or died holding it).
-    const retryable = status === 503 || (status === 409 && retryAfter !== undefined);
+    // A 409 with Retry-After is an Idempotency-Key whose first request still runs (or died holding it);
+    // a 502 or 504 is the balancer saying its server died or hung mid-answer: a reset, one hop away.
+    const retryable =
+      status === 503 || status === 502 || status === 504 || (status === 409 && retryAfter !== undefined);
     if (status === 503) {
       // Shedding says so with Retry-After; a balancer with no server at all says "no server available".
       const text = await res.body.text();
@@ -211,7 +213,7 @@ export interface RetryPolicy {
   retries: number;
   /** The wait before attempt n + 1 is 2ⁿ × this after a reset, 2ⁿ × Retry-After after a 503 or 409, with jitter. */
   backoffMs: number;
-  /** No attempt starts once this long has passed since the first (an Idempotency-Key's lease is 10 s). */
+  /** No attempt starts once this long has passed since the first (an Idempotency-Key's lease is 5 s). */
   maxMs: number;
 }
 

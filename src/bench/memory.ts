@@ -62,7 +62,7 @@ export async function memoryBreakdown(pid: number, metricsUrl: string): Promise<
   ]);
   const value = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(metrics)?.[1] ?? 0);
   const heapCommitted = value('nodejs_heap_size_total_bytes') / 1024;
-  const cache = new RegExp('^scaleout_cache_entries(?:\\{[^}]*\\})? (\\S+)', 'm').exec(metrics)?.[1];
+  const cache = /^scaleout_cache_entries(?:\{[^}]*\})? (\S+)/m.exec(metrics)?.[1];
   const rss = kinds.binary + kinds.image + kinds.lib + kinds.anon;
   return {
     pid,

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ClusterState } from '../cluster/run/index.ts';
-import { webMetrics } from '../cluster/topology/select.ts';
 import type { PresetOptions } from '../cluster/topology/presets.ts';
+import { webMetrics } from '../cluster/topology/select.ts';
 import { Ledger, verifyLedger } from './ledger.ts';
 import { type LoadResult, openLoop, type Percentiles, raiseLoadGeneratorPriority } from './load.ts';
 import { breakdownHeader, breakdownRow, type MemoryBreakdown, memoryBreakdown } from './memory.ts';
@@ -70,7 +70,9 @@ function webProcesses(state: ClusterState) {
 
 /** Served requests (2xx/3xx) and 503s in the balancer's log lines after `fromLine`. */
 function balancerLog(state: ClusterState, fromLine: number) {
-  const lines = readFileSync(path.join(state.runDir, 'logs', 'load-balancer.log'), 'utf8').split('\n').slice(fromLine);
+  const lines = readFileSync(path.join(state.runDir, 'logs', 'load-balancer.log'), 'utf8')
+    .split('\n')
+    .slice(fromLine);
   const served: number[] = [];
   const shedByMethod: Record<string, number> = {};
   for (const l of lines) {

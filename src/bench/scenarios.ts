@@ -3,7 +3,7 @@ import type { Ledger } from './ledger.ts';
 import type { RequestSpec } from './load.ts';
 import { mulberry32, type SeedManifest, zipf } from './seed.ts';
 
-export const scenarioNames = ['mixed', 'read-photo', 'upload', 'celebrity'] as const;
+export const scenarioNames = ['mixed', 'read-photo', 'upload', 'celebrity', 'writes'] as const;
 export type ScenarioName = (typeof scenarioNames)[number];
 
 /** Makes request i of a run; writes record themselves in the ledger when acknowledged. */
@@ -96,6 +96,12 @@ export async function buildScenario(
       return () => ({ path: `/api/v1/photos/${anyPhoto()}`, headers: auth(anyUser()) });
     case 'upload':
       return upload;
+    case 'writes':
+      // Write-heavy: what a retry could double (uploads) beside what it could not (likes, follows).
+      return (i) => {
+        const w = random();
+        return w < 0.4 ? like() : w < 0.7 ? follow() : upload(i);
+      };
     case 'mixed':
       return (i) => {
         const x = random();

@@ -82,7 +82,10 @@ export function clusterCommands(program: Command, root: string): void {
     .option('--async', 'asynchronous replication instead of synchronous (lb)')
     .option('--patroni-ttl <s>', 'Patroni leader TTL, the failover detection time (lb: 5)')
     .option('--load-test', 'raise the per-client log-in and sign-up limits, for seeding and benchmarks')
-    .option('--max-requests-per-server <n>', "admission control: requests one web server serves at once (HAProxy's maxconn; 5)")
+    .option(
+      '--max-requests-per-server <n>',
+      "admission control: requests one web server serves at once (HAProxy's maxconn; 5)",
+    )
     .option('--queue-timeout-ms <ms>', "admission control: the longest wait in the balancer's queue before a 503 (50)")
     .option('--web-heap-mb <mb>', "V8's old-space limit of each web server (96)")
     .option('--print', 'print the topology as JSON and start nothing')

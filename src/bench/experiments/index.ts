@@ -8,6 +8,7 @@ import { invalidation } from './invalidation.ts';
 import { overload } from './overload.ts';
 import { presets } from './presets.ts';
 import { queue } from './queue.ts';
+import { soak } from './soak.ts';
 import { start } from './start.ts';
 import { stateless } from './stateless.ts';
 import { topologies } from './topologies.ts';
@@ -26,6 +27,7 @@ export const experiments: readonly Experiment[] = [
   edge,
   queue,
   overload,
+  soak,
 ] as unknown as readonly Experiment[];
 
 export const experimentNamed = (name: string): Experiment => {

@@ -77,7 +77,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The most-followed people you do not follow yet (everyone’s most-followed when logged out) */
+        /** The most-followed people you do not follow yet (everyone’s most-followed when logged out), then recently active ones */
         get: operations["suggestedUsers"];
         put?: never;
         post?: never;
@@ -242,6 +242,8 @@ export interface operations {
                         items: {
                             username: string;
                             followerCount: number;
+                            following?: boolean;
+                            recentlyActive?: boolean;
                         }[];
                     };
                 };
@@ -528,6 +530,8 @@ export interface operations {
                         items: {
                             username: string;
                             followerCount: number;
+                            following?: boolean;
+                            recentlyActive?: boolean;
                         }[];
                     };
                 };
@@ -641,7 +645,7 @@ export interface operations {
                         photo: {
                             id: string;
                             /** @enum {string} */
-                            status: "processing";
+                            status: "processing" | "ready" | "failed";
                         };
                     };
                 };
@@ -663,6 +667,21 @@ export interface operations {
             };
             /** @description Default Response */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            code: string;
+                            message: string;
+                            requestId: string;
+                        };
+                    };
+                };
+            };
+            /** @description Default Response */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -111,8 +111,9 @@ backend web
     balance roundrobin
     # Connections to the web servers come from the balancer's own address: the one address they trust for X-Forwarded-For.
     source ${lb.listen.host}
-    # A POST that reached a server is never sent twice; only connection failures are retried for it.
-    http-request disable-l7-retry if METH_POST
+    # A POST that reached a server is never sent twice (only connection failures are retried for it),
+    # unless it carries an Idempotency-Key: the site then answers a repeat with the first answer.
+    http-request disable-l7-retry if METH_POST !{ req.hdr(idempotency-key) -m found }
     option httpchk GET /readyz
     http-check expect status 200
     # Without it a check times out after \`inter\` (500 ms): a server busy for half a second under load would

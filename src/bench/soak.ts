@@ -1,0 +1,239 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { ClusterState } from '../cluster/run/index.ts';
+import { callSupervisor } from '../cluster/supervisor/client.ts';
+import { Ledger, verifyLedger } from './ledger.ts';
+import { LatencyHistogram, openLoop, raiseLoadGeneratorPriority } from './load.ts';
+import { loadReport, writeReports } from './report.ts';
+import { buildScenario } from './scenarios.ts';
+import { seed } from './seed.ts';
+import { errorCount, sweepRule } from './sweep.ts';
+import { startPreset } from './targets.ts';
+
+export interface SoakOptions {
+  out: string;
+  minutes: number;
+  /** The share of the sustainable rate to hold (0.7). */
+  share: number;
+  /** The sustainable rate, when known; else a sweep from `startRate` finds it. */
+  sustainableRate?: number;
+  startRate: number;
+  p99Ms: number;
+  /** The first minutes, the baseline of RSS and p99 (5). */
+  baselineMinutes: number;
+  users: number;
+  photos: number;
+  log: (line: string) => void;
+}
+
+export interface SoakMinute {
+  minute: number;
+  requests: number;
+  errors: number;
+  p99: number;
+  /** Each process's resident set (MB) at the end of the minute. */
+  rssMb: Record<string, number>;
+}
+
+export interface SoakResult {
+  rate: number;
+  sustainableRate: number;
+  minutes: SoakMinute[];
+  /** Per process: RSS at the end of the baseline minutes, at the end, and the growth. */
+  rss: { process: string; atBaselineMb: number; atEndMb: number; growth: number; pass: boolean }[];
+  p99: { baseline: number; worst: number; worstMinute: number; ratio: number; pass: boolean };
+  errors: { total: number; pass: boolean };
+  lost: number;
+  duplicated: number;
+  pass: boolean;
+}
+
+async function rssMb(pid: number): Promise<number | null> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const kb = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? Number.NaN);
+    return Number.isFinite(kb) ? Math.round(kb / 102.4) / 10 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Every process of the topology by name (Patroni's PostgreSQL is its own process: its postmaster's PID file). */
+async function processRss(state: ClusterState): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const p of state.processes) {
+    const mb = await rssMb(p.pid);
+    if (mb !== null) out[p.name] = mb;
+  }
+  return out;
+}
+
+/** The highest rate that holds (p99 ≤ bound, ≤ 1 % errors), ×1.2 a step of 10 s, after a warm-up. */
+async function sustainable(
+  origin: string,
+  next: Awaited<ReturnType<typeof buildScenario>>,
+  o: SoakOptions,
+): Promise<number> {
+  await openLoop({ origin, rate: o.startRate, seconds: 10, connections: 64, next });
+  let held = 0;
+  for (let rate = o.startRate, step = 0; step < sweepRule.maxSteps; step++, rate = Math.round(rate * 1.2)) {
+    const r = await openLoop({ origin, rate, seconds: 10, connections: 256, next });
+    const ok = r.latencyMs.p99 <= o.p99Ms && errorCount(r) <= r.sent * sweepRule.maxErrorShare;
+    o.log(`sweep ${rate}/s: p99 ${r.latencyMs.p99} ms, ${errorCount(r)} errors → ${ok ? 'holds' : 'too much'}`);
+    if (!ok) break;
+    held = rate;
+  }
+  if (held === 0) throw new Error(`not even ${o.startRate} req/s holds: lower --start-rate`);
+  return held;
+}
+
+/**
+ * A soak on `stateless` (its autoscaler off, so the processes stay the same
+ * ones): `mixed` at a share of the sustainable rate for `minutes`, each
+ * minute's requests, errors and p99, and every process's RSS at each
+ * minute's end. It passes when no process's RSS grew more than 5 % after the
+ * baseline minutes, no minute's p99 passed 1.5× the baseline minutes' p99,
+ * and nothing failed.
+ */
+export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
+  o.log(`the load generator runs at nice ${raiseLoadGeneratorPriority()}`);
+  const target = await startPreset('stateless', { name: 'soak' });
+  try {
+    const { state } = target;
+    await callSupervisor(state, 'POST', '/autoscale', { enabled: false });
+    const manifest = await seed({ target: state.publicUrl, users: o.users, photos: o.photos, follows: 50, seed: 1 });
+    const warm = await buildScenario('mixed', manifest, new Ledger(), 3);
+    const sustainableRate = o.sustainableRate ?? (await sustainable(state.publicUrl, warm, o));
+    const rate = Math.round(sustainableRate * o.share);
+    o.log(`sustainable ${sustainableRate} req/s: soaking at ${rate} req/s for ${o.minutes} min`);
+    const ledger = new Ledger();
+    const next = await buildScenario('mixed', manifest, ledger, 5);
+    const perMinute = Array.from({ length: o.minutes }, () => ({ h: new LatencyHistogram(), errors: 0 }));
+    const minutes: SoakMinute[] = [];
+    const started = Date.now();
+    const sampler = setInterval(() => {
+      const minute = Math.round((Date.now() - started) / 60_000);
+      void processRss(state).then((rss) => {
+        const m = perMinute[minute - 1];
+        if (!m) return;
+        const s = m.h.summary();
+        minutes.push({ minute, requests: m.h.count, errors: m.errors, p99: s.p99, rssMb: rss });
+        o.log(`minute ${minute}: ${m.h.count} requests, ${m.errors} errors, p99 ${s.p99} ms`);
+      });
+    }, 60_000);
+    let result: Awaited<ReturnType<typeof openLoop>>;
+    try {
+      result = await openLoop({
+        origin: state.publicUrl,
+        rate,
+        seconds: o.minutes * 60,
+        connections: 256,
+        next,
+        onAnswer: (due, ms, error) => {
+          const m = perMinute[Math.min(o.minutes - 1, Math.floor(due / 60))];
+          m?.h.record(ms * 1000);
+          if (error && m) m.errors++;
+        },
+      });
+    } finally {
+      clearInterval(sampler);
+    }
+    // The last minute's sample, if the timer did not take it.
+    if (minutes.length < o.minutes) {
+      const m = perMinute[o.minutes - 1];
+      if (m)
+        minutes.push({
+          minute: o.minutes,
+          requests: m.h.count,
+          errors: m.errors,
+          p99: m.h.summary().p99,
+          rssMb: await processRss(state),
+        });
+    }
+    minutes.sort((a, b) => a.minute - b.minute);
+    const verified = await verifyLedger(ledger, manifest, state.publicUrl);
+    const base = minutes.filter((m) => m.minute <= o.baselineMinutes);
+    const after = minutes.filter((m) => m.minute > o.baselineMinutes);
+    const atBaseline = base.at(-1)?.rssMb ?? {};
+    const atEnd = minutes.at(-1)?.rssMb ?? {};
+    const rss = Object.keys(atBaseline)
+      .filter((p) => atEnd[p] !== undefined)
+      .map((p) => {
+        const b = atBaseline[p] as number;
+        const e = atEnd[p] as number;
+        const growth = Math.round(((e - b) / b) * 1000) / 1000;
+        return { process: p, atBaselineMb: b, atEndMb: e, growth, pass: growth <= 0.05 };
+      });
+    const baselineP99 = Math.max(...base.map((m) => m.p99));
+    const worst = after.reduce((w, m) => (m.p99 > w.p99 ? m : w), after[0] ?? { p99: 0, minute: 0 });
+    const ratio = baselineP99 > 0 ? Math.round((worst.p99 / baselineP99) * 100) / 100 : 0;
+    const totalErrors = errorCount(result);
+    const seconds = result.timeline.map((p) => p.t);
+    const minuteOf = (t: number) => minutes.find((m) => m.minute === Math.min(o.minutes, Math.floor(t / 60) + 1));
+    const names = Object.keys(atEnd);
+    await writeReports(path.join(o.out, 'soak'), {
+      ...loadReport(
+        {
+          scenario: `soak: mixed at ${rate} req/s (${Math.round(o.share * 100)} % of ${sustainableRate}) for ${o.minutes} min on stateless`,
+          target: state.publicUrl,
+          rate,
+          durationSeconds: o.minutes * 60,
+          connections: 256,
+        },
+        result,
+        ledger.entries.length,
+      ),
+      charts: [
+        {
+          title: 'resident set per process, MB (sampled each minute)',
+          series: Object.fromEntries(names.map((n) => [n, seconds.map((t) => minuteOf(t)?.rssMb[n] ?? null)])),
+        },
+        {
+          title: "each minute's p99, ms, and its errors",
+          series: {
+            p99: seconds.map((t) => minuteOf(t)?.p99 ?? null),
+            errors: seconds.map((t) => minuteOf(t)?.errors ?? null),
+          },
+        },
+      ],
+    });
+    const soak: SoakResult = {
+      rate,
+      sustainableRate,
+      minutes,
+      rss,
+      p99: { baseline: baselineP99, worst: worst.p99, worstMinute: worst.minute, ratio, pass: ratio <= 1.5 },
+      errors: { total: totalErrors, pass: totalErrors === 0 },
+      lost: verified.lost.length,
+      duplicated: verified.duplicated.length,
+      pass: false,
+    };
+    soak.pass = soak.rss.every((r) => r.pass) && soak.p99.pass && soak.errors.pass && soak.lost === 0;
+    return soak;
+  } finally {
+    await target.stop();
+  }
+}
+
+export function soakSummary(s: SoakResult, o: Pick<SoakOptions, 'minutes' | 'baselineMinutes'>): string {
+  const mark = (ok: boolean) => (ok ? 'pass' : '**fail**');
+  return [
+    `## Soak: \`mixed\` at ${s.rate} req/s (of ${s.sustainableRate} sustainable) for ${o.minutes} min on \`stateless\``,
+    '',
+    `- RSS growth after the first ${o.baselineMinutes} minutes (≤ 5 % each): ${mark(s.rss.every((r) => r.pass))}`,
+    `- p99: first ${o.baselineMinutes} minutes ${s.p99.baseline} ms; worst minute after them ${s.p99.worst} ms (minute ${s.p99.worstMinute}), ${s.p99.ratio}× (≤ 1.5×): ${mark(s.p99.pass)}`,
+    `- errors: ${s.errors.total} (0): ${mark(s.errors.pass)}; acknowledged writes lost ${s.lost}, duplicated ${s.duplicated}`,
+    `- verdict: ${s.pass ? 'pass' : '**fail**'}`,
+    '',
+    '| process | RSS at minute 5 MB | at the end MB | growth |',
+    '|---|---:|---:|---:|',
+    ...s.rss.map(
+      (r) =>
+        `| ${r.process} | ${r.atBaselineMb} | ${r.atEndMb} | ${(r.growth * 100).toFixed(1)} %${r.pass ? '' : ' ✗'} |`,
+    ),
+    '',
+    '| minute | requests | errors | p99 ms |',
+    '|---:|---:|---:|---:|',
+    ...s.minutes.map((m) => `| ${m.minute} | ${m.requests} | ${m.errors} | ${m.p99} |`),
+  ].join('\n');
+}
