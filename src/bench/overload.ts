@@ -25,8 +25,8 @@ export interface OverloadOptions {
   p99Ms: number;
   users: number;
   photos: number;
-  /** Also run the same on a `cache` topology without admission control (the baseline). */
-  baseline: boolean;
+  /** With admission control, and the same `cache` topology without it (the baseline). */
+  variants: ('admission' | 'none')[];
   log: (line: string) => void;
 }
 
@@ -49,11 +49,20 @@ export interface OverloadVariant {
     shedByMethod: Record<string, number>;
   };
   healthyAfter: boolean;
+  /** Acknowledged writes that read as missing right after the run, by kind, and 70 s later (past the cache's TTL). */
   lost: number;
+  lostByKind: Record<string, number>;
+  lostAfterTtl?: number;
   duplicated: number;
   /** Each web server at the end of the highest rate that held. */
   memory: { name: string; breakdown: MemoryBreakdown }[];
 }
+
+const countBy = (xs: string[]) =>
+  xs.reduce<Record<string, number>>((a, x) => {
+    a[x] = (a[x] ?? 0) + 1;
+    return a;
+  }, {});
 
 const admissionOff: PresetOptions = { maxRequestsPerServer: 1000, queueTimeoutMs: 10_000 };
 
@@ -183,6 +192,16 @@ async function runVariant(
       if (!healthyAfter) await new Promise((r) => setTimeout(r, 1000));
     }
     const verified = await verifyLedger(overloadLedger, manifest, state.publicUrl);
+    // A write that reads as missing: again after the cache's TTL (60 s), to tell a stale cached read
+    // (a read that filled the cache from before the write, after the write's delete) from a lost write.
+    let lostAfterTtl: number | undefined;
+    if (verified.lost.length > 0) {
+      log(`${verified.lost.length} writes read as missing: verifying again in 70 s`);
+      await new Promise((r) => setTimeout(r, 70_000));
+      const again = new Ledger();
+      for (const e of verified.lost) again.add(e);
+      lostAfterTtl = (await verifyLedger(again, manifest, state.publicUrl)).lost.length;
+    }
     return {
       name,
       sustainableRate: sustainable,
@@ -201,6 +220,8 @@ async function runVariant(
       },
       healthyAfter,
       lost: verified.lost.length,
+      lostByKind: countBy(verified.lost.map((e) => e.kind)),
+      lostAfterTtl,
       duplicated: verified.duplicated.length,
       memory,
     };
@@ -220,8 +241,9 @@ async function runVariant(
 export async function benchOverload(o: OverloadOptions): Promise<{ variants: OverloadVariant[]; summary: string }> {
   const priority = raiseLoadGeneratorPriority();
   o.log(`the load generator runs at nice ${priority}`);
-  const variants = [await runVariant('admission control', {}, {}, o)];
-  if (o.baseline)
+  const variants: OverloadVariant[] = [];
+  if (o.variants.includes('admission')) variants.push(await runVariant('admission control', {}, {}, o));
+  if (o.variants.includes('none'))
     variants.push(
       await runVariant('no admission control', admissionOff, { SCALEOUT_SHED_EVENT_LOOP_DELAY_MS: '0' }, o),
     );
@@ -252,6 +274,11 @@ function summarize(variants: OverloadVariant[], o: OverloadOptions): string {
       `### ${v.name}`,
       '',
       `Sweep: ${v.sweep.map((s) => `${s.rate}/s p99 ${s.p99} ms, ${s.errors} errors${s.held ? '' : ' (too much)'}`).join('; ')}.`,
+      ...(v.lost > 0
+        ? [
+            `Acknowledged writes that read as missing right after the run: ${v.lost} (${JSON.stringify(v.lostByKind)}); 70 s later, past the cache's TTL: ${v.lostAfterTtl ?? '–'}.`,
+          ]
+        : []),
       `Overload, every answer: p50 ${v.overload.all.p50} ms, p99 ${v.overload.all.p99} ms (retried writes wait out their Retry-After); errors ${JSON.stringify(v.overload.errors)}; 503s by method at the balancer ${JSON.stringify(v.overload.shedByMethod)}; the load generator's own event-loop delay p99 ${v.overload.generatorLag?.p99 ?? '–'} ms.`,
       '',
       `Memory of each web server at the end of the highest rate that held (MB):`,

@@ -16,7 +16,11 @@ export const overload = defineExperiment({
     p99: flag.number(100, 'the sweep: the p99 bound, ms'),
     users: flag.int(100, 'seeded users'),
     photos: flag.int(200, 'seeded photos'),
-    noBaseline: flag.bool('skip the baseline without admission control'),
+    variants: flag.list(
+      ['admission', 'none'] as const,
+      'admission,none',
+      'the topologies: with admission control, and without it (the baseline)',
+    ),
   }),
   async run(o, ctx) {
     const { variants, summary } = await benchOverload({
@@ -30,7 +34,7 @@ export const overload = defineExperiment({
       p99Ms: o.p99,
       users: o.users,
       photos: o.photos,
-      baseline: !o.noBaseline,
+      variants: o.variants,
       log: ctx.log,
     });
     return { data: { variants }, summary };
