@@ -216,6 +216,40 @@ describe('the stateless preset (step 1.6)', () => {
     await waitUntil(async () => (await webRows()).every((r) => r.health === 'healthy'), 60_000, `${victim.name} back`);
   }, 120_000);
 
+  it('overload is shed, not an outage: 503s with Retry-After, never "no server available", both servers kept in', async () => {
+    const manifest = await seed({ target: url, users: 10, photos: 10, follows: 3, seed: 3 });
+    const api = { runDir: state().runDir, lb: balancerOf(state().topology, 'dc1') };
+    // Far past what two web servers on two shared cores serve (a few hundred mixed requests a second).
+    let watching = true;
+    let allDown = 0;
+    const watcher = (async () => {
+      while (watching) {
+        const checked = (await backendServers(api)).filter((s) => !s.name.endsWith('-backup') && s.status !== 'MAINT');
+        if (checked.length > 0 && checked.every((s) => !s.status.startsWith('UP'))) allDown++;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    })();
+    const result = await openLoop({
+      origin: url,
+      rate: 1500,
+      seconds: 6,
+      connections: 600,
+      next: await buildScenario('mixed', manifest, new Ledger()),
+    });
+    watching = false;
+    await watcher;
+    // Every failure is the shedding's fast 503 with Retry-After; none is "no server available" or a reset.
+    expect(Object.keys(result.errors).filter((k) => k !== 'http_503')).toEqual([]);
+    expect(result.errors.http_503 ?? 0).toBeGreaterThan(0);
+    expect(result.completed).toBeGreaterThan(0);
+    expect(allDown).toBe(0);
+    console.log(
+      `overload at 1500 req/s: served ${result.goodput} req/s (p99 ${result.servedLatencyMs.p99} ms), ${result.errors.http_503} shed with 503`,
+    );
+    // Healthy at once after it.
+    await waitUntil(async () => (await webRows()).every((r) => r.health === 'healthy'), 10_000, 'healthy after');
+  }, 120_000);
+
   it('a session needs no web server: log in through web-1, kill web-1, the next request succeeds elsewhere', async () => {
     const [first] = await webRows();
     if (!first?.pid) throw new Error('no web server');
