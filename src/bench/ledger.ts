@@ -14,6 +14,11 @@ export class Ledger {
   add(entry: LedgerEntry): void {
     this.entries.push(entry);
   }
+  /** Forgets the entries a later write undid (an unfollow of a follow the run made). */
+  drop(undone: (e: LedgerEntry) => boolean): void {
+    for (let i = this.entries.length - 1; i >= 0; i--)
+      if (undone(this.entries[i] as LedgerEntry)) this.entries.splice(i, 1);
+  }
   async save(file: string): Promise<void> {
     await writeFile(file, this.entries.map((e) => JSON.stringify(e)).join('\n') + (this.entries.length ? '\n' : ''));
   }

@@ -3,7 +3,7 @@ import type { Ledger } from './ledger.ts';
 import type { RequestSpec } from './load.ts';
 import { mulberry32, type SeedManifest, zipf } from './seed.ts';
 
-export const scenarioNames = ['mixed', 'read-photo', 'upload', 'celebrity', 'writes'] as const;
+export const scenarioNames = ['mixed', 'read-photo', 'upload', 'celebrity', 'writes', 'steady'] as const;
 export type ScenarioName = (typeof scenarioNames)[number];
 
 /** Makes request i of a run; writes record themselves in the ledger when acknowledged. */
@@ -60,16 +60,43 @@ export async function buildScenario(
       onAnswer: (status) => status === 204 && ledger.add({ kind: 'like', user, photoId }),
     };
   };
+  // `steady`: the follows the run made are undone once there are `churnMax` of them (the oldest first), so
+  // the follow graph stays as dense as it was seeded instead of filling up over a long run.
+  const churnMax = 100;
+  const churn =
+    name === 'steady' ? { made: [] as { user: number; followee: string }[], busy: new Set<string>() } : null;
+  const pairKey = (user: number, followee: string) => `${user}>${followee}`;
   const follow = (): RequestSpec => {
+    const oldest = churn && churn.made.length >= churnMax ? churn.made.shift() : undefined;
+    if (churn && oldest) {
+      const k = pairKey(oldest.user, oldest.followee);
+      churn.busy.add(k);
+      ledger.drop((e) => e.kind === 'follow' && e.user === oldest.user && e.followee === oldest.followee);
+      return {
+        method: 'DELETE',
+        path: `/api/v1/users/${oldest.followee}/follow`,
+        headers: keyed(oldest.user),
+        onAnswer: () => churn.busy.delete(k),
+      };
+    }
     const user = anyUser();
     let other = anyUser();
     if (other === user) other = (other + 1) % n;
     const followee = manifest.users[other] as string;
+    // A pair in flight (followed or being unfollowed) is not written again meanwhile (the two could cross).
+    if (churn?.busy.has(pairKey(user, followee))) return { path: `/api/v1/users/${followee}`, headers: auth(user) };
+    churn?.busy.add(pairKey(user, followee));
     return {
       method: 'PUT',
       path: `/api/v1/users/${followee}/follow`,
       headers: keyed(user),
-      onAnswer: (status) => status === 204 && ledger.add({ kind: 'follow', user, followee }),
+      onAnswer: (status) => {
+        if (status === 204) ledger.add({ kind: 'follow', user, followee });
+        if (!churn) return;
+        // Kept busy until it is unfollowed; let go now only if it did not take.
+        if (status === 204) churn.made.push({ user, followee });
+        else churn.busy.delete(pairKey(user, followee));
+      },
     };
   };
   const upload = (i: number): RequestSpec => {
@@ -103,6 +130,7 @@ export async function buildScenario(
         return w < 0.4 ? like() : w < 0.7 ? follow() : upload(i);
       };
     case 'mixed':
+    case 'steady':
       return (i) => {
         const x = random();
         if (x < 0.6) return { path: '/api/v1/feed', headers: auth(anyUser()) };

@@ -5,7 +5,7 @@ import { callSupervisor } from '../cluster/supervisor/client.ts';
 import { Ledger, verifyLedger } from './ledger.ts';
 import { LatencyHistogram, openLoop, raiseLoadGeneratorPriority } from './load.ts';
 import { loadReport, writeReports } from './report.ts';
-import { buildScenario } from './scenarios.ts';
+import { buildScenario, type ScenarioName } from './scenarios.ts';
 import { seed } from './seed.ts';
 import { errorCount, sweepRule } from './sweep.ts';
 import { startPreset } from './targets.ts';
@@ -23,6 +23,8 @@ export interface SoakOptions {
   baselineMinutes: number;
   users: number;
   photos: number;
+  /** `steady` (default): `mixed` whose follows are undone after a while, so the graph does not fill up. */
+  scenario: ScenarioName;
   log: (line: string) => void;
 }
 
@@ -102,12 +104,12 @@ export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
     const { state } = target;
     await callSupervisor(state, 'POST', '/autoscale', { enabled: false });
     const manifest = await seed({ target: state.publicUrl, users: o.users, photos: o.photos, follows: 50, seed: 1 });
-    const warm = await buildScenario('mixed', manifest, new Ledger(), 3);
+    const warm = await buildScenario(o.scenario, manifest, new Ledger(), 3);
     const sustainableRate = o.sustainableRate ?? (await sustainable(state.publicUrl, warm, o));
     const rate = Math.round(sustainableRate * o.share);
     o.log(`sustainable ${sustainableRate} req/s: soaking at ${rate} req/s for ${o.minutes} min`);
     const ledger = new Ledger();
-    const next = await buildScenario('mixed', manifest, ledger, 5);
+    const next = await buildScenario(o.scenario, manifest, ledger, 5);
     const perMinute = Array.from({ length: o.minutes }, () => ({ h: new LatencyHistogram(), errors: 0 }));
     const minutes: SoakMinute[] = [];
     const started = Date.now();
@@ -174,7 +176,7 @@ export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
     await writeReports(path.join(o.out, 'soak'), {
       ...loadReport(
         {
-          scenario: `soak: mixed at ${rate} req/s (${Math.round(o.share * 100)} % of ${sustainableRate}) for ${o.minutes} min on stateless`,
+          scenario: `soak: ${o.scenario} at ${rate} req/s (${Math.round(o.share * 100)} % of ${sustainableRate}) for ${o.minutes} min on stateless`,
           target: state.publicUrl,
           rate,
           durationSeconds: o.minutes * 60,
@@ -215,10 +217,10 @@ export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
   }
 }
 
-export function soakSummary(s: SoakResult, o: Pick<SoakOptions, 'minutes' | 'baselineMinutes'>): string {
+export function soakSummary(s: SoakResult, o: Pick<SoakOptions, 'minutes' | 'baselineMinutes' | 'scenario'>): string {
   const mark = (ok: boolean) => (ok ? 'pass' : '**fail**');
   return [
-    `## Soak: \`mixed\` at ${s.rate} req/s (of ${s.sustainableRate} sustainable) for ${o.minutes} min on \`stateless\``,
+    `## Soak: \`${o.scenario}\` at ${s.rate} req/s (of ${s.sustainableRate} sustainable) for ${o.minutes} min on \`stateless\``,
     '',
     `- RSS growth after the first ${o.baselineMinutes} minutes (≤ 5 % each): ${mark(s.rss.every((r) => r.pass))}`,
     `- p99: first ${o.baselineMinutes} minutes ${s.p99.baseline} ms; worst minute after them ${s.p99.worst} ms (minute ${s.p99.worstMinute}), ${s.p99.ratio}× (≤ 1.5×): ${mark(s.p99.pass)}`,

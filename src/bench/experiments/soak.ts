@@ -1,11 +1,12 @@
 import { z } from 'zod';
 import { defineExperiment, flag } from '../experiment.ts';
+import { scenarioNames } from '../scenarios.ts';
 import { benchSoak, soakSummary } from '../soak.ts';
 
 export const soak = defineExperiment({
   name: 'soak',
   title:
-    'a soak on stateless: mixed at 70 % of the sustainable rate for 30 min; RSS, p99 and errors each minute against the first 5 minutes',
+    'a soak on stateless: mixed (its follows undone after a while) at 70 % of the sustainable rate for 30 min; RSS, p99 and errors each minute against the first 5 minutes',
   options: z.object({
     minutes: flag.int(30, 'how long the soak runs'),
     share: flag.number(0.7, 'the share of the sustainable rate'),
@@ -13,6 +14,10 @@ export const soak = defineExperiment({
     startRate: flag.number(200, "the sweep's first rate"),
     p99: flag.number(100, "the sweep's p99 bound, ms"),
     baselineMinutes: flag.int(5, 'the first minutes, the baseline'),
+    scenario: z
+      .enum(scenarioNames)
+      .default('steady')
+      .describe('the load (steady: mixed whose follows are undone after a while, so the graph stays as seeded)'),
     users: flag.int(100, 'seeded users'),
     photos: flag.int(200, 'seeded photos'),
   }),
@@ -28,6 +33,7 @@ export const soak = defineExperiment({
       baselineMinutes: o.baselineMinutes,
       users: o.users,
       photos: o.photos,
+      scenario: o.scenario,
       log: ctx.log,
     });
     return { data: { soak: result }, summary: soakSummary(result, o) };
