@@ -407,7 +407,7 @@ describe('the stateless preset (step 1.6)', () => {
     await watcher;
     expectNoFailures(ramp);
     expect(Math.max(...counts)).toBeGreaterThan(2);
-    console.log(`autoscaler: web-server counts seen ${counts.join(' ')}`);
+    console.log(`autoscaler: web-server counts seen ${counts.join(' ')}; ${ramp.shed} requests shed and sent again`);
     // Every decision is logged with its inputs.
     const log = readFileSync(path.join(state().runDir, 'logs', 'supervisor.log'), 'utf8');
     const decision = log

@@ -42,6 +42,8 @@ export interface LoadReport {
   sent: number;
   ok: number;
   failures: { at: number; what: string }[];
+  /** Answers shed by admission control (503 OVERLOADED with Retry-After), each sent again after it. */
+  shed: number;
   /** ms since the start of each success, for outage measurement. */
   okTimes: number[];
   /** How long each success took, ms. */
@@ -54,18 +56,40 @@ export const quantile = (xs: number[], q: number): number => {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
 };
 
+/** Attempts of one request that admission control shed, at most (each waits its Retry-After first). */
+const maxShedRetries = 5;
+
 /**
  * Sends `make(i)` at a fixed rate for `ms` (bounded in count and time), each
- * request with its own timeout; counts every non-2xx and network error.
+ * request with its own timeout; counts every non-2xx and network error. A
+ * request shed by admission control (503 `OVERLOADED` with Retry-After: it
+ * reached no handler, so any method is safe to send again) is sent again
+ * after its Retry-After, as a well-behaved client does, and counted in `shed`;
+ * any other 503 is a failure.
  */
 export async function steadyLoad(
   make: (i: number) => { url: string; init?: RequestInit; ok?: (status: number) => boolean },
   opts: { ratePerSecond: number; ms: number; timeoutMs?: number; onOk?: (i: number, body: unknown) => void },
 ): Promise<LoadReport> {
-  const report: LoadReport = { sent: 0, ok: 0, failures: [], okTimes: [], latencies: [] };
+  const report: LoadReport = { sent: 0, ok: 0, failures: [], shed: 0, okTimes: [], latencies: [] };
   const start = Date.now();
   const pending: Promise<void>[] = [];
   const total = Math.floor((opts.ratePerSecond * opts.ms) / 1000);
+  const attempt = async (
+    url: string,
+    init: RequestInit | undefined,
+    tries: number,
+  ): Promise<Response & { text_: string }> => {
+    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(opts.timeoutMs ?? 20_000) });
+    const text = await res.text();
+    const retryAfter = Number(res.headers.get('retry-after'));
+    if (res.status === 503 && text.includes('"OVERLOADED"') && retryAfter > 0 && tries < maxShedRetries) {
+      report.shed++;
+      await new Promise((r) => setTimeout(r, retryAfter * 1000));
+      return attempt(url, init, tries + 1);
+    }
+    return Object.assign(res, { text_: text });
+  };
   for (let i = 0; i < total; i++) {
     const due = start + (i * 1000) / opts.ratePerSecond;
     const wait = due - Date.now();
@@ -74,9 +98,9 @@ export async function steadyLoad(
     report.sent++;
     const sentAt = Date.now();
     pending.push(
-      fetch(url, { ...init, signal: AbortSignal.timeout(opts.timeoutMs ?? 20_000) })
+      attempt(url, init, 0)
         .then(async (res) => {
-          const text = await res.text();
+          const text = res.text_;
           if ((ok ?? ((s: number) => s >= 200 && s < 300))(res.status)) {
             report.ok++;
             report.latencies.push(Date.now() - sentAt);
