@@ -57,7 +57,7 @@ export const quantile = (xs: number[], q: number): number => {
 };
 
 /** Attempts of one request that admission control shed, at most (each waits its Retry-After first). */
-const maxShedRetries = 5;
+const maxShedRetries = 10;
 
 /**
  * Sends `make(i)` at a fixed rate for `ms` (bounded in count and time), each
