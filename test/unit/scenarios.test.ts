@@ -12,6 +12,7 @@ const manifest: SeedManifest = {
   users: Array.from({ length: 20 }, (_, i) => `u${i}`),
   tokens: Array.from({ length: 20 }, (_, i) => `t${i}`),
   photoIds: ['p1', 'p2'],
+  follows: 3,
 };
 
 describe('scenarios', () => {
