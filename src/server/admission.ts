@@ -8,7 +8,9 @@ import type { FastifyInstance } from 'fastify';
  */
 export type RequestClass = 'read' | 'write' | 'costly';
 
-const costlyPosts = new Set(['/api/v1/users', '/api/v1/sessions', '/api/v1/photos', '/signup', '/login', '/upload']);
+/** The POSTs that cost most: sign-up and log-in (scrypt), uploads. The balancer's queue classes use the same list. */
+export const costlyPostPaths = ['/api/v1/users', '/api/v1/sessions', '/api/v1/photos', '/signup', '/login', '/upload'];
+const costlyPosts = new Set(costlyPostPaths);
 /** Never shed: the balancer's and the supervisor's checks (a busy server is not a dead one). */
 const neverShed = new Set(['/healthz', '/readyz']);
 

@@ -52,10 +52,10 @@ export function installIdempotency(app: FastifyInstance, o: IdempotencyOptions):
   app.decorateRequest('idempotencyKey', null);
   app.decorateRequest(
     'claimIdempotency',
-    async function (this: FastifyRequest, fields: Record<string, string>, file?: Buffer) {
+    async function (this: FastifyRequest, reply: FastifyReply, fields: Record<string, string>, file?: Buffer) {
       const key = keyOf(this, fields);
       if (!key) return false;
-      return claim(this, key, [...bodyParts(fields), file ?? '']);
+      return claim(this, reply, key, [...bodyParts(fields), file ?? '']);
     },
   );
 
@@ -75,7 +75,12 @@ export function installIdempotency(app: FastifyInstance, o: IdempotencyOptions):
   };
 
   /** Claims the key, or answers the repeat; true when it answered. */
-  const claim = async (request: FastifyRequest, key: string, parts: (string | Buffer)[]): Promise<boolean> => {
+  const claim = async (
+    request: FastifyRequest,
+    answer: FastifyReply,
+    key: string,
+    parts: (string | Buffer)[],
+  ): Promise<boolean> => {
     // Keys are per account. Sign-up and log-in make the account (or the session) they would be scoped by,
     // so theirs are the anonymous scope's even when a session came along: a retry with the cookie the
     // first answer set is the same request. Their fingerprint holds the password: a repeat needs it.
@@ -84,8 +89,6 @@ export function installIdempotency(app: FastifyInstance, o: IdempotencyOptions):
     const scoped = `${owner}:${key}`;
     const fingerprint = fingerprintOf(request, parts);
     const found = await o.store.claim(scoped, fingerprint, o.leaseMs);
-    const answer = replies.get(request);
-    if (!answer) throw new Error('idempotency: no reply for the request');
     if (found.state === 'claimed') {
       held.set(request, { key: scoped, fingerprint });
       request.idempotencyKey = key;
@@ -104,17 +107,11 @@ export function installIdempotency(app: FastifyInstance, o: IdempotencyOptions):
     return true;
   };
 
-  // The reply of each request, for claims made from a handler (which holds only the request).
-  const replies = new WeakMap<FastifyRequest, FastifyReply>();
-  app.addHook('onRequest', async (request, reply) => {
-    if (writes.has(request.method)) replies.set(request, reply);
-  });
-
   app.addHook('preHandler', async (request, reply) => {
     if (!writes.has(request.method) || request.isMultipart()) return;
     const key = keyOf(request);
     if (!key) return;
-    if (await claim(request, key, bodyParts(request.body))) return reply;
+    if (await claim(request, reply, key, bodyParts(request.body))) return reply;
   });
 
   app.addHook('onSend', async (request, reply, payload) => {

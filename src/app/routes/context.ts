@@ -55,7 +55,7 @@ declare module 'fastify' {
      * a repeat (the first answer, 409 or 422) and returns true: the handler
      * then stops. Without a key it returns false.
      */
-    claimIdempotency(fields: Record<string, string>, file?: Buffer): Promise<boolean>;
+    claimIdempotency(reply: FastifyReply, fields: Record<string, string>, file?: Buffer): Promise<boolean>;
   }
   interface FastifyReply {
     startSession(session: { id: string; expiresAt: Date; data?: Record<string, string> }): void;

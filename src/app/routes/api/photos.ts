@@ -44,7 +44,7 @@ export function photoRoutes(services: Services, settings: RouteSettings): Fastif
       handler: async (request, reply) => {
         const viewer = requireViewer(request);
         const form = await readUploadForm(request, ['caption']);
-        if (await request.claimIdempotency(form.fields, form.file)) return reply;
+        if (await request.claimIdempotency(reply, form.fields, form.file)) return reply;
         if (!form.file) throw badRequest('the file field is missing', 'VALIDATION');
         const created = await services.photos.upload(
           viewer.userId,

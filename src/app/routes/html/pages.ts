@@ -114,7 +114,7 @@ export function htmlRoutes(services: Services, settings: HtmlSettings): FastifyP
       const viewer = signedIn(request);
       const upload = await readUploadForm(request, ['_csrf', idempotencyField, 'caption']);
       request.verifyCsrf(upload.fields._csrf);
-      if (await request.claimIdempotency(upload.fields, upload.file)) return reply;
+      if (await request.claimIdempotency(reply, upload.fields, upload.file)) return reply;
       if (!upload.file || upload.file.length === 0) throw badRequest('choose a photo to upload');
       const photo = await services.photos.upload(
         viewer.userId,

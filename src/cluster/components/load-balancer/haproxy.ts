@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import path from 'node:path';
+import { costlyPostPaths } from '../../../server/admission.ts';
 import { requireBinaries, type StartedProcess, startProcess, tcpOpen, waitUntil } from '../../process.ts';
 import type { SpecOf } from '../../topology/schema.ts';
 import { webIndex } from '../../topology/select.ts';
@@ -102,7 +103,7 @@ frontend public
     # Who waits in the queue goes in class order: reads first (0), then writes (1), then the costly writes
     # (2: sign-up and log-in hash a password with scrypt, an upload carries a file). Under overload the
     # costly ones wait longest, so they are the first to reach the queue's timeout and be shed.
-    acl costly path /api/v1/users /api/v1/sessions /api/v1/photos /signup /login /upload
+    acl costly path ${costlyPostPaths.join(' ')}
     http-request set-priority-class int(1) if !METH_GET !METH_HEAD
     http-request set-priority-class int(2) if METH_POST costly
     default_backend web
