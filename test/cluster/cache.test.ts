@@ -5,7 +5,7 @@ import { restart, stateOf } from '../../src/cluster/run/index.ts';
 import { status } from '../../src/cluster/run/status.ts';
 import { allProcesses, type ProcessSpec, webMetrics } from '../../src/cluster/topology/index.ts';
 import { Client, pngImage } from '../support/app.ts';
-import { quantile, startTopology, steadyLoad } from '../support/cluster.ts';
+import { perSecond, quantile, startTopology, steadyLoad } from '../support/cluster.ts';
 
 type Topo = Awaited<ReturnType<typeof startTopology>>;
 type RedisSpec = Extract<ProcessSpec, { kind: 'redis' }>;
@@ -227,6 +227,9 @@ describe('cache preset: lb plus a durable and a cache Redis, each master + repli
     // ones) get 503 OVERLOADED with Retry-After, and succeed when sent again after it.
     console.log(
       `durable master ${victim.name} killed: a new master in ${ms} ms; ${report.ok}/${report.sent} ok, ${report.shed} shed and sent again`,
+    );
+    console.log(
+      `durable failover: sheds per second since the load began ${JSON.stringify(perSecond(report.shedTimes))}, successes ${JSON.stringify(perSecond(report.okTimes))}`,
     );
     expect(report.failures).toEqual([]);
     // The session written before the failover is still there.

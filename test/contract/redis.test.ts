@@ -1,6 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { freePort } from '../../src/bench/processes.ts';
+import { redisCommand } from '../../src/cluster/components/redis/server.ts';
+import { startProcess, stopProcess, waitUntil } from '../../src/cluster/process.ts';
 import { createTwoLevelCache } from '../../src/platform/cache/two-level.ts';
 import { createRedisIdempotencyStore } from '../../src/platform/idempotency/redis.ts';
 import { createRedisRateLimiter } from '../../src/platform/rate-limits/redis.ts';
@@ -33,10 +39,35 @@ const webServerCache = (maxEntries = 100) =>
     defaultTtlSeconds: 60,
   });
 
+/** A Redis of this file's own with no replica (as a durable master has none just after a failover), to pause at will. */
+let lone: { pid: number; port: number; dir: string } | undefined;
+const connectLone = (options = {}) => {
+  const c = connectRedis({ host: '127.0.0.1', port: lone?.port ?? 0 }, options);
+  connections.push(c);
+  return c;
+};
+beforeAll(async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'scaleout-lone-redis-'));
+  const port = await freePort();
+  const started = startProcess({
+    command: '/usr/bin/redis-server',
+    args: ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    log: path.join(dir, 'redis.log'),
+    cwd: dir,
+  });
+  lone = { pid: started.pid, port, dir };
+  await waitUntil(async () => (await redisCommand('127.0.0.1', port, 'PING')) === 'PONG', 10_000);
+});
+afterAll(async () => {
+  if (!lone) return;
+  await stopProcess(lone.pid);
+  rmSync(lone.dir, { recursive: true, force: true });
+});
+
 runSessionContract({
   name: 'Redis (durable tier, WAIT 1)',
   create: async (ttl) => ({
-    store: createRedisSessionStore(connect(), ttl),
+    store: createRedisSessionStore(connect(), ttl, { writer: connect() }),
     userId: 'user_redis',
     cleanup: async () => {},
   }),
@@ -145,6 +176,36 @@ describe('two-level cache across web servers', () => {
     }
   });
 
+  it('a delete reaches L2 while Bentocache’s circuit breaker is open, so no other server refills the old value', async () => {
+    const server = async () => {
+      const redis = connectLone(cacheTierOptions);
+      if (redis.status !== 'ready') await once(redis, 'ready');
+      return createTwoLevelCache({
+        redis,
+        subscriber: connectLone(subscriberOptions),
+        maxEntries: 100,
+        defaultTtlSeconds: 60,
+      });
+    };
+    const [a, b] = [await server(), await server()];
+    await new Promise((r) => setTimeout(r, 200)); // both subscribed
+    const key = `breaker:${randomBytes(4).toString('hex')}`;
+    try {
+      await a.set(key, { v: 1 });
+      expect(await b.get(key)).toEqual({ v: 1 }); // in b's L1 now
+      // Redis stalls for 300 ms: a's next L2 read times out (100 ms) and opens a's breaker for 5 s.
+      await redisCommand('127.0.0.1', lone?.port ?? 0, 'CLIENT', 'PAUSE', '300', 'ALL');
+      expect(await a.get(`${key}:other`)).toBeUndefined();
+      await new Promise((r) => setTimeout(r, 400));
+      await a.delete(key);
+      await new Promise((r) => setTimeout(r, 100)); // b hears of it
+      expect(await b.get(key)).toBeUndefined(); // not refilled from L2
+      expect(await a.get(key)).toBeUndefined();
+    } finally {
+      for (const c of [a, b]) await c.close();
+    }
+  });
+
   it('keeps answering (as misses) when the cache Redis is unreachable, within its time limit', async () => {
     const dead = createTwoLevelCache({
       redis: connectRedis({ host: '127.0.0.1', port: 1 }, cacheTierOptions),
@@ -163,5 +224,67 @@ describe('two-level cache across web servers', () => {
     } finally {
       await dead.close();
     }
+  });
+});
+
+describe('sessions in Redis with no replica to WAIT for', () => {
+  it('a write that waits for a replica holds up no read, and the writes after it do not wait', async () => {
+    const unreplicated: string[] = [];
+    const store = createRedisSessionStore(connectLone(), 3600, {
+      writer: connectLone(),
+      waitMs: 400,
+      skipWaitMs: 1500,
+      onUnreplicated: (op) => unreplicated.push(op),
+    });
+    const existing = await store.create('user_wait_a');
+    expect(unreplicated).toEqual(['create']); // it waited 400 ms and no replica answered
+    // The window has begun: these writes stand on the master alone without waiting.
+    const started = performance.now();
+    const second = await store.create('user_wait_b');
+    await store.update(second.id, { k: 'v' });
+    expect(performance.now() - started).toBeLessThan(150);
+    expect(unreplicated).toEqual(['create']);
+    // After the window, a write waits again (a returning replica would be seen); reads meanwhile answer at once.
+    await new Promise((r) => setTimeout(r, 1600));
+    const waiting = store.delete(second.id);
+    const readStarted = performance.now();
+    expect((await store.get(existing.id))?.userId).toBe('user_wait_a');
+    expect(performance.now() - readStarted).toBeLessThan(150);
+    await waiting;
+    expect(unreplicated).toEqual(['create', 'delete']);
+    expect(await store.get(second.id)).toBeNull();
+  });
+
+  it('concurrent writes share a WAIT: ten take two waits, not ten', async () => {
+    const unreplicated: string[] = [];
+    // skipWaitMs 0: every write waits, to see the waits shared rather than skipped.
+    const store = createRedisSessionStore(connectLone(), 3600, {
+      writer: connectLone(),
+      waitMs: 300,
+      skipWaitMs: 0,
+      onUnreplicated: (op) => unreplicated.push(op),
+    });
+    await store.create('user_wait_warm'); // connected
+    unreplicated.length = 0;
+    const started = performance.now();
+    const sessions = await Promise.all(Array.from({ length: 10 }, (_, i) => store.create(`user_wait_${i}`)));
+    const took = performance.now() - started;
+    expect(took).toBeGreaterThanOrEqual(290);
+    expect(took).toBeLessThan(900); // one after another: 3 s
+    expect(unreplicated).toHaveLength(10);
+    for (const s of sessions) expect((await store.get(s.id))?.userId).toBe(s.userId);
+  });
+
+  it('on one connection a WAIT holds up the reads behind it: why writes get their own', async () => {
+    const one = connectLone();
+    const store = createRedisSessionStore(one, 3600, { waitMs: 400 });
+    const existing = await store.create('user_wait_c');
+    await new Promise((r) => setTimeout(r, 1100)); // past the default 1 s window: the next write waits
+    const waiting = store.update(existing.id, { k: 'v' });
+    await new Promise((r) => setTimeout(r, 20)); // its SET done, its WAIT sent
+    const readStarted = performance.now();
+    await store.get(existing.id);
+    expect(performance.now() - readStarted).toBeGreaterThan(250);
+    await waiting;
   });
 });

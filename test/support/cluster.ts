@@ -44,11 +44,24 @@ export interface LoadReport {
   failures: { at: number; what: string }[];
   /** Answers shed by admission control (503 OVERLOADED with Retry-After), each sent again after it. */
   shed: number;
+  /** ms since the start of each shed answer. */
+  shedTimes: number[];
   /** ms since the start of each success, for outage measurement. */
   okTimes: number[];
   /** How long each success took, ms. */
   latencies: number[];
 }
+
+/** How many of `times` (ms) fall in each second: index k counts [k s, k+1 s). */
+export const perSecond = (times: number[]): number[] => {
+  const counts: number[] = [];
+  for (const t of times) {
+    const k = Math.floor(t / 1000);
+    while (counts.length <= k) counts.push(0);
+    counts[k] = (counts[k] ?? 0) + 1;
+  }
+  return counts;
+};
 
 /** The q-quantile (0..1) of a list of numbers. */
 export const quantile = (xs: number[], q: number): number => {
@@ -71,7 +84,7 @@ export async function steadyLoad(
   make: (i: number) => { url: string; init?: RequestInit; ok?: (status: number) => boolean },
   opts: { ratePerSecond: number; ms: number; timeoutMs?: number; onOk?: (i: number, body: unknown) => void },
 ): Promise<LoadReport> {
-  const report: LoadReport = { sent: 0, ok: 0, failures: [], shed: 0, okTimes: [], latencies: [] };
+  const report: LoadReport = { sent: 0, ok: 0, failures: [], shed: 0, shedTimes: [], okTimes: [], latencies: [] };
   const start = Date.now();
   const pending: Promise<void>[] = [];
   const total = Math.floor((opts.ratePerSecond * opts.ms) / 1000);
@@ -85,6 +98,7 @@ export async function steadyLoad(
     const retryAfter = Number(res.headers.get('retry-after'));
     if (res.status === 503 && text.includes('"OVERLOADED"') && retryAfter > 0 && tries < maxShedRetries) {
       report.shed++;
+      report.shedTimes.push(Date.now() - start);
       await new Promise((r) => setTimeout(r, retryAfter * 1000));
       return attempt(url, init, tries + 1);
     }

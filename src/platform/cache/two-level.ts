@@ -42,11 +42,15 @@ interface Stored {
  * with the fail-fast L2 connection, so a dead tier never holds a request; its
  * subscriber reconnects and resubscribes alone.
  */
+/** Bentocache's prefix of the keys it stores in L2 (set here, so deletes can name them). */
+const l2Prefix = 'bentocache';
+
 export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
   const channel = options.channel ?? 'scaleout:cache:invalidate';
   const origin = randomBytes(8).toString('hex');
   const bento = new BentoCache({
     default: 'l2',
+    prefix: l2Prefix,
     ttl: `${options.defaultTtlSeconds}s`,
     timeout: options.timeoutMs ?? 100,
     suppressL2Errors: true,
@@ -87,18 +91,22 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
     // ioredis subscribes again once it reconnects
   });
   /**
-   * Counts the delete in the cache Redis first, then drops the keys from L1
-   * and L2, then tells every other web server to drop them from its L1. In
-   * that order, a fill that stored after the L2 delete sees the count changed
-   * when it checks after storing, and takes its value back.
+   * Counts the delete in the cache Redis and drops the keys from L2 (in that
+   * order, in one round trip), then drops them from L1, then tells every
+   * other web server to drop them from its L1. In that order, a fill that
+   * stored after the L2 delete sees the count changed when it checks after
+   * storing, and takes its value back. The L2 delete goes straight to Redis,
+   * not through Bentocache: while Bentocache's circuit breaker is open (for
+   * 5 s after any L2 command failed, a 100 ms timeout under load, say) it
+   * ignores deletes, and the others' L1 would refill from the stale L2 copy
+   * (a session logged out on one web server would live on on another).
    */
   const remove = async (...keys: string[]) => {
     if (keys.length === 0) return;
     const marks = options.redis.pipeline();
-    for (const key of keys) marks.incr(deletions(key)).pexpire(deletions(key), leaseMs);
+    for (const key of keys) marks.incr(deletions(key)).pexpire(deletions(key), leaseMs).unlink(`${l2Prefix}:${key}`);
     await marks.exec().catch(() => {});
     await dropLocal(keys);
-    await bento.deleteMany({ keys }).catch(() => {});
     await options.redis.publish(channel, JSON.stringify({ from: origin, keys })).catch(() => {});
   };
   let hits = 0;

@@ -53,6 +53,8 @@ export function connectRedisTiers(opts: {
   const sentinels = parseHostPorts(opts.sentinels);
   const auth = { password: opts.password, sentinelPassword: opts.sentinelPassword };
   const durable = connectRedis({ sentinels, name: opts.durableName, ...auth }, durableTierOptions);
+  // Session writes and their WAITs on a connection of their own: a WAIT blocks its connection.
+  const sessionWriter = connectRedis({ sentinels, name: opts.durableName, ...auth }, durableTierOptions);
   const cache = connectRedis({ sentinels, name: opts.cacheName, ...auth }, cacheTierOptions);
   for (const [tier, client] of [
     ['durable', durable],
@@ -80,7 +82,12 @@ export function connectRedisTiers(opts: {
       defaultTtlSeconds: opts.cacheTtlSeconds,
     }),
     sessions: createRedisSessionStore(durable, opts.sessionTtlSeconds, {
-      onUnreplicated: (op) => opts.logger.warn({ op }, 'session write not on a replica within 500 ms (WAIT 1)'),
+      writer: sessionWriter,
+      onUnreplicated: (op) =>
+        opts.logger.warn(
+          { op },
+          'session write not on a replica within 500 ms (WAIT 1); for 1 s session writes do not wait for one',
+        ),
     }),
     rateLimiter: createRedisRateLimiter(durable),
     idempotency: createRedisIdempotencyStore(durable),
@@ -88,7 +95,7 @@ export function connectRedisTiers(opts: {
     connectDurable: () =>
       connectRedis({ sentinels, name: opts.durableName, ...auth }, { ...subscriberOptions, connectTimeout: 2000 }),
     async close() {
-      for (const c of [durable, cache, cacheSubscriber]) c?.disconnect();
+      for (const c of [durable, sessionWriter, cache, cacheSubscriber]) c?.disconnect();
     },
   };
 }
