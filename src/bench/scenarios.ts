@@ -3,7 +3,7 @@ import type { Ledger } from './ledger.ts';
 import type { RequestSpec } from './load.ts';
 import { mulberry32, type SeedManifest, zipf } from './seed.ts';
 
-export const scenarioNames = ['mixed', 'read-photo', 'upload', 'celebrity', 'writes', 'steady'] as const;
+export const scenarioNames = ['mixed', 'read-photo', 'upload', 'celebrity', 'writes', 'steady', 'db-writes'] as const;
 export type ScenarioName = (typeof scenarioNames)[number];
 
 /** Makes request i of a run; writes record themselves in the ledger when acknowledged. */
@@ -27,7 +27,10 @@ function multipart(png: Buffer, caption: string) {
  * The scenarios. `mixed` is shaped like DeathStarBench's social-network mix:
  * 60 % home feed, 30 % someone's photos and profile, 10 % writes (likes,
  * follows, small uploads). `celebrity` reads with Zipf-skewed popularity, so
- * the celebrity's profile and photos are the hot keys.
+ * the celebrity's profile and photos are the hot keys. `db-writes` changes
+ * a row with every request (a like or an unlike, a follow or an unfollow,
+ * each pair toggled from where the run left it), for the database's ceiling:
+ * no uploads, whose image work would load the web servers first.
  */
 export async function buildScenario(
   name: ScenarioName,
@@ -118,7 +121,62 @@ export async function buildScenario(
       ? { path: `/api/v1/users/${username}/photos`, headers: auth(viewer) }
       : { path: `/api/v1/users/${username}`, headers: auth(viewer) };
 
+  // `db-writes`: each pair's state as the run left it (liked / followed), and the pairs in flight.
+  const toggled = new Map<string, boolean>();
+  const inFlight = new Set<string>();
+  const toggle = (
+    pair: string,
+    path: string,
+    user: number,
+    entry: Parameters<Ledger['add']>[0],
+    same: (e: Parameters<Ledger['add']>[0]) => boolean,
+  ): RequestSpec | undefined => {
+    if (inFlight.has(pair)) return undefined;
+    inFlight.add(pair);
+    const undo = toggled.get(pair) === true;
+    return {
+      method: undo ? 'DELETE' : 'PUT',
+      path,
+      headers: keyed(user),
+      onAnswer: (status) => {
+        inFlight.delete(pair);
+        if (status !== 204) return;
+        toggled.set(pair, !undo);
+        if (undo) ledger.drop(same);
+        else ledger.add(entry);
+      },
+    };
+  };
+  const dbWrite = (): RequestSpec => {
+    for (;;) {
+      const user = anyUser();
+      if (random() < 0.6) {
+        const photoId = anyPhoto();
+        const spec = toggle(
+          `like ${user} ${photoId}`,
+          `/api/v1/photos/${photoId}/like`,
+          user,
+          { kind: 'like', user, photoId },
+          (e) => e.kind === 'like' && e.user === user && e.photoId === photoId,
+        );
+        if (spec) return spec;
+      } else {
+        const followee = manifest.users[(user + 1 + Math.floor(random() * (n - 1))) % n] as string;
+        const spec = toggle(
+          `follow ${user} ${followee}`,
+          `/api/v1/users/${followee}/follow`,
+          user,
+          { kind: 'follow', user, followee },
+          (e) => e.kind === 'follow' && e.user === user && e.followee === followee,
+        );
+        if (spec) return spec;
+      }
+    }
+  };
+
   switch (name) {
+    case 'db-writes':
+      return dbWrite;
     case 'read-photo':
       return () => ({ path: `/api/v1/photos/${anyPhoto()}`, headers: auth(anyUser()) });
     case 'upload':

@@ -48,4 +48,34 @@ describe('scenarios', () => {
     expect(followed.length - unfollows).toBeLessThanOrEqual(100);
     expect(ledger.entries.filter((e) => e.kind === 'follow').length).toBe(followed.length - unfollows);
   });
+
+  it('db-writes: every request is a write; each pair is toggled from where it was left, never two at once', async () => {
+    const ledger = new Ledger();
+    const next = await buildScenario('db-writes', manifest, ledger);
+    const state = new Map<string, boolean>();
+    const pending: { pair: string; spec: ReturnType<typeof next> }[] = [];
+    for (let i = 0; i < 2000; i++) {
+      const spec = next(i);
+      expect(['PUT', 'DELETE']).toContain(spec.method);
+      const pair = `${spec.headers?.authorization} ${spec.path}`;
+      expect(pending.some((p) => p.pair === pair)).toBe(false); // not while one is in flight
+      expect(spec.method).toBe(state.get(pair) ? 'DELETE' : 'PUT');
+      pending.push({ pair, spec });
+      // Answer the oldest few, as the site would.
+      while (pending.length > 5) {
+        const done = pending.shift();
+        if (!done) break;
+        done.spec.onAnswer?.(204, '');
+        state.set(done.pair, done.spec.method === 'PUT');
+      }
+    }
+    for (const p of pending.splice(0)) {
+      p.spec.onAnswer?.(204, '');
+      state.set(p.pair, p.spec.method === 'PUT');
+    }
+    // The ledger holds exactly what is liked or followed now.
+    const now = [...state.values()].filter(Boolean).length;
+    expect(ledger.entries.length).toBe(now);
+    expect(now).toBeGreaterThan(0);
+  });
 });

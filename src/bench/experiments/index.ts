@@ -1,4 +1,5 @@
 import type { Experiment } from '../experiment.ts';
+import { ceiling } from './ceiling.ts';
 import { edge } from './edge.ts';
 import { endpoints } from './endpoints.ts';
 import { eviction } from './eviction.ts';
@@ -28,6 +29,7 @@ export const experiments: readonly Experiment[] = [
   queue,
   overload,
   soak,
+  ceiling,
 ] as unknown as readonly Experiment[];
 
 export const experimentNamed = (name: string): Experiment => {
