@@ -5,6 +5,7 @@ import type { Edge } from '../../ports/edge.ts';
 import { type ImageProcessor, ImageTooCostlyError } from '../../ports/images.ts';
 import type { BusinessMetrics } from '../../ports/metrics.ts';
 import type { JobContext, JobQueue } from '../../ports/queue.ts';
+import { shardOfId } from '../../ports/shards.ts';
 import { AppError, forbidden, notFound, payloadTooLarge, unprocessable, unsupportedMediaType } from '../errors.ts';
 import type { Timelines } from '../feed/timelines.ts';
 import { newId } from '../ids.ts';
@@ -131,7 +132,7 @@ export function createPhotoService(deps: {
       if (size.width * size.height > limits.maxPixels) {
         throw payloadTooLarge(`the image has more than ${limits.maxPixels / 1e6} megapixels`);
       }
-      const id = newId();
+      const id = newId(shardOfId(ownerId));
       await blobs.put(originalKey(id), file.data, mimeTypes[format]);
       const createdAt = new Date();
       let created: Awaited<ReturnType<typeof photos.createWithinCap>>;

@@ -1,6 +1,7 @@
 import { type Cache, cached } from '../../ports/cache.ts';
 import type { BusinessMetrics } from '../../ports/metrics.ts';
 import type { Session, SessionStore } from '../../ports/sessions.ts';
+import { shardOfUsername } from '../../ports/shards.ts';
 import { conflict, notFound, unauthorized } from '../errors.ts';
 import { newId } from '../ids.ts';
 import type { Throttle } from '../throttle.ts';
@@ -35,7 +36,7 @@ export function createUserService(deps: {
       await throttle.beforeSignUp(client);
       // A path of the API (/api/v1/users/suggested), not a name.
       if (reservedUsernames.has(username)) throw conflict('that username is taken');
-      const id = newId();
+      const id = newId(shardOfUsername(username));
       const created = await users.create({ id, username, passwordHash: await hashPassword(password) });
       if (!created) throw conflict('that username is taken');
       // A lookup of this name before it existed may have cached "no such user".
