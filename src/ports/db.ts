@@ -36,6 +36,26 @@ export interface Database {
     photo_id: string;
     created_at: Generated<Date>;
   };
+  /** The copy of `follows` on the followee's shard. */
+  followers: {
+    followee_id: string;
+    follower_id: string;
+    created_at: Generated<Date>;
+  };
+  /** The copy of `likes` on the photo's shard. */
+  photo_likes: {
+    photo_id: string;
+    user_id: string;
+    created_at: Generated<Date>;
+  };
+  /** Edges whose copy on the other end's shard may not match yet. */
+  edge_outbox: {
+    id: Generated<string>;
+    kind: 'follow' | 'like';
+    source_id: string;
+    target_id: string;
+    created_at: Generated<Date>;
+  };
   daily_active_users: {
     day: string;
     user_id: string;
@@ -92,17 +112,56 @@ export class StoreUnavailableError extends Error {
   }
 }
 
-/**
- * The relational store. `primary` takes writes; `reader` answers reads and may
- * be a replica in clustered topologies. Both speak the same SQL.
- */
-export interface Db {
+/** One database's handles: `primary` takes writes, `reader` answers reads (a replica in clustered topologies). */
+export interface ShardDb {
   readonly primary: QueryBuilder;
   reader(): QueryBuilder;
   /** Runs `fn` in one transaction on the primary. */
   transaction<T>(fn: (trx: QueryBuilder) => Promise<T>): Promise<T>;
+}
+
+/**
+ * The relational store, and its router by shard key. A user's rows (their
+ * account, photos, likes and follows given, and the reverse edges of what
+ * others did to them) live on the user's logical shard; `forKey` takes a
+ * user's or a photo's id (the id carries its shard, see ports/shards.ts),
+ * `forUsername` a name, and `each` gives every database once, for the reads
+ * that span all users (search, suggestions, KPIs), which fan out with a
+ * bound. Unsharded topologies keep one database behind all 64 logical
+ * shards: the same app code runs at every stage. The store's own handles
+ * (`primary`, `reader`) are for what is not a user's: sessions, rate limits
+ * and idempotency keys when they live in the database.
+ */
+export interface Db extends ShardDb {
+  forKey(id: string): ShardDb;
+  forUsername(username: string): ShardDb;
+  each(): ShardDb[];
   readonly consistency: ReadConsistency;
   /** Resolves when the store can answer reads (a replica is enough). */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Runs `read` on every database of `db` (at most `concurrency` at once) and returns the results in `each()` order. */
+export async function fanOut<T>(db: Db, read: (shard: ShardDb) => Promise<T>, concurrency = 8): Promise<T[]> {
+  const shards = db.each();
+  const out = new Array<T>(shards.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < shards.length; i = next++) out[i] = await read(shards[i] as ShardDb);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, shards.length) }, worker));
+  return out;
+}
+
+/** `ids` grouped by the database that holds them (one group when unsharded), in first-seen order. */
+export function byShard(db: Db, ids: Iterable<string>): { shard: ShardDb; ids: string[] }[] {
+  const groups = new Map<ShardDb, string[]>();
+  for (const id of ids) {
+    const shard = db.forKey(id);
+    const list = groups.get(shard);
+    if (list) list.push(id);
+    else groups.set(shard, [id]);
+  }
+  return [...groups].map(([shard, list]) => ({ shard, ids: list }));
 }

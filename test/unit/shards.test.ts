@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { idPattern, newId } from '../../src/app/ids.ts';
-import { logicalShards, shardOfId, shardOfUsername } from '../../src/ports/shards.ts';
+import {
+  initialShardMap,
+  logicalShards,
+  rebalancePlan,
+  shardOfId,
+  shardOfUsername,
+  shardSchema,
+} from '../../src/ports/shards.ts';
 
 describe('logical shards in ids', () => {
   it('every id carries its logical shard in its first character, and stays a 16-character URL-safe id', () => {
@@ -26,5 +33,40 @@ describe('logical shards in ids', () => {
     expect(Math.max(...counts) / mean).toBeLessThan(1.1);
     expect(Math.min(...counts) / mean).toBeGreaterThan(0.9);
     expect(shardOfUsername('alice')).toBe(shardOfUsername('alice'));
+  });
+});
+
+describe('the shard map', () => {
+  it('deals the logical shards out over the clusters in near-equal ranges', () => {
+    const map = initialShardMap(['pg-a', 'pg-b']);
+    expect(map.version).toBe(1);
+    expect(map.clusters.filter((c) => c === 'pg-a')).toHaveLength(32);
+    expect(map.clusters.slice(0, 32).every((c) => c === 'pg-a')).toBe(true);
+    const three = initialShardMap(['a', 'b', 'c']);
+    expect(['a', 'b', 'c'].map((c) => three.clusters.filter((x) => x === c).length).sort()).toEqual([21, 21, 22]);
+  });
+
+  it('adding a third cluster moves about a third of the shards, all to it, and evens the three out', () => {
+    const map = initialShardMap(['pg-a', 'pg-b']);
+    const moves = rebalancePlan(map, ['pg-a', 'pg-b', 'pg-c']);
+    expect(moves.length).toBe(21);
+    expect(moves.every((m) => m.to === 'pg-c')).toBe(true);
+    const after = [...map.clusters];
+    for (const m of moves) {
+      expect(after[m.shard]).toBe(m.from);
+      after[m.shard] = m.to;
+    }
+    const counts = ['pg-a', 'pg-b', 'pg-c'].map((c) => after.filter((x) => x === c).length).sort();
+    expect(counts).toEqual([21, 21, 22]);
+    // Balanced already: nothing to move.
+    expect(rebalancePlan({ version: 2, clusters: after }, ['pg-a', 'pg-b', 'pg-c'])).toEqual([]);
+  });
+
+  it('a cluster left out of the plan is emptied onto the others', () => {
+    const map = initialShardMap(['pg-a', 'pg-b', 'pg-c']);
+    const moves = rebalancePlan(map, ['pg-a', 'pg-b']);
+    expect(moves.every((m) => m.from === 'pg-c')).toBe(true);
+    expect(moves.length).toBe(map.clusters.filter((c) => c === 'pg-c').length);
+    expect(shardSchema(7)).toBe('shard_07');
   });
 });

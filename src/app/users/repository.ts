@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Db } from '../../ports/db.ts';
+import { type Db, fanOut } from '../../ports/db.ts';
 
 export interface UserRow {
   id: string;
@@ -23,11 +23,21 @@ export interface PersonRow {
   followerCount: number;
 }
 
+const person = (r: { id: string; username: string; follower_count: number }) => ({
+  id: r.id,
+  username: r.username,
+  followerCount: Number(r.follower_count),
+});
+
+/** A day as the database returns it (a date, or its text), as a number to sort by. */
+const dayOf = (d: unknown) => new Date(d as string | Date).getTime();
+
 export function createUserRepository(db: Db) {
   return {
     async create(user: { id: string; username: string; passwordHash: string }): Promise<boolean> {
-      const result = await db.primary
-        .insertInto('users')
+      const result = await db
+        .forKey(user.id)
+        .primary.insertInto('users')
         .values({ id: user.id, username: user.username, password_hash: user.passwordHash })
         .onConflict((oc) => oc.column('username').doNothing())
         .executeTakeFirst();
@@ -35,7 +45,8 @@ export function createUserRepository(db: Db) {
     },
 
     async getByUsername(username: string, fromPrimary = false): Promise<UserRow | undefined> {
-      const row = await (fromPrimary ? db.primary : db.reader())
+      const shard = db.forUsername(username);
+      const row = await (fromPrimary ? shard.primary : shard.reader())
         .selectFrom('users')
         .select(['id', 'username', 'password_hash', 'created_at'])
         .where('username', '=', username)
@@ -50,85 +61,101 @@ export function createUserRepository(db: Db) {
       );
     },
 
-    /** Usernames that start with `prefix`, in order, with their follower counts (a range scan of the username index). */
+    /**
+     * Usernames that start with `prefix`, in order, with their follower counts:
+     * a range scan of the username index on every shard, merged.
+     */
     async searchByPrefix(prefix: string, limit: number): Promise<(PersonRow & { id: string })[]> {
-      return (
-        db
+      const perShard = await fanOut(db, (shard) =>
+        shard
           .reader()
-          .selectFrom('users as u')
-          .select((eb) => [
-            'u.id',
-            'u.username',
-            eb
-              .selectFrom('follows')
-              .select(eb.fn.countAll<string>().as('n'))
-              .whereRef('followee_id', '=', 'u.id')
-              .as('followerCount'),
-          ])
+          .selectFrom('users')
+          .select(['id', 'username', 'follower_count'])
           // '~' sorts after every character a username may hold (a-z, 0-9, _).
-          .where('u.username', '>=', prefix)
-          .where('u.username', '<', `${prefix}~`)
-          .orderBy('u.username')
+          .where('username', '>=', prefix)
+          .where('username', '<', `${prefix}~`)
+          .orderBy('username')
           .limit(limit)
-          .execute()
-          .then((rows) =>
-            rows.map((r) => ({ id: r.id, username: r.username, followerCount: Number(r.followerCount ?? 0) })),
-          )
+          .execute(),
       );
+      return perShard
+        .flat()
+        .sort((a, b) => (a.username < b.username ? -1 : a.username > b.username ? 1 : 0))
+        .slice(0, limit)
+        .map(person);
     },
 
     /**
      * Accounts active lately (the daily-active days, newest first), then the
      * newest accounts: suggestions for a site where nobody follows anyone yet.
+     * Each shard answers for its users; the answers are merged.
      */
     async recentlyActive(limit: number): Promise<(PersonRow & { id: string })[]> {
-      const active = await db
-        .reader()
-        .selectFrom('daily_active_users as d')
-        .innerJoin('users as u', 'u.id', 'd.user_id')
-        .select((eb) => ['u.id', 'u.username', 'u.follower_count', eb.fn.max('d.day').as('lastDay')])
-        .where('d.day', '>=', sql<string>`current_date - 30`)
-        .groupBy(['u.id', 'u.username', 'u.follower_count'])
-        .orderBy('lastDay', 'desc')
-        .orderBy('u.username')
-        .limit(limit)
-        .execute();
+      const active = (
+        await fanOut(db, (shard) =>
+          shard
+            .reader()
+            .selectFrom('daily_active_users as d')
+            .innerJoin('users as u', 'u.id', 'd.user_id')
+            .select((eb) => ['u.id', 'u.username', 'u.follower_count', eb.fn.max('d.day').as('lastDay')])
+            .where('d.day', '>=', sql<string>`current_date - 30`)
+            .groupBy(['u.id', 'u.username', 'u.follower_count'])
+            .orderBy('lastDay', 'desc')
+            .orderBy('u.username')
+            .limit(limit)
+            .execute(),
+        )
+      )
+        .flat()
+        .sort((a, b) => dayOf(b.lastDay) - dayOf(a.lastDay) || (a.username < b.username ? -1 : 1));
       const newest =
         active.length >= limit
           ? []
-          : await db
-              .reader()
-              .selectFrom('users')
-              .select(['id', 'username', 'follower_count'])
-              .orderBy('created_at', 'desc')
-              .limit(limit)
-              .execute();
+          : (
+              await fanOut(db, (shard) =>
+                shard
+                  .reader()
+                  .selectFrom('users')
+                  .select(['id', 'username', 'follower_count', 'created_at'])
+                  .orderBy('created_at', 'desc')
+                  .limit(limit)
+                  .execute(),
+              )
+            )
+              .flat()
+              .sort((a, b) => new Date(b.created_at).getTime() - new Date(a.created_at).getTime());
       const seen = new Set<string>();
       return [...active, ...newest]
         .filter((r) => !seen.has(r.id) && seen.add(r.id))
         .slice(0, limit)
-        .map((r) => ({ id: r.id, username: r.username, followerCount: Number(r.follower_count) }));
+        .map(person);
     },
 
-    /** The most-followed accounts, most followers first. */
+    /** The most-followed accounts, most followers first (the denormalised count, on every shard, merged). */
     async mostFollowed(limit: number): Promise<(PersonRow & { id: string })[]> {
-      const rows = await db
-        .reader()
-        .selectFrom('follows as f')
-        .innerJoin('users as u', 'u.id', 'f.followee_id')
-        .select((eb) => ['u.id', 'u.username', eb.fn.countAll<string>().as('followerCount')])
-        .groupBy(['u.id', 'u.username'])
-        .orderBy('followerCount', 'desc')
-        .orderBy('u.username')
-        .limit(limit)
-        .execute();
-      return rows.map((r) => ({ id: r.id, username: r.username, followerCount: Number(r.followerCount) }));
+      const perShard = await fanOut(db, (shard) =>
+        shard
+          .reader()
+          .selectFrom('users')
+          .select(['id', 'username', 'follower_count'])
+          .where('follower_count', '>', 0)
+          .orderBy('follower_count', 'desc')
+          .orderBy('username')
+          .limit(limit)
+          .execute(),
+      );
+      return perShard
+        .flat()
+        .sort((a, b) => b.follower_count - a.follower_count || (a.username < b.username ? -1 : 1))
+        .slice(0, limit)
+        .map(person);
     },
 
     /** Sets an account's role; false when there is no such account. */
     async setRole(username: string, role: 'member' | 'admin'): Promise<boolean> {
-      const result = await db.primary
-        .updateTable('users')
+      const result = await db
+        .forUsername(username)
+        .primary.updateTable('users')
         .set({ role })
         .where('username', '=', username)
         .executeTakeFirst();
@@ -136,34 +163,47 @@ export function createUserRepository(db: Db) {
     },
 
     async admins(): Promise<string[]> {
-      const rows = await db.primary
-        .selectFrom('users')
-        .select('username')
-        .where('role', '=', 'admin')
-        .orderBy('username')
-        .execute();
-      return rows.map((r) => r.username);
+      const perShard = await fanOut(db, (shard) =>
+        shard.primary.selectFrom('users').select('username').where('role', '=', 'admin').execute(),
+      );
+      return perShard
+        .flat()
+        .map((r) => r.username)
+        .sort();
     },
 
     /** Read on the primary: a role just granted or revoked counts at once. */
     async isAdmin(id: string): Promise<boolean> {
-      const row = await db.primary.selectFrom('users').select('role').where('id', '=', id).executeTakeFirst();
+      const row = await db
+        .forKey(id)
+        .primary.selectFrom('users')
+        .select('role')
+        .where('id', '=', id)
+        .executeTakeFirst();
       return row?.role === 'admin';
     },
 
     async get(id: string): Promise<{ id: string; username: string } | undefined> {
-      return db.reader().selectFrom('users').select(['id', 'username']).where('id', '=', id).executeTakeFirst();
+      return db
+        .forKey(id)
+        .reader()
+        .selectFrom('users')
+        .select(['id', 'username'])
+        .where('id', '=', id)
+        .executeTakeFirst();
     },
 
     async getProfile(username: string, fromPrimary = false): Promise<ProfileRow | undefined> {
-      const row = await (fromPrimary ? db.primary : db.reader())
+      // Everything counted here is on the user's shard: who follows them is the copy in `followers`.
+      const shard = db.forUsername(username);
+      const row = await (fromPrimary ? shard.primary : shard.reader())
         .selectFrom('users as u')
         .select((eb) => [
           'u.id',
           'u.username',
           'u.created_at',
           eb
-            .selectFrom('follows')
+            .selectFrom('followers')
             .select(sql<number>`count(*)::int`.as('n'))
             .whereRef('followee_id', '=', 'u.id')
             .as('follower_count'),

@@ -13,6 +13,7 @@ import {
 import type { Database, Db } from '../../ports/db.ts';
 import { migrate } from './migrate.ts';
 import type { QueryObserver } from './postgres.ts';
+import { unsharded } from './router.ts';
 
 /**
  * PGlite has a single connection. Kysely asks for a connection per query and
@@ -103,7 +104,7 @@ export async function openPgliteDb(dataDir: string | undefined, observe?: QueryO
     },
   });
   await migrate(db);
-  return {
+  return unsharded({
     primary: db,
     reader: () => db,
     transaction: (fn) => db.transaction().execute(fn),
@@ -116,5 +117,5 @@ export async function openPgliteDb(dataDir: string | undefined, observe?: QueryO
       await db.destroy();
       await client.close();
     },
-  };
+  });
 }

@@ -18,6 +18,7 @@ import { ConsistencyScope } from './consistency.ts';
 import { guardPool, isUnavailable } from './errors.ts';
 import { migrate } from './migrate.ts';
 import { type ReplicaDiscovery, ReplicaSet } from './replicas.ts';
+import { unsharded } from './router.ts';
 
 export interface PostgresDbOptions {
   /** The primary: a server, or the load balancer's primary port in front of Patroni. */
@@ -209,7 +210,28 @@ export interface PostgresDb extends Db {
   poolStats(): { total: number; idle: number; waiting: number };
 }
 
-export async function openPostgresDb(options: PostgresDbOptions): Promise<PostgresDb> {
+/**
+ * One PostgreSQL cluster's connections, unmigrated: the primary (its driver
+ * and a Kysely with the write tracker), the reader (replicas with
+ * read-your-writes, else the primary) and the request scope both share. The
+ * unsharded store is one of these; the sharded store has one per cluster.
+ */
+export interface ClusterConnections {
+  primaryDriver: Driver;
+  readerDriver: Driver;
+  primary: Kysely<Database>;
+  reader: Kysely<Database>;
+  scope: ConsistencyScope;
+  /** The primary's WAL position now (retried through a failover). */
+  currentLsn(): Promise<string>;
+  /** Starts watching the replicas. */
+  start(): Promise<void>;
+  replicaStates(): ReturnType<ReplicaSet['states']>;
+  poolStats(): { total: number; idle: number; waiting: number };
+  close(): Promise<void>;
+}
+
+export function connectCluster(options: PostgresDbOptions): ClusterConnections {
   const { logger } = options;
   const pool = new pg.Pool({
     connectionString: options.url,
@@ -238,6 +260,7 @@ export async function openPostgresDb(options: PostgresDbOptions): Promise<Postgr
 
   let replicas: ReplicaSet | undefined;
   let reader = primary;
+  let readerDriver: Driver = primaryDriver;
   if (options.replicas) {
     replicas = new ReplicaSet({
       discovery: options.replicas,
@@ -248,29 +271,18 @@ export async function openPostgresDb(options: PostgresDbOptions): Promise<Postgr
       poolSize: options.poolSize ?? 10,
       logger,
     });
-    reader = new Kysely<Database>({
-      dialect: dialect(new ReaderDriver(primaryDriver, replicas, scope, options.observe)),
-    });
+    readerDriver = new ReaderDriver(primaryDriver, replicas, scope, options.observe);
+    reader = new Kysely<Database>({ dialect: dialect(readerDriver) });
   }
-
-  await migrate(primary);
-  await replicas?.start();
-
   return {
+    primaryDriver,
+    readerDriver,
     primary,
-    reader: () => reader,
-    transaction: (fn) => primary.transaction().execute(fn),
-    consistency: {
-      scope: (fn) => scope.run(fn),
-      begin: (token) => scope.begin(token),
-      // Only a request that wrote needs a new position; the primary's current one covers its commits.
-      token: async () => (scope.wrote ? currentLsn() : scope.minLsn),
-    },
-    // Ready means "can answer": a healthy replica is enough, so that while the
-    // primary fails over the load balancer keeps this server for reads (writes
-    // answer 503 meanwhile) instead of taking the whole site down.
-    ping: async () => {
-      await reader.executeQuery(CompiledQuery.raw('SELECT 1'));
+    reader,
+    scope,
+    currentLsn,
+    start: async () => {
+      await replicas?.start();
     },
     replicaStates: () => replicas?.states() ?? [],
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
@@ -280,4 +292,35 @@ export async function openPostgresDb(options: PostgresDbOptions): Promise<Postgr
       if (reader !== primary) await reader.destroy();
     },
   };
+}
+
+/** A cluster's read-your-writes, for the store's port: begin with a token, and the token after the request. */
+export const clusterConsistency = (c: ClusterConnections): Db['consistency'] => ({
+  scope: (fn) => c.scope.run(fn),
+  begin: (token) => c.scope.begin(token),
+  // Only a request that wrote needs a new position; the primary's current one covers its commits.
+  token: async () => (c.scope.wrote ? c.currentLsn() : c.scope.minLsn),
+});
+
+export async function openPostgresDb(options: PostgresDbOptions): Promise<PostgresDb> {
+  const cluster = connectCluster(options);
+  const { primary, reader } = cluster;
+  await migrate(primary);
+  await cluster.start();
+
+  return unsharded({
+    primary,
+    reader: () => reader,
+    transaction: (fn) => primary.transaction().execute(fn),
+    consistency: clusterConsistency(cluster),
+    // Ready means "can answer": a healthy replica is enough, so that while the
+    // primary fails over the load balancer keeps this server for reads (writes
+    // answer 503 meanwhile) instead of taking the whole site down.
+    ping: async () => {
+      await reader.executeQuery(CompiledQuery.raw('SELECT 1'));
+    },
+    replicaStates: cluster.replicaStates,
+    poolStats: cluster.poolStats,
+    close: cluster.close,
+  });
 }

@@ -1,0 +1,141 @@
+import type { Logger } from 'pino';
+import { logicalShards, type ShardMap } from '../../ports/shards.ts';
+import type { ShardMapSource } from './sharded.ts';
+
+/** Where the shard map lives in etcd, and who may read (or, for the mover, write) it. */
+export interface EtcdTarget {
+  /** http://host:port of an etcd member's client port (its JSON gateway). */
+  endpoint: string;
+  user: string;
+  password: string;
+  key: string;
+}
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+const unb64 = (s: string) => Buffer.from(s, 'base64').toString('utf8');
+
+/** A shard map as stored: checked, so a torn or foreign value never routes a query. */
+export function parseShardMap(text: string): ShardMap {
+  const v = JSON.parse(text) as Partial<ShardMap>;
+  if (
+    !Number.isInteger(v.version) ||
+    !Array.isArray(v.clusters) ||
+    v.clusters.length !== logicalShards ||
+    !v.clusters.every((c) => typeof c === 'string' && /^[a-z0-9][a-z0-9-]{0,30}$/.test(c))
+  ) {
+    throw new Error('not a shard map');
+  }
+  return { version: v.version as number, clusters: v.clusters };
+}
+
+/** A client of etcd's v3 JSON gateway with a user's token (renewed when etcd says it expired). */
+export class EtcdClient {
+  readonly #target: EtcdTarget;
+  #token: string | undefined;
+  constructor(target: EtcdTarget) {
+    this.#target = target;
+  }
+  async #authenticate(): Promise<string> {
+    const res = await fetch(`${this.#target.endpoint}/v3/auth/authenticate`, {
+      method: 'POST',
+      body: JSON.stringify({ name: this.#target.user, password: this.#target.password }),
+      signal: AbortSignal.timeout(2000),
+    });
+    const body = (await res.json()) as { token?: string; message?: string };
+    if (!res.ok || !body.token) throw new Error(`etcd authentication failed: ${body.message ?? res.status}`);
+    this.#token = body.token;
+    return body.token;
+  }
+  async call<T>(path: string, body: unknown): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const token = this.#token ?? (await this.#authenticate());
+      const res = await fetch(`${this.#target.endpoint}${path}`, {
+        method: 'POST',
+        headers: { authorization: token },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(2000),
+      });
+      const out = (await res.json()) as T & { message?: string };
+      if (res.ok) return out;
+      // An expired or unknown token: authenticate again, once.
+      if (attempt === 0 && /token/i.test(out.message ?? '')) {
+        this.#token = undefined;
+        continue;
+      }
+      throw new Error(`etcd ${path}: ${out.message ?? res.status}`);
+    }
+  }
+  /** The key's value and its modification revision; undefined when absent. */
+  async get(key: string): Promise<{ value: string; modRevision: string } | undefined> {
+    const r = await this.call<{ kvs?: { value: string; mod_revision: string }[] }>('/v3/kv/range', { key: b64(key) });
+    const kv = r.kvs?.[0];
+    return kv ? { value: unb64(kv.value), modRevision: kv.mod_revision } : undefined;
+  }
+  /** Writes `value` only if the key is still at `modRevision` ('0': only if absent); false when it moved on. */
+  async putIf(key: string, value: string, modRevision: string): Promise<boolean> {
+    const compare =
+      modRevision === '0'
+        ? { key: b64(key), target: 'VERSION', result: 'EQUAL', version: '0' }
+        : { key: b64(key), target: 'MOD', result: 'EQUAL', mod_revision: modRevision };
+    const r = await this.call<{ succeeded?: boolean }>('/v3/kv/txn', {
+      compare: [compare],
+      success: [{ request_put: { key: b64(key), value: b64(value) } }],
+    });
+    return r.succeeded === true;
+  }
+}
+
+/**
+ * The shard map from etcd, read at start and then every `pollMs` (and at
+ * once when a query finds its shard gone). A change reaches a process within
+ * `pollMs`; the move's fence covers the gap: a write routed by an old map is
+ * refused on the old cluster, and waits here for the new map.
+ */
+export async function etcdShardMap(
+  target: EtcdTarget,
+  opts: { pollMs?: number; logger: Logger },
+): Promise<ShardMapSource> {
+  const client = new EtcdClient(target);
+  const read = async () => {
+    const kv = await client.get(target.key);
+    if (!kv) throw new Error(`no shard map at ${target.key} in etcd`);
+    return parseShardMap(kv.value);
+  };
+  let map = await read();
+  const waiters = new Set<() => void>();
+  const set = (next: ShardMap) => {
+    if (next.version <= map.version) return;
+    opts.logger.info({ from: map.version, to: next.version }, 'shard map changed');
+    map = next;
+    for (const w of [...waiters]) w();
+  };
+  const refresh = async () => {
+    set(await read());
+    return map;
+  };
+  let stopped = false;
+  const timer = setInterval(() => {
+    if (!stopped)
+      refresh().catch((err) => opts.logger.warn({ err: (err as Error).message }, 'shard map: etcd read failed'));
+  }, opts.pollMs ?? 250);
+  timer.unref();
+  return {
+    current: () => map,
+    refresh,
+    changed: (version, ms) =>
+      new Promise((resolve) => {
+        if (map.version > version) return resolve(map);
+        const done = () => {
+          clearTimeout(t);
+          waiters.delete(done);
+          resolve(map);
+        };
+        const t = setTimeout(done, ms);
+        waiters.add(done);
+      }),
+    close: async () => {
+      stopped = true;
+      clearInterval(timer);
+    },
+  };
+}

@@ -1,0 +1,317 @@
+import {
+  CompiledQuery,
+  type DatabaseConnection,
+  type Driver,
+  Kysely,
+  type KyselyPlugin,
+  PostgresAdapter,
+  PostgresIntrospector,
+  PostgresQueryCompiler,
+  type QueryResult,
+  type TransactionSettings,
+} from 'kysely';
+import type { Logger } from 'pino';
+import { type Database, type Db, type ShardDb, StoreUnavailableError } from '../../ports/db.ts';
+import { logicalShards, type ShardMap, shardOfId, shardOfUsername, shardSchema } from '../../ports/shards.ts';
+import { parseLsn } from './consistency.ts';
+import { migrate } from './migrate.ts';
+import { type ClusterConnections, clusterConsistency, connectCluster, type PostgresDbOptions } from './postgres.ts';
+import type { ReplicaDiscovery } from './replicas.ts';
+
+/** The shard map as this process knows it, and how it learns of changes. */
+export interface ShardMapSource {
+  current(): ShardMap;
+  /** Resolves with the map once its version passes `version`, or after `ms` with the map as it is. */
+  changed(version: number, ms: number): Promise<ShardMap>;
+  /** Reads the authoritative copy now (a query found its shard gone: the map may have moved it). */
+  refresh(): Promise<ShardMap>;
+  close(): Promise<void>;
+}
+
+/** A map that never changes (tests, and a topology that has not moved a shard). */
+export function fixedShardMap(map: ShardMap): ShardMapSource {
+  return {
+    current: () => map,
+    changed: async (_version, ms) => {
+      await new Promise((r) => setTimeout(r, ms));
+      return map;
+    },
+    refresh: async () => map,
+    close: async () => {},
+  };
+}
+
+export interface ShardedDbOptions extends Omit<PostgresDbOptions, 'url' | 'replicas'> {
+  clusters: { name: string; url: string; replicas?: ReplicaDiscovery }[];
+  map: ShardMapSource;
+  /**
+   * How long a query on a shard that is moving waits for the map to change
+   * (the write pause of a move) before it answers 503.
+   */
+  moveWaitMs?: number;
+}
+
+/** SQLSTATEs of a shard that is not (or no longer) writable here: fenced by a move, or dropped after one. */
+const movedCodes = new Set(['42501', '42P01', '3F000']);
+const isMoved = (err: unknown) => movedCodes.has((err as { code?: string })?.code ?? '');
+
+/** A query in a transaction found its shard moved: the transaction is run again where the map now says. */
+class ShardMovedError extends Error {
+  readonly version: number;
+  constructor(shard: number, version: number, options?: { cause?: unknown }) {
+    super(`logical shard ${shard} moved`, options);
+    this.name = 'ShardMovedError';
+    this.version = version;
+  }
+}
+
+interface Routed {
+  inner: DatabaseConnection;
+  origin: Driver;
+  version: number;
+  inTransaction: boolean;
+}
+
+/**
+ * A logical shard's driver: each connection comes from the cluster the map
+ * names now. A statement outside a transaction that finds the shard moved
+ * (fenced on the old cluster, or dropped from it) waits for the map to change
+ * and runs again on the new cluster (nothing was written: the fence refused
+ * it); inside a transaction it fails with ShardMovedError, and the store
+ * runs the whole transaction again.
+ */
+class ShardDriver implements Driver {
+  readonly #shard: number;
+  readonly #role: 'primary' | 'reader';
+  readonly #store: ShardedStore;
+  constructor(shard: number, role: 'primary' | 'reader', store: ShardedStore) {
+    this.#shard = shard;
+    this.#role = role;
+    this.#store = store;
+  }
+  async init() {}
+  async acquireConnection(): Promise<DatabaseConnection> {
+    const map = this.#store.map.current();
+    const cluster = this.#store.cluster(map.clusters[this.#shard] as string);
+    const origin = this.#role === 'primary' ? cluster.primaryDriver : cluster.readerDriver;
+    const inner = await origin.acquireConnection();
+    const routed: Routed = { inner, origin, version: map.version, inTransaction: false };
+    const shard = this.#shard;
+    const store = this.#store;
+    const role = this.#role;
+    const connection: DatabaseConnection & { routed: Routed } = {
+      routed,
+      async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+        try {
+          return await routed.inner.executeQuery<R>(query);
+        } catch (err) {
+          if (!isMoved(err)) throw err;
+          if (routed.inTransaction) throw new ShardMovedError(shard, routed.version, { cause: err });
+          const next = await store.awaitMove(shard, routed.version, err);
+          const d = store.driverOf(next.clusters[shard] as string, role);
+          const fresh = await d.acquireConnection();
+          try {
+            return await fresh.executeQuery<R>(query);
+          } finally {
+            await d.releaseConnection(fresh);
+          }
+        }
+      },
+      streamQuery<R>(query: CompiledQuery, chunkSize: number) {
+        return routed.inner.streamQuery<R>(query, chunkSize);
+      },
+    };
+    return connection;
+  }
+  beginTransaction(conn: DatabaseConnection, settings: TransactionSettings) {
+    const r = (conn as unknown as { routed: Routed }).routed;
+    r.inTransaction = true;
+    return r.origin.beginTransaction(r.inner, settings);
+  }
+  commitTransaction(conn: DatabaseConnection) {
+    const r = (conn as unknown as { routed: Routed }).routed;
+    return r.origin.commitTransaction(r.inner);
+  }
+  rollbackTransaction(conn: DatabaseConnection) {
+    const r = (conn as unknown as { routed: Routed }).routed;
+    return r.origin.rollbackTransaction(r.inner);
+  }
+  releaseConnection(conn: DatabaseConnection) {
+    const r = (conn as unknown as { routed: Routed }).routed;
+    r.inTransaction = false;
+    return r.origin.releaseConnection(r.inner);
+  }
+  async destroy() {}
+}
+
+const dialect = (driver: Driver) => ({
+  createAdapter: () => new PostgresAdapter(),
+  createDriver: () => driver,
+  createIntrospector: (k: Kysely<unknown>) => new PostgresIntrospector(k),
+  createQueryCompiler: () => new PostgresQueryCompiler(),
+});
+
+/** Marks the request as having written on the cluster that holds `shard` now. */
+const writeTracker = (store: ShardedStore, shard: number): KyselyPlugin => ({
+  transformQuery(args) {
+    if (args.node.kind !== 'SelectQueryNode') store.clusterOfShard(shard).scope.markWrite();
+    return args.node;
+  },
+  async transformResult(args) {
+    return args.result;
+  },
+});
+
+class ShardedStore {
+  readonly map: ShardMapSource;
+  readonly #clusters: Map<string, ClusterConnections>;
+  readonly #moveWaitMs: number;
+  readonly #logger: Logger;
+  constructor(map: ShardMapSource, clusters: Map<string, ClusterConnections>, moveWaitMs: number, logger: Logger) {
+    this.map = map;
+    this.#clusters = clusters;
+    this.#moveWaitMs = moveWaitMs;
+    this.#logger = logger;
+  }
+  cluster(name: string): ClusterConnections {
+    const c = this.#clusters.get(name);
+    if (!c) throw new StoreUnavailableError(`the shard map names a cluster this process does not know: ${name}`);
+    return c;
+  }
+  clusterOfShard(shard: number): ClusterConnections {
+    return this.cluster(this.map.current().clusters[shard] as string);
+  }
+  driverOf(cluster: string, role: 'primary' | 'reader'): Driver {
+    const c = this.cluster(cluster);
+    return role === 'primary' ? c.primaryDriver : c.readerDriver;
+  }
+  /**
+   * The shard was found moved at map `version`: read the map again and wait
+   * (up to moveWaitMs) until it names a newer home; else 503.
+   */
+  async awaitMove(shard: number, version: number, cause: unknown): Promise<ShardMap> {
+    let map = await this.map.refresh().catch(() => this.map.current());
+    const deadline = Date.now() + this.#moveWaitMs;
+    while (map.version <= version && Date.now() < deadline) {
+      map = await this.map.changed(version, Math.min(250, deadline - Date.now()));
+      if (map.version <= version) map = await this.map.refresh().catch(() => map);
+    }
+    if (map.version <= version) {
+      this.#logger.warn({ shard, version }, 'a logical shard is fenced and the map has not moved it yet');
+      throw new StoreUnavailableError(`logical shard ${shard} is moving`, { cause });
+    }
+    return map;
+  }
+  clusters(): ClusterConnections[] {
+    return [...this.#clusters.values()];
+  }
+}
+
+/** A cluster's token in a composite read-your-writes token: `name:lsn`, joined by '+' (cookie-safe). */
+const tokenPart = (name: string, lsn: string) => `${name}:${lsn}`;
+
+/**
+ * The sharded store: `clusters` (each a Patroni cluster behind its own
+ * proxy, with its replicas) and the shard map that places the 64 logical
+ * shards on them. Each logical shard is a schema (`shard_NN`) with every
+ * table; `forKey` gives the shard of an id (one ShardDb per logical shard,
+ * whose connections go wherever the map says at the time). Each web server
+ * migrates the schemas its map places on each cluster at start (a move
+ * creates the target's itself). Read-your-writes is per cluster: the token
+ * carries each written cluster's WAL position.
+ */
+export async function openShardedDb(options: ShardedDbOptions): Promise<Db & { map: ShardMapSource }> {
+  const connections = new Map(
+    options.clusters.map((c) => [c.name, connectCluster({ ...options, url: c.url, replicas: c.replicas })]),
+  );
+  const store = new ShardedStore(options.map, connections, options.moveWaitMs ?? 5000, options.logger);
+  const map = options.map.current();
+  for (const [name, c] of connections) {
+    for (let k = 0; k < logicalShards; k++) if (map.clusters[k] === name) await migrate(c.primary, shardSchema(k));
+  }
+  // What is not a user's (database sessions, rate limits, idempotency keys) lives on the first cluster.
+  const [home] = connections.values();
+  if (!home) throw new Error('a sharded store needs a cluster');
+  await migrate(home.primary);
+  for (const c of connections.values()) await c.start();
+
+  const shards: ShardDb[] = Array.from({ length: logicalShards }, (_, k) => {
+    const primary = new Kysely<Database>({
+      dialect: dialect(new ShardDriver(k, 'primary', store)),
+      plugins: [writeTracker(store, k)],
+    }).withSchema(shardSchema(k));
+    const reader = new Kysely<Database>({ dialect: dialect(new ShardDriver(k, 'reader', store)) }).withSchema(
+      shardSchema(k),
+    );
+    return {
+      primary,
+      reader: () => reader,
+      async transaction(fn) {
+        for (let attempt = 0; ; attempt++) {
+          try {
+            return await primary.transaction().execute(fn);
+          } catch (err) {
+            if (!(err instanceof ShardMovedError) || attempt >= 2) throw err;
+            await store.awaitMove(k, err.version, err);
+          }
+        }
+      },
+    };
+  });
+  const shardOf = (k: number) => {
+    const s = shards[k];
+    if (!s) throw new RangeError(`no logical shard ${k}`);
+    return s;
+  };
+  const names = [...connections.keys()];
+  const consistencies = names.map((n) => clusterConsistency(connections.get(n) as ClusterConnections));
+
+  return {
+    map: options.map,
+    primary: home.primary,
+    reader: () => home.reader,
+    transaction: (fn) => home.primary.transaction().execute(fn),
+    forKey: (id) => shardOf(Math.max(0, shardOfId(id))),
+    forUsername: (username) => shardOf(shardOfUsername(username)),
+    each: () => shards,
+    consistency: {
+      scope: (fn) => {
+        const nest = (i: number): void => {
+          const c = consistencies[i];
+          if (c) c.scope(() => nest(i + 1));
+          else fn();
+        };
+        nest(0);
+      },
+      begin: (token) => {
+        const parts = new Map(
+          (token ?? '').split('+').map((p) => {
+            const at = p.lastIndexOf(':');
+            return [p.slice(0, at), p.slice(at + 1)] as const;
+          }),
+        );
+        names.forEach((n, i) => {
+          const lsn = parts.get(n);
+          consistencies[i]?.begin(lsn && parseLsn(lsn) !== null ? lsn : undefined);
+        });
+      },
+      token: async () => {
+        const parts = await Promise.all(
+          names.map(async (n, i) => {
+            const lsn = await consistencies[i]?.token();
+            return lsn ? tokenPart(n, lsn) : undefined;
+          }),
+        );
+        const present = parts.filter((p): p is string => p !== undefined);
+        return present.length > 0 ? present.join('+') : undefined;
+      },
+    },
+    ping: async () => {
+      await Promise.all(store.clusters().map((c) => c.reader.executeQuery(CompiledQuery.raw('SELECT 1'))));
+    },
+    close: async () => {
+      await options.map.close();
+      for (const c of connections.values()) await c.close();
+    },
+  };
+}
