@@ -1,8 +1,8 @@
 import { readdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
-import { appDatabase } from '../cluster/components/postgres/server.ts';
+import type pg from 'pg';
+import { primaryClient } from '../cluster/components/db-proxy/query.ts';
 import type { ClusterState } from '../cluster/run/index.ts';
 import { callSupervisor } from '../cluster/supervisor/client.ts';
 import { processesOf } from '../cluster/topology/select.ts';
@@ -150,22 +150,6 @@ interface WalSample {
   walBytes: number;
   syncs: number;
   syncMs: number;
-}
-
-/** A superuser connection to the primary, through the database proxy. */
-async function primaryClient(state: ClusterState): Promise<pg.Client> {
-  const [proxy] = processesOf(state.topology, 'dbProxy');
-  if (!proxy) throw new Error('this topology has no database proxy');
-  const client = new pg.Client({
-    host: proxy.primary.host,
-    port: proxy.primary.port,
-    user: 'postgres',
-    password: state.secrets.superuser,
-    database: appDatabase,
-  });
-  client.on('error', () => {});
-  await client.connect();
-  return client;
 }
 
 async function walSample(client: pg.Client): Promise<WalSample> {

@@ -6,36 +6,16 @@ import { createSocialRepository } from '../../src/app/social/repository.ts';
 import { createUserRepository } from '../../src/app/users/repository.ts';
 import { fence, isFenced } from '../../src/platform/db/fence.ts';
 import { migrate } from '../../src/platform/db/migrate.ts';
-import { openShardedDb, type ShardMapSource } from '../../src/platform/db/sharded.ts';
+import { heldShardMap, openShardedDb, type ShardMapSource } from '../../src/platform/db/sharded.ts';
 import { createLogger } from '../../src/platform/observability/logger.ts';
 import type { Db } from '../../src/ports/db.ts';
 import { initialShardMap, type ShardMap, shardOfId, shardOfUsername, shardSchema } from '../../src/ports/shards.ts';
 import { createTestDatabase } from '../support/postgres.ts';
 
 /** A map this test changes by hand, as the mover changes etcd's. */
-function movableMap(first: ShardMap): ShardMapSource & { set(map: ShardMap): void } {
-  let map = first;
-  const waiters = new Set<() => void>();
-  return {
-    current: () => map,
-    set(next) {
-      map = next;
-      for (const w of waiters) w();
-    },
-    changed: (version, ms) =>
-      new Promise((resolve) => {
-        if (map.version > version) return resolve(map);
-        const done = () => {
-          clearTimeout(timer);
-          waiters.delete(done);
-          resolve(map);
-        };
-        const timer = setTimeout(done, ms);
-        waiters.add(done);
-      }),
-    refresh: async () => map,
-    close: async () => {},
-  };
+function movableMap(first: ShardMap): ShardMapSource & { set(map: ShardMap): boolean } {
+  const held = heldShardMap(first);
+  return { ...held, refresh: async () => held.current(), close: async () => {} };
 }
 
 /** A name whose logical shard is placed on `cluster` by `map`. */

@@ -1,4 +1,4 @@
-import { type ExpressionBuilder, sql } from 'kysely';
+import type { ExpressionBuilder } from 'kysely';
 import { byShard, type Database, type Db, fanOut, type PhotoVariantRecord, type QueryBuilder } from '../../ports/db.ts';
 import type { Cursor } from '../cursor.ts';
 

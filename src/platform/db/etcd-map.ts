@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { logicalShards, type ShardMap } from '../../ports/shards.ts';
-import type { ShardMapSource } from './sharded.ts';
+import { heldShardMap, type ShardMapSource } from './sharded.ts';
 
 /** Where the shard map lives in etcd, and who may read (or, for the mover, write) it. */
 export interface EtcdTarget {
@@ -101,17 +101,11 @@ export async function etcdShardMap(
     if (!kv) throw new Error(`no shard map at ${target.key} in etcd`);
     return parseShardMap(kv.value);
   };
-  let map = await read();
-  const waiters = new Set<() => void>();
-  const set = (next: ShardMap) => {
-    if (next.version <= map.version) return;
-    opts.logger.info({ from: map.version, to: next.version }, 'shard map changed');
-    map = next;
-    for (const w of [...waiters]) w();
-  };
+  const held = heldShardMap(await read());
   const refresh = async () => {
-    set(await read());
-    return map;
+    const before = held.current().version;
+    if (held.set(await read())) opts.logger.info({ from: before, to: held.current().version }, 'shard map changed');
+    return held.current();
   };
   let stopped = false;
   const timer = setInterval(() => {
@@ -120,19 +114,9 @@ export async function etcdShardMap(
   }, opts.pollMs ?? 250);
   timer.unref();
   return {
-    current: () => map,
+    current: held.current,
+    changed: held.changed,
     refresh,
-    changed: (version, ms) =>
-      new Promise((resolve) => {
-        if (map.version > version) return resolve(map);
-        const done = () => {
-          clearTimeout(t);
-          waiters.delete(done);
-          resolve(map);
-        };
-        const t = setTimeout(done, ms);
-        waiters.add(done);
-      }),
     close: async () => {
       stopped = true;
       clearInterval(timer);

@@ -28,6 +28,37 @@ export interface ShardMapSource {
   close(): Promise<void>;
 }
 
+/**
+ * A map held in this process, and its waiters: `set` a newer one (an older
+ * or equal version is ignored) and every `changed` waiting on it resolves.
+ */
+export function heldShardMap(first: ShardMap): Pick<ShardMapSource, 'current' | 'changed'> & {
+  set(map: ShardMap): boolean;
+} {
+  let map = first;
+  const waiters = new Set<() => void>();
+  return {
+    current: () => map,
+    set(next) {
+      if (next.version <= map.version) return false;
+      map = next;
+      for (const w of [...waiters]) w();
+      return true;
+    },
+    changed: (version, ms) =>
+      new Promise((resolve) => {
+        if (map.version > version) return resolve(map);
+        const done = () => {
+          clearTimeout(timer);
+          waiters.delete(done);
+          resolve(map);
+        };
+        const timer = setTimeout(done, ms);
+        waiters.add(done);
+      }),
+  };
+}
+
 /** A map that never changes (tests, and a topology that has not moved a shard). */
 export function fixedShardMap(map: ShardMap): ShardMapSource {
   return {
