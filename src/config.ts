@@ -69,6 +69,19 @@ export const configSchema = z.strictObject({
     .optional(),
   patroniUrls: csv.optional(),
   replicaUrls: csv.optional(),
+  /**
+   * Sharded: the shard clusters, comma-separated, each
+   * `name|postgres-url|patroni-rest-url+patroni-rest-url…` (a Patroni
+   * cluster behind its own proxy, and its nodes' REST APIs, where its
+   * replicas are found). With it, the 64 logical shards are placed by the
+   * shard map in etcd.
+   */
+  shardClusters: csv.optional(),
+  /** Sharded: the etcd member holding the shard map (http://host:port), its key, and a user that may read it. */
+  shardMapEtcd: z.url().optional(),
+  shardMapKey: z.string().min(1).default('/scaleout/shardmap'),
+  shardMapUser: z.string().min(1).optional(),
+  shardMapPassword: z.string().min(1).optional(),
   maxReplicaLagBytes: int(0, 2 ** 40).default(16 * 1024 * 1024),
   dbPoolSize: int(1, 500).default(10),
   blobDir: z.string().min(1).optional(),
@@ -183,6 +196,11 @@ export const envNames: Record<keyof Config, string> = {
   db: 'SCALEOUT_DB',
   databaseUrl: 'SCALEOUT_DATABASE_URL',
   patroniUrls: 'SCALEOUT_PATRONI_URLS',
+  shardClusters: 'SCALEOUT_SHARD_CLUSTERS',
+  shardMapEtcd: 'SCALEOUT_SHARD_MAP_ETCD',
+  shardMapKey: 'SCALEOUT_SHARD_MAP_KEY',
+  shardMapUser: 'SCALEOUT_SHARD_MAP_USER',
+  shardMapPassword: 'SCALEOUT_SHARD_MAP_PASSWORD',
   replicaUrls: 'SCALEOUT_REPLICA_URLS',
   maxReplicaLagBytes: 'SCALEOUT_MAX_REPLICA_LAG_BYTES',
   dbPoolSize: 'SCALEOUT_DB_POOL_SIZE',

@@ -63,6 +63,7 @@ async function openDb(config: Config, logger: Logger, metrics: Metrics): Promise
   // Loaded only for a PostgreSQL server, so the single server starts without pg.
   const { openPostgresDb } = await import('./platform/db/postgres.ts');
   const { patroniReplicas, staticReplicas } = await import('./platform/db/replicas.ts');
+  if (config.shardClusters?.length) return openSharded(config, logger, metrics, observe);
   const replicas = config.patroniUrls?.length
     ? patroniReplicas(config.patroniUrls)
     : config.replicaUrls?.length
@@ -78,6 +79,71 @@ async function openDb(config: Config, logger: Logger, metrics: Metrics): Promise
   });
   metrics.watchDbPool(db.poolStats);
   metrics.watchReplicas(db.replicaStates);
+  return db;
+}
+
+/** Runs `task` every `ms` (with ±25 % jitter, so processes do not run it together), one run at a time. */
+function every(ms: number, task: () => Promise<void>): { stop(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const schedule = () => {
+    if (stopped) return;
+    timer = setTimeout(
+      async () => {
+        await task().catch(() => {});
+        schedule();
+      },
+      ms * (0.75 + Math.random() * 0.5),
+    );
+    timer.unref();
+  };
+  schedule();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** The sharded store: every shard cluster of SCALEOUT_SHARD_CLUSTERS, placed by the shard map in etcd. */
+async function openSharded(
+  config: Config,
+  logger: Logger,
+  metrics: Metrics,
+  observe: ReturnType<typeof queryObserver>,
+): Promise<Db> {
+  const { openShardedDb } = await import('./platform/db/sharded.ts');
+  const { etcdShardMap } = await import('./platform/db/etcd-map.ts');
+  const { patroniReplicas } = await import('./platform/db/replicas.ts');
+  if (!config.shardMapEtcd || !config.shardMapUser || !config.shardMapPassword) {
+    throw new Error('a sharded store needs SCALEOUT_SHARD_MAP_ETCD, _USER and _PASSWORD');
+  }
+  const clusters = (config.shardClusters ?? []).map((entry) => {
+    const [name, url, rest] = entry.split('|');
+    if (!name || !url) throw new Error(`not a shard cluster (name|url|patroni+patroni): ${entry}`);
+    const nodes = (rest ?? '').split('+').filter(Boolean);
+    return { name, url, replicas: nodes.length > 0 ? patroniReplicas(nodes) : undefined };
+  });
+  const log = logger.child({ component: 'db' });
+  const map = await etcdShardMap(
+    {
+      endpoint: config.shardMapEtcd,
+      user: config.shardMapUser,
+      password: config.shardMapPassword,
+      key: config.shardMapKey,
+    },
+    { logger: log },
+  );
+  const db = await openShardedDb({
+    clusters,
+    map,
+    poolSize: config.dbPoolSize,
+    maxReplicaLagBytes: config.maxReplicaLagBytes,
+    observe,
+    logger: log,
+  });
+  metrics.watchShardMap(() => map.current().version);
   return db;
 }
 
@@ -250,7 +316,18 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
     closers.push(() => edge.close());
     const users = createUserRepository(db);
     const photoRepo = createPhotoRepository(db);
-    const socialRepo = createSocialRepository(db);
+    const socialRepo = createSocialRepository(db, {
+      onSyncError: (err, edge) =>
+        logger.warn({ err: (err as Error).message, edge }, "an edge's copy on the other shard waits in the outbox"),
+    });
+    // Sharded: what a crash or an unreachable shard left in the edge outbox is finished every few seconds.
+    if (db.each().length > 1) {
+      const settler = every(5000, async () => {
+        const n = await socialRepo.settle();
+        if (n > 0) logger.info({ edges: n }, 'edge outbox: copies settled on their shards');
+      });
+      closers.push(async () => settler.stop());
+    }
     const throttle = createThrottle(redis ? redis.rateLimiter : createDatabaseRateLimiter(db), {
       windowMs: config.rateLimitWindowSeconds * 1000,
       loginsPerClient: config.loginRateLimit,

@@ -7,7 +7,7 @@ import { keep, type Level, type LogLine, mergeByTime, parseLines } from '../clus
 import { isAlive, sleep } from '../cluster/process.ts';
 import { down, stateOf, up } from '../cluster/run/index.ts';
 import { controlTokenFile } from '../cluster/run/private.ts';
-import { status, statusTable } from '../cluster/run/status.ts';
+import { shardStatus, status, statusTable } from '../cluster/run/status.ts';
 import { checkCheckout } from '../cluster/supervisor/checkout.ts';
 import { callSupervisor } from '../cluster/supervisor/client.ts';
 import { launchTopology, runSupervisor } from '../cluster/supervisor/index.ts';
@@ -44,6 +44,7 @@ function loadTopology(arg: string, o: UpFlags): Topology {
       maxRequestsPerServer: o.maxRequestsPerServer ? Number(o.maxRequestsPerServer) : undefined,
       queueTimeoutMs: o.queueTimeoutMs ? Number(o.queueTimeoutMs) : undefined,
       webHeapMb: o.webHeapMb ? Number(o.webHeapMb) : undefined,
+      shardClusters: o.shardClusters ? Number(o.shardClusters) : undefined,
     });
   }
   if (existsSync(arg)) return parseTopology(JSON.parse(readFileSync(arg, 'utf8')));
@@ -64,6 +65,7 @@ interface UpFlags {
   maxRequestsPerServer?: string;
   queueTimeoutMs?: string;
   webHeapMb?: string;
+  shardClusters?: string;
 }
 
 export function clusterCommands(program: Command, root: string): void {
@@ -88,6 +90,7 @@ export function clusterCommands(program: Command, root: string): void {
     )
     .option('--queue-timeout-ms <ms>', "admission control: the longest wait in the balancer's queue before a 503 (50)")
     .option('--web-heap-mb <mb>', "V8's old-space limit of each web server (96)")
+    .option('--shard-clusters <n>', 'Patroni clusters the logical shards are placed on (sharded: 2)')
     .option('--print', 'print the topology as JSON and start nothing')
     .action(async (arg: string, o: UpFlags) => {
       const topology = loadTopology(arg, o);
@@ -118,13 +121,14 @@ export function clusterCommands(program: Command, root: string): void {
     .action(async (o: { name?: string; json?: boolean }) => {
       const state = pickState(root, o.name);
       const rows = await status(state);
+      const shards = await shardStatus(state, rows);
       if (o.json)
         process.stdout.write(
-          `${JSON.stringify({ name: state.topology.name, preset: state.topology.preset, publicUrl: state.publicUrl, processes: rows }, null, 2)}\n`,
+          `${JSON.stringify({ name: state.topology.name, preset: state.topology.preset, publicUrl: state.publicUrl, ...(shards ? { shards } : {}), processes: rows }, null, 2)}\n`,
         );
       else
         process.stdout.write(
-          `${state.topology.name} (${state.topology.preset})  ${state.publicUrl}\n\n${statusTable(rows)}\n`,
+          `${state.topology.name} (${state.topology.preset})  ${state.publicUrl}\n${shards ? `shard map version ${shards.mapVersion}: ${shards.clusters.map((c) => `${c.name} ${c.logicalShards.length} logical shards (primary ${c.primary ?? 'none'})`).join(', ')}\n` : ''}\n${statusTable(rows)}\n`,
         );
       if (rows.some((r) => r.health !== 'healthy')) process.exitCode = 3;
     });

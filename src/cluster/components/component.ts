@@ -14,6 +14,8 @@ export interface Health {
   lagBytes?: number | null;
   tier?: 'durable' | 'cache';
   version?: string;
+  /** The Patroni cluster a database process belongs to, when its data center has several (shard clusters). */
+  cluster?: string;
 }
 
 /**

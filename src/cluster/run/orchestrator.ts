@@ -83,6 +83,7 @@ export async function up(topology: Topology, opts: UpOptions): Promise<ClusterSt
       etcd: secret(18),
       edge: secret(18),
       control: randomBytes(24).toString('base64url'),
+      shardMap: secret(18),
     },
     processes: [],
     startedAt: new Date().toISOString(),

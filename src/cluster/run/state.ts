@@ -39,6 +39,8 @@ export interface SiteSecrets extends DbSecrets {
   edge: string;
   /** The control plane's token (the supervisor's API, the dashboard), also in `control.token`. */
   control: string;
+  /** etcd's read-only user of the shard map (sharded): the web servers' and workers'. */
+  shardMap?: string;
 }
 
 /** What `up` leaves in the run directory, so that status, logs and down can find everything by PID. */

@@ -1,8 +1,9 @@
+import { readShardMap } from '../components/db-proxy/shard-map.ts';
 import { componentOf } from '../components/registry.ts';
 import { isAlive } from '../process.ts';
 import type { Tier } from '../topology/address.ts';
 import type { ProcessKind } from '../topology/schema.ts';
-import { allProcesses, dataCenterOf } from '../topology/select.ts';
+import { allProcesses, dataCenterOf, processesOf } from '../topology/select.ts';
 import { contextFor } from './context.ts';
 import { type ClusterState, howExited, type ProcessExit } from './state.ts';
 
@@ -24,6 +25,8 @@ export interface ProcessStatus {
   tier?: 'durable' | 'cache';
   /** Web servers: the git commit they run (from their /healthz). */
   version?: string;
+  /** Patroni nodes and database proxies of a shard cluster (sharded): the cluster's name. */
+  cluster?: string;
   /** Times the supervisor has started it again. */
   restarts: number;
   /** How its last run ended (code and signal null when unknown), if it ever died. */
@@ -52,6 +55,7 @@ export async function status(state: ClusterState): Promise<ProcessStatus[]> {
         restarts: running?.restarts ?? 0,
         lastExit: running?.lastExit ?? null,
       };
+      if ('cluster' in spec && spec.cluster) row.cluster = spec.cluster;
       if (!alive) return row;
       const h = await c.health(spec, contextFor(state, dataCenter, { memo }));
       row.role = h.role;
@@ -63,6 +67,29 @@ export async function status(state: ClusterState): Promise<ProcessStatus[]> {
       return row;
     }),
   );
+}
+
+/** A sharded topology's map as etcd holds it: its version, and each shard cluster with its logical shards and primary. */
+export interface ShardStatus {
+  mapVersion: number;
+  clusters: { name: string; logicalShards: number[]; primary: string | null }[];
+}
+
+/** The shard map of a sharded topology (undefined for any other, or while etcd does not answer). */
+export async function shardStatus(state: ClusterState, rows: ProcessStatus[]): Promise<ShardStatus | undefined> {
+  const names = [...new Set(rows.filter((r) => r.kind === 'dbProxy' && r.cluster).map((r) => r.cluster as string))];
+  const [etcd] = processesOf(state.topology, 'etcd');
+  if (names.length === 0 || !etcd) return undefined;
+  const stored = await readShardMap(etcd, state.secrets.etcd).catch(() => undefined);
+  if (!stored) return undefined;
+  return {
+    mapVersion: stored.map.version,
+    clusters: names.map((name) => ({
+      name,
+      logicalShards: stored.map.clusters.flatMap((c, k) => (c === name ? [k] : [])),
+      primary: rows.find((r) => r.kind === 'patroni' && r.cluster === name && r.role === 'leader')?.name ?? null,
+    })),
+  };
 }
 
 /** A last exit in words: "SIGKILL 12:03:04", "code 1 12:03:04". */

@@ -34,10 +34,17 @@ export interface PresetOptions {
   queueTimeoutMs?: number;
   /** V8's old-space limit of each web server (MB). */
   webHeapMb?: number;
+  /** Shard clusters (sharded): Patroni clusters the 64 logical shards are placed on, each a primary and `replicas`. */
+  shardClusters?: number;
 }
 
-export const presets = ['single', 'db', 'lb', 'cache', 'stateless', 'cdn', 'queue'] as const;
+export const presets = ['single', 'db', 'lb', 'cache', 'stateless', 'cdn', 'queue', 'sharded'] as const;
 export type PresetName = (typeof presets)[number];
+
+/** The name of shard cluster `i` (0-based): pg-a, pg-b, … */
+export const shardClusterName = (i: number) => `pg-${String.fromCharCode(97 + i)}`;
+/** At most this many shard clusters (their addresses: 10 hosts each in the database block). */
+export const maxShardClusters = 8;
 
 /** The name of the one data center of every preset so far. */
 export const defaultDataCenter = 'dc1';
@@ -66,11 +73,41 @@ export function workerSpec(plan: AddressPlan, dataCenter: string, index: number)
 }
 
 /**
+ * Shard cluster `c` (0-based) of a data center: its Patroni nodes (a primary
+ * and `replicas`) at hosts 10c+11… of the database block, named after the
+ * cluster (pg-a-1, pg-a-2), and its proxy at host 101+c (db-proxy-a).
+ */
+export function shardCluster(plan: AddressPlan, dc: Scope, c: number, replicas: number): ProcessSpec[] {
+  const cluster = shardClusterName(c);
+  const out: ProcessSpec[] = [];
+  for (let i = 1; i <= 1 + replicas; i++) {
+    out.push({
+      kind: 'patroni',
+      name: `${cluster}-${i}`,
+      cluster,
+      postgres: plan.at(dc, 'database', 10 * c + 10 + i, 5432),
+      rest: plan.at(dc, 'database', 10 * c + 10 + i, 8008),
+    });
+  }
+  out.push({
+    kind: 'dbProxy',
+    name: `db-proxy-${cluster.slice(3)}`,
+    cluster,
+    primary: plan.at(dc, 'database', 101 + c, 5000),
+    replicas: plan.at(dc, 'database', 101 + c, 5001),
+    stats: plan.at(dc, 'database', 101 + c, 7000),
+  });
+  return out;
+}
+
+/**
  * A chapter step as a topology: `single` one process; `db` + its own
  * PostgreSQL; `lb` HAProxy, web servers and Patroni; `cache` + the Redis
  * tier; `stateless` + the web tier's autoscaler; `cdn` + the Varnish edge;
  * `queue` + BullMQ and worker processes scaled by queue depth (web servers
- * only enqueue). Each is one data center and
+ * only enqueue); `sharded` is `cache` with the users' data over several
+ * Patroni clusters (`pg-a`, `pg-b`, each a primary and a replica, sharing the
+ * etcd), 64 logical shards placed on them by a map in etcd. Each is one data center and
  * a global scope (Prometheus, the dashboard, the supervisor, the host exporter).
  */
 export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology {
@@ -80,8 +117,9 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
   const dc: Scope = { dataCenter };
   const withWorkers = preset === 'queue';
   const withEdge = preset === 'cdn' || withWorkers;
-  const clustered = preset === 'lb' || preset === 'cache' || preset === 'stateless' || withEdge;
-  const withRedis = preset === 'cache' || preset === 'stateless' || withEdge;
+  const sharded = preset === 'sharded';
+  const clustered = preset === 'lb' || preset === 'cache' || preset === 'stateless' || withEdge || sharded;
+  const withRedis = preset === 'cache' || preset === 'stateless' || withEdge || sharded;
   const webCount = clustered ? (o.webServers ?? 2) : 1;
   if (webCount > maxWebServers) throw new Error(`at most ${maxWebServers} web servers`);
   const processes: ProcessSpec[] = [];
@@ -93,21 +131,27 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
       client: plan.at(dc, 'coordination', 1, 2379),
       peer: plan.at(dc, 'coordination', 1, 2380),
     });
-    for (let i = 1; i <= 1 + (o.replicas ?? 2); i++) {
+    if (sharded) {
+      const m = o.shardClusters ?? 2;
+      if (m < 1 || m > maxShardClusters) throw new Error(`1 to ${maxShardClusters} shard clusters`);
+      for (let c = 0; c < m; c++) processes.push(...shardCluster(plan, dc, c, o.replicas ?? 1));
+    } else {
+      for (let i = 1; i <= 1 + (o.replicas ?? 2); i++) {
+        processes.push({
+          kind: 'patroni',
+          name: `pg-${i}`,
+          postgres: plan.at(dc, 'database', i, 5432),
+          rest: plan.at(dc, 'database', i, 8008),
+        });
+      }
       processes.push({
-        kind: 'patroni',
-        name: `pg-${i}`,
-        postgres: plan.at(dc, 'database', i, 5432),
-        rest: plan.at(dc, 'database', i, 8008),
+        kind: 'dbProxy',
+        name: 'db-proxy',
+        primary: plan.at(dc, 'database', 100, 5000),
+        replicas: plan.at(dc, 'database', 100, 5001),
+        stats: plan.at(dc, 'database', 100, 7000),
       });
     }
-    processes.push({
-      kind: 'dbProxy',
-      name: 'db-proxy',
-      primary: plan.at(dc, 'database', 100, 5000),
-      replicas: plan.at(dc, 'database', 100, 5001),
-      stats: plan.at(dc, 'database', 100, 7000),
-    });
   }
   if (withRedis) {
     // Two Redis roles, as Mastodon's scaling guide separates them, each a master and a replica.
@@ -212,6 +256,7 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
     options: {
       synchronous: o.synchronous ?? true,
       patroniTtl: o.patroniTtl ?? 5,
+      logicalReplication: sharded,
       cacheMaxMemory: o.cacheMaxMemory ?? '64mb',
       cacheEviction: o.cacheEviction ?? 'allkeys-lru',
       autoscale,

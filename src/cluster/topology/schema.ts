@@ -47,6 +47,8 @@ export const topologySchema = z.object({
   options: z.object({
     /** Patroni synchronous mode: a commit is acknowledged once a replica has it. */
     synchronous: z.boolean(),
+    /** wal_level logical on every Patroni cluster (sharded: logical shards move by logical replication). */
+    logicalReplication: z.boolean().default(false),
     /** Patroni leader-key TTL in seconds: the failover detection time. */
     patroniTtl: z.number().int().min(5).max(60),
     /** The cache Redis's memory bound and eviction policy. */

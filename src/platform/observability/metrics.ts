@@ -22,6 +22,8 @@ export interface Metrics {
   watchKpis(kpis: () => Promise<{ dailyActiveUsers: number; signups: number; uploads: number; likes: number }>): void;
   watchDbPool(stats: () => { total: number; idle: number; waiting: number }): void;
   watchReplicas(states: () => { name: string; healthy: boolean; lagBytes: number | null }[]): void;
+  /** The version of the shard map this process routes by (sharded). */
+  watchShardMap(version: () => number): void;
 }
 
 /**
@@ -189,6 +191,16 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
           this.set({ state: 'total' }, s.total);
           this.set({ state: 'idle' }, s.idle);
           this.set({ state: 'waiting' }, s.waiting);
+        },
+      });
+    },
+    watchShardMap(version) {
+      new client.Gauge({
+        name: 'scaleout_shard_map_version',
+        help: 'The version of the shard map this process routes queries by',
+        registers: [registry],
+        collect() {
+          this.set(version());
         },
       });
     },

@@ -1,9 +1,12 @@
 import { z } from 'zod';
 import { tcpOpen, waitUntil } from '../../process.ts';
 import { address } from '../../topology/address.ts';
+import { processesOf } from '../../topology/select.ts';
 import { defineComponent, hostPort, type RunContext } from '../component.ts';
 import { dbProxyConfig, startHaproxy } from '../load-balancer/haproxy.ts';
+import { clusterNodes } from '../patroni/index.ts';
 import { appDatabase, appDatabaseUrl, appUser, ensureAppDatabase } from '../postgres/server.ts';
+import { etcdEndpoint, provisionShardMap, shardMapKey, shardMapReader } from './shard-map.ts';
 
 export const dbProxySpec = z.object({
   kind: z.literal('dbProxy'),
@@ -13,12 +16,22 @@ export const dbProxySpec = z.object({
   /** Round robin over streaming replicas. */
   replicas: address,
   stats: address,
+  /** The Patroni cluster behind it, when its data center has several (a shard cluster); absent: the one. */
+  cluster: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{0,15}$/)
+    .optional(),
 });
 type DbProxy = z.infer<typeof dbProxySpec>;
 
-const nodesOf = (ctx: RunContext) => ctx.scope.filter((p) => p.kind === 'patroni');
+const nodesOf = (ctx: RunContext, s: DbProxy) => clusterNodes(ctx, s.cluster);
 
-/** HAProxy in front of a data center's Patroni cluster: one port for the leader, one for the replicas. */
+/**
+ * HAProxy in front of a data center's Patroni cluster: one port for the
+ * leader, one for the replicas. With shard clusters, one per cluster; once
+ * all are up, the shard map is set up in etcd, and the web servers get every
+ * cluster and the map (SCALEOUT_SHARD_CLUSTERS, SCALEOUT_SHARD_MAP_*).
+ */
 export const dbProxy = defineComponent<DbProxy>({
   kind: 'dbProxy',
   spec: dbProxySpec,
@@ -33,7 +46,7 @@ export const dbProxy = defineComponent<DbProxy>({
   ],
   address: (s) => `${hostPort(s.primary)},${s.replicas.port}`,
   async start(s, ctx) {
-    const started = await startHaproxy(s.name, dbProxyConfig(s, nodesOf(ctx)), ctx.runDir, s.primary);
+    const started = await startHaproxy(s.name, dbProxyConfig(s, nodesOf(ctx, s)), ctx.runDir, s.primary);
     if (!ctx.restarting) {
       await waitUntil(
         () =>
@@ -47,16 +60,42 @@ export const dbProxy = defineComponent<DbProxy>({
     }
     return started;
   },
-  health: async (s) => ({ ok: await tcpOpen(s.primary.host, s.primary.port), role: 'database proxy' }),
+  async ready(specs, ctx) {
+    const clusters = shardClusters(specs);
+    if (clusters.length === 0) return;
+    const [etcd] = processesOf(ctx.topology, 'etcd', ctx.dataCenter ? { dataCenter: ctx.dataCenter } : undefined);
+    if (!etcd) throw new Error('shard clusters need etcd for their map');
+    const map = await provisionShardMap(etcd, ctx.state.secrets, clusters);
+    ctx.log(
+      `  shard map version ${map.version}: ${clusters.map((c) => `${c} ${map.clusters.filter((x) => x === c).length}`).join(', ')} logical shards`,
+    );
+  },
+  health: async (s) => ({
+    ok: await tcpOpen(s.primary.host, s.primary.port),
+    role: 'database proxy',
+    detail: s.cluster ? `cluster ${s.cluster}` : undefined,
+    cluster: s.cluster,
+  }),
   scrape: (s) => ({ job: 'haproxy', target: hostPort(s.stats) }),
-  provides: ([s], ctx) =>
-    s
-      ? {
-          db: 'postgres',
-          databaseUrl: appDatabaseUrl(s.primary, ctx.state.secrets.app),
-          patroniUrls: nodesOf(ctx)
-            .map((n) => `http://${hostPort(n.rest)}`)
-            .join(','),
-        }
-      : {},
+  provides: (specs, ctx) => {
+    const [s] = specs;
+    if (!s) return {};
+    const restOf = (p: DbProxy) => nodesOf(ctx, p).map((n) => `http://${hostPort(n.rest)}`);
+    const common = { db: 'postgres' as const, databaseUrl: appDatabaseUrl(s.primary, ctx.state.secrets.app) };
+    if (shardClusters(specs).length === 0) return { ...common, patroniUrls: restOf(s).join(',') };
+    const [etcd] = processesOf(ctx.topology, 'etcd', ctx.dataCenter ? { dataCenter: ctx.dataCenter } : undefined);
+    return {
+      ...common,
+      shardClusters: specs
+        .map((p) => `${p.cluster}|${appDatabaseUrl(p.primary, ctx.state.secrets.app)}|${restOf(p).join('+')}`)
+        .join(','),
+      shardMapEtcd: etcd ? etcdEndpoint(etcd) : undefined,
+      shardMapKey,
+      shardMapUser: shardMapReader,
+      shardMapPassword: ctx.state.secrets.shardMap,
+    };
+  },
 });
+
+/** The shard clusters' names, when the proxies front several (sharded). */
+const shardClusters = (specs: DbProxy[]) => (specs.some((s) => s.cluster) ? specs.map((s) => s.cluster as string) : []);

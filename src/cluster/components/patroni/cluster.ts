@@ -34,7 +34,8 @@ export const patroniRestAuth = (password: string) => ({
  */
 export function patroniConfig(t: Topology, node: Patroni, etcd: Etcd, dir: string, secrets: DbSecrets): string {
   const q = (s: string) => JSON.stringify(s);
-  return `scope: ${q(`scaleout-${t.name}`)}
+  // One Patroni cluster per scope name: a data center's shard clusters each have their own leader key.
+  return `scope: ${q(`scaleout-${t.name}${node.cluster ? `-${node.cluster}` : ''}`)}
 namespace: /service/
 name: ${q(node.name)}
 log:
@@ -60,7 +61,8 @@ bootstrap:
       use_pg_rewind: true
       use_slots: true
       parameters:
-        wal_level: replica
+        # logical: a shard cluster's schemas move by logical replication (PostgreSQL 15's FOR TABLES IN SCHEMA).
+        wal_level: ${t.options.logicalReplication ? 'logical' : 'replica'}
         hot_standby: "on"
         max_wal_senders: 10
         max_replication_slots: 10

@@ -7,7 +7,21 @@ import { processesOf } from '../../topology/select.ts';
 import { defineComponent, hostPort, type RunContext } from '../component.ts';
 import { isLeader, leaderReplication, patroniCluster, startPatroni, waitForCluster } from './cluster.ts';
 
-export const patroniSpec = z.object({ kind: z.literal('patroni'), name: z.string(), postgres: address, rest: address });
+export const patroniSpec = z.object({
+  kind: z.literal('patroni'),
+  name: z.string(),
+  postgres: address,
+  rest: address,
+  /**
+   * The Patroni cluster the node belongs to, when its data center has several
+   * (the shard clusters of `sharded`: `pg-a`, `pg-b`, …); absent: the data
+   * center's one cluster.
+   */
+  cluster: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{0,15}$/)
+    .optional(),
+});
 type Patroni = z.infer<typeof patroniSpec>;
 
 /**
@@ -28,12 +42,14 @@ export function postmasterPid(runDir: string, node: string): number | null {
   }
 }
 
-const nodesOf = (ctx: RunContext) => ctx.scope.filter((p): p is Patroni => p.kind === 'patroni');
+/** The nodes of one Patroni cluster of the scope: `cluster`'s (absent: the data center's one cluster). */
+export const clusterNodes = (ctx: Pick<RunContext, 'scope'>, cluster: string | undefined) =>
+  ctx.scope.filter((p): p is Patroni => p.kind === 'patroni' && p.cluster === cluster);
 
 /** The cluster's members and the leader's replication, asked once per status call. */
-const clusterView = (ctx: RunContext) =>
-  ctx.once(`patroni:${ctx.dataCenter}`, async () => {
-    const nodes = nodesOf(ctx);
+const clusterView = (ctx: RunContext, cluster: string | undefined) =>
+  ctx.once(`patroni:${ctx.dataCenter}:${cluster ?? ''}`, async () => {
+    const nodes = clusterNodes(ctx, cluster);
     const members = await patroniCluster(nodes);
     const leader = members?.find(isLeader)?.name;
     const replication = leader ? await leaderReplication(nodes, leader).catch(() => []) : [];
@@ -63,19 +79,29 @@ export const patroni = defineComponent<Patroni>({
     return startPatroni(ctx.topology, s, etcd, ctx.runDir, ctx.state.secrets);
   },
   async ready(nodes, ctx) {
-    ctx.log(
-      `  ${nodes.length} Patroni nodes (PostgreSQL 15, ${ctx.topology.options.synchronous ? 'synchronous' : 'asynchronous'} replication)`,
+    // Each Patroni cluster of the scope on its own (the shard clusters start together).
+    const clusters = [...new Set(nodes.map((n) => n.cluster))];
+    await Promise.all(
+      clusters.map(async (cluster) => {
+        const members = nodes.filter((n) => n.cluster === cluster);
+        const named = cluster ? `cluster ${cluster}: ` : '';
+        ctx.log(
+          `  ${named}${members.length} Patroni nodes (PostgreSQL 15, ${ctx.topology.options.synchronous ? 'synchronous' : 'asynchronous'} replication)`,
+        );
+        const leader = await waitForCluster(members, ctx.topology.options.synchronous, 120_000);
+        ctx.log(`  ${named}leader: ${leader}`);
+      }),
     );
-    const leader = await waitForCluster(nodes, ctx.topology.options.synchronous, 120_000);
-    ctx.log(`  leader: ${leader}`);
   },
   async health(s, ctx) {
-    const { members, replication } = await clusterView(ctx);
+    const { members, replication } = await clusterView(ctx, s.cluster);
     const m = members?.find((x) => x.name === s.name);
     const stream = replication.find((r) => r.application_name === s.name);
+    const detail = m && !isLeader(m) ? (stream?.state ?? 'not streaming') : m?.state;
     return {
       role: m ? (isLeader(m) ? 'leader' : m.role === 'sync_standby' ? 'sync replica' : 'replica') : 'unknown',
-      detail: m && !isLeader(m) ? (stream?.state ?? 'not streaming') : m?.state,
+      detail: s.cluster ? `cluster ${s.cluster}${detail ? `, ${detail}` : ''}` : detail,
+      cluster: s.cluster,
       lagBytes: m && !isLeader(m) ? (typeof m.lag === 'number' ? m.lag : null) : undefined,
       ok: m !== undefined && (isLeader(m) ? m.state === 'running' : stream?.state === 'streaming'),
     };
