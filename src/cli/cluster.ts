@@ -17,7 +17,7 @@ import { loadTestLimits } from '../config.ts';
 import { buildDashboard } from '../dashboard/server.ts';
 
 /** The topology named, or the only one with a running process. */
-function pickState(root: string, name?: string) {
+export function pickState(root: string, name?: string) {
   if (name) {
     const state = stateOf(root, name);
     if (!state) throw new Error(`no topology named "${name}" under ${root}`);

@@ -8,6 +8,7 @@ import { createRuntime } from '../runtime.ts';
 import { adminCommands } from './admin.ts';
 import { benchCommands } from './bench.ts';
 import { clusterCommands } from './cluster.ts';
+import { reshardCommands } from './reshard.ts';
 import { setup } from './setup.ts';
 
 const packageVersion = packageJson.version;
@@ -105,6 +106,7 @@ program
 
 benchCommands(program);
 clusterCommands(program, runRoot(process.env));
+reshardCommands(program, runRoot(process.env));
 adminCommands(program, runRoot(process.env));
 function configOrExit(flags: Partial<Record<keyof Config, string>>): Config {
   try {
