@@ -161,13 +161,15 @@ async function waitCopied(
  * Moves logical shard `shard` to cluster `to` while the site takes writes,
  * as Vitess's MoveTables and Citus's non-blocking moves do:
  * 1. the target gets the shard's schema (made by the site's user), fenced;
- * 2. the source publishes the schema (`FOR TABLES IN SCHEMA`), the target
- *    subscribes: the rows are copied, then every change streams;
+ * 2. the source publishes the schema's tables (all but its record of
+ *    migrations), the target subscribes: the rows are copied, then every
+ *    change streams;
  * 3. the source is fenced (in-flight writes commit first; new ones wait in
  *    the web servers for the map), and the target catches up to its last WAL
  *    position;
  * 4. row counts and an MD5 of every table must match on both sides;
- * 5. the target is unfenced, then the map switches (compare-and-swap in
+ * 5. the target's sequences take the source's values, the target is
+ *    unfenced, then the map switches (compare-and-swap in
  *    etcd): at every moment at most one cluster takes the shard's writes;
  * 6. the subscription, the publication and the source's schema go.
  * A failure before 5 rolls back (the source is unfenced, the target's copy
@@ -208,7 +210,14 @@ export async function moveShard(
       attempts++;
       const copyStarted = performance.now();
       await prepareTarget(state, o.to, schema);
-      await source.query(`CREATE PUBLICATION ${ident(name)} FOR TABLES IN SCHEMA ${ident(schema)}`);
+      // Every table of the schema but its record of migrations (the target's own migrate wrote it).
+      const { rows: tables } = await source.query<{ tablename: string }>(
+        `SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename <> 'schema_migrations' ORDER BY 1`,
+        [schema],
+      );
+      await source.query(
+        `CREATE PUBLICATION ${ident(name)} FOR TABLE ${tables.map((t) => `${ident(schema)}.${ident(t.tablename)}`).join(', ')}`,
+      );
       const proxy = proxyOf(state, from);
       const conninfo = `host=${proxy.primary.host} port=${proxy.primary.port} user=postgres password=${state.secrets.superuser} dbname=${appDatabase}`;
       await target.query(
@@ -260,6 +269,15 @@ export async function moveShard(
         .join(', ')} rows match`,
     );
     await dropTargetSide(target, name, schema, true);
+    // Logical replication carries rows, not sequences: the target's go on from the source's.
+    const { rows: sequences } = await source.query<{ name: string; last: string | null }>(
+      `SELECT sequencename AS name, last_value::text AS last FROM pg_sequences WHERE schemaname = $1`,
+      [schema],
+    );
+    for (const q of sequences) {
+      if (q.last !== null)
+        await target.query('SELECT setval($1, $2::bigint)', [`${ident(schema)}.${ident(q.name)}`, q.last]);
+    }
     await unfence(target, schema);
     const next: ShardMap = {
       version: stored.map.version + 1,
