@@ -234,4 +234,85 @@ describe('sharded: 64 logical shards over two Patroni clusters (pg-a, pg-b), the
       (await shardStatus(topo.state, await status(topo.state)))?.clusters.find((c) => c.name === 'pg-a')?.primary,
     ).not.toBeNull();
   }, 180_000);
+
+  it('the source primary killed during a move: no split brain, no acknowledged write lost; the move resumes or rolls back', async () => {
+    const shard = map.findIndex((c, k) => c === 'pg-a' && k > 0);
+    const schema = shardSchema(shard);
+    const writerName = nameOn(map, 'pg-a', shard);
+    const writer = await signUp(writerName);
+    const names: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      const n = uniqueName('m');
+      await new Client(topo.url).signUp(n);
+      names.push(n);
+    }
+    const acked: string[] = [];
+    const load = steadyLoad(
+      (i) => ({
+        url: `${topo.url}/api/v1/users/${names[i % names.length]}/follow`,
+        init: { method: 'PUT', headers: { authorization: `Bearer ${writer.token}` } },
+      }),
+      { ratePerSecond: 4, ms: 15_000, timeoutMs: 30_000, onOk: (i) => acked.push(names[i % names.length] as string) },
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+    const leader = ((await patroniCluster(nodesOf(topo.state, 'pg-a'))) ?? []).find(isLeader)?.name as string;
+    const move = moveShard(topo.state, { shard, to: 'pg-b', copyTimeoutMs: 60_000 }).then(
+      (r) => ({ ok: true as const, r }),
+      (err: Error) => ({ ok: false as const, err }),
+    );
+    // As soon as the target subscribes (the copy has begun), the source's primary dies.
+    await waitUntil(
+      () =>
+        onCluster(
+          topo.state,
+          'pg-b',
+          async (c) =>
+            (await c.query('SELECT 1 FROM pg_subscription WHERE subname = $1', [`move_${schema}`])).rows.length > 0,
+        ),
+      30_000,
+      'the move subscribes',
+    );
+    const postmaster = postmasterPid(topo.state.runDir, leader);
+    killHard(topo.state.processes.find((p) => p.name === leader)?.pid as number);
+    if (postmaster) killHard(postmaster);
+    const first = await move;
+    console.log(
+      `the move with ${leader} killed: ${first.ok ? `resumed (${first.r.attempts} attempts)` : `rolled back (${first.err.message})`}`,
+    );
+    await waitUntil(
+      async () =>
+        ((await patroniCluster(nodesOf(topo.state, 'pg-a'))) ?? []).some((m) => isLeader(m) && m.name !== leader),
+      30_000,
+      'a new leader of pg-a',
+    );
+    if (!first.ok) {
+      // Rolled back: the shard is still pg-a's, writable there, and the move succeeds when run again.
+      const again = await moveShard(topo.state, { shard, to: 'pg-b' });
+      expect(again.to).toBe('pg-b');
+    }
+    const result = await load;
+    expect(acked.length).toBeGreaterThan(0);
+    // One home: the map says pg-b, pg-b's copy takes writes, and pg-a has none left.
+    map = (await readShardMap(processesOf(topo.state.topology, 'etcd')[0] as never, topo.state.secrets.etcd))?.map
+      .clusters as string[];
+    expect(map[shard]).toBe('pg-b');
+    expect(await onCluster(topo.state, 'pg-b', (c) => isFenced(c, schema))).toBe(false);
+    expect(await schemasOn(topo.state, 'pg-a')).not.toContain(schema);
+    const follows = await onCluster(
+      topo.state,
+      'pg-b',
+      async (c) =>
+        (
+          await c.query(
+            `SELECT count(*)::int AS n FROM ${schema}.follows f JOIN ${schema}.users w ON w.id = f.follower_id
+            WHERE w.username = $1`,
+            [writerName],
+          )
+        ).rows[0]?.n,
+    );
+    console.log(`${result.ok}/${result.sent} follows acknowledged, ${result.failures.length} failed`);
+    expect(follows).toBeGreaterThanOrEqual(new Set(acked).size);
+    await restart(topo.state, leader);
+    await waitForCluster(nodesOf(topo.state, 'pg-a'), topo.state.topology.options.synchronous, 90_000);
+  }, 240_000);
 });
