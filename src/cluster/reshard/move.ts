@@ -51,6 +51,29 @@ async function connect(state: ClusterState, cluster: string, as: 'superuser' | '
   return client;
 }
 
+/** `connect`, tried again for up to `ms` (a cluster's primary failing over: its proxy answers again once Patroni has a new leader). */
+async function connectRetrying(
+  state: ClusterState,
+  cluster: string,
+  ms = 45_000,
+  as: 'superuser' | 'app' = 'superuser',
+): Promise<Client> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      const c = await connect(state, cluster, as);
+      // A primary: a replica still answering through the proxy during the failover would refuse writes.
+      const { rows } = await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
+      if (!rows[0]?.r) return c;
+      await c.end().catch(() => {});
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+    }
+    if (Date.now() > deadline) throw new Error(`no primary of ${cluster} within ${ms} ms`);
+    await sleep(500);
+  }
+}
+
 const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -243,8 +266,8 @@ export async function moveShard(
       log('  the copy was lost (the source failed over?): starting it again');
       await target.end().catch(() => {});
       await source.end().catch(() => {});
-      source = await connect(state, from);
-      target = await connect(state, o.to);
+      source = await connectRetrying(state, from);
+      target = await connectRetrying(state, o.to);
       await dropTargetSide(target, name, schema);
       await dropSourceSide(source, name);
     }
@@ -310,14 +333,17 @@ export async function moveShard(
     if (!switched) {
       log(`  the move failed (${(err as Error).message}): rolling back`);
       await dropTargetSide(target, name, schema).catch(() => {});
-      if (fencedAt !== undefined) {
-        const again = await connect(state, from).catch(() => undefined);
-        if (again) {
-          await unfence(again, schema).catch(() => {});
-          await dropSourceSide(again, name).catch(() => {});
-          await again.end();
-        }
-      } else await dropSourceSide(source, name).catch(() => {});
+      // The source again (a new primary, if it failed over: the fence is in its catalog too), unfenced.
+      const again = await connectRetrying(state, from).catch(() => undefined);
+      if (again) {
+        if (fencedAt !== undefined) await unfence(again, schema).catch(() => {});
+        await dropSourceSide(again, name).catch(() => {});
+        await again.end();
+      } else if (fencedAt !== undefined) {
+        log(
+          `  ${from} did not come back: ${schema} stays fenced there; "scaleout reshard move" again finishes or undoes it`,
+        );
+      }
     }
     throw err;
   } finally {
