@@ -143,7 +143,7 @@ async function openSharded(
     observe,
     logger: log,
   });
-  metrics.watchShardMap(() => map.current().version);
+  metrics.watchShardMap(() => map.current().version, db.shardQueries);
   return db;
 }
 

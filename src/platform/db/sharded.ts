@@ -133,6 +133,7 @@ class ShardDriver implements Driver {
     const connection: DatabaseConnection & { routed: Routed } = {
       routed,
       async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+        store.queries[shard] = (store.queries[shard] ?? 0) + 1;
         try {
           return await routed.inner.executeQuery<R>(query);
         } catch (err) {
@@ -195,6 +196,8 @@ const writeTracker = (store: ShardedStore, shard: number): KyselyPlugin => ({
 
 class ShardedStore {
   readonly map: ShardMapSource;
+  /** Statements run per logical shard since start (skew, and the hot shard). */
+  readonly queries: number[] = new Array<number>(logicalShards).fill(0);
   readonly #clusters: Map<string, ClusterConnections>;
   readonly #moveWaitMs: number;
   readonly #logger: Logger;
@@ -251,7 +254,9 @@ const tokenPart = (name: string, lsn: string) => `${name}:${lsn}`;
  * creates the target's itself). Read-your-writes is per cluster: the token
  * carries each written cluster's WAL position.
  */
-export async function openShardedDb(options: ShardedDbOptions): Promise<Db & { map: ShardMapSource }> {
+export async function openShardedDb(
+  options: ShardedDbOptions,
+): Promise<Db & { map: ShardMapSource; shardQueries(): number[] }> {
   const connections = new Map(
     options.clusters.map((c) => [c.name, connectCluster({ ...options, url: c.url, replicas: c.replicas })]),
   );
@@ -299,6 +304,7 @@ export async function openShardedDb(options: ShardedDbOptions): Promise<Db & { m
 
   return {
     map: options.map,
+    shardQueries: () => [...store.queries],
     primary: home.primary,
     reader: () => home.reader,
     transaction: (fn) => home.primary.transaction().execute(fn),

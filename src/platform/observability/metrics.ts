@@ -22,8 +22,8 @@ export interface Metrics {
   watchKpis(kpis: () => Promise<{ dailyActiveUsers: number; signups: number; uploads: number; likes: number }>): void;
   watchDbPool(stats: () => { total: number; idle: number; waiting: number }): void;
   watchReplicas(states: () => { name: string; healthy: boolean; lagBytes: number | null }[]): void;
-  /** The version of the shard map this process routes by (sharded). */
-  watchShardMap(version: () => number): void;
+  /** The version of the shard map this process routes by, and the statements it ran per logical shard (sharded). */
+  watchShardMap(version: () => number, queries: () => number[]): void;
 }
 
 /**
@@ -194,13 +194,25 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
         },
       });
     },
-    watchShardMap(version) {
+    watchShardMap(version, queries) {
       new client.Gauge({
         name: 'scaleout_shard_map_version',
         help: 'The version of the shard map this process routes queries by',
         registers: [registry],
         collect() {
           this.set(version());
+        },
+      });
+      new client.Counter({
+        name: 'scaleout_shard_queries_total',
+        help: 'Statements this process ran on each logical shard',
+        labelNames: ['shard'],
+        registers: [registry],
+        collect() {
+          this.reset();
+          queries().forEach((n, k) => {
+            if (n > 0) this.inc({ shard: String(k) }, n);
+          });
         },
       });
     },
