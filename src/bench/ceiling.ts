@@ -24,6 +24,8 @@ import { startPreset } from './targets.ts';
  */
 
 export interface CeilingOptions {
+  /** `cache` (one primary) or `sharded` (the same load over the shard clusters' primaries). */
+  preset: 'cache' | 'sharded';
   startRate: number;
   /** Each step's rate is the last one × this. */
   growth: number;
@@ -166,8 +168,30 @@ async function walSample(client: pg.Client): Promise<WalSample> {
   };
 }
 
+interface Waits {
+  active: number;
+  counts: Record<string, number>;
+  waits: Record<string, number>;
+}
+
+/** Several primaries' samples as one: active backends add up, the shares are of all of them. */
+function mergeWaits(all: Waits[]): Waits {
+  const counts: Record<string, number> = {};
+  for (const w of all) for (const [k, v] of Object.entries(w.counts)) counts[k] = (counts[k] ?? 0) + v;
+  const total = Object.values(counts).reduce((a, b) => a + b, 0);
+  return {
+    active: Math.round(all.reduce((a, w) => a + w.active, 0) * 100) / 100,
+    counts,
+    waits: Object.fromEntries(
+      Object.entries(counts)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => [k, Math.round((v / Math.max(1, total)) * 1000) / 1000]),
+    ),
+  };
+}
+
 /** What the primary's active client backends are doing, sampled every 100 ms until `stop`. */
-function sampleWaits(client: pg.Client): { stop(): Promise<{ active: number; waits: Record<string, number> }> } {
+function sampleWaits(client: pg.Client): { stop(): Promise<Waits> } {
   const counts: Record<string, number> = {};
   let samples = 0;
   let running = true;
@@ -191,34 +215,50 @@ function sampleWaits(client: pg.Client): { stop(): Promise<{ active: number; wai
       running = false;
       await loop;
       const total = Object.values(counts).reduce((a, b) => a + b, 0);
-      const waits = Object.fromEntries(
-        Object.entries(counts)
-          .sort((a, b) => b[1] - a[1])
-          .map(([k, v]) => [k, Math.round((v / Math.max(1, total)) * 1000) / 1000]),
-      );
-      return { active: Math.round((total / Math.max(1, samples)) * 100) / 100, waits };
+      const merged = mergeWaits([{ active: 0, counts, waits: {} }]);
+      return { active: Math.round((total / Math.max(1, samples)) * 100) / 100, counts, waits: merged.waits };
     },
   };
 }
 
-/** One step: the load, and what the primary and the machine spent meanwhile. */
+/** The shard clusters' names (sharded), or [undefined]: the one cluster. */
+const clustersOf = (state: ClusterState): (string | undefined)[] => {
+  const named = processesOf(state.topology, 'dbProxy').flatMap((p) => (p.cluster ? [p.cluster] : []));
+  return named.length > 0 ? named : [undefined];
+};
+
+/** WAL and commits summed over every primary. */
+async function walSum(clients: pg.Client[]): Promise<WalSample> {
+  const all = await Promise.all(clients.map(walSample));
+  return all.reduce(
+    (a, b) => ({
+      commits: a.commits + b.commits,
+      walBytes: a.walBytes + b.walBytes,
+      syncs: a.syncs + b.syncs,
+      syncMs: a.syncMs + b.syncMs,
+    }),
+    { commits: 0, walBytes: 0, syncs: 0, syncMs: 0 },
+  );
+}
+
+/** One step: the load, and what the primaries and the machine spent meanwhile. */
 async function measureStep(
   state: ClusterState,
-  client: pg.Client,
+  clients: pg.Client[],
   rate: number,
   seconds: number,
   next: Awaited<ReturnType<typeof buildScenario>>,
 ): Promise<{ load: LoadResult; step: Omit<CeilingStep, 'holds'> }> {
   const groups = await processGroups(state);
-  const [cpu0, m0, w0] = [await groupTicks(groups), await machineTicks(), await walSample(client)];
+  const [cpu0, m0, w0] = [await groupTicks(groups), await machineTicks(), await walSum(clients)];
   const started = performance.now();
-  const sampler = await primaryClient(state);
-  const waits = sampleWaits(sampler);
+  const samplers = await Promise.all(clustersOf(state).map((c) => primaryClient(state, c)));
+  const waits = samplers.map(sampleWaits);
   const load = await openLoop({ origin: state.publicUrl, rate, seconds, connections: 512, next });
-  const sampled = await waits.stop();
-  await sampler.end().catch(() => {});
+  const sampled = mergeWaits(await Promise.all(waits.map((w) => w.stop())));
+  for (const s of samplers) await s.end().catch(() => {});
   const elapsed = (performance.now() - started) / 1000;
-  const [cpu1, m1, w1] = [await groupTicks(groups), await machineTicks(), await walSample(client)];
+  const [cpu1, m1, w1] = [await groupTicks(groups), await machineTicks(), await walSum(clients)];
   const cores = (ticks: number) => Math.round((ticks / clockTicks / elapsed) * 100) / 100;
   const machineCores = os.cpus().length * ((m1.busy - m0.busy) / Math.max(1, m1.total - m0.total));
   const syncs = w1.syncs - w0.syncs;
@@ -271,21 +311,23 @@ export function verdictOf(step: CeilingStep, cores: number): string {
 
 export async function benchCeiling(o: CeilingOptions): Promise<CeilingResult> {
   o.log(`the load generator runs at nice ${raiseLoadGeneratorPriority()}`);
-  const target = await startPreset('cache', { name: 'ceiling', synchronous: o.synchronous });
+  const target = await startPreset(o.preset, { name: `ceiling-${o.preset}`, synchronous: o.synchronous });
   const { state } = target;
-  const client = await primaryClient(state);
+  const clients = await Promise.all(clustersOf(state).map((c) => primaryClient(state, c)));
   try {
     await callSupervisor(state, 'POST', '/autoscale', { enabled: false }).catch(() => {});
     // WAL sync times are counted only with track_wal_io_timing (a superuser setting, reloaded).
-    await client.query('ALTER SYSTEM SET track_wal_io_timing = on');
-    await client.query('SELECT pg_reload_conf()');
+    for (const client of clients) {
+      await client.query('ALTER SYSTEM SET track_wal_io_timing = on');
+      await client.query('SELECT pg_reload_conf()');
+    }
     const manifest = await seed({ target: state.publicUrl, users: o.users, photos: o.photos, follows: 20, seed: 1 });
     const next = await buildScenario('db-writes', manifest, new Ledger(), 11);
     await openLoop({ origin: state.publicUrl, rate: o.startRate, seconds: 10, connections: 128, next }); // warm-up
     const steps: CeilingStep[] = [];
     let highest = 0;
     for (let rate = o.startRate, i = 0; i < sweepRule.maxSteps; i++, rate = Math.round(rate * o.growth)) {
-      const { load, step } = await measureStep(state, client, rate, o.stepSeconds, next);
+      const { load, step } = await measureStep(state, clients, rate, o.stepSeconds, next);
       const holds = step.p99 <= o.p99Ms && step.errors <= load.sent * sweepRule.maxErrorShare;
       steps.push({ ...step, holds });
       o.log(
@@ -297,7 +339,7 @@ export async function benchCeiling(o: CeilingOptions): Promise<CeilingResult> {
     const cores = os.cpus().length;
     const decisive = steps.find((s) => !s.holds) ?? steps.at(-1);
     return {
-      preset: 'cache',
+      preset: o.preset,
       synchronous: o.synchronous,
       cores,
       highest,
@@ -305,7 +347,7 @@ export async function benchCeiling(o: CeilingOptions): Promise<CeilingResult> {
       verdict: decisive ? verdictOf(decisive, cores) : 'no step ran',
     };
   } finally {
-    await client.end().catch(() => {});
+    for (const client of clients) await client.end().catch(() => {});
     await target.stop();
   }
 }
@@ -321,7 +363,7 @@ export function ceilingSummary(r: CeilingResult, o: { p99Ms: number; stepSeconds
         .join(', ')} | ${s.holds ? 'holds' : 'too much'} |`,
   );
   return [
-    `## The vertical ceiling: one PostgreSQL primary (${r.preset}, ${r.synchronous ? 'synchronous' : 'asynchronous'} replication), db-writes`,
+    `## The write ceiling on ${r.preset} (${r.preset === 'sharded' ? "the shard clusters' primaries" : 'one PostgreSQL primary'}, ${r.synchronous ? 'synchronous' : 'asynchronous'} replication), db-writes`,
     '',
     `Steps of ${o.stepSeconds} s; a rate holds while p99 ≤ ${o.p99Ms} ms and ≤ 1 % fail. Highest that held: **${r.highest} req/s** (every request one write transaction).`,
     '',

@@ -7,6 +7,10 @@ export const ceiling = defineExperiment({
   title:
     "the vertical ceiling of one PostgreSQL primary on cache: db-writes (every request a write) swept until p99 passes 100 ms, with the primary's CPU, WAL syncs and wait events per step",
   options: z.object({
+    preset: z
+      .enum(['cache', 'sharded'])
+      .default('cache')
+      .describe('cache (one primary) or sharded (the shard clusters)'),
     startRate: flag.number(100, 'the first rate, req/s'),
     growth: flag.number(1.25, "each step's rate over the last"),
     stepSeconds: flag.int(20, 'how long each step runs'),
@@ -17,6 +21,7 @@ export const ceiling = defineExperiment({
   }),
   async run(o, ctx) {
     const result = await benchCeiling({
+      preset: o.preset,
       startRate: o.startRate,
       growth: o.growth,
       stepSeconds: o.stepSeconds,

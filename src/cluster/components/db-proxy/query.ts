@@ -3,10 +3,14 @@ import type { ClusterState } from '../../run/state.ts';
 import { processesOf } from '../../topology/select.ts';
 import { appDatabase } from '../postgres/server.ts';
 
-/** A superuser connection to the current primary, through the (first) database proxy: for checks and benchmarks. */
-export async function primaryClient(state: ClusterState): Promise<pg.Client> {
-  const [proxy] = processesOf(state.topology, 'dbProxy');
-  if (!proxy) throw new Error('this topology has no database proxy');
+/**
+ * A superuser connection to the current primary through a database proxy
+ * (the first, or the one of shard cluster `cluster`): for checks and benchmarks.
+ */
+export async function primaryClient(state: ClusterState, cluster?: string): Promise<pg.Client> {
+  const proxies = processesOf(state.topology, 'dbProxy');
+  const proxy = cluster === undefined ? proxies[0] : proxies.find((p) => p.cluster === cluster);
+  if (!proxy) throw new Error(`this topology has no database proxy${cluster ? ` of ${cluster}` : ''}`);
   const client = new pg.Client({
     host: proxy.primary.host,
     port: proxy.primary.port,
