@@ -9,6 +9,7 @@ import { invalidation } from './invalidation.ts';
 import { overload } from './overload.ts';
 import { presets } from './presets.ts';
 import { queue } from './queue.ts';
+import { reshard } from './reshard.ts';
 import { soak } from './soak.ts';
 import { start } from './start.ts';
 import { stateless } from './stateless.ts';
@@ -30,6 +31,7 @@ export const experiments: readonly Experiment[] = [
   overload,
   soak,
   ceiling,
+  reshard,
 ] as unknown as readonly Experiment[];
 
 export const experimentNamed = (name: string): Experiment => {
