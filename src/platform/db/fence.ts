@@ -4,7 +4,9 @@
  * revoked privilege would, but for every role, the owner and superusers
  * too). Creating it takes each table's SHARE ROW EXCLUSIVE lock, so it waits
  * for the writes in flight to commit and lets no new one start: once
- * `fence` returns, the shard's last write on this cluster is known.
+ * `fence` returns, the shard's last write on this cluster is known (a
+ * transaction that began before it and writes after it is refused, and run
+ * again by the web server where the map then says).
  * Logical replication's apply does not fire it (its session's replication
  * role is `replica`), so a move's target can stay fenced while it catches up.
  */
@@ -26,23 +28,36 @@ async function tablesOf(db: SqlRunner, schema: string): Promise<string[]> {
   return rows.map((r) => String(r.tablename));
 }
 
-/** Fences every table of `schema`, in one transaction (all at once, or none). */
-export async function fence(db: SqlRunner, schema: string, lockTimeoutMs = 10_000): Promise<void> {
-  await db.query('BEGIN');
-  try {
-    await db.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))}`);
-    await db.query(fencedFunction);
-    for (const table of await tablesOf(db, schema)) {
-      await db.query(`DROP TRIGGER IF EXISTS scaleout_fence ON ${ident(schema)}.${ident(table)}`);
-      await db.query(
-        `CREATE TRIGGER scaleout_fence BEFORE INSERT OR UPDATE OR DELETE ON ${ident(schema)}.${ident(table)}
-           FOR EACH STATEMENT EXECUTE FUNCTION public.scaleout_fenced()`,
-      );
+/**
+ * Fences every table of `schema`, in one transaction (all at once, or none).
+ * Each try waits at most `lockWaitMs` for a table's lock and then lets go of
+ * all it took: a transaction of the site that holds one table and wants
+ * another would otherwise deadlock with the fence, and PostgreSQL (after its
+ * 1 s deadlock_timeout) might abort the site's. Tries again until
+ * `timeoutMs` has passed.
+ */
+export async function fence(db: SqlRunner, schema: string, timeoutMs = 10_000, lockWaitMs = 200): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    await db.query('BEGIN');
+    try {
+      await db.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockWaitMs))}`);
+      await db.query(fencedFunction);
+      for (const table of await tablesOf(db, schema)) {
+        await db.query(`DROP TRIGGER IF EXISTS scaleout_fence ON ${ident(schema)}.${ident(table)}`);
+        await db.query(
+          `CREATE TRIGGER scaleout_fence BEFORE INSERT OR UPDATE OR DELETE ON ${ident(schema)}.${ident(table)}
+             FOR EACH STATEMENT EXECUTE FUNCTION public.scaleout_fenced()`,
+        );
+      }
+      await db.query('COMMIT');
+      return;
+    } catch (err) {
+      await db.query('ROLLBACK').catch(() => {});
+      const busy = (err as { code?: string }).code === '55P03'; // lock_not_available
+      if (!busy || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 20 + Math.random() * 60));
     }
-    await db.query('COMMIT');
-  } catch (err) {
-    await db.query('ROLLBACK').catch(() => {});
-    throw err;
   }
 }
 
