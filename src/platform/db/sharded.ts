@@ -343,8 +343,10 @@ export async function openShardedDb(
         return present.length > 0 ? present.join('+') : undefined;
       },
     },
+    // Ready while any cluster answers: a shard cluster that is down (or failing over) takes its own users'
+    // requests down (503), never the whole site's readiness with them.
     ping: async () => {
-      await Promise.all(store.clusters().map((c) => c.reader.executeQuery(CompiledQuery.raw('SELECT 1'))));
+      await Promise.any(store.clusters().map((c) => c.reader.executeQuery(CompiledQuery.raw('SELECT 1'))));
     },
     close: async () => {
       await options.map.close();
