@@ -365,7 +365,7 @@ export function ceilingSummary(r: CeilingResult, o: { p99Ms: number; stepSeconds
   return [
     `## The write ceiling on ${r.preset} (${r.preset === 'sharded' ? "the shard clusters' primaries" : 'one PostgreSQL primary'}, ${r.synchronous ? 'synchronous' : 'asynchronous'} replication), db-writes`,
     '',
-    `Steps of ${o.stepSeconds} s; a rate holds while p99 ≤ ${o.p99Ms} ms and ≤ 1 % fail. Highest that held: **${r.highest} req/s** (every request one write transaction).`,
+    `Steps of ${o.stepSeconds} s; a rate holds while p99 ≤ ${o.p99Ms} ms and ≤ 1 % fail. Highest that held: **${r.highest} req/s** (every request a write: a like, an unlike, a follow or an unfollow).`,
     '',
     `What ran out: ${r.verdict}.`,
     '',

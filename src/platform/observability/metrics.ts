@@ -148,13 +148,14 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
     registry,
     observeQuery: (target, seconds) => queries.observe({ target }, seconds),
     watchKpis(kpis) {
-      // One query per scrape feeds all four gauges.
+      // One count feeds all four gauges, and is kept for 15 s: Prometheus scrapes every 2 s, and a sharded
+      // store counts on every logical shard (4 × 64 queries), which every scrape would otherwise repeat.
       let pending: ReturnType<typeof kpis> | undefined;
       const read = () => {
         pending ??= kpis().finally(() => {
           setTimeout(() => {
             pending = undefined;
-          }, 500);
+          }, 15_000).unref();
         });
         return pending;
       };
