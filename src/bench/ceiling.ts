@@ -355,7 +355,7 @@ export async function benchCeiling(o: CeilingOptions): Promise<CeilingResult> {
 export function ceilingSummary(r: CeilingResult, o: { p99Ms: number; stepSeconds: number }): string {
   const rows = r.steps.map(
     (s) =>
-      `| ${s.rate} | ${s.throughput} | ${s.p50} | ${s.p99} | ${s.errors} | ${s.cpu.machine} | ${s.cpu.postgres} | ${s.cpu.web} | ${s.cpu.loadBalancer + s.cpu.redis + s.cpu.patroni} | ${s.cpu.generator} | ${s.commitsPerSecond} | ${s.walMbPerSecond} | ${s.walSyncsPerSecond} | ${s.walSyncMs} | ${s.activeBackends} | ${Object.entries(
+      `| ${s.rate} | ${s.throughput} | ${s.p50} | ${s.p99} | ${s.errors} | ${s.cpu.machine} | ${s.cpu.postgres} | ${s.cpu.web} | ${Math.round((s.cpu.loadBalancer + s.cpu.redis + s.cpu.patroni) * 100) / 100} | ${s.cpu.generator} | ${s.commitsPerSecond} | ${s.walMbPerSecond} | ${s.walSyncsPerSecond} | ${s.walSyncMs} | ${s.activeBackends} | ${Object.entries(
         s.waits,
       )
         .slice(0, 3)

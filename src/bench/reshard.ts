@@ -29,7 +29,7 @@ export interface ReshardBenchResult {
   pauseMs: { p50: number; p99: number; max: number };
   /** Each move's whole duration over its size. */
   msPerMb: number[];
-  load: { sent: number; errors: number; p50: number; p99: number; max: number };
+  load: { sent: number; errors: number; errorKinds: Record<string, number>; p50: number; p99: number; max: number };
   lost: number;
   duplicated: number;
   rows: { perShard: number[]; maxOverMean: number };
@@ -182,6 +182,7 @@ export async function benchReshard(o: ReshardBenchOptions): Promise<ReshardBench
       load: {
         sent: load.sent,
         errors: errorCount(load),
+        errorKinds: load.errors,
         p50: quantile(latencies, 0.5),
         p99: quantile(latencies, 0.99),
         max: Math.round(Math.max(...latencies)),
@@ -209,7 +210,7 @@ export function reshardSummary(r: ReshardBenchResult): string {
   return [
     '## Online resharding on sharded (two Patroni clusters, 64 logical shards)',
     '',
-    `${r.moves.length} moves under db-writes: writes fenced p50 **${r.pauseMs.p50} ms**, p99 ${r.pauseMs.p99} ms, max ${r.pauseMs.max} ms; the load's latency p50 ${r.load.p50} ms, p99 ${r.load.p99} ms, max ${r.load.max} ms; ${r.load.errors} errors of ${r.load.sent}; ledger: **${r.lost} lost, ${r.duplicated} duplicated**.`,
+    `${r.moves.length} moves under db-writes: writes fenced p50 **${r.pauseMs.p50} ms**, p99 ${r.pauseMs.p99} ms, max ${r.pauseMs.max} ms; the load's latency p50 ${r.load.p50} ms, p99 ${r.load.p99} ms, max ${r.load.max} ms; ${r.load.errors} errors of ${r.load.sent} (${JSON.stringify(r.load.errorKinds)}); ledger: **${r.lost} lost, ${r.duplicated} duplicated**.`,
     '',
     '| move | from → to | MB | copy ms | catch-up ms | fenced ms | total ms | ms per MB | attempts |',
     '|---|---|---|---|---|---|---|---|---|',
