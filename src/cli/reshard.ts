@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
+import { readShardMap } from '../cluster/components/db-proxy/shard-map.ts';
 import { moveShard } from '../cluster/reshard/move.ts';
 import { shardStatus, status } from '../cluster/run/status.ts';
-import { logicalShards } from '../ports/shards.ts';
+import { processesOf } from '../cluster/topology/select.ts';
+import { logicalShards, rebalancePlan } from '../ports/shards.ts';
 import { pickState } from './cluster.ts';
 
 /** `scaleout reshard …`: the shard map of a sharded topology, and moving logical shards between its clusters. */
@@ -53,5 +55,36 @@ export function reshardCommands(program: Command, root: string): void {
         process.stdout.write(
           `moved logical shard ${report.shard} from ${report.from} to ${report.to} in ${report.totalMs} ms (${(report.bytes / 1e6).toFixed(2)} MB; copy ${report.copyMs} ms, writes fenced ${report.fencedMs} ms); map version ${report.mapVersion}\n`,
         );
+    });
+
+  reshard
+    .command('rebalance')
+    .description(
+      "Even out the logical shards over the topology's shard clusters (or over --clusters, which empties any left out), moving as few as it can, one move at a time",
+    )
+    .option('--clusters <names>', 'the clusters to place the shards on, comma-separated (default: every shard cluster)')
+    .option('--dry-run', 'print the moves and make none')
+    .option('--name <name>')
+    .action(async (o: { clusters?: string; dryRun?: boolean; name?: string }) => {
+      const state = pickState(root, o.name);
+      const [etcd] = processesOf(state.topology, 'etcd');
+      const all = processesOf(state.topology, 'dbProxy').flatMap((p) => (p.cluster ? [p.cluster] : []));
+      if (!etcd || all.length === 0) throw new Error(`${state.topology.name} is not sharded`);
+      const clusters = o.clusters ? o.clusters.split(',').map((c) => c.trim()) : all;
+      const unknown = clusters.find((c) => !all.includes(c));
+      if (unknown) throw new Error(`no shard cluster named ${unknown} (${all.join(', ')})`);
+      const stored = await readShardMap(etcd, state.secrets.etcd);
+      if (!stored) throw new Error('no shard map');
+      const plan = rebalancePlan(stored.map, clusters);
+      process.stdout.write(
+        `${plan.length} moves${plan.length ? `: ${plan.map((m) => `${m.shard} ${m.from}→${m.to}`).join(', ')}` : ''}\n`,
+      );
+      if (o.dryRun) return;
+      for (const m of plan) {
+        const r = await moveShard(state, { shard: m.shard, to: m.to });
+        process.stdout.write(
+          `  shard ${r.shard}: ${r.from} → ${r.to}, writes fenced ${r.fencedMs} ms, ${r.totalMs} ms in all\n`,
+        );
+      }
     });
 }
