@@ -165,19 +165,10 @@ export async function benchReshard(o: ReshardBenchOptions): Promise<ReshardBench
     const celebrityShard = shardOfUsername(manifest.celebrity);
     const others = celebrity.filter((_, k) => k !== celebrityShard);
     const othersMean = others.reduce((a, b) => a + b, 0) / Math.max(1, others.length);
+    const fenced = moves.map((m) => m.fencedMs);
     return {
       moves,
-      pauseMs: {
-        p50: quantile(
-          moves.map((m) => m.fencedMs),
-          0.5,
-        ),
-        p99: quantile(
-          moves.map((m) => m.fencedMs),
-          0.99,
-        ),
-        max: Math.max(...moves.map((m) => m.fencedMs)),
-      },
+      pauseMs: { p50: quantile(fenced, 0.5), p99: quantile(fenced, 0.99), max: Math.max(...fenced) },
       msPerMb: moves.map((m) => Math.round(m.totalMs / Math.max(0.001, m.bytes / 1e6))),
       load: {
         sent: load.sent,

@@ -46,6 +46,21 @@ const schemasOn = (state: ClusterState, cluster: string) =>
     ),
   );
 
+/** How many users `username` follows, counted in `schema` on `cluster`. */
+const followsOf = (state: ClusterState, cluster: string, schema: string, username: string) =>
+  onCluster(
+    state,
+    cluster,
+    async (c) =>
+      (
+        await c.query(
+          `SELECT count(*)::int AS n FROM ${schema}.follows f JOIN ${schema}.users w ON w.id = f.follower_id
+            WHERE w.username = $1`,
+          [username],
+        )
+      ).rows[0]?.n as number | undefined,
+  );
+
 const nodesOf = (state: ClusterState, cluster: string) =>
   allProcesses(state.topology).filter((p): p is PatroniSpec => p.kind === 'patroni' && p.cluster === cluster);
 
@@ -160,18 +175,7 @@ describe('sharded: 64 logical shards over two Patroni clusters (pg-a, pg-b), the
     const schema = shardSchema(shard);
     expect(await schemasOn(topo.state, 'pg-a')).not.toContain(schema);
     // Every acknowledged follow is on the target, with its follower's row.
-    const follows = await onCluster(
-      topo.state,
-      'pg-b',
-      async (c) =>
-        (
-          await c.query(
-            `SELECT count(*)::int AS n FROM ${schema}.follows f JOIN ${schema}.users w ON w.id = f.follower_id
-            WHERE w.username = $1`,
-            [mover],
-          )
-        ).rows[0]?.n,
-    );
+    const follows = await followsOf(topo.state, 'pg-b', schema, mover);
     expect(acked.length).toBeGreaterThan(20);
     expect(follows).toBe(new Set(acked).size);
     expect(await onCluster(topo.state, 'pg-b', (c) => isFenced(c, schema))).toBe(false);
@@ -298,18 +302,7 @@ describe('sharded: 64 logical shards over two Patroni clusters (pg-a, pg-b), the
     expect(map[shard]).toBe('pg-b');
     expect(await onCluster(topo.state, 'pg-b', (c) => isFenced(c, schema))).toBe(false);
     expect(await schemasOn(topo.state, 'pg-a')).not.toContain(schema);
-    const follows = await onCluster(
-      topo.state,
-      'pg-b',
-      async (c) =>
-        (
-          await c.query(
-            `SELECT count(*)::int AS n FROM ${schema}.follows f JOIN ${schema}.users w ON w.id = f.follower_id
-            WHERE w.username = $1`,
-            [writerName],
-          )
-        ).rows[0]?.n,
-    );
+    const follows = await followsOf(topo.state, 'pg-b', schema, writerName);
     console.log(`${result.ok}/${result.sent} follows acknowledged, ${result.failures.length} failed`);
     expect(follows).toBeGreaterThanOrEqual(new Set(acked).size);
     await restart(topo.state, leader);
