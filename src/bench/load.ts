@@ -220,6 +220,15 @@ export interface RetryPolicy {
 export const defaultRetry: RetryPolicy = { retries: 6, backoffMs: 250, maxMs: 20_000 };
 
 /**
+ * The wait before attempt `attempt` + 1 of a shed or reset request: 2^attempt
+ * times the Retry-After the server asked for (or `backoffMs` after a reset),
+ * with jitter of ×0.5–1.5 so that the requests shed together do not come back
+ * together, at most `capMs`.
+ */
+export const retryWaitMs = (attempt: number, retryAfterS: number | undefined, backoffMs: number, capMs = Infinity) =>
+  Math.min(capMs, (retryAfterS !== undefined ? retryAfterS * 1000 : backoffMs) * 2 ** attempt * (0.5 + Math.random()));
+
+/**
  * Sends one request; a write that carries an Idempotency-Key is sent again,
  * with the same key, after a reset, a 503 or a 409 "still running" (the
  * server answers the repeat with the first answer, so it is done once).
@@ -238,9 +247,7 @@ async function send(
   for (let attempt = 0; ; attempt++) {
     const last = !keyed || attempt >= (retry as RetryPolicy).retries;
     const { error, retryable, retryAfter } = await sendOnce(pool, spec, !last);
-    const jitter = 0.5 + Math.random();
-    // Exponential, from the Retry-After the server asked for (or the backoff after a reset), with jitter.
-    const wait = (retryAfter !== undefined ? retryAfter * 1000 : (retry?.backoffMs ?? 0)) * 2 ** attempt * jitter;
+    const wait = retryWaitMs(attempt, retryAfter, retry?.backoffMs ?? 0);
     const again = Boolean(error) && retryable && !last && Date.now() - started + wait <= (retry as RetryPolicy).maxMs;
     onAttempt(startUs, error, again);
     if (!again) return error;

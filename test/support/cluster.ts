@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { retryWaitMs } from '../../src/bench/load.ts';
 import { isAlive } from '../../src/cluster/process.ts';
 import { down, leftovers, up } from '../../src/cluster/run/index.ts';
 import { buildPreset, type PresetName, type PresetOptions } from '../../src/cluster/topology/index.ts';
@@ -69,15 +70,19 @@ export const quantile = (xs: number[], q: number): number => {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
 };
 
-/** Attempts of one request that admission control shed, at most (each waits its Retry-After first). */
+/** Attempts of one request that admission control shed, at most (each waits its Retry-After, doubled each time). */
 const maxShedRetries = 10;
+/** The longest wait between two attempts of a shed request. */
+const maxShedWaitMs = 8_000;
 
 /**
  * Sends `make(i)` at a fixed rate for `ms` (bounded in count and time), each
  * request with its own timeout; counts every non-2xx and network error. A
  * request shed by admission control (503 `OVERLOADED` with Retry-After: it
  * reached no handler, so any method is safe to send again) is sent again
- * after its Retry-After, as a well-behaved client does, and counted in `shed`;
+ * after its Retry-After (doubled at each attempt, with jitter: requests shed
+ * together must not all come back in the same second), as a well-behaved
+ * client does, and counted in `shed`;
  * any other 503 is a failure.
  */
 export async function steadyLoad(
@@ -99,7 +104,7 @@ export async function steadyLoad(
     if (res.status === 503 && text.includes('"OVERLOADED"') && retryAfter > 0 && tries < maxShedRetries) {
       report.shed++;
       report.shedTimes.push(Date.now() - start);
-      await new Promise((r) => setTimeout(r, retryAfter * 1000));
+      await new Promise((r) => setTimeout(r, retryWaitMs(tries, retryAfter, 0, maxShedWaitMs)));
       return attempt(url, init, tries + 1);
     }
     return Object.assign(res, { text_: text });
