@@ -114,7 +114,7 @@ async function openSharded(
   observe: ReturnType<typeof queryObserver>,
 ): Promise<Db> {
   const { openShardedDb } = await import('./platform/db/sharded.ts');
-  const { etcdShardMap } = await import('./platform/db/etcd-map.ts');
+  const { etcdShardClusters, etcdShardMap } = await import('./platform/db/etcd-map.ts');
   const { patroniReplicas } = await import('./platform/db/replicas.ts');
   if (!config.shardMapEtcd || !config.shardMapUser || !config.shardMapPassword) {
     throw new Error('a sharded store needs SCALEOUT_SHARD_MAP_ETCD, _USER and _PASSWORD');
@@ -126,17 +126,19 @@ async function openSharded(
     return { name, url, replicas: nodes.length > 0 ? patroniReplicas(nodes) : undefined };
   });
   const log = logger.child({ component: 'db' });
-  const map = await etcdShardMap(
-    {
-      endpoint: config.shardMapEtcd,
-      user: config.shardMapUser,
-      password: config.shardMapPassword,
-      key: config.shardMapKey,
-    },
-    { logger: log },
-  );
+  const target = {
+    endpoint: config.shardMapEtcd,
+    user: config.shardMapUser,
+    password: config.shardMapPassword,
+    key: config.shardMapKey,
+  };
+  const map = await etcdShardMap(target, { logger: log });
+  const [first] = clusters;
+  if (!first) throw new Error('SCALEOUT_SHARD_CLUSTERS names no cluster');
   const db = await openShardedDb({
     clusters,
+    // A cluster added while this process runs: its address from etcd, with the same credentials.
+    discover: etcdShardClusters(target, first.url),
     map,
     poolSize: config.dbPoolSize,
     maxReplicaLagBytes: config.maxReplicaLagBytes,

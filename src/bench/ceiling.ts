@@ -5,7 +5,7 @@ import type pg from 'pg';
 import { primaryClient } from '../cluster/components/db-proxy/query.ts';
 import type { ClusterState } from '../cluster/run/index.ts';
 import { callSupervisor } from '../cluster/supervisor/client.ts';
-import { processesOf } from '../cluster/topology/select.ts';
+import { processesOf, shardClustersOf } from '../cluster/topology/select.ts';
 import { Ledger } from './ledger.ts';
 import { type LoadResult, openLoop, raiseLoadGeneratorPriority } from './load.ts';
 import { buildScenario } from './scenarios.ts';
@@ -223,7 +223,7 @@ function sampleWaits(client: pg.Client): { stop(): Promise<Waits> } {
 
 /** The shard clusters' names (sharded), or [undefined]: the one cluster. */
 const clustersOf = (state: ClusterState): (string | undefined)[] => {
-  const named = processesOf(state.topology, 'dbProxy').flatMap((p) => (p.cluster ? [p.cluster] : []));
+  const named = shardClustersOf(state.topology);
   return named.length > 0 ? named : [undefined];
 };
 

@@ -1,8 +1,11 @@
 import type { Command } from 'commander';
 import { readShardMap } from '../cluster/components/db-proxy/shard-map.ts';
-import { moveShard } from '../cluster/reshard/move.ts';
+import type { AddClusterReport } from '../cluster/reshard/add-cluster.ts';
+import { type MoveReport, moveShard } from '../cluster/reshard/move.ts';
+import type { ClusterState } from '../cluster/run/state.ts';
 import { shardStatus, status } from '../cluster/run/status.ts';
-import { processesOf } from '../cluster/topology/select.ts';
+import { callSupervisor } from '../cluster/supervisor/client.ts';
+import { processesOf, shardClustersOf } from '../cluster/topology/select.ts';
 import { logicalShards, rebalancePlan } from '../ports/shards.ts';
 import { pickState } from './cluster.ts';
 
@@ -58,6 +61,40 @@ export function reshardCommands(program: Command, root: string): void {
     });
 
   reshard
+    .command('add-cluster')
+    .description(
+      'Add a Patroni cluster (a primary and its replicas, its proxy, an exporter per node) to a running sharded topology; with --rebalance, then move it its share of the logical shards',
+    )
+    .option('--replicas <n>', 'replicas of the new cluster (0 to 2)', '1')
+    .option('--rebalance', 'then even out the logical shards over every cluster, the new one with them')
+    .option('--name <name>')
+    .option('--json', 'print the report as JSON')
+    .action(async (o: { replicas: string; rebalance?: boolean; name?: string; json?: boolean }) => {
+      const replicas = Number(o.replicas);
+      if (!Number.isInteger(replicas) || replicas < 0 || replicas > 2) throw new Error('--replicas: 0 to 2');
+      let state = pickState(root, o.name);
+      if (shardClustersOf(state.topology).length === 0) throw new Error(`${state.topology.name} is not sharded`);
+      const answer = await callSupervisor<AddClusterReport & { log?: string[]; error?: string }>(
+        state,
+        'POST',
+        '/shard-clusters',
+        { replicas },
+      );
+      if (answer.status !== 200) throw new Error(answer.body.error ?? `the supervisor answered ${answer.status}`);
+      const added = answer.body;
+      if (!o.json) {
+        for (const line of added.log ?? []) process.stdout.write(`${line}\n`);
+        process.stdout.write(`added shard cluster ${added.cluster} in ${added.ms} ms: ${added.processes.join(', ')}\n`);
+      }
+      const moves = [];
+      if (o.rebalance) {
+        state = pickState(root, state.topology.name);
+        moves.push(...(await rebalance(state, shardClustersOf(state.topology), { quiet: o.json })));
+      }
+      if (o.json) process.stdout.write(`${JSON.stringify({ ...added, log: undefined, moves }, null, 2)}\n`);
+    });
+
+  reshard
     .command('rebalance')
     .description(
       "Even out the logical shards over the topology's shard clusters (or over --clusters, which empties any left out), moving as few as it can, one move at a time",
@@ -68,23 +105,34 @@ export function reshardCommands(program: Command, root: string): void {
     .action(async (o: { clusters?: string; dryRun?: boolean; name?: string }) => {
       const state = pickState(root, o.name);
       const [etcd] = processesOf(state.topology, 'etcd');
-      const all = processesOf(state.topology, 'dbProxy').flatMap((p) => (p.cluster ? [p.cluster] : []));
+      const all = shardClustersOf(state.topology);
       if (!etcd || all.length === 0) throw new Error(`${state.topology.name} is not sharded`);
       const clusters = o.clusters ? o.clusters.split(',').map((c) => c.trim()) : all;
       const unknown = clusters.find((c) => !all.includes(c));
       if (unknown) throw new Error(`no shard cluster named ${unknown} (${all.join(', ')})`);
-      const stored = await readShardMap(etcd, state.secrets.etcd);
-      if (!stored) throw new Error('no shard map');
-      const plan = rebalancePlan(stored.map, clusters);
-      process.stdout.write(
-        `${plan.length} moves${plan.length ? `: ${plan.map((m) => `${m.shard} ${m.from}→${m.to}`).join(', ')}` : ''}\n`,
-      );
-      if (o.dryRun) return;
-      for (const m of plan) {
-        const r = await moveShard(state, { shard: m.shard, to: m.to });
-        process.stdout.write(
-          `  shard ${r.shard}: ${r.from} → ${r.to}, writes fenced ${r.fencedMs} ms, ${r.totalMs} ms in all\n`,
-        );
-      }
+      await rebalance(state, clusters, { dryRun: o.dryRun });
     });
+}
+
+/** The moves of rebalancePlan over `clusters`, one at a time (none with dryRun: printed only); each move's report. */
+async function rebalance(
+  state: ClusterState,
+  clusters: string[],
+  o: { dryRun?: boolean; quiet?: boolean },
+): Promise<MoveReport[]> {
+  const [etcd] = processesOf(state.topology, 'etcd');
+  if (!etcd) throw new Error(`${state.topology.name} is not sharded`);
+  const stored = await readShardMap(etcd, state.secrets.etcd);
+  if (!stored) throw new Error('no shard map');
+  const plan = rebalancePlan(stored.map, clusters);
+  const say = (line: string) => o.quiet || process.stdout.write(`${line}\n`);
+  say(`${plan.length} moves${plan.length ? `: ${plan.map((m) => `${m.shard} ${m.from}→${m.to}`).join(', ')}` : ''}`);
+  const reports: MoveReport[] = [];
+  if (o.dryRun) return reports;
+  for (const m of plan) {
+    const r = await moveShard(state, { shard: m.shard, to: m.to });
+    reports.push(r);
+    say(`  shard ${r.shard}: ${r.from} → ${r.to}, writes fenced ${r.fencedMs} ms, ${r.totalMs} ms in all`);
+  }
+  return reports;
 }

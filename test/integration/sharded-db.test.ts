@@ -26,8 +26,21 @@ function nameOn(map: ShardMap, cluster: string, tag: string): string {
   }
 }
 
+/** The tables of one logical shard's schema on a database, as a move's target gets them. */
+async function migrateOn(url: string, schema: string): Promise<void> {
+  const { Kysely, PostgresDialect } = await import('kysely');
+  const k = new Kysely<never>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url }) }) });
+  try {
+    await migrate(k as never, schema);
+  } finally {
+    await k.destroy();
+  }
+}
+
 describe('the sharded store: 64 logical shards (schemas) over two PostgreSQL databases', () => {
   const databases: { url: string; drop(): Promise<void> }[] = [];
+  /** A third database, added while the store runs (a cluster added to the running topology). */
+  let added: { url: string; drop(): Promise<void> } | undefined;
   let db: Db;
   let map: ReturnType<typeof movableMap>;
   const raw = (cluster: 'a' | 'b') => {
@@ -53,6 +66,7 @@ describe('the sharded store: 64 logical shards (schemas) over two PostgreSQL dat
         { name: 'a', url: databases[0]?.url as string },
         { name: 'b', url: databases[1]?.url as string },
       ],
+      discover: async (name) => (name === 'c' && added ? { name, url: added.url } : undefined),
       map,
       moveWaitMs: 3000,
       logger: createLogger('silent'),
@@ -60,7 +74,7 @@ describe('the sharded store: 64 logical shards (schemas) over two PostgreSQL dat
   }, 120_000);
   afterAll(async () => {
     await db?.close();
-    for (const d of databases) await d.drop();
+    for (const d of [...databases, ...(added ? [added] : [])]) await d.drop();
   });
 
   const users = () => createUserRepository(db);
@@ -197,12 +211,7 @@ describe('the sharded store: 64 logical shards (schemas) over two PostgreSQL dat
     const target = new pg.Client({ connectionString: databases[1]?.url });
     await target.connect();
     try {
-      const { Kysely, PostgresDialect } = await import('kysely');
-      const k = new Kysely<never>({
-        dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: databases[1]?.url }) }),
-      });
-      await migrate(k as never, schema);
-      await k.destroy();
+      await migrateOn(databases[1]?.url as string, schema);
       await target.query(`INSERT INTO ${schema}.users (id, username, password_hash) VALUES ($1, $2, 'h')`, [id, name]);
     } finally {
       await target.end();
@@ -226,5 +235,45 @@ describe('the sharded store: 64 logical shards (schemas) over two PostgreSQL dat
     // A transaction on it runs where the map says now, too.
     expect(await users().setRole(name, 'member')).toBe(true);
     expect(await query('b', `SELECT role FROM ${schema}.users WHERE id = $1`, [id])).toEqual([{ role: 'member' }]);
+  });
+
+  it('a cluster the store did not know at start: found when the map first names it, and its writes go there', async () => {
+    added = await createTestDatabase();
+    const name = nameOn(map.current(), 'b', 'joiner');
+    const shard = shardOfUsername(name);
+    await migrateOn(added.url, shardSchema(shard));
+    const placed = [...map.current().clusters];
+    placed[shard] = 'c';
+    map.set({ version: map.current().version + 1, clusters: placed });
+    const id = await signUp(name);
+    const onC = new pg.Client({ connectionString: added.url });
+    await onC.connect();
+    try {
+      const rows = await onC.query(`SELECT username FROM ${shardSchema(shard)}.users WHERE id = $1`, [id]);
+      expect(rows.rows).toEqual([{ username: name }]);
+    } finally {
+      await onC.end();
+    }
+    expect(await query('b', `SELECT id FROM ${shardSchema(shard)}.users WHERE id = $1`, [id])).toEqual([]);
+    expect((await users().getByUsername(name))?.id).toBe(id);
+    // Once known, a request that writes there carries the cluster's position in its read-your-writes token.
+    const token = await new Promise<string | undefined>((resolve, reject) => {
+      db.consistency.scope(() => {
+        users()
+          .setRole(name, 'admin')
+          .then(() => db.consistency.token())
+          .then(resolve, reject);
+      });
+    });
+    expect(token).toMatch(/(^|\+)c:[0-9A-F]+\/[0-9A-F]+/);
+    // A name the map places on no known cluster and that discover cannot find: 503, not a crash.
+    const lost = [...map.current().clusters];
+    const nowhere = nameOn(map.current(), 'a', 'nowhere');
+    lost[shardOfUsername(nowhere)] = 'pg-z';
+    map.set({ version: map.current().version + 1, clusters: lost });
+    await expect(users().getByUsername(nowhere)).rejects.toMatchObject({ name: 'StoreUnavailableError' });
+    const back = [...map.current().clusters];
+    back[shardOfUsername(nowhere)] = 'a';
+    map.set({ version: map.current().version + 1, clusters: back });
   });
 });

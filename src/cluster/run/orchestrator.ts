@@ -127,6 +127,85 @@ function stages(): Component[][] {
   return [...byStage].sort(([a], [b]) => a - b).map(([, cs]) => cs);
 }
 
+/** Records a process that started in the run's state file, and says so. */
+function recordStarted(
+  runDir: string,
+  spec: ProcessSpec,
+  p: StartedProcess,
+  log: (line: string) => void,
+): RunningProcess {
+  const entry: RunningProcess = { name: spec.name, kind: spec.kind, pid: p.pid, log: p.log, startTime: p.startTime };
+  updateState(runDir, (s) => {
+    s.processes = [...s.processes.filter((x) => x.name !== spec.name), entry];
+  });
+  log(`  ${spec.name.padEnd(18)} pid ${p.pid}`);
+  return entry;
+}
+
+/**
+ * Starts `processes` (of one scope) of one stage's kinds, in the batches
+ * their component gives, then waits until they work together (`ready`).
+ */
+async function startStage(
+  state: ClusterState,
+  stage: Component[],
+  dataCenter: string | null,
+  processes: ProcessSpec[],
+  o: {
+    log: (line: string) => void;
+    record: (spec: ProcessSpec, p: StartedProcess) => void;
+    self?: StartedProcess & { name: string };
+  },
+): Promise<void> {
+  for (const c of stage) {
+    const specs = processes.filter((p) => p.kind === c.kind);
+    if (specs.length === 0) continue;
+    const ctx = contextFor(state, dataCenter, { log: o.log });
+    const where = dataCenter ? ` in ${dataCenter}` : '';
+    o.log(`starting ${specs.length} × ${c.kind}${where}: ${specs.map((s) => c.address(s)).join(' ')}`);
+    for (const batch of c.batches ? c.batches(specs) : specs.map((s) => [s])) {
+      const results = await Promise.allSettled(
+        batch.map(async (spec) => {
+          if (o.self?.name === spec.name) return o.record(spec, o.self);
+          o.record(spec, await c.start(spec, ctx));
+        }),
+      );
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+    }
+    await c.ready?.(specs, ctx);
+  }
+}
+
+/**
+ * Starts processes added to a running topology (already in its state's
+ * topology, in `dataCenter`), in stage order as `up` would, recording each
+ * in the state as it starts. On failure it stops what it started and throws.
+ */
+export async function startAdded(
+  runDir: string,
+  dataCenter: string,
+  names: string[],
+  log: (line: string) => void,
+): Promise<void> {
+  const state = loadState(runDir);
+  const wanted = new Set(names);
+  const processes = processesIn(state.topology, { dataCenter }).filter((p) => wanted.has(p.name));
+  const before = new Set(spawned);
+  const record = (spec: ProcessSpec, p: StartedProcess) => void recordStarted(runDir, spec, p, log);
+  try {
+    for (const stage of stages()) await startStage(state, stage, dataCenter, processes, { log, record });
+  } catch (err) {
+    log(`start failed: ${(err as Error).message}; stopping what was started`);
+    // Everything it spawned, recorded or not (a process that never became healthy), the last first.
+    for (const pid of [...spawned].filter((p) => !before.has(p)).reverse()) await stopProcess(pid, 15_000);
+    for (const spec of processes) {
+      for (const l of componentOf(spec).leftovers?.(spec, state) ?? []) await stopProcess(l.pid, 15_000, l.signal);
+    }
+    throw err;
+  }
+}
+
 /**
  * Starts every process of the topology in `state`, stage by stage: in each
  * stage, each scope (the global one, then each data center) starts its
@@ -141,42 +220,14 @@ export async function startAll(
 ): Promise<ClusterState> {
   const { topology } = state;
   const record = (spec: ProcessSpec, p: StartedProcess) => {
-    const entry: RunningProcess = {
-      name: spec.name,
-      kind: spec.kind,
-      pid: p.pid,
-      log: p.log,
-      startTime: p.startTime,
-    };
-    state.processes.push(entry);
-    updateState(state.runDir, (s) => {
-      s.processes = [...s.processes.filter((x) => x.name !== spec.name), entry];
-    });
-    log(`  ${spec.name.padEnd(18)} pid ${p.pid}`);
+    state.processes.push(recordStarted(state.runDir, spec, p, log));
   };
   const scopes: (string | null)[] = [null, ...topology.dataCenters.map((d) => d.name)];
   try {
     for (const stage of stages()) {
       for (const dataCenter of scopes) {
         const processes = dataCenter ? processesIn(topology, { dataCenter }) : topology.global.processes;
-        for (const c of stage) {
-          const specs = processes.filter((p) => p.kind === c.kind);
-          if (specs.length === 0) continue;
-          const ctx = contextFor(state, dataCenter, { log });
-          const where = dataCenter ? ` in ${dataCenter}` : '';
-          log(`starting ${specs.length} × ${c.kind}${where}: ${specs.map((s) => c.address(s)).join(' ')}`);
-          for (const batch of c.batches ? c.batches(specs) : specs.map((s) => [s])) {
-            const results = await Promise.allSettled(
-              batch.map(async (spec) => {
-                if (self?.name === spec.name) return record(spec, self);
-                record(spec, await c.start(spec, ctx));
-              }),
-            );
-            const failed = results.find((r) => r.status === 'rejected');
-            if (failed) throw (failed as PromiseRejectedResult).reason;
-          }
-          await c.ready?.(specs, ctx);
-        }
+        await startStage(state, stage, dataCenter, processes, { log, record, self });
       }
     }
     // A launcher says "up" itself, once its control API answers.

@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type client from 'prom-client';
 import { z } from 'zod';
 import { isAlive } from '../process.ts';
+import { addShardCluster } from '../reshard/add-cluster.ts';
 import { guardControlApi } from '../run/guard.ts';
 import { readControlToken } from '../run/private.ts';
 import { loadState, updateState } from '../run/state.ts';
@@ -25,6 +26,8 @@ export interface ApiDeps {
   exclusive<T>(name: string, fn: () => Promise<T>): Promise<T>;
   /** One change of the worker tier at a time. */
   exclusiveWorkers<T>(name: string, fn: () => Promise<T>): Promise<T>;
+  /** One change of the data tier at a time. */
+  exclusiveData<T>(name: string, fn: () => Promise<T>): Promise<T>;
   operation(): string | null;
   tierLog: WebTierOptions['log'];
   log(fields: Record<string, unknown>, msg: string): void;
@@ -172,6 +175,32 @@ export function buildControlApi(d: ApiDeps): FastifyInstance {
       return { ...web, replaced: [...web.replaced, ...workerReplaced] };
     } catch (err) {
       d.log({ err }, 'deploy failed');
+      return reply.code(409).send(failure(err));
+    }
+  });
+  // A shard cluster joins a sharded topology; it holds no logical shard until a move puts some there.
+  app.post('/shard-clusters', async (req, reply) => {
+    const body = z
+      .object({ replicas: z.number().int().min(0).max(2).default(1) })
+      .strict()
+      .safeParse(req.body ?? {});
+    if (!body.success) {
+      return reply.code(400).send({ error: `expected {"replicas": <0 to 2>}: ${z.prettifyError(body.error)}` });
+    }
+    try {
+      const lines: string[] = [];
+      const report = await d.exclusiveData('add a shard cluster', () =>
+        addShardCluster(d.runDir, {
+          replicas: body.data.replicas,
+          log: (line) => {
+            lines.push(line);
+            d.log({}, line.trim());
+          },
+        }),
+      );
+      return { ...report, log: lines };
+    } catch (err) {
+      d.log({ err }, 'adding a shard cluster failed');
       return reply.code(409).send(failure(err));
     }
   });

@@ -86,6 +86,8 @@ export async function runSupervisor(runDir: string): Promise<{ close(): Promise<
   // ---- one change of each tier at a time (a worker's long drain does not hold up the web tier) ----
   const webLane = lane();
   const workerLane = lane();
+  /** Changes of the data tier (a shard cluster added). */
+  const dataLane = lane();
   const tierLog = (msg: string, fields: Record<string, unknown> = {}) => logger.info(fields, msg);
 
   const restarts = watchRestarts(runDir, logger, restartsTotal);
@@ -115,7 +117,8 @@ export async function runSupervisor(runDir: string): Promise<{ close(): Promise<
     workerAutoscaler,
     exclusive: webLane.exclusive,
     exclusiveWorkers: workerLane.exclusive,
-    operation: () => webLane.operation() ?? workerLane.operation(),
+    exclusiveData: dataLane.exclusive,
+    operation: () => webLane.operation() ?? workerLane.operation() ?? dataLane.operation(),
     tierLog,
     log: (fields, msg) => logger.info(fields, msg),
   });
@@ -136,7 +139,7 @@ export async function runSupervisor(runDir: string): Promise<{ close(): Promise<
       workerAutoscaler?.stop();
       await app.close();
       // Let a change in progress finish its step rather than leave a server half added.
-      await Promise.race([Promise.all([webLane.idle(), workerLane.idle()]), sleep(20_000)]);
+      await Promise.race([Promise.all([webLane.idle(), workerLane.idle(), dataLane.idle()]), sleep(20_000)]);
       await jobs?.close();
     },
   };

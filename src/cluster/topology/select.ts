@@ -47,6 +47,10 @@ export const planOf = (t: Topology): AddressPlan =>
     t.dataCenters.map((d) => d.name),
   );
 
+/** The shard clusters of a sharded topology (pg-a, pg-b, …), from their proxies; none when it is not sharded. */
+export const shardClustersOf = (t: Topology, dataCenter?: string): string[] =>
+  processesOf(t, 'dbProxy', dataCenter ? { dataCenter } : undefined).flatMap((p) => (p.cluster ? [p.cluster] : []));
+
 /** The first data center (every preset today has one). */
 export const firstDataCenter = (t: Topology): string => (t.dataCenters[0] as { name: string }).name;
 

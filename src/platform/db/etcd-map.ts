@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { logicalShards, type ShardMap } from '../../ports/shards.ts';
-import { heldShardMap, type ShardMapSource } from './sharded.ts';
+import { patroniReplicas } from './replicas.ts';
+import { heldShardMap, type ShardClusterAddress, type ShardMapSource } from './sharded.ts';
 
 /** Where the shard map lives in etcd, and who may read (or, for the mover, write) it. */
 export interface EtcdTarget {
@@ -26,6 +27,56 @@ export function parseShardMap(text: string): ShardMap {
     throw new Error('not a shard map');
   }
   return { version: v.version as number, clusters: v.clusters };
+}
+
+/** Where each shard cluster is, beside the map: written by `up` and by `scaleout reshard add-cluster`. */
+export const shardClustersKey = (mapKey: string) => `${mapKey}/clusters`;
+
+/** A shard cluster's proxy (host:port of its primary port) and its Patroni nodes' REST APIs; no credentials. */
+export interface ShardClusterEndpoint {
+  primary: string;
+  rest: string[];
+}
+
+/** The clusters' endpoints as stored, checked. */
+export function parseShardClusters(text: string): Record<string, ShardClusterEndpoint> {
+  const v = JSON.parse(text) as Record<string, Partial<ShardClusterEndpoint>>;
+  if (typeof v !== 'object' || v === null) throw new Error('not a list of shard clusters');
+  for (const [name, e] of Object.entries(v)) {
+    if (
+      typeof e.primary !== 'string' ||
+      !/^[\w.-]+:\d+$/.test(e.primary) ||
+      !Array.isArray(e.rest) ||
+      !e.rest.every((r) => typeof r === 'string' && /^https?:\/\//.test(r))
+    ) {
+      throw new Error(`not a shard cluster's endpoint: ${name}`);
+    }
+  }
+  return v as Record<string, ShardClusterEndpoint>;
+}
+
+/**
+ * Finds a shard cluster by name in etcd (one added after this process
+ * started): its URL is `template`'s (the user, password and database every
+ * shard cluster shares) at the cluster's proxy.
+ */
+export function etcdShardClusters(
+  target: EtcdTarget,
+  template: string,
+): (name: string) => Promise<ShardClusterAddress | undefined> {
+  const client = new EtcdClient(target);
+  return async (name) => {
+    const kv = await client.get(shardClustersKey(target.key));
+    const endpoint = kv ? parseShardClusters(kv.value)[name] : undefined;
+    if (!endpoint) return undefined;
+    const url = new URL(template);
+    url.host = endpoint.primary;
+    return {
+      name,
+      url: url.toString(),
+      replicas: endpoint.rest.length > 0 ? patroniReplicas(endpoint.rest) : undefined,
+    };
+  };
 }
 
 /** A client of etcd's v3 JSON gateway with a user's token (renewed when etcd says it expired). */

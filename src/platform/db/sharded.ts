@@ -3,7 +3,6 @@ import {
   type DatabaseConnection,
   type Driver,
   Kysely,
-  type KyselyPlugin,
   PostgresAdapter,
   PostgresIntrospector,
   PostgresQueryCompiler,
@@ -72,8 +71,21 @@ export function fixedShardMap(map: ShardMap): ShardMapSource {
   };
 }
 
+/** Where a shard cluster is: its primary's URL (through its proxy), and how to find its replicas. */
+export interface ShardClusterAddress {
+  name: string;
+  url: string;
+  replicas?: ReplicaDiscovery;
+}
+
 export interface ShardedDbOptions extends Omit<PostgresDbOptions, 'url' | 'replicas'> {
-  clusters: { name: string; url: string; replicas?: ReplicaDiscovery }[];
+  /** The clusters known at start; the first holds what is not a user's. */
+  clusters: ShardClusterAddress[];
+  /**
+   * Finds a cluster the map names that this process did not know at start
+   * (one added to the running topology: `scaleout reshard add-cluster`).
+   */
+  discover?: (name: string) => Promise<ShardClusterAddress | undefined>;
   map: ShardMapSource;
   /**
    * How long a query on a shard that is moving waits for the map to change
@@ -99,6 +111,7 @@ class ShardMovedError extends Error {
 interface Routed {
   inner: DatabaseConnection;
   origin: Driver;
+  cluster: ClusterConnections;
   version: number;
   inTransaction: boolean;
 }
@@ -123,10 +136,10 @@ class ShardDriver implements Driver {
   async init() {}
   async acquireConnection(): Promise<DatabaseConnection> {
     const map = this.#store.map.current();
-    const cluster = this.#store.cluster(map.clusters[this.#shard] as string);
+    const cluster = await this.#store.cluster(map.clusters[this.#shard] as string);
     const origin = this.#role === 'primary' ? cluster.primaryDriver : cluster.readerDriver;
     const inner = await origin.acquireConnection();
-    const routed: Routed = { inner, origin, version: map.version, inTransaction: false };
+    const routed: Routed = { inner, origin, cluster, version: map.version, inTransaction: false };
     const shard = this.#shard;
     const store = this.#store;
     const role = this.#role;
@@ -134,13 +147,18 @@ class ShardDriver implements Driver {
       routed,
       async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
         store.queries[shard] = (store.queries[shard] ?? 0) + 1;
+        // The request wrote on this cluster: its read-your-writes token must cover this cluster's position.
+        const writes = role === 'primary' && query.query.kind !== 'SelectQueryNode';
+        if (writes) routed.cluster.scope.markWrite();
         try {
           return await routed.inner.executeQuery<R>(query);
         } catch (err) {
           if (!isMoved(err)) throw err;
           if (routed.inTransaction) throw new ShardMovedError(shard, routed.version, { cause: err });
           const next = await store.awaitMove(shard, routed.version, err);
-          const d = store.driverOf(next.clusters[shard] as string, role);
+          const now = await store.cluster(next.clusters[shard] as string);
+          if (writes) now.scope.markWrite();
+          const d = role === 'primary' ? now.primaryDriver : now.readerDriver;
           const fresh = await d.acquireConnection();
           try {
             return await fresh.executeQuery<R>(query);
@@ -183,41 +201,62 @@ const dialect = (driver: Driver) => ({
   createQueryCompiler: () => new PostgresQueryCompiler(),
 });
 
-/** Marks the request as having written on the cluster that holds `shard` now. */
-const writeTracker = (store: ShardedStore, shard: number): KyselyPlugin => ({
-  transformQuery(args) {
-    if (args.node.kind !== 'SelectQueryNode') store.clusterOfShard(shard).scope.markWrite();
-    return args.node;
-  },
-  async transformResult(args) {
-    return args.result;
-  },
-});
-
 class ShardedStore {
   readonly map: ShardMapSource;
   /** Statements run per logical shard since start (skew, and the hot shard). */
   readonly queries: number[] = new Array<number>(logicalShards).fill(0);
   readonly #clusters: Map<string, ClusterConnections>;
+  /** Clusters being found and connected (one lookup each, however many queries wait for it). */
+  readonly #joining = new Map<string, Promise<ClusterConnections>>();
+  readonly #connect: (c: ShardClusterAddress) => ClusterConnections;
+  readonly #discover: ShardedDbOptions['discover'];
   readonly #moveWaitMs: number;
   readonly #logger: Logger;
-  constructor(map: ShardMapSource, clusters: Map<string, ClusterConnections>, moveWaitMs: number, logger: Logger) {
+  constructor(
+    map: ShardMapSource,
+    clusters: Map<string, ClusterConnections>,
+    o: Pick<ShardedDbOptions, 'discover'> & {
+      connect: (c: ShardClusterAddress) => ClusterConnections;
+      moveWaitMs: number;
+      logger: Logger;
+    },
+  ) {
     this.map = map;
     this.#clusters = clusters;
-    this.#moveWaitMs = moveWaitMs;
-    this.#logger = logger;
+    this.#connect = o.connect;
+    this.#discover = o.discover;
+    this.#moveWaitMs = o.moveWaitMs;
+    this.#logger = o.logger;
   }
-  cluster(name: string): ClusterConnections {
-    const c = this.#clusters.get(name);
-    if (!c) throw new StoreUnavailableError(`the shard map names a cluster this process does not know: ${name}`);
+  /** A cluster's connections; one that this process does not know yet is found (discover) and connected first. */
+  async cluster(name: string): Promise<ClusterConnections> {
+    const known = this.#clusters.get(name);
+    if (known) return known;
+    let joining = this.#joining.get(name);
+    if (!joining) {
+      joining = this.#join(name).finally(() => this.#joining.delete(name));
+      this.#joining.set(name, joining);
+    }
+    return joining;
+  }
+  async #join(name: string): Promise<ClusterConnections> {
+    const address = await this.#discover?.(name).catch((err: Error) => {
+      throw new StoreUnavailableError(`shard cluster ${name}: its address could not be read`, { cause: err });
+    });
+    if (!address) throw new StoreUnavailableError(`the shard map names a cluster this process does not know: ${name}`);
+    const c = this.#connect(address);
+    // Through its Kysely once: that initialises the drivers the logical shards borrow (their pool), and
+    // shows the cluster answers before any shard's query is sent to it.
+    try {
+      await c.primary.executeQuery(CompiledQuery.raw('SELECT 1'));
+      await c.start();
+    } catch (err) {
+      await c.close().catch(() => {});
+      throw new StoreUnavailableError(`shard cluster ${name} does not answer`, { cause: err });
+    }
+    this.#clusters.set(name, c);
+    this.#logger.info({ cluster: name }, 'shard cluster joined: the map placed a logical shard on it');
     return c;
-  }
-  clusterOfShard(shard: number): ClusterConnections {
-    return this.cluster(this.map.current().clusters[shard] as string);
-  }
-  driverOf(cluster: string, role: 'primary' | 'reader'): Driver {
-    const c = this.cluster(cluster);
-    return role === 'primary' ? c.primaryDriver : c.readerDriver;
   }
   /**
    * The shard was found moved at map `version`: read the map again and wait
@@ -239,6 +278,10 @@ class ShardedStore {
   clusters(): ClusterConnections[] {
     return [...this.#clusters.values()];
   }
+  /** Each known cluster with its name, in the order they became known. */
+  named(): [string, ClusterConnections][] {
+    return [...this.#clusters];
+  }
 }
 
 /** A cluster's token in a composite read-your-writes token: `name:lsn`, joined by '+' (cookie-safe). */
@@ -257,10 +300,14 @@ const tokenPart = (name: string, lsn: string) => `${name}:${lsn}`;
 export async function openShardedDb(
   options: ShardedDbOptions,
 ): Promise<Db & { map: ShardMapSource; shardQueries(): number[] }> {
-  const connections = new Map(
-    options.clusters.map((c) => [c.name, connectCluster({ ...options, url: c.url, replicas: c.replicas })]),
-  );
-  const store = new ShardedStore(options.map, connections, options.moveWaitMs ?? 5000, options.logger);
+  const connect = (c: ShardClusterAddress) => connectCluster({ ...options, url: c.url, replicas: c.replicas });
+  const connections = new Map(options.clusters.map((c) => [c.name, connect(c)]));
+  const store = new ShardedStore(options.map, connections, {
+    connect,
+    discover: options.discover,
+    moveWaitMs: options.moveWaitMs ?? 5000,
+    logger: options.logger,
+  });
   const map = options.map.current();
   for (const [name, c] of connections) {
     for (let k = 0; k < logicalShards; k++) if (map.clusters[k] === name) await migrate(c.primary, shardSchema(k));
@@ -272,10 +319,9 @@ export async function openShardedDb(
   for (const c of connections.values()) await c.start();
 
   const shards: ShardDb[] = Array.from({ length: logicalShards }, (_, k) => {
-    const primary = new Kysely<Database>({
-      dialect: dialect(new ShardDriver(k, 'primary', store)),
-      plugins: [writeTracker(store, k)],
-    }).withSchema(shardSchema(k));
+    const primary = new Kysely<Database>({ dialect: dialect(new ShardDriver(k, 'primary', store)) }).withSchema(
+      shardSchema(k),
+    );
     const reader = new Kysely<Database>({ dialect: dialect(new ShardDriver(k, 'reader', store)) }).withSchema(
       shardSchema(k),
     );
@@ -299,8 +345,8 @@ export async function openShardedDb(
     if (!s) throw new RangeError(`no logical shard ${k}`);
     return s;
   };
-  const names = [...connections.keys()];
-  const consistencies = names.map((n) => clusterConsistency(connections.get(n) as ClusterConnections));
+  // Read-your-writes over the clusters known when the request starts (one joined later counts from the next).
+  const consistencies = () => store.named().map(([n, c]) => [n, clusterConsistency(c)] as const);
 
   return {
     map: options.map,
@@ -313,9 +359,10 @@ export async function openShardedDb(
     each: () => shards,
     consistency: {
       scope: (fn) => {
+        const all = consistencies();
         const nest = (i: number): void => {
-          const c = consistencies[i];
-          if (c) c.scope(() => nest(i + 1));
+          const c = all[i];
+          if (c) c[1].scope(() => nest(i + 1));
           else fn();
         };
         nest(0);
@@ -327,15 +374,15 @@ export async function openShardedDb(
             return [p.slice(0, at), p.slice(at + 1)] as const;
           }),
         );
-        names.forEach((n, i) => {
+        for (const [n, c] of consistencies()) {
           const lsn = parts.get(n);
-          consistencies[i]?.begin(lsn && parseLsn(lsn) !== null ? lsn : undefined);
-        });
+          c.begin(lsn && parseLsn(lsn) !== null ? lsn : undefined);
+        }
       },
       token: async () => {
         const parts = await Promise.all(
-          names.map(async (n, i) => {
-            const lsn = await consistencies[i]?.token();
+          consistencies().map(async ([n, c]) => {
+            const lsn = await c.token();
             return lsn ? tokenPart(n, lsn) : undefined;
           }),
         );
@@ -350,7 +397,7 @@ export async function openShardedDb(
     },
     close: async () => {
       await options.map.close();
-      for (const c of connections.values()) await c.close();
+      for (const c of store.clusters()) await c.close();
     },
   };
 }

@@ -6,7 +6,7 @@ import { defineComponent, hostPort, type RunContext } from '../component.ts';
 import { dbProxyConfig, startHaproxy } from '../load-balancer/haproxy.ts';
 import { clusterNodes } from '../patroni/index.ts';
 import { appDatabase, appDatabaseUrl, appUser, ensureAppDatabase } from '../postgres/server.ts';
-import { etcdEndpoint, provisionShardMap, shardMapKey, shardMapReader } from './shard-map.ts';
+import { etcdEndpoint, provisionShardMap, publishShardClusters, shardMapKey, shardMapReader } from './shard-map.ts';
 
 export const dbProxySpec = z.object({
   kind: z.literal('dbProxy'),
@@ -25,6 +25,8 @@ export const dbProxySpec = z.object({
 type DbProxy = z.infer<typeof dbProxySpec>;
 
 const nodesOf = (ctx: RunContext, s: DbProxy) => clusterNodes(ctx, s.cluster);
+/** The REST APIs of the Patroni nodes behind a proxy (replica discovery). */
+const restOf = (ctx: RunContext, s: DbProxy) => nodesOf(ctx, s).map((n) => `http://${hostPort(n.rest)}`);
 
 /**
  * HAProxy in front of a data center's Patroni cluster: one port for the
@@ -66,6 +68,17 @@ export const dbProxy = defineComponent<DbProxy>({
     const [etcd] = processesOf(ctx.topology, 'etcd', ctx.dataCenter ? { dataCenter: ctx.dataCenter } : undefined);
     if (!etcd) throw new Error('shard clusters need etcd for their map');
     const map = await provisionShardMap(etcd, ctx.state.secrets, clusters);
+    // Every shard cluster of the scope (those started before these too), for the processes already running.
+    const all = processesOf(ctx.topology, 'dbProxy', ctx.dataCenter ? { dataCenter: ctx.dataCenter } : undefined);
+    await publishShardClusters(
+      etcd,
+      ctx.state.secrets.etcd,
+      Object.fromEntries(
+        all.flatMap((p) =>
+          p.cluster ? [[p.cluster, { primary: hostPort(p.primary), rest: restOf(ctx, p) }] as const] : [],
+        ),
+      ),
+    );
     ctx.log(
       `  shard map version ${map.version}: ${clusters.map((c) => `${c} ${map.clusters.filter((x) => x === c).length}`).join(', ')} logical shards`,
     );
@@ -80,14 +93,13 @@ export const dbProxy = defineComponent<DbProxy>({
   provides: (specs, ctx) => {
     const [s] = specs;
     if (!s) return {};
-    const restOf = (p: DbProxy) => nodesOf(ctx, p).map((n) => `http://${hostPort(n.rest)}`);
     const common = { db: 'postgres' as const, databaseUrl: appDatabaseUrl(s.primary, ctx.state.secrets.app) };
-    if (shardClusters(specs).length === 0) return { ...common, patroniUrls: restOf(s).join(',') };
+    if (shardClusters(specs).length === 0) return { ...common, patroniUrls: restOf(ctx, s).join(',') };
     const [etcd] = processesOf(ctx.topology, 'etcd', ctx.dataCenter ? { dataCenter: ctx.dataCenter } : undefined);
     return {
       ...common,
       shardClusters: specs
-        .map((p) => `${p.cluster}|${appDatabaseUrl(p.primary, ctx.state.secrets.app)}|${restOf(p).join('+')}`)
+        .map((p) => `${p.cluster}|${appDatabaseUrl(p.primary, ctx.state.secrets.app)}|${restOf(ctx, p).join('+')}`)
         .join(','),
       shardMapEtcd: etcd ? etcdEndpoint(etcd) : undefined,
       shardMapKey,

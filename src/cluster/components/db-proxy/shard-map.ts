@@ -1,4 +1,9 @@
-import { EtcdClient, parseShardMap } from '../../../platform/db/etcd-map.ts';
+import {
+  EtcdClient,
+  parseShardMap,
+  type ShardClusterEndpoint,
+  shardClustersKey,
+} from '../../../platform/db/etcd-map.ts';
 import { initialShardMap, type ShardMap } from '../../../ports/shards.ts';
 import type { SpecOf } from '../../topology/schema.ts';
 
@@ -73,4 +78,27 @@ export async function writeShardMap(
   revision: string,
 ): Promise<boolean> {
   return rootEtcd(etcd, password).putIf(shardMapKey, JSON.stringify(next), revision);
+}
+
+/**
+ * Writes where every shard cluster is (its proxy, its Patroni nodes) beside
+ * the map, where a running web server finds a cluster added after it started.
+ */
+export async function publishShardClusters(
+  etcd: SpecOf<'etcd'>,
+  password: string,
+  clusters: Record<string, ShardClusterEndpoint>,
+): Promise<void> {
+  const root = rootEtcd(etcd, password);
+  const key = shardClustersKey(shardMapKey);
+  const before = await root.get(key);
+  if (!(await root.putIf(key, JSON.stringify(clusters), before?.modRevision ?? '0'))) {
+    throw new Error('the shard clusters changed while they were written: try again');
+  }
+}
+
+/** Forgets a Patroni cluster's keys (an added cluster that failed to start: the next try bootstraps afresh). */
+export async function forgetPatroniScope(etcd: SpecOf<'etcd'>, password: string, scope: string): Promise<void> {
+  const prefix = `/service/${scope}/`;
+  await rootEtcd(etcd, password).call('/v3/kv/deleterange', { key: b64(prefix), range_end: rangeEnd(prefix) });
 }

@@ -27,6 +27,10 @@ export const patroniRestAuth = (password: string) => ({
   authorization: `Basic ${Buffer.from(`${patroniRestUser}:${password}`).toString('base64')}`,
 });
 
+/** One Patroni cluster per scope name: a data center's shard clusters each have their own leader key. */
+export const patroniScope = (t: Pick<Topology, 'name'>, cluster: string | undefined) =>
+  `scaleout-${t.name}${cluster ? `-${cluster}` : ''}`;
+
 /**
  * Patroni's YAML for one node. Failover detection is the leader-key TTL; with
  * loop_wait 1 and retry_timeout 2, `loop_wait + 2 * retry_timeout <= ttl`
@@ -34,8 +38,7 @@ export const patroniRestAuth = (password: string) => ({
  */
 export function patroniConfig(t: Topology, node: Patroni, etcd: Etcd, dir: string, secrets: DbSecrets): string {
   const q = (s: string) => JSON.stringify(s);
-  // One Patroni cluster per scope name: a data center's shard clusters each have their own leader key.
-  return `scope: ${q(`scaleout-${t.name}${node.cluster ? `-${node.cluster}` : ''}`)}
+  return `scope: ${q(patroniScope(t, node.cluster))}
 namespace: /service/
 name: ${q(node.name)}
 log:
@@ -87,7 +90,14 @@ postgresql:
   parameters:
     unix_socket_directories: ${q(path.join(dir, 'run'))}
     shared_buffers: 64MB
-  pg_hba:
+${
+  t.options.logicalReplication
+    ? `    # A move's subscription starts its apply worker at once: the launcher starts workers at most once per
+    # wal_retrieve_retry_interval (5 s by default), so the second of two moves in a row waited 5.5 s to copy.
+    wal_retrieve_retry_interval: 200ms
+`
+    : ''
+}  pg_hba:
     - local all all trust
 ${hbaSources(t)
   .flatMap((a) => [`    - host replication replicator ${a} scram-sha-256`, `    - host all all ${a} scram-sha-256`])

@@ -1,8 +1,16 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { httpStatus, requireBinaries, type StartedProcess, startProcess, waitUntil } from '../../process.ts';
+import {
+  httpStatus,
+  isSameProcess,
+  requireBinaries,
+  type StartedProcess,
+  startProcess,
+  waitUntil,
+} from '../../process.ts';
 import { controlTokenFile } from '../../run/private.ts';
+import type { ClusterState } from '../../run/state.ts';
 import { address } from '../../topology/address.ts';
 import type { ProcessSpec, Topology } from '../../topology/schema.ts';
 import { allProcesses, dataCenterOf, processesOf } from '../../topology/select.ts';
@@ -72,6 +80,22 @@ export function writeDynamicTargets(t: Topology, runDir: string): void {
     writeFileSync(`${file}.tmp`, JSON.stringify(list, null, 2));
     renameSync(`${file}.tmp`, file);
   }
+}
+
+/**
+ * After processes with static targets joined a running topology (a shard
+ * cluster's exporters): the config written again, and Prometheus told to
+ * read it (SIGHUP).
+ */
+export function reloadPrometheus(state: ClusterState): void {
+  const [spec] = processesOf(state.topology, 'prometheus');
+  const running = spec && state.processes.find((p) => p.name === spec.name);
+  if (!spec || !running || !isSameProcess(running)) return;
+  writeFileSync(path.join(state.runDir, spec.name, 'prometheus.yml'), prometheusConfig(state.topology, state.runDir), {
+    mode: 0o600,
+  });
+  writeDynamicTargets(state.topology, state.runDir);
+  process.kill(running.pid, 'SIGHUP');
 }
 
 export async function startPrometheus(t: Topology, spec: Prometheus, runDir: string): Promise<StartedProcess> {
