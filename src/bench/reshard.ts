@@ -2,8 +2,9 @@ import type pg from 'pg';
 import { primaryClient } from '../cluster/components/db-proxy/query.ts';
 import { readShardMap } from '../cluster/components/db-proxy/shard-map.ts';
 import { type MoveReport, moveShard } from '../cluster/reshard/move.ts';
+import { totalShardQueries } from '../cluster/reshard/shard-load.ts';
 import type { ClusterState } from '../cluster/run/index.ts';
-import { processesOf, webMetrics } from '../cluster/topology/select.ts';
+import { processesOf } from '../cluster/topology/select.ts';
 import { logicalShards, shardOfUsername, shardSchema } from '../ports/shards.ts';
 import { Ledger, verifyLedger } from './ledger.ts';
 import { openLoop, raiseLoadGeneratorPriority } from './load.ts';
@@ -52,20 +53,6 @@ const maxOverMean = (xs: number[]) => {
   const mean = xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
   return mean > 0 ? Math.round((Math.max(...xs) / mean) * 100) / 100 : 0;
 };
-
-/** Statements per logical shard, summed over every web server's /metrics. */
-async function shardQueries(state: ClusterState): Promise<number[]> {
-  const out = new Array<number>(logicalShards).fill(0);
-  for (const w of processesOf(state.topology, 'web')) {
-    const { host, port } = webMetrics(w);
-    const text = await (await fetch(`http://${host}:${port}/metrics`)).text();
-    for (const m of text.matchAll(/^scaleout_shard_queries_total\{shard="(\d+)"\} (\d+(?:\.\d+)?)/gm)) {
-      const k = Number(m[1]);
-      out[k] = (out[k] ?? 0) + Number(m[2]);
-    }
-  }
-  return out;
-}
 
 /** Rows per logical shard (users, photos, follows, likes and their copies), counted in each cluster's schemas. */
 async function shardRows(state: ClusterState, map: string[]): Promise<number[]> {
@@ -143,7 +130,7 @@ export async function benchReshard(o: ReshardBenchOptions): Promise<ReshardBench
     );
 
     // Skew: statements per shard under mixed, then under celebrity.
-    const q0 = await shardQueries(state);
+    const q0 = await totalShardQueries(state);
     await openLoop({
       origin: state.publicUrl,
       rate: 150,
@@ -151,7 +138,7 @@ export async function benchReshard(o: ReshardBenchOptions): Promise<ReshardBench
       connections: 128,
       next: await buildScenario('mixed', manifest, new Ledger(), 17),
     });
-    const q1 = await shardQueries(state);
+    const q1 = await totalShardQueries(state);
     await openLoop({
       origin: state.publicUrl,
       rate: 150,
@@ -159,7 +146,7 @@ export async function benchReshard(o: ReshardBenchOptions): Promise<ReshardBench
       connections: 128,
       next: await buildScenario('celebrity', manifest, new Ledger(), 19),
     });
-    const q2 = await shardQueries(state);
+    const q2 = await totalShardQueries(state);
     const mixed = delta(q1, q0);
     const celebrity = delta(q2, q1);
     const celebrityShard = shardOfUsername(manifest.celebrity);

@@ -1,10 +1,12 @@
 import type { Command } from 'commander';
 import { readShardMap } from '../cluster/components/db-proxy/shard-map.ts';
 import type { AddClusterReport } from '../cluster/reshard/add-cluster.ts';
+import type { ShardBalancerPolicy } from '../cluster/reshard/hot-shard.ts';
 import { type MoveReport, moveShard } from '../cluster/reshard/move.ts';
 import type { ClusterState } from '../cluster/run/state.ts';
 import { shardStatus, status } from '../cluster/run/status.ts';
 import { callSupervisor } from '../cluster/supervisor/client.ts';
+import type { ShardBalancerRecord } from '../cluster/supervisor/shard-balancer.ts';
 import { processesOf, shardClustersOf } from '../cluster/topology/select.ts';
 import { logicalShards, rebalancePlan } from '../ports/shards.ts';
 import { pickState } from './cluster.ts';
@@ -93,6 +95,71 @@ export function reshardCommands(program: Command, root: string): void {
       }
       if (o.json) process.stdout.write(`${JSON.stringify({ ...added, log: undefined, moves }, null, 2)}\n`);
     });
+
+  reshard
+    .command('auto')
+    .description(
+      'The shard balancer: a logical shard hot for a while (its statements per second over the others’ mean) is moved to the least-loaded cluster on its own; without options, its policy and last decisions',
+    )
+    .option('--on', 'turn it on')
+    .option('--off', 'turn it off')
+    .option('--hot-factor <x>', "hot from this many times the other shards' mean rate (default 4)")
+    .option('--min-rate <n>', 'no shard is hot below this many statements per second (default 20)')
+    .option('--period <s>', 'seconds between decisions (default 5)')
+    .option('--sustain <n>', 'periods in a row a shard must be hot before it moves (default 3)')
+    .option('--cooldown <s>', 'seconds after a move before the next (default 60)')
+    .option('--name <name>')
+    .option('--json', 'machine-readable output')
+    .action(
+      async (o: {
+        on?: boolean;
+        off?: boolean;
+        hotFactor?: string;
+        minRate?: string;
+        period?: string;
+        sustain?: string;
+        cooldown?: string;
+        name?: string;
+        json?: boolean;
+      }) => {
+        if (o.on && o.off) throw new Error('--on or --off, not both');
+        const state = pickState(root, o.name);
+        const change = Object.fromEntries(
+          Object.entries({
+            enabled: o.on ? true : o.off ? false : undefined,
+            hotFactor: o.hotFactor,
+            minRate: o.minRate,
+            periodSeconds: o.period,
+            sustainPeriods: o.sustain,
+            cooldownSeconds: o.cooldown,
+          })
+            .filter(([, v]) => v !== undefined)
+            .map(([k, v]) => [k, typeof v === 'string' ? Number(v) : v]),
+        );
+        const answer =
+          Object.keys(change).length > 0
+            ? await callSupervisor<Record<string, unknown>>(state, 'POST', '/shard-balancer', change)
+            : await callSupervisor<Record<string, unknown>>(state, 'GET', '/shard-balancer');
+        if (answer.status !== 200)
+          throw new Error(String(answer.body.error ?? `the supervisor answered ${answer.status}`));
+        if (o.json) {
+          process.stdout.write(`${JSON.stringify(answer.body, null, 2)}\n`);
+          return;
+        }
+        const policy = answer.body.shardBalancer as ShardBalancerPolicy | null;
+        process.stdout.write(
+          policy
+            ? `shard balancer ${policy.enabled ? 'on' : 'off'}: hot from ${policy.hotFactor}× the others' mean and ${policy.minRate} statements/s, for ${policy.sustainPeriods} periods of ${policy.periodSeconds} s; ${policy.cooldownSeconds} s between moves\n`
+            : 'shard balancer off (no policy)\n',
+        );
+        const decisions = (answer.body.decisions ?? []) as ShardBalancerRecord[];
+        for (const d of decisions.slice(-10)) {
+          process.stdout.write(
+            `  ${d.at} ${d.action} shard ${d.shard} (${d.rate}/s, others ${d.othersMean}/s) on ${d.from}${d.to ? ` → ${d.to}` : ''}: ${d.reason}${d.moved ? `; moved, fenced ${d.moved.fencedMs} ms` : ''}${d.error ? `; failed: ${d.error}` : ''}\n`,
+          );
+        }
+      },
+    );
 
   reshard
     .command('rebalance')

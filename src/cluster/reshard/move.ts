@@ -4,9 +4,10 @@ import { fence, unfence } from '../../platform/db/fence.ts';
 import { migrate } from '../../platform/db/migrate.ts';
 import type { Database } from '../../ports/db.ts';
 import { type ShardMap, shardSchema } from '../../ports/shards.ts';
-import { readShardMap, writeShardMap } from '../components/db-proxy/shard-map.ts';
+import { holdMoveLock, readShardMap, writeShardMap } from '../components/db-proxy/shard-map.ts';
 import { appDatabase, appUser } from '../components/postgres/server.ts';
 import type { ClusterState } from '../run/state.ts';
+import type { SpecOf } from '../topology/schema.ts';
 import { processesOf } from '../topology/select.ts';
 
 /** What a move did, step by step, and what it measured. */
@@ -202,15 +203,32 @@ export async function moveShard(
   state: ClusterState,
   o: { shard: number; to: string; log?: (line: string) => void; copyTimeoutMs?: number },
 ): Promise<MoveReport> {
-  const log = o.log ?? (() => {});
   const [etcd] = processesOf(state.topology, 'etcd');
   if (!etcd) throw new Error('this topology has no etcd, so no shard map');
-  const stored = await readShardMap(etcd, state.secrets.etcd);
-  if (!stored) throw new Error('this topology has no shard map: is it sharded?');
-  const from = stored.map.clusters[o.shard];
-  if (from === undefined) throw new Error(`no logical shard ${o.shard} (0 to ${stored.map.clusters.length - 1})`);
   proxyOf(state, o.to);
-  if (from === o.to) throw new Error(`logical shard ${o.shard} is on ${o.to} already`);
+  const lock = await holdMoveLock(etcd, state.secrets.etcd, { shard: o.shard, to: o.to });
+  try {
+    // Read under the lock: no other move changes it now.
+    const stored = await readShardMap(etcd, state.secrets.etcd);
+    if (!stored) throw new Error('this topology has no shard map: is it sharded?');
+    const from = stored.map.clusters[o.shard];
+    if (from === undefined) throw new Error(`no logical shard ${o.shard} (0 to ${stored.map.clusters.length - 1})`);
+    if (from === o.to) throw new Error(`logical shard ${o.shard} is on ${o.to} already`);
+    return await moveLocked(state, etcd, o, from, stored);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** The move itself, under the topology's move lock. */
+async function moveLocked(
+  state: ClusterState,
+  etcd: SpecOf<'etcd'>,
+  o: { shard: number; to: string; log?: (line: string) => void; copyTimeoutMs?: number },
+  from: string,
+  stored: { map: ShardMap; revision: string },
+): Promise<MoveReport> {
+  const log = o.log ?? (() => {});
   const schema = shardSchema(o.shard);
   const name = `move_${schema}`;
   const started = performance.now();

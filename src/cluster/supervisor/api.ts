@@ -3,6 +3,7 @@ import type client from 'prom-client';
 import { z } from 'zod';
 import { isAlive } from '../process.ts';
 import { addShardCluster } from '../reshard/add-cluster.ts';
+import { shardBalancerPolicy } from '../reshard/hot-shard.ts';
 import { guardControlApi } from '../run/guard.ts';
 import { readControlToken } from '../run/private.ts';
 import { loadState, updateState } from '../run/state.ts';
@@ -12,6 +13,7 @@ import { checkCheckout } from './checkout.ts';
 import { supervisorOf } from './client.ts';
 import type { Controller } from './controllers.ts';
 import type { Restarts } from './restarts.ts';
+import type { ShardBalancer } from './shard-balancer.ts';
 import { deployWebTier, scaleWebTier, type WebTierOptions } from './web-tier.ts';
 import { deployWorkerTier, scaleWorkerTier } from './worker-tier.ts';
 
@@ -26,6 +28,8 @@ export interface ApiDeps {
   exclusive<T>(name: string, fn: () => Promise<T>): Promise<T>;
   /** One change of the worker tier at a time. */
   exclusiveWorkers<T>(name: string, fn: () => Promise<T>): Promise<T>;
+  /** Where the topology is sharded. */
+  shardBalancer?: ShardBalancer;
   /** One change of the data tier at a time. */
   exclusiveData<T>(name: string, fn: () => Promise<T>): Promise<T>;
   operation(): string | null;
@@ -177,6 +181,23 @@ export function buildControlApi(d: ApiDeps): FastifyInstance {
       d.log({ err }, 'deploy failed');
       return reply.code(409).send(failure(err));
     }
+  });
+  app.get('/shard-balancer', async (_req, reply) => {
+    if (!d.shardBalancer) return reply.code(400).send({ error: 'this topology is not sharded' });
+    return { shardBalancer: load().topology.options.shardBalancer ?? null, decisions: d.shardBalancer.decisions() };
+  });
+  app.post('/shard-balancer', async (req, reply) => {
+    if (!d.shardBalancer) return reply.code(400).send({ error: 'this topology is not sharded; nothing changed' });
+    const change = (req.body ?? {}) as Record<string, unknown>;
+    const merged = shardBalancerPolicy
+      .strict()
+      .safeParse({ ...(load().topology.options.shardBalancer ?? { enabled: false }), ...change });
+    if (!merged.success) return reply.code(400).send({ error: `${z.prettifyError(merged.error)}; nothing changed` });
+    updateState(d.runDir, (s) => {
+      s.topology.options.shardBalancer = merged.data;
+    });
+    d.log({ shardBalancer: merged.data }, 'shard balancer policy changed');
+    return { shardBalancer: merged.data };
   });
   // A shard cluster joins a sharded topology; it holds no logical shard until a move puts some there.
   app.post('/shard-clusters', async (req, reply) => {

@@ -11,6 +11,7 @@ import { allProcesses, firstDataCenter, webServers, workers } from '../topology/
 import { buildControlApi } from './api.ts';
 import { queueDepth, requestsInFlight, startController, webTier, workerTier } from './controllers.ts';
 import { restartBackoff, watchRestarts } from './restarts.ts';
+import { startShardBalancer } from './shard-balancer.ts';
 import { scaleWebTier } from './web-tier.ts';
 import { scaleWorkerTier } from './worker-tier.ts';
 
@@ -109,7 +110,16 @@ export async function runSupervisor(runDir: string): Promise<{ close(): Promise<
         { runDir, logger, registry, busy: () => workerLane.operation() !== null },
       )
     : undefined;
+  // Where the topology is sharded: hot logical shards moved on their own, when its policy says so.
+  const shardBalancer = startShardBalancer({
+    runDir,
+    logger,
+    registry,
+    exclusiveData: dataLane.exclusive,
+    busy: () => dataLane.operation() !== null,
+  });
   const app = buildControlApi({
+    shardBalancer,
     runDir,
     registry,
     restarts,
@@ -137,6 +147,7 @@ export async function runSupervisor(runDir: string): Promise<{ close(): Promise<
       restarts.stop();
       autoscaler.stop();
       workerAutoscaler?.stop();
+      shardBalancer?.stop();
       await app.close();
       // Let a change in progress finish its step rather than leave a server half added.
       await Promise.race([Promise.all([webLane.idle(), workerLane.idle(), dataLane.idle()]), sleep(20_000)]);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { processSpec } from '../components/registry.ts';
+import { shardBalancerPolicy } from '../reshard/hot-shard.ts';
 
 /**
  * A topology as data: a global scope and a list of data centers, each with
@@ -97,6 +98,11 @@ export const topologySchema = z.object({
      * slot, `target` of them per slot).
      */
     workerAutoscale: autoscalePolicy.optional(),
+    /**
+     * The shard balancer (preset sharded): a logical shard hot for a while is
+     * moved to the least-loaded cluster on its own. Absent: off.
+     */
+    shardBalancer: shardBalancerPolicy.optional(),
   }),
   /** Processes of no data center: Prometheus, the dashboard, the supervisor, the host's exporter (later DNS). */
   global: z.object({ processes: z.array(anyProcess) }).default({ processes: [] }),

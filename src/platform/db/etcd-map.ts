@@ -122,6 +122,24 @@ export class EtcdClient {
     const kv = r.kvs?.[0];
     return kv ? { value: unb64(kv.value), modRevision: kv.mod_revision } : undefined;
   }
+  /** A lease of `ttlSeconds`: keys put under it go when it is revoked, or when nobody renews it in time. */
+  async grantLease(ttlSeconds: number): Promise<string> {
+    return (await this.call<{ ID: string }>('/v3/lease/grant', { TTL: ttlSeconds })).ID;
+  }
+  async renewLease(id: string): Promise<void> {
+    await this.call('/v3/lease/keepalive', { ID: id });
+  }
+  async revokeLease(id: string): Promise<void> {
+    await this.call('/v3/lease/revoke', { ID: id });
+  }
+  /** Puts `value` under `lease` only if the key is absent; false when someone holds it. */
+  async createLeased(key: string, value: string, lease: string): Promise<boolean> {
+    const r = await this.call<{ succeeded?: boolean }>('/v3/kv/txn', {
+      compare: [{ key: b64(key), target: 'VERSION', result: 'EQUAL', version: '0' }],
+      success: [{ request_put: { key: b64(key), value: b64(value), lease } }],
+    });
+    return r.succeeded === true;
+  }
   /** Writes `value` only if the key is still at `modRevision` ('0': only if absent); false when it moved on. */
   async putIf(key: string, value: string, modRevision: string): Promise<boolean> {
     const compare =

@@ -102,3 +102,34 @@ export async function forgetPatroniScope(etcd: SpecOf<'etcd'>, password: string,
   const prefix = `/service/${scope}/`;
   await rootEtcd(etcd, password).call('/v3/kv/deleterange', { key: b64(prefix), range_end: rangeEnd(prefix) });
 }
+
+/** Held while a logical shard moves: one move at a time per topology. */
+export const moveLockKey = `${shardMapKey}/moving`;
+
+/**
+ * Takes the topology's move lock: a key under an etcd lease of 15 s that is
+ * renewed every 5 s while the move runs, so a mover that dies (SIGKILL)
+ * frees it within 15 s. Throws, naming the holder, when another move runs.
+ */
+export async function holdMoveLock(
+  etcd: SpecOf<'etcd'>,
+  password: string,
+  what: { shard: number; to: string },
+): Promise<{ release(): Promise<void> }> {
+  const root = rootEtcd(etcd, password);
+  const lease = await root.grantLease(15);
+  const holder = JSON.stringify({ ...what, pid: process.pid, since: new Date().toISOString() });
+  if (!(await root.createLeased(moveLockKey, holder, lease))) {
+    await root.revokeLease(lease).catch(() => {});
+    const now = await root.get(moveLockKey);
+    throw new Error(`another move is under way (${now?.value ?? 'it just ended: try again'})`);
+  }
+  const timer = setInterval(() => root.renewLease(lease).catch(() => {}), 5000);
+  timer.unref();
+  return {
+    async release() {
+      clearInterval(timer);
+      await root.revokeLease(lease).catch(() => {});
+    },
+  };
+}
