@@ -1,15 +1,16 @@
 import type { Command } from 'commander';
-import { readShardMap } from '../cluster/components/db-proxy/shard-map.ts';
 import type { AddClusterReport } from '../cluster/reshard/add-cluster.ts';
 import type { ShardBalancerPolicy } from '../cluster/reshard/hot-shard.ts';
-import { type MoveReport, moveShard } from '../cluster/reshard/move.ts';
-import type { ClusterState } from '../cluster/run/state.ts';
+import { moveShard } from '../cluster/reshard/move.ts';
+import { rebalanceShards } from '../cluster/reshard/rebalance.ts';
 import { shardStatus, status } from '../cluster/run/status.ts';
 import { callSupervisor } from '../cluster/supervisor/client.ts';
 import type { ShardBalancerRecord } from '../cluster/supervisor/shard-balancer.ts';
 import { processesOf, shardClustersOf } from '../cluster/topology/select.ts';
-import { logicalShards, rebalancePlan } from '../ports/shards.ts';
+import { logicalShards } from '../ports/shards.ts';
 import { pickState } from './cluster.ts';
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
 
 /** `scaleout reshard …`: the shard map of a sharded topology, and moving logical shards between its clusters. */
 export function reshardCommands(program: Command, root: string): void {
@@ -91,7 +92,9 @@ export function reshardCommands(program: Command, root: string): void {
       const moves = [];
       if (o.rebalance) {
         state = pickState(root, state.topology.name);
-        moves.push(...(await rebalance(state, shardClustersOf(state.topology), { quiet: o.json })));
+        moves.push(
+          ...(await rebalanceShards(state, shardClustersOf(state.topology), { log: o.json ? undefined : say })),
+        );
       }
       if (o.json) process.stdout.write(`${JSON.stringify({ ...added, log: undefined, moves }, null, 2)}\n`);
     });
@@ -153,7 +156,12 @@ export function reshardCommands(program: Command, root: string): void {
             : 'shard balancer off (no policy)\n',
         );
         const decisions = (answer.body.decisions ?? []) as ShardBalancerRecord[];
-        for (const d of decisions.slice(-10)) {
+        // The last moves (made or failed), and the last few decisions, in order.
+        const moves = decisions.filter((d) => d.moved || d.error).slice(-5);
+        const shownDecisions = decisions.filter(
+          (d) => moves.includes(d) || decisions.indexOf(d) >= decisions.length - 5,
+        );
+        for (const d of shownDecisions) {
           process.stdout.write(
             `  ${d.at} ${d.action} shard ${d.shard} (${d.rate}/s, others ${d.othersMean}/s) on ${d.from}${d.to ? ` → ${d.to}` : ''}: ${d.reason}${d.moved ? `; moved, fenced ${d.moved.fencedMs} ms` : ''}${d.error ? `; failed: ${d.error}` : ''}\n`,
           );
@@ -177,29 +185,6 @@ export function reshardCommands(program: Command, root: string): void {
       const clusters = o.clusters ? o.clusters.split(',').map((c) => c.trim()) : all;
       const unknown = clusters.find((c) => !all.includes(c));
       if (unknown) throw new Error(`no shard cluster named ${unknown} (${all.join(', ')})`);
-      await rebalance(state, clusters, { dryRun: o.dryRun });
+      await rebalanceShards(state, clusters, { dryRun: o.dryRun, log: say });
     });
-}
-
-/** The moves of rebalancePlan over `clusters`, one at a time (none with dryRun: printed only); each move's report. */
-async function rebalance(
-  state: ClusterState,
-  clusters: string[],
-  o: { dryRun?: boolean; quiet?: boolean },
-): Promise<MoveReport[]> {
-  const [etcd] = processesOf(state.topology, 'etcd');
-  if (!etcd) throw new Error(`${state.topology.name} is not sharded`);
-  const stored = await readShardMap(etcd, state.secrets.etcd);
-  if (!stored) throw new Error('no shard map');
-  const plan = rebalancePlan(stored.map, clusters);
-  const say = (line: string) => o.quiet || process.stdout.write(`${line}\n`);
-  say(`${plan.length} moves${plan.length ? `: ${plan.map((m) => `${m.shard} ${m.from}→${m.to}`).join(', ')}` : ''}`);
-  const reports: MoveReport[] = [];
-  if (o.dryRun) return reports;
-  for (const m of plan) {
-    const r = await moveShard(state, { shard: m.shard, to: m.to });
-    reports.push(r);
-    say(`  shard ${r.shard}: ${r.from} → ${r.to}, writes fenced ${r.fencedMs} ms, ${r.totalMs} ms in all`);
-  }
-  return reports;
 }
