@@ -147,7 +147,7 @@ describe('sharded: 64 logical shards over two Patroni clusters (pg-a, pg-b), the
   }, 60_000);
 
   it('reshard move of a shard holding users, under writes to it: 0 acknowledged writes lost, the rows moved', async () => {
-    const shard = map.findIndex((c) => c === 'pg-a');
+    const shard = map.indexOf('pg-a');
     const mover = nameOn(map, 'pg-a', shard);
     const writer = await signUp(mover);
     const names: string[] = [];

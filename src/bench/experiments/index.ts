@@ -5,6 +5,7 @@ import { endpoints } from './endpoints.ts';
 import { eviction } from './eviction.ts';
 import { failover } from './failover.ts';
 import { fsync } from './fsync.ts';
+import { grow } from './grow.ts';
 import { invalidation } from './invalidation.ts';
 import { overload } from './overload.ts';
 import { presets } from './presets.ts';
@@ -32,6 +33,7 @@ export const experiments: readonly Experiment[] = [
   soak,
   ceiling,
   reshard,
+  grow,
 ] as unknown as readonly Experiment[];
 
 export const experimentNamed = (name: string): Experiment => {
