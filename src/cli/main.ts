@@ -8,6 +8,7 @@ import { createRuntime } from '../runtime.ts';
 import { adminCommands } from './admin.ts';
 import { benchCommands } from './bench.ts';
 import { clusterCommands } from './cluster.ts';
+import { dnsCommands } from './dns.ts';
 import { reshardCommands } from './reshard.ts';
 import { setup } from './setup.ts';
 
@@ -98,6 +99,31 @@ program
   });
 
 program
+  .command('delay-proxy')
+  .description(
+    'A TCP proxy that delays every byte by --delay-ms each way: the distance between two data centers on one machine',
+  )
+  .requiredOption('--listen <host:port>', 'where it listens')
+  .requiredOption('--target <host:port>', 'where it connects')
+  .requiredOption('--delay-ms <ms>', 'the delay each way')
+  .action(async (o: { listen: string; target: string; delayMs: string }) => {
+    const { startDelayProxy } = await import('../cluster/components/delay-proxy/proxy.ts');
+    const at = (s: string) => {
+      const i = s.lastIndexOf(':');
+      const port = Number(s.slice(i + 1));
+      if (i < 1 || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`not host:port: ${s}`);
+      return { host: s.slice(0, i), port };
+    };
+    const delayMs = Number(o.delayMs);
+    if (!Number.isFinite(delayMs) || delayMs < 0 || delayMs > 1000) throw new Error('--delay-ms: 0 to 1000');
+    const proxy = await startDelayProxy({ listen: at(o.listen), target: at(o.target), delayMs });
+    process.stdout.write(`delaying ${o.listen} → ${o.target} by ${delayMs} ms each way\n`);
+    const stop = () => void proxy.close().then(() => process.exit(0));
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+
+program
   .command('setup')
   .description('Install the Debian packages that the tests and topologies need (only the missing ones)')
   .action(() => {
@@ -108,6 +134,7 @@ benchCommands(program);
 clusterCommands(program, runRoot(process.env));
 reshardCommands(program, runRoot(process.env));
 adminCommands(program, runRoot(process.env));
+dnsCommands(program, runRoot(process.env));
 function configOrExit(flags: Partial<Record<keyof Config, string>>): Config {
   try {
     return loadConfig(process.env, flags);

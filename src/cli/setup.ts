@@ -15,6 +15,8 @@ export const debianPackages: Record<string, string[]> = {
   cache: ['redis-server', 'redis-sentinel'],
   // cdn preset: the Varnish edge, xkey (tag purges) and its exporter.
   edge: ['varnish', 'varnish-modules', 'prometheus-varnish-exporter'],
+  // geoDNS (multi-dc): PowerDNS Authoritative 4.7 with the bind backend (its Lua records are built in).
+  dns: ['pdns-server', 'pdns-backend-bind'],
 };
 
 export function missingPackages(packages: string[]): string[] {

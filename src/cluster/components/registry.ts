@@ -2,6 +2,8 @@ import { z } from 'zod';
 import type { Component } from './component.ts';
 import { dashboard, dashboardSpec } from './dashboard/index.ts';
 import { dbProxy, dbProxySpec } from './db-proxy/index.ts';
+import { delayProxy, delayProxySpec } from './delay-proxy/index.ts';
+import { dns, dnsSpec } from './dns/index.ts';
 import { etcd, etcdSpec } from './etcd/index.ts';
 import { hostExporter, hostExporterSpec } from './host-exporter/index.ts';
 import { loadBalancer, loadBalancerSpec } from './load-balancer/index.ts';
@@ -43,6 +45,8 @@ const specs = () =>
     varnishSpec,
     varnishExporterSpec,
     workerSpec,
+    delayProxySpec,
+    dnsSpec,
   ]);
 let union: ReturnType<typeof specs> | undefined;
 /**
@@ -76,6 +80,8 @@ const list = (): readonly AnyComponent[] => [
   varnish,
   varnishExporter,
   worker,
+  delayProxy,
+  dns,
 ];
 
 let registered: readonly AnyComponent[] | undefined;
