@@ -2,8 +2,8 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withPrimary } from '../../src/cluster/components/db-proxy/query.ts';
 import { readShardMap } from '../../src/cluster/components/db-proxy/shard-map.ts';
 import { waitUntil } from '../../src/cluster/process.ts';
 import type { ClusterState } from '../../src/cluster/run/index.ts';
@@ -35,25 +35,8 @@ describe('sharded, grown: a cluster added to the running topology, and hot shard
     return (await readShardMap(processesOf(s.topology, 'etcd')[0] as never, s.secrets.etcd))?.map.clusters ?? [];
   };
   /** The rows of a query on a shard cluster's primary (superuser, through its proxy). */
-  const onCluster = async (cluster: string, text: string, values: unknown[] = []) => {
-    const s = latest();
-    const proxy = processesOf(s.topology, 'dbProxy').find((p) => p.cluster === cluster);
-    if (!proxy) throw new Error(`no cluster ${cluster}`);
-    const c = new pg.Client({
-      host: proxy.primary.host,
-      port: proxy.primary.port,
-      user: 'postgres',
-      password: s.secrets.superuser,
-      database: 'scaleout',
-    });
-    c.on('error', () => {});
-    await c.connect();
-    try {
-      return (await c.query(text, values)).rows;
-    } finally {
-      await c.end();
-    }
-  };
+  const onCluster = (cluster: string, text: string, values: unknown[] = []) =>
+    withPrimary(latest(), cluster, async (c) => (await c.query(text, values)).rows);
   const users: Client[] = [];
   const names: string[] = [];
 

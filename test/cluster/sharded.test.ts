@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withPrimary } from '../../src/cluster/components/db-proxy/query.ts';
 import { readShardMap } from '../../src/cluster/components/db-proxy/shard-map.ts';
 import { isLeader, patroniCluster, waitForCluster } from '../../src/cluster/components/patroni/cluster.ts';
 import { killHard, waitUntil } from '../../src/cluster/process.ts';
@@ -20,24 +21,8 @@ type PatroniSpec = Extract<ProcessSpec, { kind: 'patroni' }>;
 const root = path.resolve(import.meta.dirname, '..', '..');
 
 /** A superuser connection to a shard cluster's primary, through its proxy. */
-async function onCluster<T>(state: ClusterState, cluster: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const proxy = processesOf(state.topology, 'dbProxy').find((p) => p.cluster === cluster);
-  if (!proxy) throw new Error(`no cluster ${cluster}`);
-  const c = new pg.Client({
-    host: proxy.primary.host,
-    port: proxy.primary.port,
-    user: 'postgres',
-    password: state.secrets.superuser,
-    database: 'scaleout',
-  });
-  c.on('error', () => {});
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
+const onCluster = <T>(state: ClusterState, cluster: string, fn: (c: pg.Client) => Promise<T>): Promise<T> =>
+  withPrimary(state, cluster, fn);
 
 const schemasOn = (state: ClusterState, cluster: string) =>
   onCluster(state, cluster, async (c) =>

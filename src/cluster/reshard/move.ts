@@ -4,6 +4,7 @@ import { fence, unfence } from '../../platform/db/fence.ts';
 import { migrate } from '../../platform/db/migrate.ts';
 import type { Database } from '../../ports/db.ts';
 import { type ShardMap, shardSchema } from '../../ports/shards.ts';
+import { primaryClient } from '../components/db-proxy/query.ts';
 import { holdMoveLock, readShardMap, writeShardMap } from '../components/db-proxy/shard-map.ts';
 import { appDatabase, appUser } from '../components/postgres/server.ts';
 import type { ClusterState } from '../run/state.ts';
@@ -38,19 +39,10 @@ function proxyOf(state: ClusterState, cluster: string) {
   return proxy;
 }
 
-async function connect(state: ClusterState, cluster: string, as: 'superuser' | 'app' = 'superuser'): Promise<Client> {
-  const proxy = proxyOf(state, cluster);
-  const client = new pg.Client({
-    host: proxy.primary.host,
-    port: proxy.primary.port,
-    user: as === 'superuser' ? 'postgres' : appUser,
-    password: as === 'superuser' ? state.secrets.superuser : state.secrets.app,
-    database: appDatabase,
-  });
-  client.on('error', () => {});
-  await client.connect();
-  return client;
-}
+const connect = (state: ClusterState, cluster: string, as: 'superuser' | 'app' = 'superuser'): Promise<Client> => {
+  proxyOf(state, cluster);
+  return primaryClient(state, cluster, as);
+};
 
 /** `connect`, tried again for up to `ms` (a cluster's primary failing over: its proxy answers again once Patroni has a new leader). */
 async function connectRetrying(
