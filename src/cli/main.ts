@@ -124,6 +124,30 @@ program
   });
 
 program
+  .command('dns-health')
+  .description(
+    "The data centers' health for the DNS, with hysteresis: /up/<dataCenter> answers 200 while it is up (PowerDNS asks it with ifurlextup), /metrics",
+  )
+  .requiredOption('--listen <host:port>', 'where it listens')
+  .requiredOption('--target <dataCenter=url...>', "each data center's readiness URL")
+  .option('--host-header <host>', 'the Host to probe with')
+  .action(async (o: { listen: string; target: string[]; hostHeader?: string }) => {
+    const { startHealthAggregator } = await import('../cluster/components/dns/health.ts');
+    const i = o.listen.lastIndexOf(':');
+    const listen = { host: o.listen.slice(0, i), port: Number(o.listen.slice(i + 1)) };
+    const targets = o.target.map((t) => {
+      const [dataCenter, url] = [t.slice(0, t.indexOf('=')), t.slice(t.indexOf('=') + 1)];
+      if (!dataCenter || !/^https?:\/\//.test(url)) throw new Error(`--target: dataCenter=url, not ${t}`);
+      return { dataCenter, url, hostHeader: o.hostHeader };
+    });
+    const agg = await startHealthAggregator({ listen, targets, log: (m) => process.stdout.write(`${m}\n`) });
+    process.stdout.write(`probing ${targets.map((t) => t.dataCenter).join(', ')}; listening on ${o.listen}\n`);
+    const stop = () => void agg.close().then(() => process.exit(0));
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+
+program
   .command('setup')
   .description('Install the Debian packages that the tests and topologies need (only the missing ones)')
   .action(() => {

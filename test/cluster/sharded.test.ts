@@ -224,6 +224,75 @@ describe('sharded: 64 logical shards over two Patroni clusters (pg-a, pg-b), the
     ).not.toBeNull();
   }, 180_000);
 
+  it('the target primary killed during a move: the move rolls back, the shard stays writable on its source, and moves once run again', async () => {
+    const shard = map.findIndex((c, k) => c === 'pg-a' && k > 1);
+    const schema = shardSchema(shard);
+    const writerName = nameOn(map, 'pg-a', shard);
+    const writer = await signUp(writerName);
+    const names: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const n = uniqueName('t');
+      await new Client(topo.url).signUp(n);
+      names.push(n);
+    }
+    const acked: string[] = [];
+    const load = steadyLoad(
+      (i) => ({
+        url: `${topo.url}/api/v1/users/${names[i % names.length]}/follow`,
+        init: { method: 'PUT', headers: { authorization: `Bearer ${writer.token}` } },
+      }),
+      { ratePerSecond: 4, ms: 10_000, timeoutMs: 30_000, onOk: (i) => acked.push(names[i % names.length] as string) },
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+    const target = ((await patroniCluster(nodesOf(topo.state, 'pg-b'))) ?? []).find(isLeader)?.name as string;
+    const move = moveShard(topo.state, { shard, to: 'pg-b', copyTimeoutMs: 60_000 }).then(
+      (r) => ({ ok: true as const, r }),
+      (err: Error) => ({ ok: false as const, err }),
+    );
+    await waitUntil(
+      () =>
+        onCluster(
+          topo.state,
+          'pg-b',
+          async (c) =>
+            (await c.query('SELECT 1 FROM pg_subscription WHERE subname = $1', [`move_${schema}`])).rows.length > 0,
+        ).catch(() => false),
+      30_000,
+      'the move subscribes',
+    );
+    const postmaster = postmasterPid(topo.state.runDir, target);
+    killHard(topo.state.processes.find((p) => p.name === target)?.pid as number);
+    if (postmaster) killHard(postmaster);
+    const first = await move;
+    console.log(
+      `the move with its target ${target} killed: ${first.ok ? `finished (${first.r.attempts} attempts)` : `rolled back (${first.err.message})`}`,
+    );
+    const result = await load;
+    // Whatever the move did, the writes to the moving shard went on: its source took them.
+    expect(result.failures).toEqual([]);
+    await waitUntil(
+      async () =>
+        ((await patroniCluster(nodesOf(topo.state, 'pg-b'))) ?? []).some((m) => isLeader(m) && m.name !== target),
+      30_000,
+      'a new leader of pg-b',
+    );
+    map = (await readShardMap(processesOf(topo.state.topology, 'etcd')[0] as never, topo.state.secrets.etcd))?.map
+      .clusters as string[];
+    if (!first.ok) {
+      // Rolled back: one home, the source, unfenced; and the move succeeds when run again.
+      expect(map[shard]).toBe('pg-a');
+      expect(await onCluster(topo.state, 'pg-a', (c) => isFenced(c, schema))).toBe(false);
+      const again = await moveShard(topo.state, { shard, to: 'pg-b' });
+      expect(again.to).toBe('pg-b');
+      map[shard] = 'pg-b';
+    }
+    expect(await onCluster(topo.state, 'pg-b', (c) => isFenced(c, schema))).toBe(false);
+    expect(await schemasOn(topo.state, 'pg-a')).not.toContain(schema);
+    expect(await followsOf(topo.state, 'pg-b', schema, writerName)).toBeGreaterThanOrEqual(new Set(acked).size);
+    await restart(topo.state, target);
+    await waitForCluster(nodesOf(topo.state, 'pg-b'), topo.state.topology.options.synchronous, 90_000);
+  }, 240_000);
+
   it('the source primary killed during a move: no split brain, no acknowledged write lost; the move resumes or rolls back', async () => {
     const shard = map.findIndex((c, k) => c === 'pg-a' && k > 0);
     const schema = shardSchema(shard);

@@ -3,6 +3,7 @@ import type { Component } from './component.ts';
 import { dashboard, dashboardSpec } from './dashboard/index.ts';
 import { dbProxy, dbProxySpec } from './db-proxy/index.ts';
 import { delayProxy, delayProxySpec } from './delay-proxy/index.ts';
+import { dnsHealth, dnsHealthSpec } from './dns/health-component.ts';
 import { dns, dnsSpec } from './dns/index.ts';
 import { etcd, etcdSpec } from './etcd/index.ts';
 import { hostExporter, hostExporterSpec } from './host-exporter/index.ts';
@@ -47,6 +48,7 @@ const specs = () =>
     workerSpec,
     delayProxySpec,
     dnsSpec,
+    dnsHealthSpec,
   ]);
 let union: ReturnType<typeof specs> | undefined;
 /**
@@ -82,6 +84,7 @@ const list = (): readonly AnyComponent[] => [
   worker,
   delayProxy,
   dns,
+  dnsHealth,
 ];
 
 let registered: readonly AnyComponent[] | undefined;

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { requireBinaries, type StartedProcess, startProcess, waitUntil } from '../../process.ts';
 import { address } from '../../topology/address.ts';
 import type { Topology } from '../../topology/schema.ts';
-import { processesIn } from '../../topology/select.ts';
+import { processesIn, processesOf } from '../../topology/select.ts';
 import { defineComponent, hostPort } from '../component.ts';
 import { queryDns } from './query.ts';
 import { pdnsConfig, renderZone, type ZoneDataCenter } from './zone.ts';
@@ -49,6 +49,7 @@ export async function startPowerDns(
   dataCenters: ZoneDataCenter[],
   dir: string,
   log: string,
+  aggregator?: { host: string; port: number },
 ): Promise<StartedProcess> {
   requireBinaries(['/usr/sbin/pdns_server'], 'pdns-server and pdns-backend-bind');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -64,6 +65,7 @@ export async function startPowerDns(
       nameServer: spec.listen.host,
       dataCenters,
       healthPath: '/readyz',
+      aggregator,
     }),
   );
   const proc = startProcess({ command: '/usr/sbin/pdns_server', args: [`--config-dir=${dir}`], log, cwd: dir });
@@ -92,6 +94,7 @@ export const dns = defineComponent<Dns>({
       edgesOf(ctx.topology, s.clients),
       path.join(ctx.runDir, s.name),
       path.join(ctx.runDir, 'logs', `${s.name}.log`),
+      processesOf(ctx.topology, 'dnsHealth')[0]?.listen,
     ),
   health: async (s) => {
     const reply = await queryDns(s.listen, `${s.site}.${s.zone}`, { timeoutMs: 1000 }).catch(() => null);

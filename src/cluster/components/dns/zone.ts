@@ -26,6 +26,12 @@ export interface ZoneOptions {
   dataCenters: ZoneDataCenter[];
   /** The path each edge answers its health on: `/readyz`. */
   healthPath: string;
+  /**
+   * The health aggregator (health.ts): when given, PowerDNS asks it whether
+   * each data center is up (`ifurlextup`), with its hysteresis, instead of
+   * checking each edge itself (`ifurlup`: down after one failed check).
+   */
+  aggregator?: { host: string; port: number };
 }
 
 const lua = (s: string) => s.replaceAll('\\', '\\\\').replaceAll('"', '\\"');
@@ -41,7 +47,15 @@ export function renderZone(o: ZoneOptions): string {
   const port = first.edge.port;
   if (o.dataCenters.some((d) => d.edge.port !== port)) throw new Error("every data center's edge must use one port");
   const url = `http://${o.site}.${o.zone}:${port}${o.healthPath}`;
-  const check = (order: number) => `ifurlup('${url}', {${orderFrom(o.dataCenters, order)}}, {timeout=1})`;
+  const { aggregator } = o;
+  const check = (order: number) => {
+    if (!aggregator) return `ifurlup('${url}', {${orderFrom(o.dataCenters, order)}}, {timeout=1})`;
+    const ordered = [...o.dataCenters.slice(order), ...o.dataCenters.slice(0, order)];
+    const groups = ordered.map(
+      (d) => `{['${d.edge.host}']='http://${aggregator.host}:${aggregator.port}/up/${d.name}'}`,
+    );
+    return `ifurlextup({${groups.join(',')}}, {timeout=1})`;
+  };
   const branches = o.dataCenters.map(
     (d, i) => `${i === 0 ? 'if' : 'elseif'} netmask(${list(d.clients)}) then return ${check(i)}`,
   );
