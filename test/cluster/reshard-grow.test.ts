@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +9,8 @@ import { readShardMap } from '../../src/cluster/components/db-proxy/shard-map.ts
 import { waitUntil } from '../../src/cluster/process.ts';
 import type { ClusterState } from '../../src/cluster/run/index.ts';
 import { loadState } from '../../src/cluster/run/state.ts';
-import { processesOf, shardClustersOf } from '../../src/cluster/topology/select.ts';
+import { shardCluster } from '../../src/cluster/topology/presets.ts';
+import { firstDataCenter, planOf, processesOf, shardClustersOf } from '../../src/cluster/topology/select.ts';
 import { logicalShards, rebalancePlan, shardOfUsername, shardSchema } from '../../src/ports/shards.ts';
 import { Client, uniqueName } from '../support/app.ts';
 import { startTopology, steadyLoad } from '../support/cluster.ts';
@@ -160,4 +162,31 @@ describe('sharded, grown: a cluster added to the running topology, and hot shard
       new RegExp(`move shard ${shard} .* on ${from} → ${grown.cluster}.*moved, fenced \\d+ ms`),
     );
   }, 180_000);
+
+  it('add-cluster refuses, changing nothing, when an address of the new cluster is taken', async () => {
+    const before = latest();
+    const index = shardClustersOf(before.topology).length;
+    const proxy = shardCluster(
+      planOf(before.topology),
+      { dataCenter: firstDataCenter(before.topology) },
+      index,
+      1,
+    ).find((p) => p.kind === 'dbProxy');
+    if (proxy?.kind !== 'dbProxy') throw new Error('no proxy in the next cluster');
+    const squatter = net.createServer();
+    await new Promise<void>((r) => squatter.listen(proxy.stats.port, proxy.stats.host, r));
+    try {
+      const out = await cli('reshard', 'add-cluster').then(
+        () => ({ code: 0, stderr: '' }),
+        (err: { code: number; stderr: string }) => err,
+      );
+      expect(out.code).not.toBe(0);
+      expect(out.stderr).toMatch(new RegExp(`in use: ${proxy.stats.host}:${proxy.stats.port}`));
+    } finally {
+      await new Promise((r) => squatter.close(r));
+    }
+    const after = latest();
+    expect(after.topology).toEqual(before.topology);
+    expect(after.processes.map((p) => p.name).sort()).toEqual(before.processes.map((p) => p.name).sort());
+  }, 60_000);
 });

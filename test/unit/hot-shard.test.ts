@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { decideHotShard, shardBalancerPolicy } from '../../src/cluster/reshard/hot-shard.ts';
+import { shardRates } from '../../src/cluster/reshard/shard-load.ts';
 import { initialShardMap, logicalShards } from '../../src/ports/shards.ts';
 
 const policy = shardBalancerPolicy.parse({});
@@ -50,5 +51,27 @@ describe('the shard balancer’s decision', () => {
     expect(decideHotShard({ rates, placement, clusters }, policy).action).toBe('hold');
     rates[0] = 41;
     expect(decideHotShard({ rates, placement, clusters }, policy).action).toBe('move');
+  });
+});
+
+describe('statements per shard between two samples', () => {
+  const counts = (k: number, n: number) => {
+    const c = new Array<number>(logicalShards).fill(0);
+    c[k] = n;
+    return c;
+  };
+  it('per process: a restarted one counts what it ran since; a new one (or one missing a sample) is left out', () => {
+    const before = new Map([
+      ['web-1', counts(3, 1000)],
+      ['web-2', counts(3, 500)],
+    ]);
+    const after = new Map([
+      ['web-1', counts(3, 1100)],
+      // Restarted: its counter began again.
+      ['web-2', counts(3, 20)],
+      // New since the last sample: everything it ran since it started, not one period's.
+      ['web-3', counts(3, 90_000)],
+    ]);
+    expect(shardRates(before, after, 2)[3]).toBe((100 + 20) / 2);
   });
 });

@@ -27,21 +27,29 @@ export async function shardQueryCounts(state: ClusterState): Promise<Map<string,
   return out;
 }
 
-/** The sum over processes of `shardQueryCounts` (their rates over one second from nothing). */
-export const totalShardQueries = async (state: ClusterState): Promise<number[]> =>
-  shardRates(new Map(), await shardQueryCounts(state), 1);
+/** The sum over processes of `shardQueryCounts`. */
+export async function totalShardQueries(state: ClusterState): Promise<number[]> {
+  const total = new Array<number>(logicalShards).fill(0);
+  for (const counts of (await shardQueryCounts(state)).values()) {
+    for (let k = 0; k < logicalShards; k++) total[k] = (total[k] ?? 0) + (counts[k] ?? 0);
+  }
+  return total;
+}
 
 /**
  * Statements per second of each logical shard between two samples of
- * `shardQueryCounts`: per process, so that a process that restarted (its
- * counters back at 0) counts what it ran since, and one that is new counts all.
+ * `shardQueryCounts`, per process: one that restarted (its counters back
+ * near 0) counts what it ran since; one missing from either sample (new, or
+ * its /metrics did not answer once) is left out, since its counters hold
+ * everything it ran since it started, not one period's.
  */
 export function shardRates(before: Map<string, number[]>, after: Map<string, number[]>, seconds: number): number[] {
   const rates = new Array<number>(logicalShards).fill(0);
   for (const [name, now] of after) {
     const then = before.get(name);
+    if (!then) continue;
     now.forEach((n, k) => {
-      const prior = then?.[k] ?? 0;
+      const prior = then[k] ?? 0;
       rates[k] = (rates[k] ?? 0) + (n >= prior ? n - prior : n) / Math.max(seconds, 1e-3);
     });
   }

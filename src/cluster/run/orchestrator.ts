@@ -197,6 +197,10 @@ export async function startAdded(
     for (const stage of stages()) await startStage(state, stage, dataCenter, processes, { log, record });
   } catch (err) {
     log(`start failed: ${(err as Error).message}; stopping what was started`);
+    // Out of the state first, so that the supervisor does not start them again as they stop.
+    updateState(runDir, (s) => {
+      s.processes = s.processes.filter((p) => !wanted.has(p.name));
+    });
     // Everything it spawned, recorded or not (a process that never became healthy), the last first.
     for (const pid of [...spawned].filter((p) => !before.has(p)).reverse()) await stopProcess(pid, 15_000);
     for (const spec of processes) {
