@@ -1,15 +1,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { parseHostPort } from '../cluster/topology/address.ts';
 import { processesOf } from '../cluster/topology/select.ts';
 import { pickState } from './cluster.ts';
-
-const hostPortOf = (s: string) => {
-  const i = s.lastIndexOf(':');
-  const port = Number(s.slice(i + 1));
-  if (i < 1 || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`not host:port: ${s}`);
-  return { host: s.slice(0, i), port };
-};
 
 /**
  * `scaleout dns [name]`: the site's records as the topology's name server
@@ -33,7 +27,7 @@ export function dnsCommands(program: Command, root: string): void {
         o: { subnet?: string; type: string; server?: string; name?: string; json?: boolean },
       ) => {
         if (!['A', 'TXT', 'SOA', 'NS'].includes(o.type)) throw new Error('--type: A, TXT, SOA or NS');
-        let server = o.server ? hostPortOf(o.server) : undefined;
+        let server = o.server ? parseHostPort(o.server) : undefined;
         let zoneFile: string | undefined;
         if (!server) {
           const state = pickState(root, o.name);

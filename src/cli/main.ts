@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import packageJson from '../../package.json' with { type: 'json' };
+import { parseHostPort } from '../cluster/topology/address.ts';
 import { type Config, ConfigError, loadConfig, runRoot } from '../config.ts';
 import { createRuntime } from '../runtime.ts';
 import { adminCommands } from './admin.ts';
@@ -11,6 +12,7 @@ import { clusterCommands } from './cluster.ts';
 import { dnsCommands } from './dns.ts';
 import { reshardCommands } from './reshard.ts';
 import { setup } from './setup.ts';
+import { closeOnSignal } from './signals.ts';
 
 const packageVersion = packageJson.version;
 
@@ -108,19 +110,11 @@ program
   .requiredOption('--delay-ms <ms>', 'the delay each way')
   .action(async (o: { listen: string; target: string; delayMs: string }) => {
     const { startDelayProxy } = await import('../cluster/components/delay-proxy/proxy.ts');
-    const at = (s: string) => {
-      const i = s.lastIndexOf(':');
-      const port = Number(s.slice(i + 1));
-      if (i < 1 || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`not host:port: ${s}`);
-      return { host: s.slice(0, i), port };
-    };
     const delayMs = Number(o.delayMs);
     if (!Number.isFinite(delayMs) || delayMs < 0 || delayMs > 1000) throw new Error('--delay-ms: 0 to 1000');
-    const proxy = await startDelayProxy({ listen: at(o.listen), target: at(o.target), delayMs });
+    const proxy = await startDelayProxy({ listen: parseHostPort(o.listen), target: parseHostPort(o.target), delayMs });
     process.stdout.write(`delaying ${o.listen} → ${o.target} by ${delayMs} ms each way\n`);
-    const stop = () => void proxy.close().then(() => process.exit(0));
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+    closeOnSignal(() => proxy.close());
   });
 
 program
@@ -133,8 +127,7 @@ program
   .option('--host-header <host>', 'the Host to probe with')
   .action(async (o: { listen: string; target: string[]; hostHeader?: string }) => {
     const { startHealthAggregator } = await import('../cluster/components/dns/health.ts');
-    const i = o.listen.lastIndexOf(':');
-    const listen = { host: o.listen.slice(0, i), port: Number(o.listen.slice(i + 1)) };
+    const listen = parseHostPort(o.listen);
     const targets = o.target.map((t) => {
       const [dataCenter, url] = [t.slice(0, t.indexOf('=')), t.slice(t.indexOf('=') + 1)];
       if (!dataCenter || !/^https?:\/\//.test(url)) throw new Error(`--target: dataCenter=url, not ${t}`);
@@ -142,9 +135,7 @@ program
     });
     const agg = await startHealthAggregator({ listen, targets, log: (m) => process.stdout.write(`${m}\n`) });
     process.stdout.write(`probing ${targets.map((t) => t.dataCenter).join(', ')}; listening on ${o.listen}\n`);
-    const stop = () => void agg.close().then(() => process.exit(0));
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+    closeOnSignal(() => agg.close());
   });
 
 program

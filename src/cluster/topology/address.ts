@@ -82,3 +82,11 @@ export function octetFor(name: string): number {
   for (const c of name) h = (h * 31 + c.charCodeAt(0)) >>> 0;
   return 20 + (h % 200);
 }
+
+/** `host:port` as an Address; throws, naming it, on anything else. */
+export function parseHostPort(s: string): Address {
+  const i = s.lastIndexOf(':');
+  const port = Number(s.slice(i + 1));
+  if (i < 1 || !Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`not host:port: ${s}`);
+  return { host: s.slice(0, i), port };
+}
