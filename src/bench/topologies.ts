@@ -68,7 +68,6 @@ async function baseline(
         // The ceiling of the balancer itself: no admission control in the way.
         maxRequestsPerServer: 1000,
         queueTimeoutMs: 10_000,
-        maxCostlyPerServer: 1000,
       }),
       runDir,
       lb.listen,

@@ -43,7 +43,6 @@ function loadTopology(arg: string, o: UpFlags): Topology {
       supervise: o.supervise,
       maxRequestsPerServer: o.maxRequestsPerServer ? Number(o.maxRequestsPerServer) : undefined,
       queueTimeoutMs: o.queueTimeoutMs ? Number(o.queueTimeoutMs) : undefined,
-      maxCostlyPerServer: o.maxCostlyPerServer ? Number(o.maxCostlyPerServer) : undefined,
       webHeapMb: o.webHeapMb ? Number(o.webHeapMb) : undefined,
       shardClusters: o.shardClusters ? Number(o.shardClusters) : undefined,
     });
@@ -65,7 +64,6 @@ interface UpFlags {
   supervise?: boolean;
   maxRequestsPerServer?: string;
   queueTimeoutMs?: string;
-  maxCostlyPerServer?: string;
   webHeapMb?: string;
   shardClusters?: string;
 }
@@ -91,10 +89,6 @@ export function clusterCommands(program: Command, root: string): void {
       "admission control: requests one web server serves at once (HAProxy's maxconn; 5)",
     )
     .option('--queue-timeout-ms <ms>', "admission control: the longest wait in the balancer's queue before a 503 (50)")
-    .option(
-      '--max-costly-per-server <n>',
-      'admission control: sign-ups, log-ins and uploads one web server serves at once, in slots of their own (2)',
-    )
     .option('--web-heap-mb <mb>', "V8's old-space limit of each web server (96)")
     .option('--shard-clusters <n>', 'Patroni clusters the logical shards are placed on (sharded: 2)')
     .option('--print', 'print the topology as JSON and start nothing')

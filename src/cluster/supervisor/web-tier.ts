@@ -1,5 +1,5 @@
 import { codeVersion } from '../../platform/version.ts';
-import { backendServers, backupName, type RuntimeApi, setWebServerState } from '../components/load-balancer/haproxy.ts';
+import { backendServers, backupName, type RuntimeApi, runtimeApi } from '../components/load-balancer/haproxy.ts';
 import { writeBalancerConfig } from '../components/load-balancer/index.ts';
 import { writeDynamicTargets } from '../components/prometheus/index.ts';
 import { startWeb } from '../components/web/process.ts';
@@ -81,7 +81,8 @@ export async function addWebServer(runDir: string, o: WebTierOptions & { checkou
     });
   });
   syncFiles(state, dataCenter);
-  await setWebServerState(lb, spec.name, 'ready');
+  await runtimeApi(lb, `set server web/${spec.name} state ready`);
+  await runtimeApi(lb, `set server web/${backupName(spec.name)} state ready`);
   await waitForBalancer(lb, spec.name, (s) => s.startsWith('UP'), 15_000);
   o.log(`${spec.name} is in rotation`, { server: spec.name, pid: started.pid });
   return spec;
@@ -101,22 +102,22 @@ export async function removeWebServer(runDir: string, name: string, o: WebTierOp
   syncFiles(state, dataCenter);
   const started = Date.now();
   try {
-    await setWebServerState(lb, name, 'drain');
+    await runtimeApi(lb, `set server web/${name} state drain`);
+    await runtimeApi(lb, `set server web/${backupName(name)} state drain`);
     const deadline = started + (o.drainMs ?? 30_000);
     for (;;) {
-      // The slot's requests: on its checked entries, and on its backup entries if every server was down.
+      // The slot's requests: on its checked entry, and on its backup entry if every server was down.
       const entries = (await backendServers(lb)).filter((s) => s.name === name || s.name === backupName(name));
-      const server = entries.find((s) => s.name === name && s.backend === 'web');
+      const server = entries.find((s) => s.name === name);
       if (!server || entries.every((s) => s.current === 0 && s.queued === 0)) break;
       if (Date.now() > deadline) {
-        o.log(
-          `${name} still serves ${entries.reduce((a, s) => a + s.current, 0)} requests after ${o.drainMs ?? 30_000} ms: stopping it anyway`,
-        );
+        o.log(`${name} still serves ${server.current} requests after ${o.drainMs ?? 30_000} ms: stopping it anyway`);
         break;
       }
       await sleep(50);
     }
-    await setWebServerState(lb, name, 'maint');
+    await runtimeApi(lb, `set server web/${name} state maint`);
+    await runtimeApi(lb, `set server web/${backupName(name)} state maint`);
   } catch (err) {
     // The balancer is down (its restart reads the config file, where this slot is off already):
     // the server still stops, by its own drain.

@@ -32,8 +32,6 @@ export interface PresetOptions {
   /** Admission control at the balancer: requests per web server at once, and how long others may wait. */
   maxRequestsPerServer?: number;
   queueTimeoutMs?: number;
-  /** The costly writes' own slots per web server (sign-up, log-in, upload). */
-  maxCostlyPerServer?: number;
   /** V8's old-space limit of each web server (MB). */
   webHeapMb?: number;
   /** Shard clusters (sharded): Patroni clusters the 64 logical shards are placed on, each a primary and `replicas`. */
@@ -266,7 +264,6 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
       workerAutoscale,
       maxRequestsPerServer: o.maxRequestsPerServer,
       queueTimeoutMs: o.queueTimeoutMs,
-      maxCostlyPerServer: o.maxCostlyPerServer,
       webHeapMb: o.webHeapMb,
     },
     global: { processes: global },

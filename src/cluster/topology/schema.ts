@@ -68,8 +68,6 @@ export const topologySchema = z.object({
      */
     maxRequestsPerServer: z.number().int().min(1).max(1000).default(5),
     queueTimeoutMs: z.number().int().min(10).max(30_000).default(50),
-    /** The costly writes' own slots on each web server (sign-up, log-in, upload: a bulkhead). */
-    maxCostlyPerServer: z.number().int().min(1).max(1000).default(2),
     /**
      * Bounded memory: V8's old-space limit of a web server and of a worker
      * (MB; `--max-old-space-size`), and the young generation's semi-space

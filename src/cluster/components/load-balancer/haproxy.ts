@@ -35,35 +35,17 @@ export function loadBalancerConfig(
     maxRequestsPerServer: number;
     /** How long a request may wait in that queue before it gets a 503 with Retry-After. */
     queueTimeoutMs: number;
-    /** Costly writes (sign-up, log-in, upload) one web server serves at once, in slots of their own. */
-    maxCostlyPerServer: number;
   },
 ): string {
   const running = new Set(webs.map(webIndex));
   const off = (w: Web) => (running.has(webIndex(w)) ? '' : ' disabled');
-  const servers = (backend: WebBackend) =>
-    slots
-      .map((w) => {
-        // The costly backend's entries follow the web backend's health checks (one check per server).
-        const check = backend === 'web' ? 'check' : `track web/${w.name}`;
-        return `    server ${w.name} ${w.listen.host}:${w.listen.port} ${check}${off(w)}`;
-      })
-      .join('\n');
+  const servers = slots.map((w) => `    server ${w.name} ${w.listen.host}:${w.listen.port} check${off(w)}`).join('\n');
   // The same servers again as backups without a health check: used only when every checked server is down.
   // A reason that applies to all of them at once (overload failing every /readyz) then makes the site slow,
   // not absent ("no server available"); a server that is really dead refuses the connection, which is retried.
   const backups = slots
     .map((w) => `    server ${backupName(w.name)} ${w.listen.host}:${w.listen.port} backup${off(w)}`)
     .join('\n');
-  const common = (backend: WebBackend) => `    balance roundrobin
-    # Connections to the web servers come from the balancer's own address: the one address they trust for X-Forwarded-For.
-    source ${lb.listen.host}
-    # A POST that reached a server is never sent twice (only connection failures are retried for it),
-    # unless it carries an Idempotency-Key: the site then answers a repeat with the first answer.
-    http-request disable-l7-retry if METH_POST !{ req.hdr(idempotency-key) -m found }
-    # Every server gone (each slot disabled): say so, plainly. Overload is not this: its 503 says "busy".
-    http-request return status 503 content-type "application/json; charset=utf-8" string '{"error":{"code":"NO_SERVER","message":"no server available"}}' hdr retry-after 1 if { nbsrv(${backend}) eq 0 }
-    option allbackups`;
   return `global
     maxconn 4096
     # The runtime API: a unix socket only root can open (0600), never a TCP port any local user can reach.
@@ -118,30 +100,31 @@ frontend public
     http-request del-header Forwarded
     # Nor which host it asked for, beyond its Host header: the web servers build nothing from a forwarded host.
     http-request del-header X-Forwarded-Host
-    # A bulkhead: the costly writes (sign-up and log-in hash a password with scrypt, an upload carries a
-    # file) have slots of their own on each server (web_costly), so a burst of them, or an upload's fsync,
-    # never holds a slot a read is waiting for. Under overload they are the first shed: their slots are few.
+    # Who waits in the queue goes in class order: reads first (0), then writes (1), then the costly writes
+    # (2: sign-up and log-in hash a password with scrypt, an upload carries a file). Under overload the
+    # costly ones wait longest, so they are the first to reach the queue's timeout and be shed.
     acl costly path ${costlyPostPaths.join(' ')}
-    use_backend web_costly if METH_POST costly
-    # In the web backend's queue, reads go first (class 0), then writes (1).
     http-request set-priority-class int(1) if !METH_GET !METH_HEAD
+    http-request set-priority-class int(2) if METH_POST costly
     default_backend web
 
 backend web
-${common('web')}
+    balance roundrobin
+    # Connections to the web servers come from the balancer's own address: the one address they trust for X-Forwarded-For.
+    source ${lb.listen.host}
+    # A POST that reached a server is never sent twice (only connection failures are retried for it),
+    # unless it carries an Idempotency-Key: the site then answers a repeat with the first answer.
+    http-request disable-l7-retry if METH_POST !{ req.hdr(idempotency-key) -m found }
     option httpchk GET /readyz
     http-check expect status 200
     # Without it a check times out after \`inter\` (500 ms): a server busy for half a second under load would
     # count as dead, and both at once would leave no server. A dead one refuses the connection at once anyway.
     timeout check 2s
     default-server inter 500ms fastinter 250ms downinter 500ms fall 2 rise 2 maxconn ${o.maxRequestsPerServer}
-${servers('web')}
-${backups}
-
-backend web_costly
-${common('web_costly')}
-    default-server maxconn ${o.maxCostlyPerServer}
-${servers('web_costly')}
+    # Every server gone (each slot disabled): say so, plainly. Overload is not this: its 503 says "busy".
+    http-request return status 503 content-type "application/json; charset=utf-8" string '{"error":{"code":"NO_SERVER","message":"no server available"}}' hdr retry-after 1 if { nbsrv(web) eq 0 }
+    option allbackups
+${servers}
 ${backups}
 
 frontend stats
@@ -251,22 +234,7 @@ export function runtimeApi(at: RuntimeApi, command: string, timeoutMs = 2000): P
   });
 }
 
-/** The balancer's two backends of web servers: everything else, and the costly writes (a bulkhead). */
-export const webBackends = ['web', 'web_costly'] as const;
-export type WebBackend = (typeof webBackends)[number];
-
-/** Every entry of a web server's slot at the balancer: checked and backup, in each backend. */
-export const webEntries = (server: string): string[] =>
-  webBackends.flatMap((b) => [`${b}/${server}`, `${b}/${backupName(server)}`]);
-
-/** Sets the state of every entry of a web server's slot (ready, drain or maint). */
-export async function setWebServerState(api: RuntimeApi, server: string, state: 'ready' | 'drain' | 'maint') {
-  for (const entry of webEntries(server)) await runtimeApi(api, `set server ${entry} state ${state}`);
-}
-
 export interface BackendServer {
-  /** Which backend the entry is in. */
-  backend: WebBackend;
   name: string;
   /** HAProxy's status: UP, DOWN, MAINT, DRAIN, NOLB, "UP 1/2"… */
   status: string;
@@ -278,14 +246,14 @@ export interface BackendServer {
   total: number;
 }
 
-/** The web backends' servers as the balancer sees them (`show stat`): the web backend's entries first. */
+/** The web backend's servers as the balancer sees them (`show stat`). */
 export async function backendServers(api: RuntimeApi): Promise<BackendServer[]> {
   return (await webBackend(api)).servers;
 }
 
 /**
- * The web backends: their servers, and the requests waiting in the backends' own
- * queues (for whichever server frees a slot first: with `maxconn`, that is
+ * The web backend: its servers, and the requests waiting in the backend's own
+ * queue (for whichever server frees a slot first: with `maxconn`, that is
  * where requests wait, not in a server's queue).
  */
 export async function webBackend(api: RuntimeApi): Promise<{ servers: BackendServer[]; queued: number }> {
@@ -293,23 +261,18 @@ export async function webBackend(api: RuntimeApi): Promise<{ servers: BackendSer
   const [header, ...rows] = csv.replace(/^# /, '').trim().split('\n');
   const cols = (header ?? '').split(',');
   const at = (name: string) => cols.indexOf(name);
-  const isWeb = (b: string | undefined): b is WebBackend => (webBackends as readonly string[]).includes(b ?? '');
-  const web = rows
-    .map((r) => r.split(','))
-    .filter((f) => isWeb(f[0]))
-    .sort((a, b) => webBackends.indexOf(a[0] as WebBackend) - webBackends.indexOf(b[0] as WebBackend));
-  const num = (f: string[], col: string) => Number(f[at(col)] || 0);
+  const web = rows.map((r) => r.split(',')).filter((f) => f[0] === 'web');
+  const backend = web.find((f) => f[1] === 'BACKEND');
   return {
     servers: web
       .filter((f) => f[1] !== 'BACKEND' && f[1] !== 'FRONTEND')
       .map((f) => ({
-        backend: f[0] as WebBackend,
         name: f[1] ?? '',
         status: f[at('status')] ?? '',
-        current: num(f, 'scur'),
-        queued: num(f, 'qcur'),
-        total: num(f, 'stot'),
+        current: Number(f[at('scur')] ?? 0),
+        queued: Number(f[at('qcur')] ?? 0),
+        total: Number(f[at('stot')] ?? 0),
       })),
-    queued: web.filter((f) => f[1] === 'BACKEND').reduce((a, f) => a + num(f, 'qcur'), 0),
+    queued: Number(backend?.[at('qcur')] ?? 0),
   };
 }

@@ -33,7 +33,6 @@ export function balancerConfig(t: Topology, lb: LoadBalancer, runDir: string): s
     maxConnectionsPerClient: t.options.maxConnectionsPerClient,
     maxRequestsPerServer: t.options.maxRequestsPerServer,
     queueTimeoutMs: t.options.queueTimeoutMs,
-    maxCostlyPerServer: t.options.maxCostlyPerServer,
   });
 }
 
