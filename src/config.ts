@@ -88,6 +88,8 @@ export const configSchema = z.strictObject({
   slowQueryMs: int(1, 600_000).default(200),
   cachePolicy: z.enum(['lru', 'lfu', 'fifo']).default('lru'),
   cacheMaxEntries: int(1, 10_000_000).default(10_000),
+  /** The in-process cache's bound in MB of its values' JSON (0: entries only); V8 holds about 3× that. */
+  cacheMaxMb: int(0, 100_000).default(8),
   cacheTtlSeconds: int(1, 86_400 * 7).default(60),
   sessionStore: z.enum(['database', 'memory']).default('database'),
   /**
@@ -208,6 +210,7 @@ export const envNames: Record<keyof Config, string> = {
   slowQueryMs: 'SCALEOUT_SLOW_QUERY_MS',
   cachePolicy: 'SCALEOUT_CACHE_POLICY',
   cacheMaxEntries: 'SCALEOUT_CACHE_MAX_ENTRIES',
+  cacheMaxMb: 'SCALEOUT_CACHE_MAX_MB',
   cacheTtlSeconds: 'SCALEOUT_CACHE_TTL_SECONDS',
   sessionStore: 'SCALEOUT_SESSION_STORE',
   redisSentinels: 'SCALEOUT_REDIS_SENTINELS',

@@ -247,6 +247,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
           durableName: config.redisDurableName,
           cacheName: config.redisCacheName,
           cacheMaxEntries: config.cacheMaxEntries,
+          cacheMaxBytes: config.cacheMaxMb * 1024 * 1024 || undefined,
           cacheTtlSeconds: config.cacheTtlSeconds,
           sessionTtlSeconds: config.sessionTtlSeconds,
           timelines: { maxEntries: config.feedMaxEntries, ttlSeconds: config.feedActiveDays * 86_400 },
@@ -262,6 +263,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       : createMemoryCache({
           policy: config.cachePolicy,
           maxEntries: config.cacheMaxEntries,
+          maxBytes: config.cacheMaxMb * 1024 * 1024 || undefined,
           defaultTtlSeconds: config.cacheTtlSeconds,
         });
     // Web servers sharing a PostgreSQL server and no Redis: each one's deletes reach the others by NOTIFY.

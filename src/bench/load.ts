@@ -211,6 +211,12 @@ async function sendOnce(pool: Pool, spec: RequestSpec, willRetry: boolean): Prom
 export interface RetryPolicy {
   /** Attempts after the first. */
   retries: number;
+  /**
+   * Reads (GET, HEAD) too: a read shed with 503 and Retry-After is sent again
+   * after it, as a client that honours Retry-After does (a read is safe to
+   * repeat). Off by default: an overload run's reads are shed, not retried.
+   */
+  reads?: boolean;
   /** The wait before attempt n + 1 is 2ⁿ × this after a reset, 2ⁿ × Retry-After after a 503 or 409, with jitter. */
   backoffMs: number;
   /** No attempt starts once this long has passed since the first (an Idempotency-Key's lease is 5 s). */
@@ -241,14 +247,22 @@ async function send(
   onAttempt: (startedUs: number, error: string | null, retried: boolean) => void,
   firstStartUs: number,
 ): Promise<string | null> {
-  const keyed = retry !== undefined && retry.retries > 0 && spec.headers?.['idempotency-key'] !== undefined;
+  const method = spec.method ?? 'GET';
+  const safe = method === 'GET';
+  const keyed =
+    retry !== undefined &&
+    retry.retries > 0 &&
+    (spec.headers?.['idempotency-key'] !== undefined || (retry.reads === true && safe));
   const started = Date.now();
   let startUs = firstStartUs;
   for (let attempt = 0; ; attempt++) {
     const last = !keyed || attempt >= (retry as RetryPolicy).retries;
     const { error, retryable, retryAfter } = await sendOnce(pool, spec, !last);
     const wait = retryWaitMs(attempt, retryAfter, retry?.backoffMs ?? 0);
-    const again = Boolean(error) && retryable && !last && Date.now() - started + wait <= (retry as RetryPolicy).maxMs;
+    // A read is sent again only when the answer asked for it (Retry-After): it was shed before any work.
+    const asked = spec.headers?.['idempotency-key'] !== undefined || retryAfter !== undefined;
+    const again =
+      Boolean(error) && retryable && asked && !last && Date.now() - started + wait <= (retry as RetryPolicy).maxMs;
     onAttempt(startUs, error, again);
     if (!again) return error;
     await new Promise((r) => setTimeout(r, wait));

@@ -21,8 +21,9 @@ export interface MemoryBreakdown {
   otherLibrariesMb: number;
   /** Anonymous memory that is not V8's heap: malloc's arenas (external memory lives there), thread stacks, V8's code space. */
   nativeAnonymousMb: number;
-  /** In the in-process (L1) cache: entries. */
+  /** In the in-process (L1) cache: entries, and the MB of their JSON. */
   cacheEntries?: number;
+  cacheJsonMb?: number;
 }
 
 const mb = (kb: number) => Math.round(kb / 102.4) / 10;
@@ -63,6 +64,7 @@ export async function memoryBreakdown(pid: number, metricsUrl: string): Promise<
   const value = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(metrics)?.[1] ?? 0);
   const heapCommitted = value('nodejs_heap_size_total_bytes') / 1024;
   const cache = /^scaleout_cache_entries(?:\{[^}]*\})? (\S+)/m.exec(metrics)?.[1];
+  const cacheBytes = /^scaleout_cache_bytes(?:\{[^}]*\})? (\S+)/m.exec(metrics)?.[1];
   const rss = kinds.binary + kinds.image + kinds.lib + kinds.anon;
   return {
     pid,
@@ -76,11 +78,12 @@ export async function memoryBreakdown(pid: number, metricsUrl: string): Promise<
     // V8's committed heap is resident only where touched: what is left of the anonymous pages is native.
     nativeAnonymousMb: mb(Math.max(0, kinds.anon - heapCommitted)),
     cacheEntries: cache === undefined ? undefined : Number(cache),
+    cacheJsonMb: cacheBytes === undefined ? undefined : mb(Number(cacheBytes) / 1024),
   };
 }
 
 export const breakdownHeader =
-  '| process | RSS | V8 heap committed | in use | external | node binary | image libraries | other libraries | native anonymous | L1 entries |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|';
+  '| process | RSS | V8 heap committed | in use | external | node binary | image libraries | other libraries | native anonymous | L1 entries | L1 JSON MB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|';
 
 export const breakdownRow = (name: string, b: MemoryBreakdown) =>
-  `| ${name} | ${b.rssMb} | ${b.heapCommittedMb} | ${b.heapUsedMb} | ${b.externalMb} | ${b.nodeBinaryMb} | ${b.imageLibrariesMb} | ${b.otherLibrariesMb} | ${b.nativeAnonymousMb} | ${b.cacheEntries ?? '–'} |`;
+  `| ${name} | ${b.rssMb} | ${b.heapCommittedMb} | ${b.heapUsedMb} | ${b.externalMb} | ${b.nodeBinaryMb} | ${b.imageLibrariesMb} | ${b.otherLibrariesMb} | ${b.nativeAnonymousMb} | ${b.cacheEntries ?? '–'} | ${b.cacheJsonMb ?? '–'} |`;

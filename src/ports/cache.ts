@@ -13,7 +13,7 @@ export interface Cache {
    */
   lease(key: string): Promise<CacheLease>;
   /** Counters since start, for metrics. */
-  stats(): { hits: number; misses: number; size: number };
+  stats(): { hits: number; misses: number; size: number; bytes?: number };
   /** Tells `listener` of every lookup: hit or miss, and on which level a hit was found. */
   onLookup(listener: (lookup: CacheLookup) => void): void;
   close(): Promise<void>;

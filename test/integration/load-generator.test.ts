@@ -103,4 +103,39 @@ describe('retries of writes with an Idempotency-Key', () => {
     // The shed write waited for its Retry-After (about a second) before it was sent again.
     expect(result.latencyMs.max).toBeGreaterThan(400);
   });
+
+  it('with reads on, sends a read shed with Retry-After again after it, and not one whose connection was reset', async () => {
+    const reads = new Map<string, number>();
+    const server = createServer((req, res) => {
+      const n = (reads.get(req.url ?? '') ?? 0) + 1;
+      reads.set(req.url ?? '', n);
+      if (n === 1 && req.url?.startsWith('/reset')) return req.socket.destroy();
+      if (n === 1 && req.url?.startsWith('/shed')) {
+        res.writeHead(503, { 'retry-after': '1' });
+        return res.end('{"error":{"code":"OVERLOADED"}}');
+      }
+      res.end('ok');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const origin = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      const result = await openLoop({
+        origin,
+        rate: 10,
+        seconds: 0.4,
+        connections: 4,
+        retry: { retries: 3, backoffMs: 50, maxMs: 10_000, reads: true },
+        next: (i) => ({ method: 'GET', path: i % 2 === 0 ? `/shed?${i}` : `/reset?${i}` }),
+      });
+      expect(result.sent).toBe(4);
+      // The two shed reads were served the second time; the two reset ones failed once, not sent again.
+      expect(result.retries).toBe(2);
+      expect(result.completed).toBe(2);
+      expect(reads.get('/shed?0')).toBe(2);
+      expect(reads.get('/reset?1')).toBe(1);
+      expect(Object.values(result.errors).reduce((a, b) => a + b, 0)).toBe(2);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
 });

@@ -4,6 +4,12 @@ import { type EvictionPolicy, evictionOrder } from './eviction.ts';
 export interface MemoryCacheOptions {
   policy: EvictionPolicy;
   maxEntries: number;
+  /**
+   * A bound on what the entries hold, in bytes of their JSON (a value's
+   * objects take about three times that in V8's heap). Whichever bound is
+   * reached first evicts; without it, only the count does.
+   */
+  maxBytes?: number;
   defaultTtlSeconds: number;
   now?: () => number;
   /** Where deletes are recorded for fill leases; a cache built on this one (two-level) shares it. */
@@ -20,7 +26,7 @@ function deepFreeze<T>(value: T): T {
 }
 
 /**
- * An in-process cache bounded by entry count. A value goes through JSON once,
+ * An in-process cache bounded by entry count and by size. A value goes through JSON once,
  * when it is set (so it is what Redis would give back: dates become strings),
  * and is kept deeply frozen: every hit returns the same object without
  * copying it, and no caller can change what is cached (a write throws).
@@ -30,7 +36,9 @@ export type MemoryCache = Cache & { clear(): void };
 
 export function createMemoryCache(options: MemoryCacheOptions): MemoryCache {
   const now = options.now ?? Date.now;
-  const entries = new Map<string, { value: unknown; expiresAt: number }>();
+  const entries = new Map<string, { value: unknown; expiresAt: number; bytes: number }>();
+  const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
+  let bytes = 0;
   const order = evictionOrder(options.policy);
   let hits = 0;
   let misses = 0;
@@ -38,6 +46,9 @@ export function createMemoryCache(options: MemoryCacheOptions): MemoryCache {
   const leases = options.leases ?? createLocalLeases(now);
 
   const drop = (key: string) => {
+    const entry = entries.get(key);
+    if (!entry) return;
+    bytes -= entry.bytes;
     entries.delete(key);
     order.remove(key);
   };
@@ -61,14 +72,18 @@ export function createMemoryCache(options: MemoryCacheOptions): MemoryCache {
       const json = JSON.stringify(value);
       if (json === undefined) throw new TypeError(`cache value for ${key} is not serialisable`);
       const ttl = ttlSeconds ?? options.defaultTtlSeconds;
-      if (!entries.has(key)) {
-        while (entries.size >= options.maxEntries) {
-          const victim = order.victim();
-          if (victim === undefined) break;
-          drop(victim);
-        }
+      // One character of JSON is a byte for this bound (the values are mostly ASCII).
+      const size = json.length + key.length;
+      // A value bigger than the whole bound is not kept (it would empty the cache for itself).
+      if (size > maxBytes) return drop(key);
+      drop(key);
+      while (entries.size >= options.maxEntries || bytes + size > maxBytes) {
+        const victim = order.victim();
+        if (victim === undefined) break;
+        drop(victim);
       }
-      entries.set(key, { value: deepFreeze(JSON.parse(json)), expiresAt: now() + ttl * 1000 });
+      entries.set(key, { value: deepFreeze(JSON.parse(json)), expiresAt: now() + ttl * 1000, bytes: size });
+      bytes += size;
       order.add(key);
     },
     async delete(...keys) {
@@ -76,7 +91,7 @@ export function createMemoryCache(options: MemoryCacheOptions): MemoryCache {
       leases.deleted(keys);
     },
     lease: async (key) => leases.take(key),
-    stats: () => ({ hits, misses, size: entries.size }),
+    stats: () => ({ hits, misses, size: entries.size, bytes }),
     onLookup: (listener) => {
       listeners.push(listener);
     },

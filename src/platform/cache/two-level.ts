@@ -17,6 +17,8 @@ export interface TwoLevelCacheOptions {
   subscriber?: Redis;
   /** L1 bound, in entries, per web server. */
   maxEntries: number;
+  /** L1 bound, in bytes of the values' JSON. */
+  maxBytes?: number;
   defaultTtlSeconds: number;
   /** A cache call that takes longer is given up (the caller goes to the database). */
   timeoutMs?: number;
@@ -62,6 +64,7 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
   const l1 = createMemoryCache({
     policy: 'lru',
     maxEntries: options.maxEntries,
+    maxBytes: options.maxBytes,
     defaultTtlSeconds: options.defaultTtlSeconds,
     leases,
   });
@@ -148,7 +151,7 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
       // null: never deleted (or not for a lease's time); undefined: the cache Redis did not answer.
       return { ...local, shared: await sharedCount(key) };
     },
-    stats: () => ({ hits, misses, size: l1.stats().size }),
+    stats: () => ({ hits, misses, size: l1.stats().size, bytes: l1.stats().bytes }),
     onLookup(listener) {
       listeners.push(listener);
     },

@@ -266,9 +266,9 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
       if (status >= 500) errors.inc({ method, route });
     },
     watchCache(cache) {
-      const read = (pick: 'hits' | 'misses' | 'size') =>
+      const read = (pick: 'hits' | 'misses' | 'size' | 'bytes') =>
         function (this: client.Gauge) {
-          this.set(cache.stats()[pick]);
+          this.set(cache.stats()[pick] ?? 0);
         };
       new client.Gauge({
         name: 'scaleout_cache_hits',
@@ -306,6 +306,12 @@ export function createMetrics(labels: Record<string, string> = {}): Metrics {
         help: 'Entries in the cache',
         registers: [registry],
         collect: read('size'),
+      });
+      new client.Gauge({
+        name: 'scaleout_cache_bytes',
+        help: "What the in-process cache's entries hold, in bytes of their JSON (V8 holds about 3× that)",
+        registers: [registry],
+        collect: read('bytes'),
       });
     },
     observeQueriesPerRequest(route, n) {

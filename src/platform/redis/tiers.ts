@@ -37,6 +37,8 @@ export function connectRedisTiers(opts: {
   durableName: string;
   cacheName: string;
   cacheMaxEntries: number;
+  /** The L1's bound in bytes of JSON. */
+  cacheMaxBytes?: number;
   cacheTtlSeconds: number;
   sessionTtlSeconds: number;
   timelines: { maxEntries: number; ttlSeconds: number };
@@ -79,6 +81,7 @@ export function connectRedisTiers(opts: {
       redis: cache,
       subscriber: cacheSubscriber,
       maxEntries: opts.cacheMaxEntries,
+      maxBytes: opts.cacheMaxBytes,
       defaultTtlSeconds: opts.cacheTtlSeconds,
     }),
     sessions: createRedisSessionStore(durable, opts.sessionTtlSeconds, {
