@@ -5,22 +5,30 @@ import path from 'node:path';
 import { retryWaitMs } from '../../src/bench/load.ts';
 import { isAlive } from '../../src/cluster/process.ts';
 import { down, leftovers, up } from '../../src/cluster/run/index.ts';
-import { buildPreset, type PresetName, type PresetOptions } from '../../src/cluster/topology/index.ts';
+import { buildPreset, type PresetName, type PresetOptions, type Topology } from '../../src/cluster/topology/index.ts';
 import { loadTestLimits } from '../../src/config.ts';
 import { nextTopologyAddress } from './addresses.ts';
 
 export const clusterWebEnv = { ...loadTestLimits, SCALEOUT_LOG_LEVEL: 'info' };
 
 /** A real topology with a unique name, its own 127.x addresses and its own run root. */
-export async function startTopology(
+export function startTopology(
   preset: PresetName,
   options: PresetOptions = {},
+  webEnv: Record<string, string> = clusterWebEnv,
+) {
+  return startTopologyOf((at) => buildPreset(preset, { ...at, ...options }), webEnv);
+}
+
+/** A topology `build` makes from a unique name and free addresses (a preset, or one written out by a test). */
+export async function startTopologyOf(
+  build: (at: { name: string; octet: number; port: number }) => Topology,
   webEnv: Record<string, string> = clusterWebEnv,
 ) {
   const runRoot = mkdtempSync(path.join(os.tmpdir(), 'scaleout-cluster-'));
   const name = `t-${randomBytes(3).toString('hex')}`;
   const { octet, port } = nextTopologyAddress();
-  const topology = buildPreset(preset, { name, octet, port, ...options });
+  const topology = build({ name, octet, port });
   const state = await up(topology, { runRoot, webEnv });
   return {
     state,

@@ -147,7 +147,11 @@ class ReaderDriver implements Driver {
   async init() {}
   async acquireConnection(): Promise<DatabaseConnection> {
     // A request that has written reads on the primary from then on: a replica may not have its write yet.
-    const target = this.scope.wrote ? undefined : this.replicas.pick(this.scope.minLsn);
+    // An earlier request's write (the session's position) a replica may have replayed since its last poll.
+    const minLsn = this.scope.minLsn;
+    const target = this.scope.wrote
+      ? undefined
+      : (this.replicas.pick(minLsn) ?? (minLsn ? await this.replicas.pickCaughtUp(minLsn) : undefined));
     if (target) {
       try {
         const conn = await target.driver.acquireConnection();

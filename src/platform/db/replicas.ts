@@ -37,7 +37,8 @@ export function patroniReplicas(patroniUrls: string[]): ReplicaDiscovery {
           return (body.members ?? [])
             .filter(
               (m) =>
-                (m.role === 'replica' || m.role === 'sync_standby') &&
+                // A standby cluster's leader (another data center's copy) is a reader too.
+                (m.role === 'replica' || m.role === 'sync_standby' || m.role === 'standby_leader') &&
                 (m.state === 'streaming' || m.state === 'running'),
             )
             .map((m) => ({ name: m.name, host: m.host, port: m.port }));
@@ -116,6 +117,32 @@ export class ReplicaSet {
     if (candidates.length === 0) return undefined;
     const r = candidates[this.#next++ % candidates.length] as Tracked;
     return { name: r.name, driver: r.driver };
+  }
+
+  /**
+   * A healthy replica that has replayed `minLsn` by now, asked directly: its
+   * last poll may predate the write (the primary would then take the read,
+   * and during a failover there is none). Undefined when none has.
+   */
+  async pickCaughtUp(minLsn: string): Promise<{ name: string; driver: PostgresDriver } | undefined> {
+    const need = parseLsn(minLsn);
+    if (need === null) return undefined;
+    for (const r of [...this.#replicas.values()].filter((x) => x.healthy)) {
+      try {
+        const client = await r.pool.connect();
+        try {
+          const res = await client.query<{ lsn: string | null }>('SELECT pg_last_wal_replay_lsn()::text AS lsn');
+          r.replayLsn = res.rows[0]?.lsn ?? r.replayLsn;
+        } finally {
+          client.release();
+        }
+        const replayed = r.replayLsn ? parseLsn(r.replayLsn) : null;
+        if (replayed !== null && replayed >= need) return { name: r.name, driver: r.driver };
+      } catch (err) {
+        this.markDown(r.name, (err as Error).message);
+      }
+    }
+    return undefined;
   }
 
   markDown(name: string, reason: string): void {

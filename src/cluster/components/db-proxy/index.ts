@@ -4,6 +4,7 @@ import { address } from '../../topology/address.ts';
 import { processesOf } from '../../topology/select.ts';
 import { defineComponent, hostPort, type RunContext } from '../component.ts';
 import { dbProxyConfig, startHaproxy } from '../load-balancer/haproxy.ts';
+import { waitForCluster } from '../patroni/cluster.ts';
 import { clusterNodes } from '../patroni/index.ts';
 import { appDatabase, appDatabaseUrl, appUser, ensureAppDatabase } from '../postgres/server.ts';
 import { etcdEndpoint, provisionShardMap, publishShardClusters, shardMapKey, shardMapReader } from './shard-map.ts';
@@ -25,6 +26,8 @@ export const dbProxySpec = z.object({
 type DbProxy = z.infer<typeof dbProxySpec>;
 
 const nodesOf = (ctx: RunContext, s: DbProxy) => clusterNodes(ctx, s.cluster);
+/** A standby cluster's nodes: a copy of another data center's cluster. */
+const isStandby = (nodes: { standbyOf?: unknown }[]) => nodes.some((n) => n.standbyOf !== undefined);
 /** The REST APIs of the Patroni nodes behind a proxy (replica discovery). */
 const restOf = (ctx: RunContext, s: DbProxy) => nodesOf(ctx, s).map((n) => `http://${hostPort(n.rest)}`);
 
@@ -49,7 +52,8 @@ export const dbProxy = defineComponent<DbProxy>({
   address: (s) => `${hostPort(s.primary)},${s.replicas.port}`,
   async start(s, ctx) {
     const started = await startHaproxy(s.name, dbProxyConfig(s, nodesOf(ctx, s)), ctx.runDir, s.primary);
-    if (!ctx.restarting) {
+    // A standby cluster has no primary here: its database comes from the primary data center's, by replication.
+    if (!ctx.restarting && !isStandby(nodesOf(ctx, s))) {
       await waitUntil(
         () =>
           ensureAppDatabase(
@@ -63,6 +67,15 @@ export const dbProxy = defineComponent<DbProxy>({
     return started;
   },
   async ready(specs, ctx) {
+    // A standby cluster becomes whole once its source (the primary data center's proxy, started just before
+    // this stage of this data center) is reachable: its standby leader's base backup waited for it.
+    for (const s of specs) {
+      const nodes = nodesOf(ctx, s);
+      if (!isStandby(nodes)) continue;
+      ctx.log(`  ${s.name}: waiting for the standby cluster to stream from the primary data center`);
+      const leader = await waitForCluster(nodes, false, 180_000);
+      ctx.log(`  ${s.name}: standby leader ${leader}`);
+    }
     const clusters = shardClusters(specs);
     if (clusters.length === 0) return;
     const [etcd] = processesOf(ctx.topology, 'etcd', ctx.dataCenter ? { dataCenter: ctx.dataCenter } : undefined);

@@ -26,8 +26,10 @@ export const delayProxy = defineComponent<DelayProxySpec>({
   spec: delayProxySpec,
   tier: 'coordination',
   scope: 'dataCenter',
-  // After the servers it reaches (their proxies), before what reaches them through it (web servers, Redis replicas).
-  stage: 45,
+  // First of its data center: it only listens, and connects out when a client comes (its target may start
+  // later, in the other data center), so everything that reaches across through it finds it up: a standby
+  // cluster's base backup, web servers' writes, Redis replicas.
+  stage: 15,
   addresses: (s) => [s.listen],
   // It carries bytes only: whatever it reaches (PostgreSQL, Redis) asks for its own password.
   access: (s) => [{ at: s.listen, guard: 'password' }],

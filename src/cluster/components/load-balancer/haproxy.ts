@@ -175,7 +175,8 @@ ${servers}
 listen postgres_replicas
     bind ${proxy.replicas.host}:${proxy.replicas.port}
     balance roundrobin
-    option httpchk OPTIONS /replica
+    # A standby cluster (another data center's copy) has no primary: its standby leader serves reads too.
+    option httpchk OPTIONS ${nodes.some((n) => n.standbyOf) ? '/read-only' : '/replica'}
     http-check expect status 200
     default-server inter 500ms fastinter 250ms downinter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
 ${servers}

@@ -59,7 +59,16 @@ bootstrap:
     loop_wait: 1
     retry_timeout: 2
     maximum_lag_on_failover: 1048576
-    synchronous_mode: ${t.options.synchronous}
+    synchronous_mode: ${t.options.synchronous && !node.standbyOf}${
+      node.standbyOf
+        ? `
+    # A standby cluster: the standby leader streams from the primary data center (a base backup first).
+    standby_cluster:
+      host: ${node.standbyOf.host}
+      port: ${node.standbyOf.port}
+      create_replica_methods: [basebackup]`
+        : ''
+    }
     postgresql:
       use_pg_rewind: true
       use_slots: true
@@ -161,12 +170,22 @@ export async function patroniCluster(nodes: Patroni[]): Promise<PatroniMember[] 
 }
 
 export const isLeader = (m: PatroniMember) => m.role === 'leader' || m.role === 'master' || m.role === 'primary';
+/** The leader of a standby cluster: read-only, streaming from another data center. */
+export const isStandbyLeader = (m: PatroniMember) => m.role === 'standby_leader';
+/** Whoever leads the cluster: its primary, or a standby cluster's standby leader. */
+const leads = (m: PatroniMember) => isLeader(m) || isStandbyLeader(m);
 export const isReplica = (m: PatroniMember) => m.role === 'replica' || m.role === 'sync_standby';
 
-/** Ready: one leader running, every other node a streaming replica, and (in sync mode) a sync standby. */
+/**
+ * Ready: one leader running (or a standby cluster's standby leader: Patroni
+ * 3.0.2 says "running" for it, later versions "streaming"), every other node
+ * a streaming replica, and (in sync mode) a sync standby.
+ */
 export function clusterReady(members: PatroniMember[] | null, nodes: number, synchronous: boolean): boolean {
   if (!members || members.length < nodes) return false;
-  const leaders = members.filter((m) => isLeader(m) && m.state === 'running');
+  const leaders = members.filter(
+    (m) => (isLeader(m) || isStandbyLeader(m)) && (m.state === 'running' || m.state === 'streaming'),
+  );
   const streaming = members.filter((m) => isReplica(m) && (m.state === 'streaming' || m.state === 'running'));
   const sync = members.some((m) => m.role === 'sync_standby');
   return leaders.length === 1 && streaming.length === nodes - 1 && (!synchronous || sync);
@@ -204,7 +223,7 @@ export async function waitForCluster(nodes: Patroni[], synchronous: boolean, tim
     async () => {
       const members = await patroniCluster(nodes);
       if (!clusterReady(members, nodes.length, synchronous)) return false;
-      leader = members?.find(isLeader)?.name ?? '';
+      leader = members?.find(leads)?.name ?? '';
       return (await leaderStreaming(nodes, leader)) === nodes.length - 1;
     },
     timeoutMs,

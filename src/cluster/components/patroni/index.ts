@@ -5,7 +5,14 @@ import { isAlive } from '../../process.ts';
 import { address } from '../../topology/address.ts';
 import { processesOf } from '../../topology/select.ts';
 import { defineComponent, hostPort, type RunContext } from '../component.ts';
-import { isLeader, leaderReplication, patroniCluster, startPatroni, waitForCluster } from './cluster.ts';
+import {
+  isLeader,
+  isStandbyLeader,
+  leaderReplication,
+  patroniCluster,
+  startPatroni,
+  waitForCluster,
+} from './cluster.ts';
 
 export const patroniSpec = z.object({
   kind: z.literal('patroni'),
@@ -21,6 +28,14 @@ export const patroniSpec = z.object({
     .string()
     .regex(/^[a-z][a-z0-9-]{0,15}$/)
     .optional(),
+  /**
+   * A standby cluster (another data center's copy): its leader, the standby
+   * leader, streams from this address (the primary data center's database
+   * proxy, through a delay proxy) and the other nodes from it. Patroni never
+   * promotes a standby cluster by itself; taking the standby out of its
+   * config (PATCH /config) does.
+   */
+  standbyOf: address.optional(),
 });
 type Patroni = z.infer<typeof patroniSpec>;
 
@@ -88,6 +103,12 @@ export const patroni = defineComponent<Patroni>({
         ctx.log(
           `  ${named}${members.length} Patroni nodes (PostgreSQL 15, ${ctx.topology.options.synchronous ? 'synchronous' : 'asynchronous'} replication)`,
         );
+        if (members.some((n) => n.standbyOf)) {
+          // Its source, the primary data center's proxy, starts in a later stage: the standby cluster's proxy
+          // waits for it to stream.
+          ctx.log(`  ${named}a standby cluster: it streams once the primary data center's proxy is up`);
+          return;
+        }
         const leader = await waitForCluster(members, ctx.topology.options.synchronous, 120_000);
         ctx.log(`  ${named}leader: ${leader}`);
       }),
@@ -97,6 +118,16 @@ export const patroni = defineComponent<Patroni>({
     const { members, replication } = await clusterView(ctx, s.cluster);
     const m = members?.find((x) => x.name === s.name);
     const stream = replication.find((r) => r.application_name === s.name);
+    if (m && isStandbyLeader(m)) {
+      // It streams from the other data center: its own replication, not its leader's.
+      return {
+        role: 'standby leader',
+        detail: `streams from ${s.standbyOf ? hostPort(s.standbyOf) : 'the primary data center'}, ${m.state}`,
+        cluster: s.cluster,
+        lagBytes: typeof m.lag === 'number' ? m.lag : null,
+        ok: m.state === 'streaming' || m.state === 'running',
+      };
+    }
     const detail = m && !isLeader(m) ? (stream?.state ?? 'not streaming') : m?.state;
     return {
       role: m ? (isLeader(m) ? 'leader' : m.role === 'sync_standby' ? 'sync replica' : 'replica') : 'unknown',
