@@ -62,13 +62,14 @@ async function rssMb(pid: number): Promise<number | null> {
   }
 }
 
-/** Every process of the topology by name (Patroni's PostgreSQL is its own process: its postmaster's PID file). */
 /**
- * Processes whose memory grows with the data they keep (rows, keys, samples):
+ * Processes whose memory grows with the data they keep (keys, samples, rows):
  * their growth over a soak is shown, but a leak is judged on the others.
+ * (A Patroni node's entry is Patroni itself, which keeps no data.)
  */
-const keepsData = new Set(['patroni', 'postgres', 'redis', 'etcd', 'prometheus']);
+const keepsData = new Set(['postgres', 'redis', 'etcd', 'prometheus']);
 
+/** Every process of the topology by name (Patroni's PostgreSQL is its own process: its postmaster's PID file). */
 async function processRss(state: ClusterState): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const p of state.processes) {

@@ -205,6 +205,42 @@ describe('rendered configs', () => {
     expect(yml).toContain('ttl: 5');
     expect(yml).toContain('synchronous_mode: true');
     expect(yml).toContain('use_pg_rewind: true');
+    expect(yml).not.toContain('standby_cluster');
+  });
+
+  it("a standby cluster's node streams from standbyOf, asynchronously, and its proxy reads from every node", () => {
+    const etcd = all.find((p) => p.kind === 'etcd');
+    const standby = nodes.map((n) => ({ ...n, standbyOf: { host: '127.50.18.120', port: 5000 } }));
+    const yml = patroniConfig(t, standby[0] as never, etcd as never, '/tmp/x', {
+      superuser: 's',
+      replication: 'r',
+      rewind: 'w',
+      app: 'a',
+      patroniRest: 'p',
+      etcd: 'e',
+    });
+    expect(yml).toContain('standby_cluster:\n      host: 127.50.18.120\n      port: 5000');
+    expect(yml).toContain('create_replica_methods: [basebackup]');
+    // Patroni runs no synchronous replication inside a standby cluster.
+    expect(yml).toContain('synchronous_mode: false');
+    const proxy = all.find((p) => p.kind === 'dbProxy');
+    if (proxy?.kind !== 'dbProxy') throw new Error('no proxy');
+    expect(dbProxyConfig(proxy, standby as never)).toContain('option httpchk OPTIONS /read-only');
+  });
+
+  it('refuses a topology with two processes of one name, even in different data centers', () => {
+    const topology = buildPreset('lb', { name: 'dup', octet: 50 });
+    const [dc] = topology.dataCenters;
+    const web = dc?.processes.find((p) => p.kind === 'web');
+    expect(() =>
+      topologySchema.parse({
+        ...topology,
+        dataCenters: [
+          ...topology.dataCenters,
+          { name: 'dc2', processes: [{ ...web, listen: { host: '127.50.17.1', port: 3000 } }] },
+        ],
+      }),
+    ).toThrow(/web-1/);
   });
 });
 

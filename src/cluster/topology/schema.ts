@@ -40,74 +40,82 @@ const anyProcess = z.lazy(() => processSpec);
 
 const dataCenterName = z.string().regex(/^[a-z][a-z0-9-]{0,15}$/);
 
-export const topologySchema = z.object({
-  name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/),
-  preset: z.string(),
-  /** The second octet of every address (127.<octet>.x.y): the address plan's own. */
-  octet: z.number().int().min(1).max(254),
-  options: z.object({
-    /** Patroni synchronous mode: a commit is acknowledged once a replica has it. */
-    synchronous: z.boolean(),
-    /** wal_level logical on every Patroni cluster (sharded: logical shards move by logical replication). */
-    logicalReplication: z.boolean().default(false),
-    /** Patroni leader-key TTL in seconds: the failover detection time. */
-    patroniTtl: z.number().int().min(5).max(60),
-    /** The cache Redis's memory bound and eviction policy. */
-    cacheMaxMemory: z.string().default('64mb'),
-    cacheEviction: z.enum(['allkeys-lru', 'allkeys-lfu', 'volatile-lru', 'volatile-lfu']).default('allkeys-lru'),
-    /**
-     * Connections one client address may hold open at the balancer at once
-     * (a stick table counts them): enough for a load generator, too few for one
-     * address to fill the balancer's 4096 with slow requests.
-     */
-    maxConnectionsPerClient: z.number().int().min(1).max(4096).default(1024),
-    /**
-     * Admission control at the balancer: requests one web server serves at
-     * once (HAProxy's `maxconn`), and how long the others may wait in the
-     * balancer's queue before a 503 with Retry-After.
-     */
-    maxRequestsPerServer: z.number().int().min(1).max(1000).default(5),
-    queueTimeoutMs: z.number().int().min(10).max(30_000).default(50),
-    /**
-     * Bounded memory: V8's old-space limit of a web server and of a worker
-     * (MB; `--max-old-space-size`), and the young generation's semi-space
-     * (`--max-semi-space-size`). Without them V8 sizes its heap to the machine.
-     */
-    webHeapMb: z.number().int().min(32).max(8192).default(96),
-    workerHeapMb: z.number().int().min(32).max(8192).default(96),
-    semiSpaceMb: z.number().int().min(1).max(64).default(8),
-    /** The web tier's autoscaler (preset `stateless`); absent: the web-server count changes only by hand. */
-    autoscale: autoscalePolicy.optional(),
-    /**
-     * Where the jobs run: in each web server, on its in-process queue
-     * (`web`), or in worker processes on BullMQ in the durable Redis
-     * (`workers`, preset `queue`: web servers only enqueue).
-     */
-    jobs: z.enum(['web', 'workers']).default('web'),
-    /** Jobs one worker runs at once (photo variants; each holds one libvips thread). */
-    workerConcurrency: z.number().int().min(1).max(16).default(1),
-    /**
-     * The workers' CPU priority (nice): on a machine they share with the web
-     * servers, image work takes the CPU the requests leave, not the other way
-     * round (Kubernetes would give them a lower CPU share).
-     */
-    workerNice: z.number().int().min(0).max(19).default(10),
-    /**
-     * The worker tier's autoscaler: the same rule, stabilization and bounds
-     * as the web tier's, on queue depth (jobs ready or running per worker
-     * slot, `target` of them per slot).
-     */
-    workerAutoscale: autoscalePolicy.optional(),
-    /**
-     * The shard balancer (preset sharded): a logical shard hot for a while is
-     * moved to the least-loaded cluster on its own. Absent: off.
-     */
-    shardBalancer: shardBalancerPolicy.optional(),
-  }),
-  /** Processes of no data center: Prometheus, the dashboard, the supervisor, the host's exporter (later DNS). */
-  global: z.object({ processes: z.array(anyProcess) }).default({ processes: [] }),
-  dataCenters: z.array(z.object({ name: dataCenterName, processes: z.array(anyProcess) })).min(1),
-});
+export const topologySchema = z
+  .object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,30}$/),
+    preset: z.string(),
+    /** The second octet of every address (127.<octet>.x.y): the address plan's own. */
+    octet: z.number().int().min(1).max(254),
+    options: z.object({
+      /** Patroni synchronous mode: a commit is acknowledged once a replica has it. */
+      synchronous: z.boolean(),
+      /** wal_level logical on every Patroni cluster (sharded: logical shards move by logical replication). */
+      logicalReplication: z.boolean().default(false),
+      /** Patroni leader-key TTL in seconds: the failover detection time. */
+      patroniTtl: z.number().int().min(5).max(60),
+      /** The cache Redis's memory bound and eviction policy. */
+      cacheMaxMemory: z.string().default('64mb'),
+      cacheEviction: z.enum(['allkeys-lru', 'allkeys-lfu', 'volatile-lru', 'volatile-lfu']).default('allkeys-lru'),
+      /**
+       * Connections one client address may hold open at the balancer at once
+       * (a stick table counts them): enough for a load generator, too few for one
+       * address to fill the balancer's 4096 with slow requests.
+       */
+      maxConnectionsPerClient: z.number().int().min(1).max(4096).default(1024),
+      /**
+       * Admission control at the balancer: requests one web server serves at
+       * once (HAProxy's `maxconn`), and how long the others may wait in the
+       * balancer's queue before a 503 with Retry-After.
+       */
+      maxRequestsPerServer: z.number().int().min(1).max(1000).default(5),
+      queueTimeoutMs: z.number().int().min(10).max(30_000).default(50),
+      /**
+       * Bounded memory: V8's old-space limit of a web server and of a worker
+       * (MB; `--max-old-space-size`), and the young generation's semi-space
+       * (`--max-semi-space-size`). Without them V8 sizes its heap to the machine.
+       */
+      webHeapMb: z.number().int().min(32).max(8192).default(96),
+      workerHeapMb: z.number().int().min(32).max(8192).default(96),
+      semiSpaceMb: z.number().int().min(1).max(64).default(8),
+      /** The web tier's autoscaler (preset `stateless`); absent: the web-server count changes only by hand. */
+      autoscale: autoscalePolicy.optional(),
+      /**
+       * Where the jobs run: in each web server, on its in-process queue
+       * (`web`), or in worker processes on BullMQ in the durable Redis
+       * (`workers`, preset `queue`: web servers only enqueue).
+       */
+      jobs: z.enum(['web', 'workers']).default('web'),
+      /** Jobs one worker runs at once (photo variants; each holds one libvips thread). */
+      workerConcurrency: z.number().int().min(1).max(16).default(1),
+      /**
+       * The workers' CPU priority (nice): on a machine they share with the web
+       * servers, image work takes the CPU the requests leave, not the other way
+       * round (Kubernetes would give them a lower CPU share).
+       */
+      workerNice: z.number().int().min(0).max(19).default(10),
+      /**
+       * The worker tier's autoscaler: the same rule, stabilization and bounds
+       * as the web tier's, on queue depth (jobs ready or running per worker
+       * slot, `target` of them per slot).
+       */
+      workerAutoscale: autoscalePolicy.optional(),
+      /**
+       * The shard balancer (preset sharded): a logical shard hot for a while is
+       * moved to the least-loaded cluster on its own. Absent: off.
+       */
+      shardBalancer: shardBalancerPolicy.optional(),
+    }),
+    /** Processes of no data center: Prometheus, the dashboard, the supervisor, the host's exporter (later DNS). */
+    global: z.object({ processes: z.array(anyProcess) }).default({ processes: [] }),
+    dataCenters: z.array(z.object({ name: dataCenterName, processes: z.array(anyProcess) })).min(1),
+  })
+  // A name is a process's run directory, log, state entry and balancer entry: one per topology, whatever its scope.
+  .superRefine((t, ctx) => {
+    const names = [...t.dataCenters.flatMap((d) => d.processes), ...t.global.processes].map((p) => p.name);
+    const twice = [...new Set(names.filter((n, i) => names.indexOf(n) !== i))];
+    if (twice.length > 0)
+      ctx.addIssue({ code: 'custom', message: `process names must be unique in a topology: ${twice.join(', ')}` });
+  });
 
 export type Topology = z.infer<typeof topologySchema>;
 export type ProcessSpec = z.infer<typeof processSpec>;

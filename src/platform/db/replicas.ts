@@ -138,8 +138,8 @@ export class ReplicaSet {
         }
         const replayed = r.replayLsn ? parseLsn(r.replayLsn) : null;
         if (replayed !== null && replayed >= need) return { name: r.name, driver: r.driver };
-      } catch (err) {
-        this.markDown(r.name, (err as Error).message);
+      } catch {
+        // Busy or gone: the primary takes the read, and the next poll judges the replica.
       }
     }
     return undefined;

@@ -4,7 +4,7 @@ import { address } from '../../topology/address.ts';
 import { processesOf } from '../../topology/select.ts';
 import { defineComponent, hostPort, type RunContext } from '../component.ts';
 import { dbProxyConfig, startHaproxy } from '../load-balancer/haproxy.ts';
-import { waitForCluster } from '../patroni/cluster.ts';
+import { isStandbyCluster, waitForCluster } from '../patroni/cluster.ts';
 import { clusterNodes } from '../patroni/index.ts';
 import { appDatabase, appDatabaseUrl, appUser, ensureAppDatabase } from '../postgres/server.ts';
 import { etcdEndpoint, provisionShardMap, publishShardClusters, shardMapKey, shardMapReader } from './shard-map.ts';
@@ -26,8 +26,6 @@ export const dbProxySpec = z.object({
 type DbProxy = z.infer<typeof dbProxySpec>;
 
 const nodesOf = (ctx: RunContext, s: DbProxy) => clusterNodes(ctx, s.cluster);
-/** A standby cluster's nodes: a copy of another data center's cluster. */
-const isStandby = (nodes: { standbyOf?: unknown }[]) => nodes.some((n) => n.standbyOf !== undefined);
 /** The REST APIs of the Patroni nodes behind a proxy (replica discovery). */
 const restOf = (ctx: RunContext, s: DbProxy) => nodesOf(ctx, s).map((n) => `http://${hostPort(n.rest)}`);
 
@@ -53,7 +51,7 @@ export const dbProxy = defineComponent<DbProxy>({
   async start(s, ctx) {
     const started = await startHaproxy(s.name, dbProxyConfig(s, nodesOf(ctx, s)), ctx.runDir, s.primary);
     // A standby cluster has no primary here: its database comes from the primary data center's, by replication.
-    if (!ctx.restarting && !isStandby(nodesOf(ctx, s))) {
+    if (!ctx.restarting && !isStandbyCluster(nodesOf(ctx, s))) {
       await waitUntil(
         () =>
           ensureAppDatabase(
@@ -71,7 +69,7 @@ export const dbProxy = defineComponent<DbProxy>({
     // this stage of this data center) is reachable: its standby leader's base backup waited for it.
     for (const s of specs) {
       const nodes = nodesOf(ctx, s);
-      if (!isStandby(nodes)) continue;
+      if (!isStandbyCluster(nodes)) continue;
       ctx.log(`  ${s.name}: waiting for the standby cluster to stream from the primary data center`);
       const leader = await waitForCluster(nodes, false, 180_000);
       ctx.log(`  ${s.name}: standby leader ${leader}`);

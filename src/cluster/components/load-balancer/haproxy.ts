@@ -5,6 +5,7 @@ import { costlyPostPaths } from '../../../server/admission.ts';
 import { requireBinaries, type StartedProcess, startProcess, tcpOpen, waitUntil } from '../../process.ts';
 import type { SpecOf } from '../../topology/schema.ts';
 import { webIndex } from '../../topology/select.ts';
+import { isStandbyCluster } from '../patroni/cluster.ts';
 
 type LoadBalancer = SpecOf<'loadBalancer'>;
 type DbProxy = SpecOf<'dbProxy'>;
@@ -176,7 +177,7 @@ listen postgres_replicas
     bind ${proxy.replicas.host}:${proxy.replicas.port}
     balance roundrobin
     # A standby cluster (another data center's copy) has no primary: its standby leader serves reads too.
-    option httpchk OPTIONS ${nodes.some((n) => n.standbyOf) ? '/read-only' : '/replica'}
+    option httpchk OPTIONS ${isStandbyCluster(nodes) ? '/read-only' : '/replica'}
     http-check expect status 200
     default-server inter 500ms fastinter 250ms downinter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
 ${servers}

@@ -170,6 +170,8 @@ export async function patroniCluster(nodes: Patroni[]): Promise<PatroniMember[] 
 }
 
 export const isLeader = (m: PatroniMember) => m.role === 'leader' || m.role === 'master' || m.role === 'primary';
+/** Whether these nodes are a standby cluster: a copy of another data center's cluster. */
+export const isStandbyCluster = (nodes: Pick<Patroni, 'standbyOf'>[]) => nodes.some((n) => n.standbyOf !== undefined);
 /** The leader of a standby cluster: read-only, streaming from another data center. */
 export const isStandbyLeader = (m: PatroniMember) => m.role === 'standby_leader';
 /** Whoever leads the cluster: its primary, or a standby cluster's standby leader. */

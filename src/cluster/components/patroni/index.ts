@@ -7,6 +7,7 @@ import { processesOf } from '../../topology/select.ts';
 import { defineComponent, hostPort, type RunContext } from '../component.ts';
 import {
   isLeader,
+  isStandbyCluster,
   isStandbyLeader,
   leaderReplication,
   patroniCluster,
@@ -103,7 +104,7 @@ export const patroni = defineComponent<Patroni>({
         ctx.log(
           `  ${named}${members.length} Patroni nodes (PostgreSQL 15, ${ctx.topology.options.synchronous ? 'synchronous' : 'asynchronous'} replication)`,
         );
-        if (members.some((n) => n.standbyOf)) {
+        if (isStandbyCluster(members)) {
           // Its source, the primary data center's proxy, starts in a later stage: the standby cluster's proxy
           // waits for it to stream.
           ctx.log(`  ${named}a standby cluster: it streams once the primary data center's proxy is up`);
