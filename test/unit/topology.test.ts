@@ -156,6 +156,7 @@ describe('rendered configs', () => {
   const t = buildPreset('lb', { octet: 50 });
   const all = allProcesses(t);
   const nodes = all.filter((p) => p.kind === 'patroni');
+  const secrets = { superuser: 's', replication: 'r', rewind: 'w', app: 'a', patroniRest: 'p', etcd: 'e' };
 
   it('HAProxy checks /readyz, retries, and never replays a POST', () => {
     const lb = all.find((p) => p.kind === 'loadBalancer');
@@ -188,14 +189,7 @@ describe('rendered configs', () => {
 
   it('Patroni uses the etcd3 API, the TTL and synchronous mode of the topology', () => {
     const etcd = all.find((p) => p.kind === 'etcd');
-    const yml = patroniConfig(t, nodes[0] as never, etcd as never, '/tmp/x', {
-      superuser: 's',
-      replication: 'r',
-      rewind: 'w',
-      app: 'a',
-      patroniRest: 'p',
-      etcd: 'e',
-    });
+    const yml = patroniConfig(t, nodes[0] as never, etcd as never, '/tmp/x', secrets);
     expect(yml).toContain('etcd3:\n  hosts: 127.50.3.1:2379');
     // Unsafe REST endpoints need the password; pg_hba lets in only the topology's addresses, with a password.
     expect(yml).toContain('authentication: {username: scaleout, password: "p"}');
@@ -211,14 +205,7 @@ describe('rendered configs', () => {
   it("a standby cluster's node streams from standbyOf, asynchronously, and its proxy reads from every node", () => {
     const etcd = all.find((p) => p.kind === 'etcd');
     const standby = nodes.map((n) => ({ ...n, standbyOf: { host: '127.50.18.120', port: 5000 } }));
-    const yml = patroniConfig(t, standby[0] as never, etcd as never, '/tmp/x', {
-      superuser: 's',
-      replication: 'r',
-      rewind: 'w',
-      app: 'a',
-      patroniRest: 'p',
-      etcd: 'e',
-    });
+    const yml = patroniConfig(t, standby[0] as never, etcd as never, '/tmp/x', secrets);
     expect(yml).toContain('standby_cluster:\n      host: 127.50.18.120\n      port: 5000');
     expect(yml).toContain('create_replica_methods: [basebackup]');
     // Patroni runs no synchronous replication inside a standby cluster.
