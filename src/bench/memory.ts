@@ -61,10 +61,14 @@ export async function memoryBreakdown(pid: number, metricsUrl: string): Promise<
       .then((r) => r.text())
       .catch(() => ''),
   ]);
-  const value = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(metrics)?.[1] ?? 0);
+  // A metric's value, or undefined when the process does not export it.
+  const sample = (name: string) => {
+    const v = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(metrics)?.[1];
+    return v === undefined ? undefined : Number(v);
+  };
+  const value = (name: string) => sample(name) ?? 0;
   const heapCommitted = value('nodejs_heap_size_total_bytes') / 1024;
-  const cache = /^scaleout_cache_entries(?:\{[^}]*\})? (\S+)/m.exec(metrics)?.[1];
-  const cacheBytes = /^scaleout_cache_bytes(?:\{[^}]*\})? (\S+)/m.exec(metrics)?.[1];
+  const cacheBytes = sample('scaleout_cache_bytes');
   const rss = kinds.binary + kinds.image + kinds.lib + kinds.anon;
   return {
     pid,
@@ -77,8 +81,8 @@ export async function memoryBreakdown(pid: number, metricsUrl: string): Promise<
     otherLibrariesMb: mb(kinds.lib),
     // V8's committed heap is resident only where touched: what is left of the anonymous pages is native.
     nativeAnonymousMb: mb(Math.max(0, kinds.anon - heapCommitted)),
-    cacheEntries: cache === undefined ? undefined : Number(cache),
-    cacheJsonMb: cacheBytes === undefined ? undefined : mb(Number(cacheBytes) / 1024),
+    cacheEntries: sample('scaleout_cache_entries'),
+    cacheJsonMb: cacheBytes === undefined ? undefined : mb(cacheBytes / 1024),
   };
 }
 

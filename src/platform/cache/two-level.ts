@@ -151,7 +151,10 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
       // null: never deleted (or not for a lease's time); undefined: the cache Redis did not answer.
       return { ...local, shared: await sharedCount(key) };
     },
-    stats: () => ({ hits, misses, size: l1.stats().size, bytes: l1.stats().bytes }),
+    stats: () => {
+      const { size, bytes } = l1.stats();
+      return { hits, misses, size, bytes };
+    },
     onLookup(listener) {
       listeners.push(listener);
     },

@@ -75,6 +75,12 @@ export interface ReplicaSetOptions {
   logger: Logger;
 }
 
+/** Whether a replica's last known replay position has reached `need`. */
+const replayed = (r: { replayLsn: string | null }, need: bigint) => {
+  const at = r.replayLsn ? parseLsn(r.replayLsn) : null;
+  return at !== null && at >= need;
+};
+
 /**
  * The replicas reads may use. Every `intervalMs` it asks the discovery who
  * the replicas are, reads each one's replay position and the primary's
@@ -108,12 +114,7 @@ export class ReplicaSet {
   /** A healthy replica that has replayed at least `minLsn`, round robin; undefined means "use the primary". */
   pick(minLsn?: string): { name: string; driver: PostgresDriver } | undefined {
     const need = minLsn ? parseLsn(minLsn) : null;
-    const candidates = [...this.#replicas.values()].filter((r) => {
-      if (!r.healthy) return false;
-      if (need === null) return true;
-      const replayed = r.replayLsn ? parseLsn(r.replayLsn) : null;
-      return replayed !== null && replayed >= need;
-    });
+    const candidates = [...this.#replicas.values()].filter((r) => r.healthy && (need === null || replayed(r, need)));
     if (candidates.length === 0) return undefined;
     const r = candidates[this.#next++ % candidates.length] as Tracked;
     return { name: r.name, driver: r.driver };
@@ -129,15 +130,9 @@ export class ReplicaSet {
     if (need === null) return undefined;
     for (const r of [...this.#replicas.values()].filter((x) => x.healthy)) {
       try {
-        const client = await r.pool.connect();
-        try {
-          const res = await client.query<{ lsn: string | null }>('SELECT pg_last_wal_replay_lsn()::text AS lsn');
-          r.replayLsn = res.rows[0]?.lsn ?? r.replayLsn;
-        } finally {
-          client.release();
-        }
-        const replayed = r.replayLsn ? parseLsn(r.replayLsn) : null;
-        if (replayed !== null && replayed >= need) return { name: r.name, driver: r.driver };
+        const res = await r.pool.query<{ lsn: string | null }>('SELECT pg_last_wal_replay_lsn()::text AS lsn');
+        r.replayLsn = res.rows[0]?.lsn ?? r.replayLsn;
+        if (replayed(r, need)) return { name: r.name, driver: r.driver };
       } catch {
         // Busy or gone: the primary takes the read, and the next poll judges the replica.
       }
