@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Counter } from 'prom-client';
 import { componentOf } from '../components/registry.ts';
-import { exits, isAlive } from '../process.ts';
+import { exits, isAlive, spawned } from '../process.ts';
 import { restart } from '../run/orchestrator.ts';
 import { howExited, loadState, type ProcessExit, updateState } from '../run/state.ts';
 
@@ -36,6 +36,11 @@ export function watchRestarts(runDir: string, logger: Logger, restartsTotal: Cou
   const exitOf = new Map<number, { code: number | null; signal: string | null }>();
   exits.on('exit', (pid, code, signal) => exitOf.set(pid, { code, signal }));
   const pending = new Map<string, { pid: number; due: number }>();
+  // A child of ours that is a zombie reads as dead before its exit event has
+  // been handled: its death is recorded at a later tick, with its exit status
+  // (or without it, after exitWaitMs).
+  const deadSince = new Map<number, number>();
+  const exitWaitMs = 3000;
   const crashes = new Map<string, { count: number; startedAt: number }>();
   const restarting = new Set<string>();
   const startedAt = Date.now();
@@ -82,6 +87,11 @@ export function watchRestarts(runDir: string, logger: Logger, restartsTotal: Cou
       }
       // A death not seen before.
       const code = exitOf.get(p.pid);
+      if (!code && spawned.has(p.pid) && now - (deadSince.get(p.pid) ?? now) < exitWaitMs) {
+        if (!deadSince.has(p.pid)) deadSince.set(p.pid, now);
+        continue;
+      }
+      deadSince.delete(p.pid);
       const lastExit: ProcessExit = {
         at: new Date().toISOString(),
         code: code?.code ?? null,
