@@ -2,6 +2,7 @@ import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import * as hdr from 'hdr-histogram-js';
 import { Pool } from 'undici';
+import { defaultRetryBudget, RetryBudget, type RetryBudgetOptions } from './retry-budget.ts';
 
 export interface RequestSpec {
   method?: 'GET' | 'POST' | 'PUT' | 'DELETE';
@@ -39,6 +40,8 @@ export interface LoadResult {
   errors: Record<string, number>;
   /** Writes sent again with their Idempotency-Key (after a reset, a 503, a 409 "still running"). */
   retries: number;
+  /** Retries the client's retry budget refused (their requests failed instead). */
+  retriesRefused?: number;
   /**
    * Successful answers per second while the load was sent (`seconds` asked,
    * not the tail of retries after it): what the site served.
@@ -221,9 +224,14 @@ export interface RetryPolicy {
   backoffMs: number;
   /** No attempt starts once this long has passed since the first (an Idempotency-Key's lease is 5 s). */
   maxMs: number;
+  /**
+   * The share of requests that may be sent again (see RetryBudget): each run
+   * gets a budget of its own. Absent: every retry the rules above allow is made.
+   */
+  budget?: RetryBudgetOptions;
 }
 
-export const defaultRetry: RetryPolicy = { retries: 6, backoffMs: 250, maxMs: 20_000 };
+export const defaultRetry: RetryPolicy = { retries: 6, backoffMs: 250, maxMs: 20_000, budget: defaultRetryBudget };
 
 /**
  * The wait before attempt `attempt` + 1 of a shed or reset request: 2^attempt
@@ -233,6 +241,10 @@ export const defaultRetry: RetryPolicy = { retries: 6, backoffMs: 250, maxMs: 20
  */
 export const retryWaitMs = (attempt: number, retryAfterS: number | undefined, backoffMs: number, capMs = Infinity) =>
   Math.min(capMs, (retryAfterS !== undefined ? retryAfterS * 1000 : backoffMs) * 2 ** attempt * (0.5 + Math.random()));
+
+/** One run's retry budget, when its policy has one. */
+const budgetOf = (retry: RetryPolicy | undefined): RetryBudget | undefined =>
+  retry?.budget ? new RetryBudget(retry.budget) : undefined;
 
 /**
  * Sends one request; a write that carries an Idempotency-Key is sent again,
@@ -246,6 +258,7 @@ async function send(
   retry: RetryPolicy | undefined,
   onAttempt: (startedUs: number, error: string | null, retried: boolean) => void,
   firstStartUs: number,
+  budget?: RetryBudget,
 ): Promise<string | null> {
   const method = spec.method ?? 'GET';
   const safe = method === 'GET';
@@ -254,6 +267,7 @@ async function send(
     retry.retries > 0 &&
     (spec.headers?.['idempotency-key'] !== undefined || (retry.reads === true && safe));
   const started = Date.now();
+  budget?.noteSent();
   let startUs = firstStartUs;
   for (let attempt = 0; ; attempt++) {
     const last = !keyed || attempt >= (retry as RetryPolicy).retries;
@@ -262,7 +276,12 @@ async function send(
     // A read is sent again only when the answer asked for it (Retry-After): it was shed before any work.
     const asked = spec.headers?.['idempotency-key'] !== undefined || retryAfter !== undefined;
     const again =
-      Boolean(error) && retryable && asked && !last && Date.now() - started + wait <= (retry as RetryPolicy).maxMs;
+      Boolean(error) &&
+      retryable &&
+      asked &&
+      !last &&
+      Date.now() - started + wait <= (retry as RetryPolicy).maxMs &&
+      (budget?.tryRetry() ?? true);
     onAttempt(startUs, error, again);
     if (!again) return error;
     await new Promise((r) => setTimeout(r, wait));
@@ -296,6 +315,7 @@ export async function openLoop(opts: {
   const start = micros();
   const recorder = new Recorder(start);
   recorder.windowEndUs = start + opts.seconds * 1e6;
+  const budget = budgetOf(opts.retry);
   const { rateAt } = opts;
   const total = rateAt ? Number.POSITIVE_INFINITY : Math.floor(opts.rate * opts.seconds);
   const end = start + opts.seconds * 1e6;
@@ -312,7 +332,8 @@ export async function openLoop(opts: {
     if (wait > 1000) await new Promise((r) => setTimeout(r, wait / 1000));
     recorder.sent++;
     const dueAt = due;
-    const p = send(pool, opts.next(i), opts.retry, (t, e, r) => recorder.attempt(t, e, r), dueAt).then((error) => {
+    const onAttempt = (t: number, e: string | null, r: boolean) => recorder.attempt(t, e, r);
+    const p = send(pool, opts.next(i), opts.retry, onAttempt, dueAt, budget).then((error) => {
       recorder.record(dueAt, error);
       opts.onAnswer?.((dueAt - start) / 1e6, (micros() - dueAt) / 1000, error);
       inflight.delete(p);
@@ -327,6 +348,7 @@ export async function openLoop(opts: {
   const ms = (ns: number) => Math.round(Math.max(0, ns / 1e6 - 10) * 100) / 100;
   return {
     ...recorder.result('open', seconds, opts.rate, opts.seconds),
+    retriesRefused: budget?.refused,
     generatorLagMs: {
       p50: ms(lag.percentile(50)),
       p90: ms(lag.percentile(90)),
@@ -349,17 +371,19 @@ export async function closedLoop(opts: {
   const start = micros();
   const recorder = new Recorder(start);
   const end = start + opts.seconds * 1e6;
+  const budget = budgetOf(opts.retry);
   let i = 0;
   const worker = async () => {
     while (micros() < end) {
       const sent = micros();
       recorder.sent++;
-      const error = await send(pool, opts.next(i++), opts.retry, (t, e, r) => recorder.attempt(t, e, r), sent);
+      const onAttempt = (t: number, e: string | null, r: boolean) => recorder.attempt(t, e, r);
+      const error = await send(pool, opts.next(i++), opts.retry, onAttempt, sent, budget);
       recorder.record(sent, error);
     }
   };
   await Promise.all(Array.from({ length: opts.connections }, worker));
   const seconds = (micros() - start) / 1e6;
   await pool.close();
-  return recorder.result('closed', seconds);
+  return { ...recorder.result('closed', seconds), retriesRefused: budget?.refused };
 }

@@ -22,6 +22,8 @@ export interface BenchReport {
   servedLatencyMs?: LoadResult['servedLatencyMs'];
   /** Writes sent again with their Idempotency-Key. */
   retries?: number;
+  /** Retries the client's retry budget refused. */
+  retriesRefused?: number;
   /** Successful answers per second while the load was sent. */
   goodput?: number;
   /** The load generator's own event-loop delay (ms). */
@@ -51,6 +53,7 @@ export function loadReport(
     latencyMs: result.latencyMs,
     servedLatencyMs: result.servedLatencyMs,
     retries: result.retries,
+    retriesRefused: result.retriesRefused,
     goodput: result.goodput,
     generatorLagMs: result.generatorLagMs,
     timeline: result.timeline,
@@ -86,7 +89,7 @@ export function summaryMarkdown(r: BenchReport): string {
         ]
       : []),
     errors.length ? `Errors by type: ${errors.map(([k, n]) => `${k} ${n}`).join(', ')}` : 'No errors.',
-    `Writes sent again with their Idempotency-Key: ${r.retries ?? 0}.`,
+    `Requests sent again (keyed writes, and reads shed with Retry-After when the run retries reads): ${r.retries ?? 0}; retries refused by the client's retry budget: ${r.retriesRefused ?? 0}.`,
     `Acknowledged writes in the ledger: ${r.writesAcknowledged}.`,
   ];
   if (r.sweep) {

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ClusterState } from '../cluster/run/index.ts';
 import { callSupervisor } from '../cluster/supervisor/client.ts';
+import { cpuSecondsByProcess, hostCpuSeconds } from './cpu.ts';
 import { Ledger, verifyLedger } from './ledger.ts';
 import { defaultRetry, LatencyHistogram, openLoop, raiseLoadGeneratorPriority } from './load.ts';
 import { loadReport, writeReports } from './report.ts';
@@ -35,6 +36,10 @@ export interface SoakMinute {
   p99: number;
   /** Each process's resident set (MB) at the end of the minute. */
   rssMb: Record<string, number>;
+  /** Each process's CPU over the minute (its descendants included), in % of one core. */
+  cpuPct?: Record<string, number>;
+  /** The machine's CPU over the minute, in % of all its cores: busy, and waiting for I/O. */
+  host?: { busyPct: number; iowaitPct: number };
 }
 
 export interface SoakResult {
@@ -47,6 +52,8 @@ export interface SoakResult {
   /** Requests never served (after a shed one was sent again as its Retry-After asked), and those sent again. */
   errors: { total: number; pass: boolean };
   sentAgain: number;
+  /** Retries the client's retry budget refused (their requests count as errors). */
+  retriesRefused: number;
   lost: number;
   duplicated: number;
   pass: boolean;
@@ -78,6 +85,44 @@ async function processRss(state: ClusterState): Promise<Record<string, number>> 
   }
   return out;
 }
+
+/** CPU counters at one moment, to take a minute's use as the difference of two. */
+interface CpuMark {
+  at: number;
+  byProcess: Record<string, number>;
+  host: Awaited<ReturnType<typeof hostCpuSeconds>>;
+}
+
+const markCpu = async (state: ClusterState): Promise<CpuMark> => ({
+  at: Date.now(),
+  byProcess: await cpuSecondsByProcess(state.processes),
+  host: await hostCpuSeconds(),
+});
+
+/** What each process and the machine used between two marks. */
+function cpuBetween(a: CpuMark, b: CpuMark): Pick<SoakMinute, 'cpuPct' | 'host'> {
+  const seconds = Math.max(0.001, (b.at - a.at) / 1000);
+  const pct = (x: number) => Math.round(x * 1000) / 10;
+  const cpuPct: Record<string, number> = {};
+  for (const [name, used] of Object.entries(b.byProcess))
+    cpuPct[name] = pct((used - (a.byProcess[name] ?? used)) / seconds);
+  const total = Math.max(0.001, b.host.total - a.host.total);
+  return {
+    cpuPct,
+    host: {
+      busyPct: pct((b.host.busy - a.host.busy) / total),
+      iowaitPct: pct((b.host.iowait - a.host.iowait) / total),
+    },
+  };
+}
+
+/** The `n` processes that used the most CPU in a minute: "web-1 71 %, pg-1 40 %". */
+const busiest = (m: SoakMinute, n = 3): string =>
+  Object.entries(m.cpuPct ?? {})
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n)
+    .map(([name, pct]) => `${name} ${Math.round(pct)} %`)
+    .join(', ');
 
 /** The highest rate that holds (p99 ≤ bound, ≤ 1 % errors), ×1.2 a step of 10 s, after a warm-up. */
 async function sustainable(
@@ -122,14 +167,24 @@ export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
     const perMinute = Array.from({ length: o.minutes }, () => ({ h: new LatencyHistogram(), errors: 0 }));
     const minutes: SoakMinute[] = [];
     const started = Date.now();
+    let cpuMark = await markCpu(state);
+    const sampleCpu = async () => {
+      const now = await markCpu(state);
+      const used = cpuBetween(cpuMark, now);
+      cpuMark = now;
+      return used;
+    };
     const sampler = setInterval(() => {
       const minute = Math.round((Date.now() - started) / 60_000);
-      void processRss(state).then((rss) => {
+      void Promise.all([processRss(state), sampleCpu()]).then(([rss, cpu]) => {
         const m = perMinute[minute - 1];
         if (!m) return;
         const s = m.h.summary();
-        minutes.push({ minute, requests: m.h.count, errors: m.errors, p99: s.p99, rssMb: rss });
-        o.log(`minute ${minute}: ${m.h.count} requests, ${m.errors} errors, p99 ${s.p99} ms`);
+        const sample: SoakMinute = { minute, requests: m.h.count, errors: m.errors, p99: s.p99, rssMb: rss, ...cpu };
+        minutes.push(sample);
+        o.log(
+          `minute ${minute}: ${m.h.count} requests, ${m.errors} errors, p99 ${s.p99} ms; CPU ${cpu.host?.busyPct} % (iowait ${cpu.host?.iowaitPct} %): ${busiest(sample)}`,
+        );
       });
     }, 60_000);
     let result: Awaited<ReturnType<typeof openLoop>>;
@@ -161,6 +216,7 @@ export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
           errors: m.errors,
           p99: m.h.summary().p99,
           rssMb: await processRss(state),
+          ...(await sampleCpu()),
         });
     }
     minutes.sort((a, b) => a.minute - b.minute);
@@ -219,6 +275,7 @@ export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
       p99: { baseline: baselineP99, worst: worst.p99, worstMinute: worst.minute, ratio, pass: ratio <= 1.5 },
       errors: { total: totalErrors, pass: totalErrors === 0 },
       sentAgain: result.retries,
+      retriesRefused: result.retriesRefused ?? 0,
       lost: verified.lost.length,
       duplicated: verified.duplicated.length,
       pass: false,
@@ -237,7 +294,7 @@ export function soakSummary(s: SoakResult, o: Pick<SoakOptions, 'minutes' | 'bas
     '',
     `- RSS growth after the first ${o.baselineMinutes} minutes (≤ 5 % for each process that keeps no data; the data stores' growth is shown, marked "data"): ${mark(s.rss.every((r) => r.pass))}`,
     `- p99: first ${o.baselineMinutes} minutes ${s.p99.baseline} ms; worst minute after them ${s.p99.worst} ms (minute ${s.p99.worstMinute}), ${s.p99.ratio}× (≤ 1.5×): ${mark(s.p99.pass)}`,
-    `- errors (requests never served; a read or keyed write shed with Retry-After is sent again after it, as a well-behaved client does): ${s.errors.total} (0): ${mark(s.errors.pass)}; sent again ${s.sentAgain ?? 0}; acknowledged writes lost ${s.lost}, duplicated ${s.duplicated}`,
+    `- errors (requests never served; a read or keyed write shed with Retry-After is sent again after it, as a well-behaved client does): ${s.errors.total} (0): ${mark(s.errors.pass)}; sent again ${s.sentAgain ?? 0}, refused by the client's retry budget ${s.retriesRefused ?? 0}; acknowledged writes lost ${s.lost}, duplicated ${s.duplicated}`,
     `- verdict: ${s.pass ? 'pass' : '**fail**'}`,
     '',
     '| process | RSS at minute 5 MB | at the end MB | growth |',
@@ -247,8 +304,11 @@ export function soakSummary(s: SoakResult, o: Pick<SoakOptions, 'minutes' | 'bas
         `| ${r.process} | ${r.atBaselineMb} | ${r.atEndMb} | ${(r.growth * 100).toFixed(1)} %${r.keepsData ? ' (data)' : r.pass ? '' : ' ✗'} |`,
     ),
     '',
-    '| minute | requests | errors | p99 ms |',
-    '|---:|---:|---:|---:|',
-    ...s.minutes.map((m) => `| ${m.minute} | ${m.requests} | ${m.errors} | ${m.p99} |`),
+    '| minute | requests | errors | p99 ms | machine CPU % | iowait % | busiest processes (% of one core) |',
+    '|---:|---:|---:|---:|---:|---:|---|',
+    ...s.minutes.map(
+      (m) =>
+        `| ${m.minute} | ${m.requests} | ${m.errors} | ${m.p99} | ${m.host?.busyPct ?? '–'} | ${m.host?.iowaitPct ?? '–'} | ${busiest(m)} |`,
+    ),
   ].join('\n');
 }

@@ -108,7 +108,7 @@ export function registerLoadCommands(program: Command): Command {
           `p50 ${l.p50} ms, p90 ${l.p90} ms, p99 ${l.p99} ms, p99.9 ${l.p999} ms, max ${l.max} ms; ` +
           `served: ${report.goodput} req/s while sending, p50 ${report.servedLatencyMs?.p50} ms, p99 ${report.servedLatencyMs?.p99} ms; ` +
           `generator lag p99 ${report.generatorLagMs?.p99} ms; ` +
-          `errors ${JSON.stringify(report.errors)}; ${report.retries ?? 0} writes sent again; ${report.writesAcknowledged} writes acknowledged\n` +
+          `errors ${JSON.stringify(report.errors)}; ${report.retries ?? 0} writes sent again (${report.retriesRefused ?? 0} refused by the retry budget); ${report.writesAcknowledged} writes acknowledged\n` +
           (report.sweep
             ? `highest sustainable rate (p99 ≤ ${o.p99} ms): ${report.highestSustainableRate ?? 'none'} req/s\n`
             : '') +

@@ -138,4 +138,41 @@ describe('retries of writes with an Idempotency-Key', () => {
       await new Promise<void>((r) => server.close(() => r()));
     }
   });
+
+  it('with a retry budget, sends again at most its share of what it sent, however much is shed', async () => {
+    let answered = 0;
+    const server = createServer((_req, res) => {
+      answered++;
+      res.writeHead(503, { 'retry-after': '0' });
+      res.end('{"error":{"code":"OVERLOADED"}}');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const origin = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      const result = await openLoop({
+        origin,
+        rate: 200,
+        seconds: 1,
+        connections: 16,
+        retry: {
+          retries: 5,
+          backoffMs: 10,
+          maxMs: 10_000,
+          reads: true,
+          budget: { ratio: 0.1, minPerSecond: 0, windowMs: 10_000 },
+        },
+        next: (i) => ({ method: 'GET', path: `/shed?${i}` }),
+      });
+      // Everything is shed: unbudgeted, each of the 200 would be sent 5 times more (1,000).
+      expect(result.sent).toBe(200);
+      expect(result.retries).toBeLessThanOrEqual(20);
+      expect(result.retries).toBeGreaterThanOrEqual(15);
+      // A request refused a retry ends there: nearly every one of them was.
+      expect(result.retriesRefused).toBeGreaterThanOrEqual(190);
+      expect(answered).toBe(200 + result.retries);
+      expect(Object.values(result.errors).reduce((a, b) => a + b, 0)).toBe(200);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
 });
