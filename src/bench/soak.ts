@@ -174,9 +174,10 @@ export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
       cpuMark = now;
       return used;
     };
+    let sampling: Promise<void> = Promise.resolve();
     const sampler = setInterval(() => {
       const minute = Math.round((Date.now() - started) / 60_000);
-      void Promise.all([processRss(state), sampleCpu()]).then(([rss, cpu]) => {
+      sampling = Promise.all([processRss(state), sampleCpu()]).then(([rss, cpu]) => {
         const m = perMinute[minute - 1];
         if (!m) return;
         const s = m.h.summary();
@@ -206,8 +207,9 @@ export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
     } finally {
       clearInterval(sampler);
     }
+    await sampling;
     // The last minute's sample, if the timer did not take it.
-    if (minutes.length < o.minutes) {
+    if (!minutes.some((m) => m.minute === o.minutes)) {
       const m = perMinute[o.minutes - 1];
       if (m)
         minutes.push({
