@@ -17,7 +17,7 @@ describe('every address of every component says what it asks of a client', () =>
         const guarded = c.access(p as never);
         expect(guarded.map((g) => key(g.at)).sort(), p.name).toEqual(bound);
         for (const g of guarded.filter((x) => x.guard === 'public')) {
-          expect(['web', 'loadBalancer', 'varnish'], `${p.name} is public`).toContain(p.kind);
+          expect(['web', 'loadBalancer', 'varnish', 'dns'], `${p.name} is public`).toContain(p.kind);
           expect(g.at, `${p.name}: only its site port is public`).toEqual((p as { listen?: unknown }).listen);
         }
       }

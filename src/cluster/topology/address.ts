@@ -55,6 +55,13 @@ export const maxDataCenters = 14;
 
 export interface AddressPlan {
   octet: number;
+  dataCenters: readonly string[];
+  /**
+   * The name of a process of `scope`: `base` in the global scope and in a
+   * topology of one data center (every single-site preset), else prefixed
+   * with its data center (`dc-b-web-1`), so that names stay unique.
+   */
+  name(scope: Scope, base: string): string;
   /** The address of host `n` (1–254) of `tier` in `scope`. */
   ip(scope: Scope, tier: Tier, n: number): string;
   at(scope: Scope, tier: Tier, n: number, port: number): Address;
@@ -73,7 +80,13 @@ export function addressPlan(octet: number, dataCenters: readonly string[]): Addr
     if (!Number.isInteger(n) || n < 1 || n > 254) throw new Error(`host ${n}: 1 to 254`);
     return `127.${octet}.${block(scope, tier)}.${n}`;
   };
-  return { octet, ip, at: (scope, tier, n, port) => ({ host: ip(scope, tier, n), port }) };
+  return {
+    octet,
+    dataCenters,
+    ip,
+    at: (scope, tier, n, port) => ({ host: ip(scope, tier, n), port }),
+    name: (scope, base) => (scope === 'global' || dataCenters.length < 2 ? base : `${scope.dataCenter}-${base}`),
+  };
 }
 
 /** 20–219, from the name, so that differently named topologies usually get different addresses. */

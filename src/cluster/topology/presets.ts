@@ -1,4 +1,5 @@
 import { type AddressPlan, addressPlan, octetFor, type Scope } from './address.ts';
+import { buildMultiDc } from './multi-dc.ts';
 import {
   type AutoscalePolicy,
   maxWebServers,
@@ -34,11 +35,13 @@ export interface PresetOptions {
   queueTimeoutMs?: number;
   /** V8's old-space limit of each web server (MB). */
   webHeapMb?: number;
+  /** The distance between two data centers, each way, in ms (multi-dc; 20). */
+  interDcDelayMs?: number;
   /** Shard clusters (sharded): Patroni clusters the 64 logical shards are placed on, each a primary and `replicas`. */
   shardClusters?: number;
 }
 
-export const presets = ['single', 'db', 'lb', 'cache', 'stateless', 'cdn', 'queue', 'sharded'] as const;
+export const presets = ['single', 'db', 'lb', 'cache', 'stateless', 'cdn', 'queue', 'sharded', 'multi-dc'] as const;
 export type PresetName = (typeof presets)[number];
 
 /** The name of shard cluster `i` (0-based): pg-a, pg-b, … */
@@ -54,7 +57,7 @@ export function webServerSpec(plan: AddressPlan, dataCenter: string, index: numb
   const host = plan.ip({ dataCenter }, 'web', index);
   return {
     kind: 'web',
-    name: `web-${index}`,
+    name: plan.name({ dataCenter }, `web-${index}`),
     listen: { host, port: 3000 },
     metrics: { host, port: webMetricsPort },
     db: 'postgres',
@@ -66,7 +69,7 @@ export function workerSpec(plan: AddressPlan, dataCenter: string, index: number)
   const host = plan.ip({ dataCenter }, 'worker', index);
   return {
     kind: 'worker',
-    name: `worker-${index}`,
+    name: plan.name({ dataCenter }, `worker-${index}`),
     listen: { host, port: 3000 },
     metrics: { host, port: webMetricsPort },
   };
@@ -111,6 +114,7 @@ export function shardCluster(plan: AddressPlan, dc: Scope, c: number, replicas: 
  * a global scope (Prometheus, the dashboard, the supervisor, the host exporter).
  */
 export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology {
+  if (preset === 'multi-dc') return buildMultiDc(o);
   const name = o.name ?? preset;
   const dataCenter = defaultDataCenter;
   const plan = addressPlan(o.octet ?? octetFor(name), [dataCenter]);

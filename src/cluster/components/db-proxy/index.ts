@@ -17,6 +17,19 @@ export const dbProxySpec = z.object({
   /** Round robin over streaming replicas. */
   replicas: address,
   stats: address,
+  /**
+   * Two data centers: this data center's own primary only (never routed
+   * elsewhere), what the other data center's standby streams from and its
+   * writes cross to; and an HTTP check that answers 200 while there is one.
+   */
+  localPrimary: address.optional(),
+  primaryCheck: address.optional(),
+  /**
+   * Two data centers: the other's primary, through a delay proxy (`via`),
+   * checked at its proxy's `check` (its primaryCheck): the write port's
+   * backup, taken while no node of this data center is primary.
+   */
+  remotePrimary: z.object({ via: address, check: address }).optional(),
   /** The Patroni cluster behind it, when its data center has several (a shard cluster); absent: the one. */
   cluster: z
     .string()
@@ -41,11 +54,19 @@ export const dbProxy = defineComponent<DbProxy>({
   tier: 'database',
   scope: 'dataCenter',
   stage: 40,
-  addresses: (s) => [s.primary, s.replicas, s.stats],
+  addresses: (s) => [
+    s.primary,
+    s.replicas,
+    s.stats,
+    ...(s.localPrimary ? [s.localPrimary] : []),
+    ...(s.primaryCheck ? [s.primaryCheck] : []),
+  ],
   access: (s) => [
     { at: s.primary, guard: 'password' },
     { at: s.replicas, guard: 'password' },
     { at: s.stats, guard: 'read-only' },
+    ...(s.localPrimary ? [{ at: s.localPrimary, guard: 'password' as const }] : []),
+    ...(s.primaryCheck ? [{ at: s.primaryCheck, guard: 'read-only' as const }] : []),
   ],
   address: (s) => `${hostPort(s.primary)},${s.replicas.port}`,
   async start(s, ctx) {

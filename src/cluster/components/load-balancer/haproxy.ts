@@ -173,6 +173,37 @@ listen postgres_primary
     default-server inter 500ms fastinter 250ms downinter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
 ${servers}
 
+${
+  proxy.remotePrimary
+    ? `    # No primary here (a standby data center, or a demoted one): the other data center's, through the link.
+    server remote-primary ${proxy.remotePrimary.via.host}:${proxy.remotePrimary.via.port} maxconn 200 check addr ${proxy.remotePrimary.check.host} port ${proxy.remotePrimary.check.port} backup
+`
+    : ''
+}${
+  proxy.localPrimary
+    ? `
+listen postgres_local_primary
+    # The other data center's way in: this data center's primary only, never sent on (no loop between two proxies).
+    bind ${proxy.localPrimary.host}:${proxy.localPrimary.port}
+    option httpchk OPTIONS /primary
+    http-check expect status 200
+    default-server inter 500ms fastinter 250ms downinter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
+${servers}
+`
+    : ''
+}${
+  proxy.primaryCheck
+    ? `
+frontend primary_check
+    # 200 while this data center has a primary, 503 when not: the other data center's backup check.
+    mode http
+    bind ${proxy.primaryCheck.host}:${proxy.primaryCheck.port}
+    monitor-uri /primary
+    monitor fail if { nbsrv(${proxy.localPrimary ? 'postgres_local_primary' : 'postgres_primary'}) lt 1 }
+    http-request deny deny_status 404
+`
+    : ''
+}
 listen postgres_replicas
     bind ${proxy.replicas.host}:${proxy.replicas.port}
     balance roundrobin

@@ -67,7 +67,8 @@ const clusterView = (ctx: RunContext, cluster: string | undefined) =>
   ctx.once(`patroni:${ctx.dataCenter}:${cluster ?? ''}`, async () => {
     const nodes = clusterNodes(ctx, cluster);
     const members = await patroniCluster(nodes);
-    const leader = members?.find(isLeader)?.name;
+    // A standby cluster's replicas stream from its standby leader.
+    const leader = (members?.find(isLeader) ?? members?.find(isStandbyLeader))?.name;
     const replication = leader ? await leaderReplication(nodes, leader).catch(() => []) : [];
     return { members, replication };
   });
