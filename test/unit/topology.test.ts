@@ -263,3 +263,38 @@ describe('Prometheus follows the web tier', () => {
     rmSync(runDir, { recursive: true, force: true });
   });
 });
+
+describe('multi-dc', () => {
+  const t = buildPreset('multi-dc', { name: 'mdc-unit', octet: 61 });
+  const all = allProcesses(t);
+  const proxies = all.filter((p) => p.kind === 'dbProxy');
+
+  it('two data centers with their names on their processes, and the DNS in the global scope', () => {
+    expect(t.dataCenters.map((d) => d.name)).toEqual(['dc-a', 'dc-b']);
+    for (const dc of t.dataCenters)
+      for (const p of dc.processes) expect(p.name.startsWith(`${dc.name}-`), p.name).toBe(true);
+    expect(t.global.processes.map((p) => p.kind)).toContain('dns');
+    // dc-b's nodes are a standby cluster streaming from dc-b's link, whose target is dc-a's own primary port.
+    const link = all.find((p) => p.name === 'dc-b-pg-link');
+    const a = proxies.find((p) => p.name === 'dc-a-db-proxy');
+    if (link?.kind !== 'delayProxy' || a?.kind !== 'dbProxy') throw new Error('no link');
+    expect(link.target).toEqual(a.localPrimary);
+    for (const n of all.filter((p) => p.kind === 'patroni' && p.name.startsWith('dc-b-')))
+      expect((n as { standbyOf?: unknown }).standbyOf).toEqual(link.listen);
+  });
+
+  it("a proxy's write port falls back to the other data center's primary, whose own port is never sent on", () => {
+    const b = proxies.find((p) => p.name === 'dc-b-db-proxy');
+    const a = proxies.find((p) => p.name === 'dc-a-db-proxy');
+    if (b?.kind !== 'dbProxy' || a?.kind !== 'dbProxy') throw new Error('no proxies');
+    const nodes = all.filter((p) => p.kind === 'patroni' && p.name.startsWith('dc-b-'));
+    const cfg = dbProxyConfig(b, nodes as never);
+    const writeLink = all.find((p) => p.name === 'dc-b-write-link') as { listen: { host: string; port: number } };
+    expect(cfg).toContain(
+      `server remote-primary ${writeLink.listen.host}:${writeLink.listen.port} maxconn 200 check addr ${a.primaryCheck?.host} port ${a.primaryCheck?.port} backup`,
+    );
+    const local = cfg.slice(cfg.indexOf('listen postgres_local_primary'), cfg.indexOf('frontend primary_check'));
+    expect(local).not.toContain('backup');
+    expect(cfg).toContain('monitor fail if { nbsrv(postgres_local_primary) lt 1 }');
+  });
+});
