@@ -60,6 +60,8 @@ export async function runSupervisor(runDir: string): Promise<{ close(): Promise<
   const dataCenter = firstDataCenter(initial.topology);
 
   const registry = new client.Registry();
+  // Its own memory, CPU and event loop, as every Node process of the topology reports them.
+  client.collectDefaultMetrics({ register: registry });
   const restartsTotal = new client.Counter({
     name: 'scaleout_process_restarts_total',
     help: 'Processes the supervisor started again after they died',
