@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { httpStatus, type StartedProcess, startProcess, waitUntil } from '../../process.ts';
+import { controlPlaneNodeEnv, httpStatus, type StartedProcess, startProcess, waitUntil } from '../../process.ts';
 import { bearer } from '../../run/guard.ts';
 import { readControlToken } from '../../run/private.ts';
 import { address } from '../../topology/address.ts';
@@ -32,7 +32,7 @@ export async function startDashboard(
       '--port',
       String(spec.listen.port),
     ],
-    env: { SCALEOUT_RUN_ROOT: runRoot },
+    env: { ...controlPlaneNodeEnv, SCALEOUT_RUN_ROOT: runRoot },
     log: path.join(runDir, 'logs', `${spec.name}.log`),
     cwd: root,
   });

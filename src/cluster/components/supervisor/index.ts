@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { httpStatus, type StartedProcess, startProcess, waitUntil } from '../../process.ts';
+import { controlPlaneNodeEnv, httpStatus, type StartedProcess, startProcess, waitUntil } from '../../process.ts';
 import { bearer } from '../../run/guard.ts';
 import { readControlToken } from '../../run/private.ts';
 import { address } from '../../topology/address.ts';
@@ -32,6 +32,7 @@ export function spawnSupervisor(name: string, runDir: string, o: { launch?: bool
     ],
     log: path.join(runDir, 'logs', `${name}.log`),
     cwd: projectRoot,
+    env: controlPlaneNodeEnv,
   });
 }
 
