@@ -1,4 +1,5 @@
 import { readdir, readFile } from 'node:fs/promises';
+import { procStatFields } from '../platform/pid.ts';
 
 /** Clock ticks per second of /proc's CPU times (USER_HZ: 100 on Linux). */
 const ticksPerSecond = 100;
@@ -11,8 +12,7 @@ interface ProcStat {
 
 async function readProcStat(pid: number): Promise<ProcStat | null> {
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const fields = procStatFields(await readFile(`/proc/${pid}/stat`, 'utf8'));
     return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) };
   } catch {
     return null;
@@ -48,18 +48,23 @@ export async function cpuSecondsByProcess(named: { name: string; pid: number }[]
   return out;
 }
 
-/** The machine's CPU time so far, in seconds, by kind (/proc/stat's first line). */
-export async function hostCpuSeconds(): Promise<{ busy: number; iowait: number; total: number }> {
+/**
+ * The machine's CPU time so far, in seconds, by kind (/proc/stat's first
+ * line): busy (this machine's own work), iowait, and steal (time a virtual
+ * machine's hypervisor gave another guest: neither ours nor idle).
+ */
+export async function hostCpuSeconds(): Promise<{ busy: number; iowait: number; steal: number; total: number }> {
   const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0] ?? '';
   const [user, nice, system, idle, iowait, irq, softirq, steal] = line
     .trim()
     .split(/\s+/)
     .slice(1)
     .map(Number) as number[];
-  const busy = (user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0);
+  const busy = (user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0);
   return {
     busy: busy / ticksPerSecond,
     iowait: (iowait ?? 0) / ticksPerSecond,
-    total: (busy + (idle ?? 0) + (iowait ?? 0)) / ticksPerSecond,
+    steal: (steal ?? 0) / ticksPerSecond,
+    total: (busy + (idle ?? 0) + (iowait ?? 0) + (steal ?? 0)) / ticksPerSecond,
   };
 }

@@ -39,7 +39,7 @@ export interface SoakMinute {
   /** Each process's CPU over the minute (its descendants included), in % of one core. */
   cpuPct?: Record<string, number>;
   /** The machine's CPU over the minute, in % of all its cores: busy, and waiting for I/O. */
-  host?: { busyPct: number; iowaitPct: number };
+  host?: { busyPct: number; iowaitPct: number; stealPct?: number };
 }
 
 export interface SoakResult {
@@ -123,6 +123,7 @@ function cpuBetween(a: CpuMark, b: CpuMark): Pick<SoakMinute, 'cpuPct' | 'host'>
     host: {
       busyPct: pct((b.host.busy - a.host.busy) / total),
       iowaitPct: pct((b.host.iowait - a.host.iowait) / total),
+      stealPct: pct((b.host.steal - a.host.steal) / total),
     },
   };
 }
@@ -197,7 +198,7 @@ export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
         const sample: SoakMinute = { minute, requests: m.h.count, errors: m.errors, p99: s.p99, rssMb: rss, ...cpu };
         minutes.push(sample);
         o.log(
-          `minute ${minute}: ${m.h.count} requests, ${m.errors} errors, p99 ${s.p99} ms; CPU ${cpu.host?.busyPct} % (iowait ${cpu.host?.iowaitPct} %): ${busiest(sample)}`,
+          `minute ${minute}: ${m.h.count} requests, ${m.errors} errors, p99 ${s.p99} ms; CPU ${cpu.host?.busyPct} % (iowait ${cpu.host?.iowaitPct} %, stolen by the hypervisor ${cpu.host?.stealPct} %): ${busiest(sample)}`,
         );
       });
     }, 60_000);
@@ -320,11 +321,11 @@ export function soakSummary(s: SoakResult, o: Pick<SoakOptions, 'minutes' | 'bas
         `| ${r.process} | ${r.baselinePeakMb} | ${r.peakAfterMb} | ${r.atEndMb} | ${(r.growth * 100).toFixed(1)} %${r.keepsData ? ' (data)' : r.pass ? '' : ' ✗'} |`,
     ),
     '',
-    '| minute | requests | errors | p99 ms | machine CPU % | iowait % | busiest processes (% of one core) |',
-    '|---:|---:|---:|---:|---:|---:|---|',
+    '| minute | requests | errors | p99 ms | machine CPU % | iowait % | steal % | busiest processes (% of one core) |',
+    '|---:|---:|---:|---:|---:|---:|---:|---|',
     ...s.minutes.map(
       (m) =>
-        `| ${m.minute} | ${m.requests} | ${m.errors} | ${m.p99} | ${m.host?.busyPct ?? '–'} | ${m.host?.iowaitPct ?? '–'} | ${busiest(m)} |`,
+        `| ${m.minute} | ${m.requests} | ${m.errors} | ${m.p99} | ${m.host?.busyPct ?? '–'} | ${m.host?.iowaitPct ?? '–'} | ${m.host?.stealPct ?? '–'} | ${busiest(m)} |`,
     ),
   ].join('\n');
 }

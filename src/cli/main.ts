@@ -9,6 +9,7 @@ import { createRuntime } from '../runtime.ts';
 import { adminCommands } from './admin.ts';
 import { benchCommands } from './bench.ts';
 import { clusterCommands } from './cluster.ts';
+import { dataCenterCommands } from './datacenter.ts';
 import { dnsCommands } from './dns.ts';
 import { reshardCommands } from './reshard.ts';
 import { setup } from './setup.ts';
@@ -150,6 +151,7 @@ clusterCommands(program, runRoot(process.env));
 reshardCommands(program, runRoot(process.env));
 adminCommands(program, runRoot(process.env));
 dnsCommands(program, runRoot(process.env));
+dataCenterCommands(program, runRoot(process.env));
 function configOrExit(flags: Partial<Record<keyof Config, string>>): Config {
   try {
     return loadConfig(process.env, flags);

@@ -119,7 +119,20 @@ function drawPicture(t) {
   const pic = document.getElementById('picture');
   pic.style.gridTemplateColumns = '8.5rem ' + scopes.map((s) => (s === 'global' ? 'minmax(0,.55fr)' : 'minmax(0,1fr)')).join(' ');
   const nodes = [document.createElement('div')];
-  for (const s of scopes) { const h = document.createElement('div'); h.className = 'dc'; h.textContent = s === 'global' ? 'global' : 'data center ' + s; nodes.push(h); }
+  for (const s of scopes) {
+    const h = document.createElement('div'); h.className = 'dc'; h.textContent = s === 'global' ? 'global' : 'data center ' + s;
+    // Two data centers: each can be lost at once (every process of it with SIGKILL), as in the drill.
+    if (s !== 'global' && scopes.length > 2) {
+      const b = document.createElement('button'); b.className = 'kill'; b.textContent = 'kill ' + s;
+      b.onclick = async () => {
+        const res = await fetch('api/data-centers/' + encodeURIComponent(s) + '/kill' + q, { method: 'POST', headers: { 'x-dashboard': '1' } });
+        note('kill data center ' + s + ': ' + (res.ok ? (await res.json()).killed.length + ' processes' : (await res.json()).error));
+        refreshTopology();
+      };
+      h.append(' ', b);
+    }
+    nodes.push(h);
+  }
   for (const tier of tierOrder) {
     const inTier = t.processes.filter((p) => p.chapterTier === tier);
     if (inTier.length === 0) continue;

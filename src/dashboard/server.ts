@@ -4,13 +4,13 @@ import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { isAlive, isSameProcess, killHard } from '../cluster/process.ts';
 import { guardControlApi } from '../cluster/run/guard.ts';
-import { type ClusterState, restart, stateOf } from '../cluster/run/index.ts';
+import { type ClusterState, postmasterPid, restart, stateOf } from '../cluster/run/index.ts';
 import { openSiteQueue } from '../cluster/run/jobs.ts';
 import { readControlToken } from '../cluster/run/private.ts';
 import { status } from '../cluster/run/status.ts';
 import { callSupervisor, supervisorOf } from '../cluster/supervisor/client.ts';
 import { allProcesses } from '../cluster/topology/index.ts';
-import { firstDataCenter } from '../cluster/topology/select.ts';
+import { dataCenterOf, firstDataCenter } from '../cluster/topology/select.ts';
 import type { JobQueue } from '../ports/queue.ts';
 import { dashboardPage } from './page.ts';
 import { charts } from './queries.ts';
@@ -152,6 +152,21 @@ export async function buildDashboard(opts: DashboardOptions): Promise<{ app: Fas
     if (!isSameProcess(p)) return reply.code(409).send({ error: `${p.name} is not running (pid ${p.pid} is not it)` });
     killHard(p.pid);
     return { killed: p.name, pid: p.pid };
+  });
+  // A data center's loss: every process of it with SIGKILL, and the PostgreSQL servers its Patroni nodes started.
+  app.post('/api/data-centers/:dc/kill', async (req, reply) => {
+    const state = load();
+    const dc = (req.params as { dc: string }).dc;
+    if (!state.topology.dataCenters.some((d) => d.name === dc))
+      return reply.code(404).send({ error: 'no such data center' });
+    const victims = state.processes.filter((p) => dataCenterOf(state.topology, p.name) === dc && isSameProcess(p));
+    const postmasters = victims
+      .filter((p) => p.kind === 'patroni')
+      .map((p) => postmasterPid(state.runDir, p.name))
+      .filter((pid): pid is number => pid !== null);
+    for (const p of victims) killHard(p.pid);
+    for (const pid of postmasters) killHard(pid);
+    return { killed: victims.map((p) => p.name), postmasters };
   });
   app.post('/api/processes/:name/restart', async (req, reply) => {
     const state = load();

@@ -22,14 +22,19 @@ export function isAlive(pid: number): boolean {
  */
 export function startTimeOf(pid: number): number | null {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[19]);
+    const ticks = Number(procStatFields(readFileSync(`/proc/${pid}/stat`, 'utf8'))[19]);
     return Number.isFinite(ticks) ? ticks : null;
   } catch {
     return null;
   }
 }
+
+/**
+ * The fields of a /proc/<pid>/stat line after the command (which may hold
+ * spaces and parentheses, so it ends at the last ')'): index 0 is the state,
+ * 1 the parent's PID, 11 and 12 user and system ticks, 19 the start time.
+ */
+export const procStatFields = (stat: string): string[] => stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 
 /** True while `pid` is still the process that was recorded (same start time); without a record, while it lives. */
 export function isSameProcess(p: { pid: number; startTime?: number }): boolean {

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,7 @@ import type { ProcessStatus } from '../../src/cluster/run/status.ts';
 import { balancerOf } from '../../src/cluster/topology/select.ts';
 import { nextTopologyAddress } from '../support/addresses.ts';
 import { Client, password, pngImage, uniqueName } from '../support/app.ts';
+import { brokenBuild, makeBuild, removeBuilds } from '../support/build.ts';
 import { type LoadReport, steadyLoad } from '../support/cluster.ts';
 
 /**
@@ -28,7 +29,6 @@ const runRoot = mkdtempSync(path.join(os.tmpdir(), 'scaleout-stateless-'));
 const name = `s-${randomBytes(3).toString('hex')}`;
 const { octet, port } = nextTopologyAddress();
 const url = `http://127.${octet}.0.1:${port}`;
-const clones: string[] = [];
 
 function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -49,26 +49,6 @@ async function statusRows(): Promise<ProcessStatus[]> {
   return (JSON.parse(out.stdout) as { processes: ProcessStatus[] }).processes;
 }
 const webRows = async () => (await statusRows()).filter((p) => p.kind === 'web');
-
-/** A clone of this checkout (its node_modules linked) with one more commit: a new version to deploy. */
-async function makeBuild(change?: { file: string; append: string }): Promise<{ dir: string; version: string }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'scaleout-build-'));
-  clones.push(dir);
-  const run = (cwd: string, ...args: string[]) =>
-    new Promise<string>((resolve, reject) =>
-      execFile('git', ['-c', 'user.email=ci@scaleout', '-c', 'user.name=ci', ...args], { cwd }, (err, out) =>
-        err ? reject(err) : resolve(out.trim()),
-      ),
-    );
-  await run(root, 'clone', '-q', root, dir);
-  symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'));
-  if (change) {
-    const file = path.join(dir, change.file);
-    appendFileSync(file, change.append);
-    await run(dir, 'commit', '-qam', 'a build that cannot start');
-  } else await run(dir, 'commit', '-q', '--allow-empty', '-m', 'the next version');
-  return { dir, version: await run(dir, 'rev-parse', 'HEAD') };
-}
 
 let viewer: Client;
 let photoId: string;
@@ -135,7 +115,7 @@ afterAll(async () => {
     }
   } finally {
     rmSync(runRoot, { recursive: true, force: true });
-    for (const c of clones) rmSync(c, { recursive: true, force: true });
+    removeBuilds();
   }
 }, 120_000);
 
@@ -353,10 +333,7 @@ describe('the stateless preset (step 1.6)', () => {
   }, 150_000);
 
   it('a build that cannot start stops the deploy, and the old servers keep serving', async () => {
-    const broken = await makeBuild({
-      file: 'src/runtime.ts',
-      append: "\nthrow new Error('this build cannot start');\n",
-    });
+    const broken = await brokenBuild();
     const before = await webRows();
     const load = steadyLoad(mixed, { ratePerSecond: 30, ms: 8000 });
     const deploy = await cli('deploy', '--name', name, '--from', broken.dir, '--ready-timeout', '30');

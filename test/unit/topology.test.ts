@@ -7,6 +7,7 @@ import { balancerConfig } from '../../src/cluster/components/load-balancer/index
 import { patroniConfig } from '../../src/cluster/components/patroni/cluster.ts';
 import { prometheusConfig, writeDynamicTargets } from '../../src/cluster/components/prometheus/index.ts';
 import { redisConfig, sentinelConfig } from '../../src/cluster/components/redis/server.ts';
+import { dataCenterRoles, replicationLink } from '../../src/cluster/datacenter/roles.ts';
 import {
   allProcesses,
   buildPreset,
@@ -16,6 +17,9 @@ import {
   topologySchema,
 } from '../../src/cluster/topology/index.ts';
 import { lsnReached, parseLsn } from '../../src/platform/db/consistency.ts';
+
+/** The dynamic configuration a node's YAML bootstraps (one line of JSON). */
+const dcsOf = (yml: string) => JSON.parse(/\n {2}dcs: (.*)\n/.exec(yml)?.[1] ?? '{}');
 
 const kinds = (preset: 'single' | 'db' | 'lb', o: PresetOptions = {}) =>
   allProcesses(buildPreset(preset, o)).map((p) => p.kind);
@@ -196,20 +200,21 @@ describe('rendered configs', () => {
     expect(yml).not.toContain('127.0.0.0/8');
     expect(yml).toContain('- host all all 127.0.0.1/32 scram-sha-256');
     expect(yml).toContain('- host all all 127.50.2.1/32 scram-sha-256');
-    expect(yml).toContain('ttl: 5');
-    expect(yml).toContain('synchronous_mode: true');
-    expect(yml).toContain('use_pg_rewind: true');
-    expect(yml).not.toContain('standby_cluster');
+    const dcs = dcsOf(yml);
+    expect(dcs.ttl).toBe(5);
+    expect(dcs.synchronous_mode).toBe(true);
+    expect(dcs.postgresql.use_pg_rewind).toBe(true);
+    expect(dcs.standby_cluster).toBeUndefined();
   });
 
   it("a standby cluster's node streams from standbyOf, asynchronously, and its proxy reads from every node", () => {
     const etcd = all.find((p) => p.kind === 'etcd');
     const standby = nodes.map((n) => ({ ...n, standbyOf: { host: '127.50.18.120', port: 5000 } }));
     const yml = patroniConfig(t, standby[0] as never, etcd as never, '/tmp/x', secrets);
-    expect(yml).toContain('standby_cluster:\n      host: 127.50.18.120\n      port: 5000');
-    expect(yml).toContain('create_replica_methods: [basebackup]');
+    const dcs = dcsOf(yml);
+    expect(dcs.standby_cluster).toEqual({ host: '127.50.18.120', port: 5000, create_replica_methods: ['basebackup'] });
     // Patroni runs no synchronous replication inside a standby cluster.
-    expect(yml).toContain('synchronous_mode: false');
+    expect(dcs.synchronous_mode).toBe(false);
     const proxy = all.find((p) => p.kind === 'dbProxy');
     if (proxy?.kind !== 'dbProxy') throw new Error('no proxy');
     expect(dbProxyConfig(proxy, standby as never)).toContain('option httpchk OPTIONS /read-only');
@@ -281,6 +286,22 @@ describe('multi-dc', () => {
     expect(link.target).toEqual(a.localPrimary);
     for (const n of all.filter((p) => p.kind === 'patroni' && p.name.startsWith('dc-b-')))
       expect((n as { standbyOf?: unknown }).standbyOf).toEqual(link.listen);
+  });
+
+  it('each data center has a replication link to the other’s own primary port; the witness is global', () => {
+    const a = proxies.find((p) => p.name === 'dc-a-db-proxy');
+    const b = proxies.find((p) => p.name === 'dc-b-db-proxy');
+    if (a?.kind !== 'dbProxy' || b?.kind !== 'dbProxy') throw new Error('no proxies');
+    expect(replicationLink(t, 'dc-a').target).toEqual(b.localPrimary);
+    expect(replicationLink(t, 'dc-b').target).toEqual(a.localPrimary);
+    expect(t.global.processes.find((p) => p.kind === 'witness')).toMatchObject({
+      automatic: true,
+      failoverAfterMs: 5000,
+    });
+    // dc-a holds the primary at start (its cluster is no standby cluster); a failover's record says otherwise.
+    expect(dataCenterRoles({ topology: t })).toEqual({ primary: 'dc-a', fenced: [] });
+    const after = { primary: 'dc-b', fenced: ['dc-a'] };
+    expect(dataCenterRoles({ topology: t, dataCenterRoles: after })).toEqual(after);
   });
 
   it("a proxy's write port falls back to the other data center's primary, whose own port is never sent on", () => {

@@ -19,6 +19,7 @@ import { supervisor, supervisorSpec } from './supervisor/index.ts';
 import { varnish, varnishSpec } from './varnish/index.ts';
 import { varnishExporter, varnishExporterSpec } from './varnish-exporter/index.ts';
 import { web, webSpec } from './web/index.ts';
+import { witness, witnessSpec } from './witness/index.ts';
 import { worker, workerSpec } from './worker/index.ts';
 
 /**
@@ -49,6 +50,7 @@ const specs = () =>
     delayProxySpec,
     dnsSpec,
     dnsHealthSpec,
+    witnessSpec,
   ]);
 let union: ReturnType<typeof specs> | undefined;
 /**
@@ -85,6 +87,7 @@ const list = (): readonly AnyComponent[] => [
   delayProxy,
   dns,
   dnsHealth,
+  witness,
 ];
 
 let registered: readonly AnyComponent[] | undefined;

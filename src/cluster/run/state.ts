@@ -1,9 +1,26 @@
 import { closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { DbSecrets } from '../components/patroni/cluster.ts';
+import type { DataCenterRoles } from '../datacenter/roles.ts';
 import { isAlive } from '../process.ts';
 import type { ProcessKind, Topology } from '../topology/schema.ts';
 import { parseTopology } from '../topology/select.ts';
+
+/** A data-center failover or switchover, as the witness made it. */
+export interface DataCenterEvent {
+  kind: 'failover' | 'switchover';
+  from: string;
+  to: string;
+  /** automatic (the witness saw the primary data center gone), or by hand (`scaleout dc …`). */
+  reason: string;
+  at: string;
+  /** From the decision until the new primary data center's proxy had a primary (ms). */
+  promotedMs?: number;
+  /** Whether the old primary data center's cluster was rewritten to a standby at once (its etcd answered). */
+  fencedAtOnce?: boolean;
+  /** A switchover's demotion token: the old primary's last WAL position, replayed before the promotion. */
+  lsn?: string;
+}
 
 export interface ProcessExit {
   at: string;
@@ -55,6 +72,10 @@ export interface ClusterState {
   checkout?: string;
   /** Settings for every web server beyond what the providers give (tests raise rate limits, for one), as env. */
   webEnv?: Record<string, string>;
+  /** Which data center holds the primary and which are fenced, once a data-center failover or switchover changed it. */
+  dataCenterRoles?: DataCenterRoles;
+  /** The data-center failovers and switchovers of the run, the last 20. */
+  dataCenterEvents?: DataCenterEvent[];
   /** Where `up` is: starting, up, or failed (with `error`). */
   phase?: 'starting' | 'up' | 'failed';
   error?: string;

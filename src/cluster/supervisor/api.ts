@@ -171,12 +171,31 @@ export function buildControlApi(d: ApiDeps): FastifyInstance {
     }
     try {
       const readyMs = body.data.readySeconds * 1000;
-      const web = await d.exclusive('deploy', () => deployWebTier(d.runDir, checkout, { log: d.tierLog, readyMs }));
-      // Then the workers, the same way: the jobs of the new web servers may need the new code.
-      const workerReplaced = await d.exclusiveWorkers('deploy workers', () =>
-        deployWorkerTier(d.runDir, checkout, { log: d.tierLog, readyMs }),
-      );
-      return { ...web, replaced: [...web.replaced, ...workerReplaced] };
+      // Each data center in turn, its web tier then its workers (the jobs of the new web servers may need the
+      // new code): a data center whose new version is not ready stops the deploy, and the next is not touched.
+      const replaced: { old: string; new: string }[] = [];
+      let version = '';
+      const dataCenters = load().topology.dataCenters.map((dc) => dc.name);
+      for (const dataCenter of dataCenters) {
+        const o = { log: d.tierLog, readyMs, dataCenter };
+        const web = await d
+          .exclusive(`deploy ${dataCenter}`, () => deployWebTier(d.runDir, checkout, o))
+          .catch((err: Error) => {
+            if (dataCenters.length < 2) throw err;
+            const done = dataCenters.slice(0, dataCenters.indexOf(dataCenter));
+            throw new Error(
+              `${dataCenter}: ${err.message} (${done.length ? `done: ${done.join(', ')}` : 'no data center changed'})`,
+            );
+          });
+        version = web.version;
+        replaced.push(...web.replaced);
+        replaced.push(
+          ...(await d.exclusiveWorkers(`deploy ${dataCenter}'s workers`, () =>
+            deployWorkerTier(d.runDir, checkout, o),
+          )),
+        );
+      }
+      return { version, replaced, dataCenters };
     } catch (err) {
       d.log({ err }, 'deploy failed');
       return reply.code(409).send(failure(err));

@@ -15,7 +15,19 @@ export const supervisorOf = (state: ClusterState) => processesOf(state.topology,
 export async function callSupervisor<T>(state: ClusterState, method: 'GET' | 'POST', route: string, body?: unknown) {
   const spec = supervisorOf(state);
   if (!spec) throw new Error(`"${state.topology.name}" runs no supervisor (started without one)`);
-  const url = new URL(route, supervisorUrl(spec));
+  return callControlApi<T>(state, supervisorUrl(spec), 'the supervisor', method, route, body);
+}
+
+/** One call to a control API of the topology (the supervisor's, the witness'), with the run's token. */
+export async function callControlApi<T>(
+  state: ClusterState,
+  base: string,
+  who: string,
+  method: 'GET' | 'POST',
+  route: string,
+  body?: unknown,
+) {
+  const url = new URL(route, base);
   const payload = body === undefined ? undefined : JSON.stringify(body);
   return new Promise<{ status: number; body: T }>((resolve, reject) => {
     const headers = {
@@ -32,11 +44,11 @@ export async function callSupervisor<T>(state: ClusterState, method: 'GET' | 'PO
         try {
           resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as T });
         } catch {
-          reject(new Error(`the supervisor answered ${res.statusCode}: ${text.slice(0, 200)}`));
+          reject(new Error(`${who} answered ${res.statusCode}: ${text.slice(0, 200)}`));
         }
       });
     });
-    req.on('error', (err) => reject(new Error(`the supervisor does not answer (${err.message})`)));
+    req.on('error', (err) => reject(new Error(`${who} does not answer (${err.message})`)));
     req.end(payload);
   });
 }

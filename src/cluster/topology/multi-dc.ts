@@ -1,4 +1,4 @@
-import { type AddressPlan, addressPlan, octetFor, type Scope } from './address.ts';
+import { type Address, type AddressPlan, addressPlan, octetFor, type Scope } from './address.ts';
 import type { PresetOptions } from './presets.ts';
 import { webServerSpec } from './presets.ts';
 import { type ProcessSpec, type SpecOf, type Topology, topologySchema } from './schema.ts';
@@ -15,6 +15,12 @@ export const multiDcZone = { zone: 'scaleout.test', site: 'www' };
 /** The default distance between the two data centers, each way (ms). */
 export const interDcDelayMs = 20;
 
+/** A data center's database proxy's ports that the other data center reaches. */
+const crossPorts = (plan: AddressPlan, dc: Scope) => ({
+  localPrimary: plan.at(dc, 'database', 100, 5002),
+  primaryCheck: plan.at(dc, 'database', 100, 7001),
+});
+
 /**
  * A data center's database proxy: the usual two ports (writes, reads), and
  * two that the other data center reaches: its own primary only
@@ -22,14 +28,14 @@ export const interDcDelayMs = 20;
  * cross to; never itself routed elsewhere, so two proxies cannot send a
  * connection round in a loop) and `primaryCheck`, which answers 200 while
  * this data center has a primary. `remotePrimary`: the other data center's
- * primary through a link, the write port's backup, taken when no node here
- * is primary (a standby data center's writes, or the old primary's after a
- * data-center failover).
+ * primary through this one's write link, the write port's backup, taken when
+ * no node here is primary (a standby data center's writes, or the old
+ * primary's after a data-center failover).
  */
 function databaseProxy(
   plan: AddressPlan,
   dc: Scope,
-  remotePrimary?: { via: SpecOf<'delayProxy'>; check: SpecOf<'dbProxy'> },
+  remotePrimary: { via: SpecOf<'delayProxy'>; check: Address },
 ): SpecOf<'dbProxy'> {
   return {
     kind: 'dbProxy',
@@ -37,16 +43,8 @@ function databaseProxy(
     primary: plan.at(dc, 'database', 100, 5000),
     replicas: plan.at(dc, 'database', 100, 5001),
     stats: plan.at(dc, 'database', 100, 7000),
-    localPrimary: plan.at(dc, 'database', 100, 5002),
-    primaryCheck: plan.at(dc, 'database', 100, 7001),
-    ...(remotePrimary
-      ? {
-          remotePrimary: {
-            via: remotePrimary.via.listen,
-            check: remotePrimary.check.primaryCheck as SpecOf<'dbProxy'>['stats'],
-          },
-        }
-      : {}),
+    ...crossPorts(plan, dc),
+    remotePrimary: { via: remotePrimary.via.listen, check: remotePrimary.check },
   };
 }
 
@@ -57,10 +55,11 @@ function databaseProxy(
  * web server and a balancer. Every connection from one data center to the
  * other goes through a delay proxy of the data center it leaves: dc-b's
  * replication and its writes (its proxy's write port falls back to dc-a's
- * primary through `dc-b-write-link`), and dc-a's writes should dc-b hold the
- * primary. The global scope holds the DNS (PowerDNS, the closest healthy data
- * center by client subnet), its health aggregator, Prometheus, the dashboard
- * and the supervisor. Sessions and idempotency keys are in PostgreSQL here,
+ * primary through `dc-b-write-link`), and dc-a's writes and replication
+ * should dc-b hold the primary. The global scope holds the DNS (PowerDNS, the
+ * closest healthy data center by client subnet), its health aggregator, the
+ * witness (the data-center failover), Prometheus, the dashboard and the
+ * supervisor. Sessions and idempotency keys are in PostgreSQL here,
  * so they cross with its replication.
  */
 export function buildMultiDc(o: PresetOptions = {}): Topology {
@@ -71,28 +70,28 @@ export function buildMultiDc(o: PresetOptions = {}): Topology {
   const port = o.port ?? 8080;
   const replicas = o.replicas ?? 1;
 
-  const link = (
-    from: Scope,
-    host: number,
-    target: SpecOf<'dbProxy'>,
-    base: string,
-    carries: string,
-  ): SpecOf<'delayProxy'> => ({
-    kind: 'delayProxy',
-    name: plan.name(from, base),
-    listen: plan.at(from, 'database', host, 5000),
-    target: target.localPrimary as SpecOf<'dbProxy'>['primary'],
-    delayMs,
-    carries,
+  // Each data center's two links to the other's primary (through its database proxy's own-primary port):
+  // replication, for while it is a standby cluster (dc-b at start; dc-a after a data-center failover), and writes.
+  const link = (from: Scope, to: Scope, purpose: 'replication' | 'writes'): SpecOf<'delayProxy'> => {
+    const [base, host] = purpose === 'replication' ? ['pg-link', 120] : ['write-link', 121];
+    const [fromName, toName] = [from, to].map((d) => (d as { dataCenter: string }).dataCenter);
+    return {
+      kind: 'delayProxy',
+      name: plan.name(from, base),
+      listen: plan.at(from, 'database', host, 5000),
+      target: crossPorts(plan, to).localPrimary,
+      delayMs,
+      carries: purpose === 'replication' ? `replication from ${toName}` : `${fromName}’s writes to ${toName}’s primary`,
+      purpose,
+    };
+  };
+  const links = (from: Scope, to: Scope) => ({
+    replication: link(from, to, 'replication'),
+    writes: link(from, to, 'writes'),
   });
-  // The proxies first without their backups (the links name the other's local port), then with them.
-  const proxyA0 = databaseProxy(plan, a);
-  const proxyB0 = databaseProxy(plan, b);
-  const replication = link(b, 120, proxyA0, 'pg-link', 'replication from dc-a');
-  const writesFromB = link(b, 121, proxyA0, 'write-link', 'dc-b’s writes to dc-a’s primary');
-  const writesFromA = link(a, 121, proxyB0, 'write-link', 'dc-a’s writes to dc-b’s primary (after a failover)');
-  const proxyA = databaseProxy(plan, a, { via: writesFromA, check: proxyB0 });
-  const proxyB = databaseProxy(plan, b, { via: writesFromB, check: proxyA0 });
+  const [linksA, linksB] = [links(a, b), links(b, a)];
+  const proxyA = databaseProxy(plan, a, { via: linksA.writes, check: crossPorts(plan, b).primaryCheck });
+  const proxyB = databaseProxy(plan, b, { via: linksB.writes, check: crossPorts(plan, a).primaryCheck });
 
   const stack = (dc: Scope, proxy: SpecOf<'dbProxy'>, standbyOf?: SpecOf<'delayProxy'>): ProcessSpec[] => {
     const dataCenter = (dc as { dataCenter: string }).dataCenter;
@@ -144,6 +143,14 @@ export function buildMultiDc(o: PresetOptions = {}): Topology {
       clients: multiDcClients,
     },
   ];
+  // The third voice: it fails the primary over when neither it nor the standby data center sees it.
+  global.push({
+    kind: 'witness',
+    name: 'witness',
+    listen: plan.at('global', 'control', 4, 8092),
+    failoverAfterMs: 5000,
+    automatic: true,
+  });
   if (o.supervise ?? true) {
     global.push({ kind: 'supervisor', name: 'supervisor', listen: plan.at('global', 'control', 3, 8091) });
   }
@@ -163,8 +170,8 @@ export function buildMultiDc(o: PresetOptions = {}): Topology {
     },
     global: { processes: global },
     dataCenters: [
-      { name: 'dc-a', processes: [writesFromA, ...stack(a, proxyA)] },
-      { name: 'dc-b', processes: [replication, writesFromB, ...stack(b, proxyB, replication)] },
+      { name: 'dc-a', processes: [linksA.replication, linksA.writes, ...stack(a, proxyA)] },
+      { name: 'dc-b', processes: [linksB.replication, linksB.writes, ...stack(b, proxyB, linksB.replication)] },
     ],
   });
 }

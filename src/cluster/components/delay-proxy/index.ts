@@ -18,6 +18,11 @@ export const delayProxySpec = z.object({
   delayMs: z.number().min(0).max(1000),
   /** What the link carries (replication, sessions, …), for status. */
   carries: z.string().optional(),
+  /**
+   * `replication`: the stream of this data center's cluster while it is a standby cluster (from the
+   * other data center's primary); `writes`: this data center's writes to the other's primary.
+   */
+  purpose: z.enum(['replication', 'writes']).optional(),
 });
 type DelayProxySpec = z.infer<typeof delayProxySpec>;
 

@@ -31,6 +31,46 @@ export const patroniRestAuth = (password: string) => ({
 export const patroniScope = (t: Pick<Topology, 'name'>, cluster: string | undefined) =>
   `scaleout-${t.name}${cluster ? `-${cluster}` : ''}`;
 
+/** Where a standby cluster's standby leader streams from (a link to the primary data center's primary). */
+export interface StandbySource {
+  host: string;
+  port: number;
+}
+
+/**
+ * A cluster's dynamic configuration, as bootstrap writes it to etcd and as a
+ * data-center failover rewrites it: with `standbyOf`, a standby cluster (its
+ * standby leader streams from there, a base backup first; synchronous
+ * replication is off, Patroni runs none into a standby cluster), else a
+ * primary one (synchronous inside its data center when the topology says so).
+ */
+export function patroniDcsConfig(t: Topology, standbyOf: StandbySource | undefined) {
+  return {
+    ttl: t.options.patroniTtl,
+    loop_wait: 1,
+    retry_timeout: 2,
+    maximum_lag_on_failover: 1048576,
+    synchronous_mode: t.options.synchronous && !standbyOf,
+    ...(standbyOf
+      ? { standby_cluster: { host: standbyOf.host, port: standbyOf.port, create_replica_methods: ['basebackup'] } }
+      : {}),
+    postgresql: {
+      use_pg_rewind: true,
+      use_slots: true,
+      parameters: {
+        // logical: a shard cluster's schemas move by logical replication (PostgreSQL 15's FOR TABLES IN SCHEMA).
+        wal_level: t.options.logicalReplication ? 'logical' : 'replica',
+        hot_standby: 'on',
+        max_wal_senders: 10,
+        max_replication_slots: 10,
+        wal_log_hints: 'on',
+        max_connections: 200,
+        hot_standby_feedback: 'on',
+      },
+    },
+  };
+}
+
 /**
  * Patroni's YAML for one node. Failover detection is the leader-key TTL; with
  * loop_wait 1 and retry_timeout 2, `loop_wait + 2 * retry_timeout <= ttl`
@@ -54,33 +94,8 @@ etcd3:
   username: root
   password: ${q(secrets.etcd)}
 bootstrap:
-  dcs:
-    ttl: ${t.options.patroniTtl}
-    loop_wait: 1
-    retry_timeout: 2
-    maximum_lag_on_failover: 1048576
-    synchronous_mode: ${t.options.synchronous && !node.standbyOf}${
-      node.standbyOf
-        ? `
-    # A standby cluster: the standby leader streams from the primary data center (a base backup first).
-    standby_cluster:
-      host: ${node.standbyOf.host}
-      port: ${node.standbyOf.port}
-      create_replica_methods: [basebackup]`
-        : ''
-    }
-    postgresql:
-      use_pg_rewind: true
-      use_slots: true
-      parameters:
-        # logical: a shard cluster's schemas move by logical replication (PostgreSQL 15's FOR TABLES IN SCHEMA).
-        wal_level: ${t.options.logicalReplication ? 'logical' : 'replica'}
-        hot_standby: "on"
-        max_wal_senders: 10
-        max_replication_slots: 10
-        wal_log_hints: "on"
-        max_connections: 200
-        hot_standby_feedback: "on"
+  # A cluster's dynamic configuration (in etcd once it exists): JSON is YAML.
+  dcs: ${JSON.stringify(patroniDcsConfig(t, node.standbyOf))}
   initdb:
     - encoding: UTF8
     - data-checksums

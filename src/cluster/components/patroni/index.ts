@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { fenceBeforeStart } from '../../datacenter/fence.ts';
 import { isAlive } from '../../process.ts';
 import { address } from '../../topology/address.ts';
 import { processesOf } from '../../topology/select.ts';
@@ -93,6 +94,10 @@ export const patroni = defineComponent<Patroni>({
   async start(s, ctx) {
     const [etcd] = processesOf(ctx.topology, 'etcd', ctx.dataCenter ? { dataCenter: ctx.dataCenter } : undefined);
     if (!etcd) throw new Error('Patroni needs etcd in its data center');
+    // The fence: a node started again in a data center that does not hold the primary (a failover's old primary,
+    // back) finds its cluster's configuration saying "standby of the primary one" before it runs, never a leader
+    // key of its own to take as a second primary.
+    if (ctx.restarting && ctx.dataCenter && s.cluster === undefined) await fenceBeforeStart(ctx.state, ctx.dataCenter);
     return startPatroni(ctx.topology, s, etcd, ctx.runDir, ctx.state.secrets);
   },
   async ready(nodes, ctx) {

@@ -1,0 +1,106 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import { type ClusterState, loadState } from '../cluster/run/state.ts';
+import { processesOf } from '../cluster/topology/select.ts';
+import { pickState } from './cluster.ts';
+import { closeOnSignal } from './signals.ts';
+
+const witnessOf = (state: ClusterState) => {
+  const [w] = processesOf(state.topology, 'witness');
+  if (!w) throw new Error(`${state.topology.name} has no witness (preset multi-dc has one)`);
+  return w;
+};
+
+async function callWitness<T>(state: ClusterState, method: 'GET' | 'POST', route: string, body?: unknown) {
+  const { callControlApi } = await import('../cluster/supervisor/client.ts');
+  const { witnessUrl } = await import('../cluster/components/witness/index.ts');
+  const res = await callControlApi<T & { error?: string }>(
+    state,
+    witnessUrl(witnessOf(state)),
+    'the witness',
+    method,
+    route,
+    body,
+  );
+  if (res.status >= 400) throw new Error(`the witness: ${res.body.error ?? res.status}`);
+  return res.body;
+}
+
+/**
+ * `scaleout dc status|failover|switchover`: the data centers of a multi-dc
+ * topology, through its witness. `scaleout witness` is the witness itself
+ * (started by `up`).
+ */
+export function dataCenterCommands(program: Command, root: string): void {
+  program
+    .command('witness', { hidden: true })
+    .description(
+      'The witness of the topology in --run-dir: fails the primary over between data centers (started by up)',
+    )
+    .requiredOption('--run-dir <dir>')
+    .requiredOption('--name <name>', 'its name in the topology')
+    .action(async (o: { runDir: string; name: string }) => {
+      const { startWitness } = await import('../cluster/datacenter/witness.ts');
+      const { createLogger } = await import('../platform/observability/logger.ts');
+      const runDir = path.resolve(o.runDir);
+      const state = loadState(runDir);
+      const spec = processesOf(state.topology, 'witness').find((w) => w.name === o.name);
+      if (!spec) throw new Error(`${state.topology.name} has no witness named ${o.name}`);
+      const w = await startWitness({
+        runDir,
+        listen: spec.listen,
+        failoverAfterMs: spec.failoverAfterMs,
+        automatic: spec.automatic,
+        logger: createLogger('info', { service: 'witness', topology: state.topology.name }),
+      });
+      closeOnSignal(() => w.close());
+    });
+
+  const dc = program
+    .command('dc')
+    .description('The data centers of a multi-dc topology: which holds the primary, failover, switchover');
+  dc.command('status')
+    .description('Which data center holds the primary, which are fenced, what the witness sees, the last failovers')
+    .option('--name <name>', 'the topology')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { name?: string; json?: boolean }) => {
+      const view = await callWitness<import('../cluster/datacenter/witness.ts').WitnessView>(
+        pickState(root, o.name),
+        'GET',
+        '/status',
+      );
+      if (o.json) return void process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
+      process.stdout.write(
+        `primary: ${view.primary}${view.fenced.length ? `; fenced: ${view.fenced.join(', ')}` : ''}; ${view.automatic ? `fails over by itself after ${view.failoverAfterMs} ms unseen` : 'fails over when asked'}${view.busy ? `; now: ${view.busy}` : ''}\n`,
+      );
+      for (const [name, s] of Object.entries(view.seen))
+        process.stdout.write(
+          `  ${name}: ${s.primary ? 'has a primary' : 'no primary'}${s.streaming === undefined ? '' : s.streaming ? ', streaming from the primary' : ', not streaming'}\n`,
+        );
+      for (const e of view.events.slice(-5))
+        process.stdout.write(`  ${e.at} ${e.kind} ${e.from} → ${e.to} (${e.reason}) in ${e.promotedMs ?? '?'} ms\n`);
+    });
+  for (const kind of ['failover', 'switchover'] as const) {
+    dc.command(kind)
+      .description(
+        kind === 'failover'
+          ? 'Promote the standby data center now and fence the primary one (it rejoins as a standby, rewound)'
+          : 'Move the primary to the standby data center losing no write: read-only, demotion token replayed, then promoted',
+      )
+      .option('--to <dataCenter>', 'the data center to promote (default: the other one)')
+      .option('--name <name>', 'the topology')
+      .option('--json', 'machine-readable output')
+      .action(async (o: { to?: string; name?: string; json?: boolean }) => {
+        const { event } = await callWitness<{ event: import('../cluster/run/state.ts').DataCenterEvent }>(
+          pickState(root, o.name),
+          'POST',
+          `/${kind}`,
+          o.to ? { to: o.to } : {},
+        );
+        if (o.json) return void process.stdout.write(`${JSON.stringify(event, null, 2)}\n`);
+        process.stdout.write(
+          `${kind} ${event.from} → ${event.to}: ${event.to} has a primary after ${event.promotedMs} ms${event.lsn ? ` (demotion token ${event.lsn})` : ''}\n`,
+        );
+      });
+  }
+}

@@ -1,0 +1,151 @@
+import pg from 'pg';
+import { EtcdClient } from '../../platform/db/etcd-map.ts';
+import { isStandbyLeader, patroniCluster, patroniDcsConfig, patroniScope } from '../components/patroni/cluster.ts';
+import { type ClusterState, type DataCenterEvent, updateState } from '../run/state.ts';
+import type { SpecOf, Topology } from '../topology/schema.ts';
+import { processesOf } from '../topology/select.ts';
+
+/**
+ * Which data center holds the primary, and which are fenced. A topology of
+ * two data centers starts with its primary in the one whose Patroni cluster
+ * is no standby cluster; a data-center failover or switchover records the
+ * change in the run's state (`dataCenterRoles`), which outlives every process.
+ */
+export interface DataCenterRoles {
+  primary: string;
+  /** Data centers whose cluster may run only as a standby of the primary one (a failover fenced them). */
+  fenced: string[];
+}
+
+export function dataCenterRoles(state: Pick<ClusterState, 'topology' | 'dataCenterRoles'>): DataCenterRoles {
+  if (state.dataCenterRoles) return state.dataCenterRoles;
+  const t = state.topology;
+  const primary =
+    t.dataCenters.find((dc) => processesOf(t, 'patroni', { dataCenter: dc.name }).every((n) => !n.standbyOf))?.name ??
+    (t.dataCenters[0] as { name: string }).name;
+  return { primary, fenced: [] };
+}
+
+/** Whether the topology has a Patroni cluster in each of two or more data centers (multi-dc). */
+export const hasDataCenterPair = (t: Topology): boolean =>
+  t.dataCenters.length >= 2 &&
+  t.dataCenters.every((dc) => processesOf(t, 'patroni', { dataCenter: dc.name }).length > 0);
+
+/** The other data centers: the standbys of `primary`. */
+export const othersThan = (t: Topology, dc: string): string[] =>
+  t.dataCenters.map((d) => d.name).filter((n) => n !== dc);
+
+/** The link a data center's standby cluster streams through (to the other data center's primary). */
+export function replicationLink(t: Topology, dataCenter: string): SpecOf<'delayProxy'> {
+  const link = processesOf(t, 'delayProxy', { dataCenter }).find((p) => p.purpose === 'replication');
+  if (!link) throw new Error(`${dataCenter} has no replication link`);
+  return link;
+}
+
+/** A data center's database proxy, whose primary check answers 200 while the data center has a primary. */
+export function databaseProxyOf(t: Topology, dataCenter: string): SpecOf<'dbProxy'> {
+  const [proxy] = processesOf(t, 'dbProxy', { dataCenter });
+  if (!proxy?.primaryCheck) throw new Error(`${dataCenter} has no database proxy with a primary check`);
+  return proxy;
+}
+
+/** Whether `dataCenter` has a primary now, as its database proxy says (HTTP 200 on its primary check). */
+export async function hasPrimary(t: Topology, dataCenter: string, timeoutMs = 1000): Promise<boolean> {
+  const check = databaseProxyOf(t, dataCenter).primaryCheck as { host: string; port: number };
+  try {
+    const res = await fetch(`http://${check.host}:${check.port}/primary`, { signal: AbortSignal.timeout(timeoutMs) });
+    await res.arrayBuffer();
+    return res.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+const etcdClientOf = (state: ClusterState, dataCenter: string) => {
+  const [etcd] = processesOf(state.topology, 'etcd', { dataCenter });
+  if (!etcd) throw new Error(`${dataCenter} has no etcd`);
+  return new EtcdClient({
+    endpoint: `http://${etcd.client.host}:${etcd.client.port}`,
+    user: 'root',
+    password: state.secrets.etcd,
+    key: '',
+  });
+};
+
+/** Where Patroni keeps a cluster's dynamic configuration in its data center's etcd. */
+export const dcsConfigKey = (t: Topology) => `/service/${patroniScope(t, undefined)}/config`;
+
+/**
+ * Rewrites `dataCenter`'s cluster's dynamic configuration in its etcd: a
+ * standby cluster of `standbyOf`'s primary (through this data center's
+ * replication link), or, without it, a primary cluster. Patroni applies it
+ * at its next loop: a primary given `standby_cluster` demotes (an immediate
+ * shutdown, then pg_rewind against the new primary), a standby leader
+ * without it promotes. A cluster whose etcd has no configuration yet gets
+ * the whole of it, so that a node started there cannot bootstrap a primary.
+ * Returns whether anything changed.
+ */
+export async function setClusterRole(
+  state: ClusterState,
+  dataCenter: string,
+  standbyOf: string | undefined,
+  o: { readOnly?: boolean } = {},
+): Promise<boolean> {
+  const t = state.topology;
+  const source = standbyOf ? replicationLink(t, dataCenter).listen : undefined;
+  const wanted = patroniDcsConfig(t, source);
+  // A switchover's first step: the primary takes no new writes (every session's default, at Patroni's reload).
+  if (o.readOnly) Object.assign(wanted.postgresql.parameters, { default_transaction_read_only: 'on' });
+  const etcd = etcdClientOf(state, dataCenter);
+  const key = dcsConfigKey(t);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const kv = await etcd.get(key);
+    const current = kv ? (JSON.parse(kv.value) as Record<string, unknown>) : undefined;
+    // What Patroni keeps there beside (its own keys) stays; what the topology says is written over.
+    const next: Record<string, unknown> = { ...current, ...wanted };
+    if (!('standby_cluster' in wanted)) delete next.standby_cluster;
+    if (current && JSON.stringify(current) === JSON.stringify(next)) return false;
+    if (await etcd.putIf(key, JSON.stringify(next), kv?.modRevision ?? '0')) return true;
+  }
+  throw new Error(`${dataCenter}'s cluster configuration kept changing under the rewrite`);
+}
+
+/** The role `dataCenter`'s cluster has now in its etcd: 'standby' (of another data center), 'primary', or null. */
+export async function clusterRoleOf(state: ClusterState, dataCenter: string): Promise<'primary' | 'standby' | null> {
+  const kv = await etcdClientOf(state, dataCenter).get(dcsConfigKey(state.topology));
+  if (!kv) return null;
+  return (JSON.parse(kv.value) as { standby_cluster?: unknown }).standby_cluster ? 'standby' : 'primary';
+}
+
+/** Whether `dataCenter`'s standby leader is streaming from the primary data center (its WAL receiver). */
+export async function standbyStreams(state: ClusterState, dataCenter: string): Promise<boolean> {
+  const nodes = processesOf(state.topology, 'patroni', { dataCenter });
+  const members = await patroniCluster(nodes);
+  const leader = members?.find(isStandbyLeader);
+  if (!leader) return false;
+  const c = new pg.Client({
+    host: leader.host,
+    port: leader.port,
+    user: 'postgres',
+    password: state.secrets.superuser,
+    database: 'postgres',
+    connectionTimeoutMillis: 1000,
+    statement_timeout: 1000,
+  });
+  c.on('error', () => {});
+  try {
+    await c.connect();
+    const r = await c.query<{ status: string }>("SELECT status FROM pg_stat_wal_receiver WHERE status = 'streaming'");
+    return r.rows.length > 0;
+  } catch {
+    return false;
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+export function recordEvent(runDir: string, event: DataCenterEvent): void {
+  updateState(runDir, (s) => {
+    s.dataCenterEvents = [...(s.dataCenterEvents ?? []), event].slice(-20);
+  });
+}

@@ -1,0 +1,293 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queryDns } from '../../src/cluster/components/dns/query.ts';
+import { appDatabase } from '../../src/cluster/components/postgres/server.ts';
+import { witnessUrl } from '../../src/cluster/components/witness/index.ts';
+import { hasPrimary, standbyStreams } from '../../src/cluster/datacenter/roles.ts';
+import { isAlive, waitUntil } from '../../src/cluster/process.ts';
+import { bearer } from '../../src/cluster/run/guard.ts';
+import { type ClusterState, postmasterPid, stateOf } from '../../src/cluster/run/index.ts';
+import { status } from '../../src/cluster/run/status.ts';
+import { callControlApi, callSupervisor } from '../../src/cluster/supervisor/client.ts';
+import { type Address, dataCenterOf, processesOf } from '../../src/cluster/topology/index.ts';
+import { multiDcClients, multiDcZone } from '../../src/cluster/topology/multi-dc.ts';
+import { Client, pngImage, uniqueName } from '../support/app.ts';
+import { brokenBuild, makeBuild, removeBuilds } from '../support/build.ts';
+import { startTopology, steadyLoad } from '../support/cluster.ts';
+
+/**
+ * Step 1.7 on real servers: `multi-dc`, two data centers behind PowerDNS,
+ * dc-b's Patroni cluster a standby of dc-a's through a 20 ms link, and the
+ * witness. One topology for the file, its tests in order of a drill: the
+ * name, the replication delay, the loss of every process of dc-a (SIGKILL,
+ * postmasters too), dc-a's return as a standby, and a switchover back.
+ */
+let topo: Awaited<ReturnType<typeof startTopology>>;
+const latest = (): ClusterState => stateOf(topo.runRoot, topo.state.topology.name) as ClusterState;
+const t = () => topo.state.topology;
+const site = `${multiDcZone.site}.${multiDcZone.zone}`;
+const dnsServer = () => processesOf(t(), 'dns')[0]?.listen as Address;
+const balancer = (dc: string) => processesOf(t(), 'loadBalancer', { dataCenter: dc })[0]?.listen as Address;
+/** The address the DNS gives a client of `dc`'s network for the site's name. */
+const resolve = async (dc: string) =>
+  (await queryDns(dnsServer(), site, { subnet: multiDcClients[dc]?.[0] })).answers.find((a) => a.type === 'A')?.data;
+/** The site as a client of `dc`'s network reaches it: by its name, through the DNS. */
+const siteFor = async (dc: string) => `http://${await resolve(dc)}:${balancer(dc).port}`;
+const superuser = async (at: Address, database = 'postgres') => {
+  const c = new pg.Client({
+    host: at.host,
+    port: at.port,
+    user: 'postgres',
+    password: topo.state.secrets.superuser,
+    database,
+    connectionTimeoutMillis: 3000,
+  });
+  c.on('error', () => {});
+  await c.connect();
+  return c;
+};
+const proxyOf = (dc: string) =>
+  processesOf(t(), 'dbProxy', { dataCenter: dc })[0] as { primary: Address; replicas: Address };
+const like = (c: Client, photo: string) => c.request('PUT', `/api/v1/photos/${photo}/like`);
+
+beforeAll(async () => {
+  topo = await startTopology('multi-dc');
+}, 400_000);
+
+afterAll(async () => {
+  removeBuilds();
+  const left = await topo?.stop();
+  expect(left).toEqual([]);
+}, 180_000);
+
+describe('multi-dc (step 1.7)', () => {
+  it('is up: each process has its data center, the DNS and the witness are global; dc-b streams from dc-a', async () => {
+    const rows = await status(latest());
+    for (const r of rows) expect(['dc-a', 'dc-b', 'global']).toContain(r.dataCenter);
+    expect(rows.find((r) => r.kind.includes('dns') && r.kind !== 'dnsHealth')?.dataCenter).toBe('global');
+    expect(rows.find((r) => r.kind === 'witness')?.health).toBe('healthy');
+    await waitUntil(() => standbyStreams(latest(), 'dc-b'), 30_000, "dc-b's standby leader streaming");
+    expect(latest().dataCenterRoles).toBeUndefined();
+  });
+
+  it("the name: a dc-a client subnet gets dc-a's balancer, a dc-b one dc-b's", async () => {
+    expect(await resolve('dc-a')).toBe(balancer('dc-a').host);
+    expect(await resolve('dc-b')).toBe(balancer('dc-b').host);
+  });
+
+  it('sign-up, upload and feed through the name, in each data center; a commit crosses to dc-b after the delay', async () => {
+    for (const dc of ['dc-a', 'dc-b']) {
+      const c = new Client(await siteFor(dc));
+      await c.logIn(await c.signUp());
+      const up = await c.upload(await pngImage(), `from ${dc}`, 'a.png');
+      expect(up.status).toBe(201);
+      const id = up.body.photo.id as string;
+      expect((await c.waitForPhoto(id, 20_000)).body.photo.status).toBe('ready');
+      const feed = await c.request('GET', '/api/v1/feed');
+      expect(feed.status).toBe(200);
+      expect(JSON.stringify(feed.body)).toContain(id);
+    }
+    const primary = await superuser(proxyOf('dc-a').primary);
+    const copy = await superuser(proxyOf('dc-b').replicas);
+    try {
+      await primary.query('CREATE TABLE IF NOT EXISTS crossing (id int PRIMARY KEY)');
+      const lags: number[] = [];
+      for (let id = 1; id <= 10; id++) {
+        await primary.query('INSERT INTO crossing (id) VALUES ($1)', [id]);
+        const committed = performance.now();
+        await waitUntil(
+          async () =>
+            (await copy.query('SELECT 1 FROM crossing WHERE id = $1', [id]).catch(() => ({ rowCount: 0 }))).rowCount ===
+            1,
+          10_000,
+          `row ${id} in dc-b`,
+        );
+        lags.push(performance.now() - committed);
+      }
+      lags.sort((x, y) => x - y);
+      console.log(
+        `dc-a → dc-b: a commit visible in dc-b after ${lags.map((l) => l.toFixed(1)).join(', ')} ms (link: 20 ms each way)`,
+      );
+      // The WAL crosses the link once: at least its one-way delay.
+      expect(lags[0]).toBeGreaterThanOrEqual(20);
+      await expect(copy.query('INSERT INTO crossing (id) VALUES (100)')).rejects.toThrow(/read-only/);
+    } finally {
+      await primary.end();
+      await copy.end();
+    }
+  });
+
+  it('one deploy for both data centers: each rolled in turn; a build that cannot start leaves both on the old version', async () => {
+    const webs = async () => (await status(latest())).filter((r) => r.kind === 'web');
+    const before = await webs();
+    expect(before.map((r) => r.dataCenter).sort()).toEqual(['dc-a', 'dc-b']);
+    const broken = await brokenBuild();
+    const failed = await callSupervisor<{ error?: string }>(latest(), 'POST', '/deploy', {
+      checkout: broken.dir,
+      readySeconds: 30,
+    });
+    expect(failed.status).toBe(409);
+    expect(failed.body.error).toMatch(/^dc-a: deploy stopped after 0 of 1: .*\(no data center changed\)/);
+    expect((await webs()).map((r) => [r.name, r.pid, r.version, r.health])).toEqual(
+      before.map((r) => [r.name, r.pid, r.version, 'healthy']),
+    );
+    const build = await makeBuild();
+    const done = await callSupervisor<{ version: string; dataCenters: string[] }>(latest(), 'POST', '/deploy', {
+      checkout: build.dir,
+      readySeconds: 60,
+    });
+    expect(done.status).toBe(200);
+    expect(done.body.dataCenters).toEqual(['dc-a', 'dc-b']);
+    const after = await webs();
+    expect(after.map((r) => [r.dataCenter, r.version, r.health]).sort()).toEqual([
+      ['dc-a', build.version, 'healthy'],
+      ['dc-b', build.version, 'healthy'],
+    ]);
+    for (const old of before) if (old.pid) expect(isAlive(old.pid)).toBe(false);
+  }, 240_000);
+
+  let user: string;
+  let photo: string;
+  let killedAt = 0;
+  it("every process of dc-a killed: within 30 s dc-a's clients resolve to dc-b, and a log-in and a write succeed there", async () => {
+    const viaA = new Client(await siteFor('dc-a'));
+    user = await viaA.signUp(uniqueName('dr'));
+    await viaA.logIn(user);
+    const up = await viaA.upload(await pngImage(), 'before the loss', 'a.png');
+    photo = up.body.photo.id as string;
+    await viaA.waitForPhoto(photo, 20_000);
+    // Asynchronous across the data centers: wait until dc-b has replayed what dc-a wrote.
+    const a = await superuser(proxyOf('dc-a').primary);
+    const lsn = (await a.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]?.lsn;
+    await a.end();
+    const b = await superuser(proxyOf('dc-b').replicas);
+    await waitUntil(
+      async () =>
+        (await b.query<{ ok: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [lsn])).rows[0]?.ok ===
+        true,
+      10_000,
+      "dc-b to replay dc-a's last writes",
+    );
+    await b.end();
+
+    // The loss, by the dashboard's button: every process of dc-a with SIGKILL, and the PostgreSQL servers its
+    // Patroni nodes started.
+    const state = latest();
+    const victims = state.processes.filter((p) => dataCenterOf(t(), p.name) === 'dc-a');
+    const postmasters = victims
+      .filter((p) => p.kind === 'patroni')
+      .map((p) => postmasterPid(state.runDir, p.name))
+      .filter((p): p is number => p !== null);
+    expect(postmasters.length).toBe(2);
+    const dash = processesOf(t(), 'dashboard')[0]?.listen as Address;
+    killedAt = Date.now();
+    const killed = await fetch(`http://${dash.host}:${dash.port}/api/data-centers/dc-a/kill`, {
+      method: 'POST',
+      headers: { ...bearer(state.secrets.control), 'x-dashboard': '1' },
+    });
+    expect(killed.status).toBe(200);
+    expect(((await killed.json()) as { killed: string[] }).killed.sort()).toEqual(victims.map((p) => p.name).sort());
+    await waitUntil(
+      () => [...victims.map((p) => p.pid), ...postmasters].every((pid) => !isAlive(pid)),
+      5000,
+      'dc-a gone',
+    );
+
+    await waitUntil(
+      async () => (await resolve('dc-a')) === balancer('dc-b').host,
+      30_000,
+      "dc-a's clients sent to dc-b",
+    );
+    const movedMs = Date.now() - killedAt;
+    const viaName = new Client(await siteFor('dc-a'));
+    let tries = 0;
+    await waitUntil(
+      async () => {
+        tries++;
+        await viaName.logIn(user);
+        return (await like(viaName, photo)).status === 204;
+      },
+      30_000 - (Date.now() - killedAt),
+      'a log-in and a like through dc-b',
+    );
+    const servedMs = Date.now() - killedAt;
+    const roles = latest().dataCenterRoles;
+    const event = latest().dataCenterEvents?.at(-1);
+    console.log(
+      `dc-a lost: its clients resolved to dc-b after ${movedMs} ms, a log-in and a like succeeded there after ${servedMs} ms (${tries} tries); the witness: ${event?.reason}, dc-b primary ${event?.promotedMs} ms after its decision`,
+    );
+    expect(servedMs).toBeLessThan(30_000);
+    expect(roles).toEqual({ primary: 'dc-b', fenced: ['dc-a'] });
+    expect(event?.kind).toBe('failover');
+    expect(event?.reason).toMatch(/^automatic/);
+  }, 60_000);
+
+  it('dc-a returns (the supervisor starts it again) as a standby cluster streaming from dc-b, never a second primary', async () => {
+    let sawPrimaryInA = false;
+    await waitUntil(
+      async () => {
+        if (await hasPrimary(t(), 'dc-a', 500)) sawPrimaryInA = true;
+        return standbyStreams(latest(), 'dc-a');
+      },
+      150_000,
+      "dc-a's standby leader streaming from dc-b",
+    );
+    const rejoinMs = Date.now() - killedAt;
+    console.log(`dc-a rejoined as a standby of dc-b ${rejoinMs} ms after its loss`);
+    expect(sawPrimaryInA).toBe(false);
+    expect(await hasPrimary(t(), 'dc-b')).toBe(true);
+    // dc-a's site works again, its writes crossing to dc-b's primary.
+    await waitUntil(async () => (await resolve('dc-a')) === balancer('dc-a').host, 60_000, 'dc-a back in the DNS');
+    const c = new Client(await siteFor('dc-a'));
+    await c.logIn(user);
+    expect((await c.request('DELETE', `/api/v1/photos/${photo}/like`)).status).toBe(204);
+  }, 200_000);
+
+  it('a switchover back to dc-a, under sign-ups through dc-b, loses no acknowledged one', async () => {
+    const base = await siteFor('dc-b');
+    const names: string[] = [];
+    const acked: string[] = [];
+    const load = steadyLoad(
+      (i) => {
+        names[i] = uniqueName('sw');
+        return {
+          url: `${base}/api/v1/users`,
+          init: {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'idempotency-key': `sw-${names[i]}` },
+            body: JSON.stringify({ username: names[i], password: 'correct horse battery' }),
+          },
+        };
+      },
+      { ratePerSecond: 4, ms: 20_000, onOk: (i) => acked.push(names[i] as string) },
+    );
+    await new Promise((r) => setTimeout(r, 3000));
+    const witness = processesOf(t(), 'witness')[0] as { listen: Address };
+    const res = await callControlApi<{ event?: { promotedMs: number; lsn: string }; error?: string }>(
+      latest(),
+      witnessUrl(witness),
+      'the witness',
+      'POST',
+      '/switchover',
+      { to: 'dc-a' },
+    );
+    const report = await load;
+    console.log(
+      `switchover dc-b → dc-a: ${res.status} ${JSON.stringify(res.body)}; sign-ups ${report.ok}/${report.sent} acknowledged, failed: ${report.failures.length} (${[...new Set(report.failures.map((f) => f.what.slice(0, 60)))].join('; ')})`,
+    );
+    expect(res.status).toBe(200);
+    expect(latest().dataCenterRoles?.primary).toBe('dc-a');
+    expect(await hasPrimary(t(), 'dc-a')).toBe(true);
+    expect(await hasPrimary(t(), 'dc-b')).toBe(false);
+    // Every acknowledged sign-up is in dc-a's primary.
+    const a = await superuser(proxyOf('dc-a').primary, appDatabase);
+    try {
+      const r = await a.query<{ n: string }>('SELECT count(*) AS n FROM users WHERE username = ANY($1)', [acked]);
+      expect(Number(r.rows[0]?.n)).toBe(acked.length);
+    } finally {
+      await a.end();
+    }
+    expect(acked.length).toBeGreaterThan(0);
+    await waitUntil(() => standbyStreams(latest(), 'dc-b'), 60_000, 'dc-b streaming from dc-a again');
+  }, 120_000);
+});
