@@ -42,23 +42,35 @@ export function replicationLink(t: Topology, dataCenter: string): SpecOf<'delayP
   return link;
 }
 
-/** A data center's database proxy, whose primary check answers 200 while the data center has a primary. */
+/** A data center's database proxy (its own-primary port reaches that data center's primary, and nothing else). */
 export function databaseProxyOf(t: Topology, dataCenter: string): SpecOf<'dbProxy'> {
   const [proxy] = processesOf(t, 'dbProxy', { dataCenter });
-  if (!proxy?.primaryCheck) throw new Error(`${dataCenter} has no database proxy with a primary check`);
+  if (!proxy?.localPrimary) throw new Error(`${dataCenter} has no database proxy with an own-primary port`);
   return proxy;
 }
 
-/** Whether `dataCenter` has a primary now, as its database proxy says (HTTP 200 on its primary check). */
+/**
+ * Whether `dataCenter` has a primary now: one of its Patroni nodes answers
+ * 200 on `/primary` (what its database proxy checks too; asked of the nodes,
+ * because HAProxy 2.6 counts every server up from its start until a check
+ * fails, so a proxy just started again would say "a primary" for a second).
+ */
 export async function hasPrimary(t: Topology, dataCenter: string, timeoutMs = 1000): Promise<boolean> {
-  const check = databaseProxyOf(t, dataCenter).primaryCheck as { host: string; port: number };
-  try {
-    const res = await fetch(`http://${check.host}:${check.port}/primary`, { signal: AbortSignal.timeout(timeoutMs) });
-    await res.arrayBuffer();
-    return res.status === 200;
-  } catch {
-    return false;
-  }
+  const nodes = processesOf(t, 'patroni', { dataCenter }).filter((n) => n.cluster === undefined);
+  const answers = await Promise.all(
+    nodes.map(async (n) => {
+      try {
+        const res = await fetch(`http://${n.rest.host}:${n.rest.port}/primary`, {
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+        await res.arrayBuffer();
+        return res.status === 200;
+      } catch {
+        return false;
+      }
+    }),
+  );
+  return answers.some(Boolean);
 }
 
 const etcdClientOf = (state: ClusterState, dataCenter: string) => {

@@ -21,7 +21,7 @@ import { switchoverDataCenter } from './switchover.ts';
  * The witness: the third voice of a two-data-center topology, in the global
  * scope (GitHub's 2018 lesson: two sites cannot tell a dead peer from a cut
  * link). Every second it asks whether the primary data center is there, of
- * itself (the data center's database proxy answers that it has a primary)
+ * itself (one of the data center's Patroni nodes answers that it is primary)
  * and of the standby data center (its standby leader is streaming from it).
  * When neither has seen it for `failoverAfterMs`, it fails over:
  *   1. records the new roles in the run's state (the old primary data center
