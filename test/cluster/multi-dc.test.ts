@@ -1,15 +1,17 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryDns } from '../../src/cluster/components/dns/query.ts';
 import { isStandbyLeader, patroniCluster } from '../../src/cluster/components/patroni/cluster.ts';
 import { appDatabase } from '../../src/cluster/components/postgres/server.ts';
-import { witnessUrl } from '../../src/cluster/components/witness/index.ts';
 import { hasPrimary, standbyStreams } from '../../src/cluster/datacenter/roles.ts';
 import { isAlive, waitUntil } from '../../src/cluster/process.ts';
 import { bearer } from '../../src/cluster/run/guard.ts';
 import { type ClusterState, postmasterPid, stateOf } from '../../src/cluster/run/index.ts';
 import { status } from '../../src/cluster/run/status.ts';
-import { callControlApi, callSupervisor } from '../../src/cluster/supervisor/client.ts';
+import { callSupervisor } from '../../src/cluster/supervisor/client.ts';
 import { type Address, dataCenterOf, processesOf } from '../../src/cluster/topology/index.ts';
 import { multiDcClients, multiDcZone } from '../../src/cluster/topology/multi-dc.ts';
 import { Client, pngImage, uniqueName } from '../support/app.ts';
@@ -96,6 +98,20 @@ async function signUpsThroughDns(dc: string, o: { ratePerSecond: number; ms: num
   return { sent: total, acked, failed };
 }
 
+/** The `scaleout` command against this run. */
+function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [path.join(root, 'bin', 'scaleout.js'), ...args],
+      { env: { ...process.env, SCALEOUT_RUN_ROOT: topo.runRoot } },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
 beforeAll(async () => {
   topo = await startTopology('multi-dc');
 }, 400_000);
@@ -117,6 +133,14 @@ describe('multi-dc (step 1.7)', () => {
     const members = (await patroniCluster(processesOf(t(), 'patroni', { dataCenter: 'dc-b' }))) ?? [];
     expect(members.map((m) => m.role).sort()).toEqual(['replica', 'standby_leader']);
     expect(latest().dataCenterRoles).toBeUndefined();
+    const dc = await cli('dc', 'status', '--name', t().name, '--json');
+    expect(dc.code).toBe(0);
+    expect(JSON.parse(dc.stdout)).toMatchObject({
+      primary: 'dc-a',
+      fenced: [],
+      automatic: true,
+      seen: { 'dc-a': { primary: true }, 'dc-b': { primary: false, streaming: true } },
+    });
   });
 
   it("the name: a dc-a client subnet gets dc-a's balancer, a dc-b one dc-b's", async () => {
@@ -347,20 +371,14 @@ describe('multi-dc (step 1.7)', () => {
       { ratePerSecond: 4, ms: 20_000, onOk: (i) => acked.push(names[i] as string) },
     );
     await new Promise((r) => setTimeout(r, 3000));
-    const witness = processesOf(t(), 'witness')[0] as { listen: Address };
-    const res = await callControlApi<{ event?: { promotedMs: number; lsn: string }; error?: string }>(
-      latest(),
-      witnessUrl(witness),
-      'the witness',
-      'POST',
-      '/switchover',
-      { to: 'dc-a' },
-    );
+    // By the CLI, as an operator does it.
+    const res = await cli('dc', 'switchover', '--to', 'dc-a', '--name', t().name, '--json');
     const report = await load;
     console.log(
-      `switchover dc-b → dc-a: ${res.status} ${JSON.stringify(res.body)}; sign-ups ${report.ok}/${report.sent} acknowledged, failed: ${report.failures.length} (${[...new Set(report.failures.map((f) => f.what.slice(0, 60)))].join('; ')})`,
+      `switchover dc-b → dc-a: exit ${res.code} ${res.stdout.trim().replace(/\s+/g, ' ')} ${res.stderr}; sign-ups ${report.ok}/${report.sent} acknowledged, failed: ${report.failures.length} (${[...new Set(report.failures.map((f) => f.what.slice(0, 60)))].join('; ')})`,
     );
-    expect(res.status).toBe(200);
+    expect(res.code).toBe(0);
+    expect((JSON.parse(res.stdout) as { kind: string; lsn: string }).kind).toBe('switchover');
     expect(latest().dataCenterRoles?.primary).toBe('dc-a');
     expect(await hasPrimary(t(), 'dc-a')).toBe(true);
     expect(await hasPrimary(t(), 'dc-b')).toBe(false);

@@ -1,4 +1,4 @@
-import Fastify from 'fastify';
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import client from 'prom-client';
 import { sleep, waitUntil } from '../process.ts';
@@ -213,34 +213,34 @@ export async function startWitness(o: WitnessOptions): Promise<{ view(): Witness
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/status', async () => view);
   app.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
-  app.post('/failover', async (req, reply) => {
-    const to = (req.body as { to?: unknown } | undefined)?.to;
-    const state = loadState(o.runDir);
-    const target = typeof to === 'string' ? to : othersThan(state.topology, dataCenterRoles(state).primary)[0];
-    if (!target || !state.topology.dataCenters.some((d) => d.name === target))
-      return reply.code(400).send({ error: `no data center named ${String(to)}` });
-    if (target === dataCenterRoles(state).primary)
-      return reply.code(409).send({ error: `${target} already holds the primary` });
-    if (busy) return reply.code(409).send({ error: `busy: ${busy}` });
-    const event = await exclusive(`failover to ${target}`, () =>
-      failOverDataCenter(o.runDir, target, 'by hand (scaleout dc failover)', log),
-    );
-    changes.inc({ kind: 'failover', to: target });
-    return { event };
-  });
-  app.post('/switchover', async (req, reply) => {
-    const to = (req.body as { to?: unknown } | undefined)?.to;
-    const state = loadState(o.runDir);
-    const target = typeof to === 'string' ? to : othersThan(state.topology, dataCenterRoles(state).primary)[0];
-    if (!target || !state.topology.dataCenters.some((d) => d.name === target))
-      return reply.code(400).send({ error: `no data center named ${String(to)}` });
-    if (target === dataCenterRoles(state).primary)
-      return reply.code(409).send({ error: `${target} already holds the primary` });
-    if (busy) return reply.code(409).send({ error: `busy: ${busy}` });
-    const event = await exclusive(`switchover to ${target}`, () => switchoverDataCenter(o.runDir, target, log));
-    changes.inc({ kind: 'switchover', to: target });
-    return { event };
-  });
+  /** A role change asked for: the data center to promote (default: the other one), one change at a time. */
+  const roleChange =
+    (kind: 'failover' | 'switchover', run: (target: string) => Promise<DataCenterEvent>) =>
+    async (req: FastifyRequest, reply: FastifyReply) => {
+      const to = (req.body as { to?: unknown } | undefined)?.to;
+      const state = loadState(o.runDir);
+      const { primary } = dataCenterRoles(state);
+      const target = typeof to === 'string' ? to : othersThan(state.topology, primary)[0];
+      if (!target || !state.topology.dataCenters.some((d) => d.name === target))
+        return reply.code(400).send({ error: `no data center named ${String(to)}` });
+      if (target === primary) return reply.code(409).send({ error: `${target} already holds the primary` });
+      if (busy) return reply.code(409).send({ error: `busy: ${busy}` });
+      try {
+        const event = await exclusive(`${kind} to ${target}`, () => run(target));
+        changes.inc({ kind, to: target });
+        return { event };
+      } catch (err) {
+        return reply.code(409).send({ error: (err as Error).message });
+      }
+    };
+  app.post(
+    '/failover',
+    roleChange('failover', (target) => failOverDataCenter(o.runDir, target, 'by hand (scaleout dc failover)', log)),
+  );
+  app.post(
+    '/switchover',
+    roleChange('switchover', (target) => switchoverDataCenter(o.runDir, target, log)),
+  );
   await app.listen({ host: o.listen.host, port: o.listen.port });
   o.logger.info({ automatic, failoverAfterMs: after }, `witness of ${loadState(o.runDir).topology.name} listening`);
   return {
