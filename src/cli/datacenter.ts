@@ -71,7 +71,7 @@ export function dataCenterCommands(program: Command, root: string): void {
       );
       if (o.json) return void process.stdout.write(`${JSON.stringify(view, null, 2)}\n`);
       process.stdout.write(
-        `primary: ${view.primary}${view.fenced.length ? `; fenced: ${view.fenced.join(', ')}` : ''}; ${view.automatic ? `fails over by itself after ${view.failoverAfterMs} ms unseen` : 'fails over when asked'}${view.busy ? `; now: ${view.busy}` : ''}\n`,
+        `primary: ${view.primary}${view.fenced.length ? `; fenced: ${view.fenced.join(', ')}` : ''}; ${view.synchronousAcross.on ? 'synchronous' : view.synchronousAcross.asked ? 'synchronous asked for, not in force (the standby does not stream)' : 'asynchronous'} across the data centers; ${view.automatic ? `fails over by itself after ${view.failoverAfterMs} ms unseen` : 'fails over when asked'}${view.busy ? `; now: ${view.busy}` : ''}\n`,
       );
       for (const [name, s] of Object.entries(view.seen))
         process.stdout.write(
@@ -79,6 +79,18 @@ export function dataCenterCommands(program: Command, root: string): void {
         );
       for (const e of view.events.slice(-5))
         process.stdout.write(`  ${e.at} ${e.kind} ${e.from} → ${e.to} (${e.reason}) in ${e.promotedMs ?? '?'} ms\n`);
+    });
+  dc.command('sync <on|off>')
+    .description(
+      "Synchronous across the data centers: the primary's commits wait for the standby data center (on while it streams)",
+    )
+    .option('--name <name>', 'the topology')
+    .action(async (value: string, o: { name?: string }) => {
+      if (value !== 'on' && value !== 'off') throw new Error('dc sync: on or off');
+      await callWitness(pickState(root, o.name), 'POST', '/synchronous', { on: value === 'on' });
+      process.stdout.write(
+        `synchronous across the data centers: ${value} (the witness applies it at its next check, within a second)\n`,
+      );
     });
   for (const kind of ['failover', 'switchover'] as const) {
     dc.command(kind)

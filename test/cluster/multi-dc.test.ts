@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -112,6 +113,84 @@ function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr:
 }
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
+/** The drill's user, its photo, and when dc-a was last lost. */
+let user: string;
+let photo: string;
+let killedAt = 0;
+
+/**
+ * dc-a lost, by the dashboard's button (every process of it with SIGKILL, and
+ * the PostgreSQL servers its Patroni nodes started), while its clients sign
+ * up through the DNS (3 s before, 17 s after); then until a dc-a client
+ * resolves to dc-b and logs in and likes there. The RPO: the sign-ups dc-a
+ * acknowledged that dc-b's primary does not have.
+ */
+async function loseDataCenterA(mode: string) {
+  // dc-a's clients sign up all along: 3 s before the loss, and 17 s after it.
+  const load = signUpsThroughDns('dc-a', { ratePerSecond: 5, ms: 20_000 });
+  await new Promise((r) => setTimeout(r, 3000));
+  // The loss, by the dashboard's button: every process of dc-a with SIGKILL, and the PostgreSQL servers its
+  // Patroni nodes started.
+  const state = latest();
+  const victims = state.processes.filter((p) => dataCenterOf(t(), p.name) === 'dc-a');
+  const postmasters = victims
+    .filter((p) => p.kind === 'patroni')
+    .map((p) => postmasterPid(state.runDir, p.name))
+    .filter((p): p is number => p !== null);
+  expect(postmasters.length).toBe(2);
+  const dash = processesOf(t(), 'dashboard')[0]?.listen as Address;
+  killedAt = Date.now();
+  const killed = await fetch(`http://${dash.host}:${dash.port}/api/data-centers/dc-a/kill`, {
+    method: 'POST',
+    headers: { ...bearer(state.secrets.control), 'x-dashboard': '1' },
+  });
+  expect(killed.status).toBe(200);
+  expect(((await killed.json()) as { killed: string[] }).killed.sort()).toEqual(victims.map((p) => p.name).sort());
+  await waitUntil(
+    () => [...victims.map((p) => p.pid), ...postmasters].every((pid) => !isAlive(pid)),
+    5000,
+    'dc-a gone',
+  );
+
+  await waitUntil(async () => (await resolve('dc-a')) === balancer('dc-b').host, 30_000, "dc-a's clients sent to dc-b");
+  const movedMs = Date.now() - killedAt;
+  const viaName = new Client(await siteFor('dc-a'));
+  let tries = 0;
+  await waitUntil(
+    async () => {
+      tries++;
+      await viaName.logIn(user);
+      return (await like(viaName, photo)).status === 204;
+    },
+    30_000 - (Date.now() - killedAt),
+    'a log-in and a like through dc-b',
+  );
+  const servedMs = Date.now() - killedAt;
+  const roles = latest().dataCenterRoles;
+  const event = latest().dataCenterEvents?.at(-1);
+  console.log(
+    `dc-a lost: its clients resolved to dc-b after ${movedMs} ms, a log-in and a like succeeded there after ${servedMs} ms (${tries} tries); the witness: ${event?.reason}, dc-b primary ${event?.promotedMs} ms after its decision`,
+  );
+  // The clients' writes: the RPO is what dc-a acknowledged that dc-b never received (asynchronous across
+  // the data centers: at most the last link's worth of commits).
+  const writes = await load;
+  const b2 = await superuser(proxyOf('dc-b').primary, appDatabase);
+  const present = new Set(
+    (
+      await b2.query<{ username: string }>('SELECT username FROM users WHERE username = ANY($1)', [
+        writes.acked.map((w) => w.name),
+      ])
+    ).rows.map((r) => r.username),
+  );
+  await b2.end();
+  const lost = writes.acked.filter((w) => !present.has(w.name));
+  const firstOk = writes.acked.find((w) => w.at > killedAt);
+  console.log(
+    `dc-a's clients (${mode} across the data centers), 5 sign-ups/s through the DNS: ${writes.acked.length}/${writes.sent} acknowledged, ${writes.failed.length} failed (${[...new Set(writes.failed.map((f) => f.what.slice(0, 40)))].join('; ')}); first acknowledged after the loss ${firstOk ? firstOk.at - killedAt : '–'} ms after it; acknowledged and lost (RPO): ${lost.length}${lost.length ? `, the earliest ${killedAt - Math.min(...lost.map((l) => l.at))} ms before the loss` : ''}`,
+  );
+  return { writes, lost, firstOk, servedMs, roles, event };
+}
+
 beforeAll(async () => {
   topo = await startTopology('multi-dc');
 }, 400_000);
@@ -203,6 +282,73 @@ describe('multi-dc (step 1.7)', () => {
     }
   });
 
+  it('synchronous across the data centers (scaleout dc sync): a commit waits for dc-b, its cost measured; off again', async () => {
+    const commits = async (n: number) => {
+      const c = await superuser(proxyOf('dc-a').primary);
+      try {
+        await c.query('CREATE TABLE IF NOT EXISTS commits (id serial PRIMARY KEY, at timestamptz DEFAULT now())');
+        const ms: number[] = [];
+        for (let i = 0; i < n; i++) {
+          const at = performance.now();
+          await c.query('INSERT INTO commits DEFAULT VALUES');
+          ms.push(performance.now() - at);
+        }
+        return ms.sort((x, y) => x - y);
+      } finally {
+        await c.end();
+      }
+    };
+    const asynchronous = await commits(30);
+    const on = await cli('dc', 'sync', 'on', '--name', t().name);
+    expect(on.code).toBe(0);
+    await waitUntil(
+      async () => {
+        const c = await superuser(proxyOf('dc-a').primary);
+        try {
+          return (
+            (
+              await c.query<{ s: string }>("SELECT current_setting('synchronous_standby_names') AS s")
+            ).rows[0]?.s.startsWith('ANY 1') === true
+          );
+        } finally {
+          await c.end();
+        }
+      },
+      15_000,
+      "dc-a's primary waiting for dc-b",
+    ).catch(async (err: Error) => {
+      const log = readFileSync(path.join(latest().runDir, 'logs', 'witness.log'), 'utf8')
+        .split('\n')
+        .slice(-8);
+      const view = await cli('dc', 'status', '--name', t().name);
+      throw new Error(`${err.message}\n${view.stdout}\n${log.join('\n')}`);
+    });
+    const synchronous = await commits(30);
+    const p50 = (xs: number[]) => xs[Math.floor(xs.length / 2)] as number;
+    console.log(
+      `a commit on dc-a's primary: asynchronous p50 ${p50(asynchronous).toFixed(1)} ms (max ${asynchronous.at(-1)?.toFixed(1)}), synchronous across the data centers p50 ${p50(synchronous).toFixed(1)} ms (max ${synchronous.at(-1)?.toFixed(1)}): +${(p50(synchronous) - p50(asynchronous)).toFixed(1)} ms (the link: 20 ms each way)`,
+    );
+    // The commit's record crosses the link and its flush comes back: at least one round trip.
+    expect(p50(synchronous) - p50(asynchronous)).toBeGreaterThanOrEqual(35);
+
+    const off = await cli('dc', 'sync', 'off', '--name', t().name);
+    expect(off.code).toBe(0);
+    await waitUntil(
+      async () => {
+        const c = await superuser(proxyOf('dc-a').primary);
+        try {
+          return (
+            (await c.query<{ s: string }>("SELECT current_setting('synchronous_standby_names') AS s")).rows[0]?.s === ''
+          );
+        } finally {
+          await c.end();
+        }
+      },
+      15_000,
+      "dc-a's primary asynchronous again",
+    );
+  }, 60_000);
+
   it('one deploy for both data centers: each rolled in turn; a build that cannot start leaves both on the old version', async () => {
     const webs = async () => (await status(latest())).filter((r) => r.kind === 'web');
     const before = await webs();
@@ -232,9 +378,6 @@ describe('multi-dc (step 1.7)', () => {
     for (const old of before) if (old.pid) expect(isAlive(old.pid)).toBe(false);
   }, 240_000);
 
-  let user: string;
-  let photo: string;
-  let killedAt = 0;
   it("every process of dc-a killed: within 30 s dc-a's clients resolve to dc-b, and a log-in and a write succeed there", async () => {
     const viaA = new Client(await siteFor('dc-a'));
     user = await viaA.signUp(uniqueName('dr'));
@@ -256,72 +399,7 @@ describe('multi-dc (step 1.7)', () => {
     );
     await b.end();
 
-    // dc-a's clients sign up all along: 3 s before the loss, and 17 s after it.
-    const load = signUpsThroughDns('dc-a', { ratePerSecond: 5, ms: 20_000 });
-    await new Promise((r) => setTimeout(r, 3000));
-    // The loss, by the dashboard's button: every process of dc-a with SIGKILL, and the PostgreSQL servers its
-    // Patroni nodes started.
-    const state = latest();
-    const victims = state.processes.filter((p) => dataCenterOf(t(), p.name) === 'dc-a');
-    const postmasters = victims
-      .filter((p) => p.kind === 'patroni')
-      .map((p) => postmasterPid(state.runDir, p.name))
-      .filter((p): p is number => p !== null);
-    expect(postmasters.length).toBe(2);
-    const dash = processesOf(t(), 'dashboard')[0]?.listen as Address;
-    killedAt = Date.now();
-    const killed = await fetch(`http://${dash.host}:${dash.port}/api/data-centers/dc-a/kill`, {
-      method: 'POST',
-      headers: { ...bearer(state.secrets.control), 'x-dashboard': '1' },
-    });
-    expect(killed.status).toBe(200);
-    expect(((await killed.json()) as { killed: string[] }).killed.sort()).toEqual(victims.map((p) => p.name).sort());
-    await waitUntil(
-      () => [...victims.map((p) => p.pid), ...postmasters].every((pid) => !isAlive(pid)),
-      5000,
-      'dc-a gone',
-    );
-
-    await waitUntil(
-      async () => (await resolve('dc-a')) === balancer('dc-b').host,
-      30_000,
-      "dc-a's clients sent to dc-b",
-    );
-    const movedMs = Date.now() - killedAt;
-    const viaName = new Client(await siteFor('dc-a'));
-    let tries = 0;
-    await waitUntil(
-      async () => {
-        tries++;
-        await viaName.logIn(user);
-        return (await like(viaName, photo)).status === 204;
-      },
-      30_000 - (Date.now() - killedAt),
-      'a log-in and a like through dc-b',
-    );
-    const servedMs = Date.now() - killedAt;
-    const roles = latest().dataCenterRoles;
-    const event = latest().dataCenterEvents?.at(-1);
-    console.log(
-      `dc-a lost: its clients resolved to dc-b after ${movedMs} ms, a log-in and a like succeeded there after ${servedMs} ms (${tries} tries); the witness: ${event?.reason}, dc-b primary ${event?.promotedMs} ms after its decision`,
-    );
-    // The clients' writes: the RPO is what dc-a acknowledged that dc-b never received (asynchronous across
-    // the data centers: at most the last link's worth of commits).
-    const writes = await load;
-    const b2 = await superuser(proxyOf('dc-b').primary, appDatabase);
-    const present = new Set(
-      (
-        await b2.query<{ username: string }>('SELECT username FROM users WHERE username = ANY($1)', [
-          writes.acked.map((w) => w.name),
-        ])
-      ).rows.map((r) => r.username),
-    );
-    await b2.end();
-    const lost = writes.acked.filter((w) => !present.has(w.name));
-    const firstOk = writes.acked.find((w) => w.at > killedAt);
-    console.log(
-      `dc-a's clients, 5 sign-ups/s through the DNS: ${writes.acked.length}/${writes.sent} acknowledged, ${writes.failed.length} failed (${[...new Set(writes.failed.map((f) => f.what.slice(0, 40)))].join('; ')}); first acknowledged after the loss ${firstOk ? firstOk.at - killedAt : '–'} ms after it; acknowledged and lost (RPO): ${lost.length}${lost.length ? `, the earliest ${killedAt - Math.min(...lost.map((l) => l.at))} ms before the loss` : ''}`,
-    );
+    const { lost, firstOk, servedMs, roles, event } = await loseDataCenterA('asynchronous');
     expect(firstOk).toBeDefined();
     // Only what was acknowledged in the last second before the loss may be missing (async, 20 ms away).
     for (const l of lost) expect(killedAt - l.at).toBeLessThan(1000);

@@ -101,13 +101,22 @@ export async function setClusterRole(
   state: ClusterState,
   dataCenter: string,
   standbyOf: string | undefined,
-  o: { readOnly?: boolean } = {},
+  o: { readOnly?: boolean; synchronousWith?: string[] } = {},
 ): Promise<boolean> {
   const t = state.topology;
   const source = standbyOf ? replicationLink(t, dataCenter).listen : undefined;
   const wanted = patroniDcsConfig(t, source);
   // A switchover's first step: the primary takes no new writes (every session's default, at Patroni's reload).
   if (o.readOnly) Object.assign(wanted.postgresql.parameters, { default_transaction_read_only: 'on' });
+  // Synchronous across the data centers: a commit waits for the other data center's standby leader (one of
+  // its nodes: whichever leads it) to have it on disk. Patroni leaves synchronous_standby_names alone while its
+  // own synchronous mode is off, which a cluster synchronous across data centers needs.
+  if (o.synchronousWith?.length) {
+    Object.assign(wanted, { synchronous_mode: false });
+    Object.assign(wanted.postgresql.parameters, {
+      synchronous_standby_names: synchronousStandbyNames(o.synchronousWith),
+    });
+  }
   const etcd = etcdClientOf(state, dataCenter);
   const key = dcsConfigKey(t);
   for (let attempt = 0; attempt < 5; attempt++) {
@@ -120,6 +129,18 @@ export async function setClusterRole(
     if (await etcd.putIf(key, JSON.stringify(next), kv?.modRevision ?? '0')) return true;
   }
   throw new Error(`${dataCenter}'s cluster configuration kept changing under the rewrite`);
+}
+
+/** `ANY 1 ("a", "b")`: any one of these nodes (their application_name is their Patroni name). */
+export const synchronousStandbyNames = (nodes: string[]) =>
+  `ANY 1 (${nodes.map((n) => `"${n.replaceAll('"', '')}"`).join(', ')})`;
+
+/** Whether `dataCenter`'s cluster configuration makes its primary's commits wait for another data center. */
+export async function synchronousAcrossOf(state: ClusterState, dataCenter: string): Promise<boolean> {
+  const kv = await etcdClientOf(state, dataCenter).get(dcsConfigKey(state.topology));
+  if (!kv) return false;
+  const config = JSON.parse(kv.value) as { postgresql?: { parameters?: Record<string, unknown> } };
+  return Boolean(config.postgresql?.parameters?.synchronous_standby_names);
 }
 
 /** The role `dataCenter`'s cluster has now in its etcd: 'standby' (of another data center), 'primary', or null. */

@@ -6,6 +6,7 @@ import { guardControlApi } from '../run/guard.ts';
 import { readControlToken } from '../run/private.ts';
 import { type DataCenterEvent, loadState, updateState } from '../run/state.ts';
 import type { Address } from '../topology/address.ts';
+import { processesOf } from '../topology/select.ts';
 import {
   clusterRoleOf,
   dataCenterRoles,
@@ -14,6 +15,7 @@ import {
   recordEvent,
   setClusterRole,
   standbyStreams,
+  synchronousAcrossOf,
 } from './roles.ts';
 import { switchoverDataCenter } from './switchover.ts';
 
@@ -98,6 +100,8 @@ export interface WitnessView {
   automatic: boolean;
   failoverAfterMs: number;
   busy: string | null;
+  /** Asked for (`scaleout dc sync on`), and in force now (the primary's configuration names the standby's nodes). */
+  synchronousAcross: { asked: boolean; on: boolean };
   events: DataCenterEvent[];
 }
 
@@ -135,9 +139,11 @@ export async function startWitness(o: WitnessOptions): Promise<{ view(): Witness
     automatic,
     failoverAfterMs: after,
     busy: null,
+    synchronousAcross: { asked: false, on: false },
     events: [],
   };
   let unseenSince: number | null = null;
+  let notStreamingSince: number | null = null;
   let busy: string | null = null;
   /** One role change at a time: the loop's failover, or one asked for. */
   const exclusive = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
@@ -167,6 +173,27 @@ export async function startWitness(o: WitnessOptions): Promise<{ view(): Witness
     seenGauge.set({ dataCenter: roles.primary, by: 'standby' }, byStandby ? 1 : 0);
     if (byWitness || byStandby || busy) unseenSince = null;
     else unseenSince ??= Date.now();
+    // Synchronous across the data centers, when asked: on while the standby streams; off (commits would wait
+    // for a data center that is not there) once it has not streamed for the failover delay.
+    if (byStandby) notStreamingSince = null;
+    else notStreamingSince ??= Date.now();
+    const asked = state.synchronousAcross === true;
+    const syncOn = byWitness ? await synchronousAcrossOf(state, roles.primary).catch(() => null) : null;
+    if (standby && syncOn !== null && !busy) {
+      const stale = notStreamingSince !== null && Date.now() - notStreamingSince >= after;
+      const want = asked && (byStandby || (syncOn && !stale));
+      if (want !== syncOn) {
+        const nodes = processesOf(t, 'patroni', { dataCenter: standby }).map((n) => n.name);
+        await setClusterRole(state, roles.primary, undefined, want ? { synchronousWith: nodes } : {});
+        log(
+          want
+            ? `${roles.primary}'s commits now wait for ${standby} (synchronous across the data centers)`
+            : asked
+              ? `${standby} has not streamed for ${after} ms: ${roles.primary}'s commits no longer wait for it`
+              : `${roles.primary}'s commits no longer wait for ${standby} (asynchronous)`,
+        );
+      }
+    }
     view = {
       primary: roles.primary,
       fenced: roles.fenced,
@@ -175,6 +202,7 @@ export async function startWitness(o: WitnessOptions): Promise<{ view(): Witness
       automatic,
       failoverAfterMs: after,
       busy,
+      synchronousAcross: { asked, on: syncOn === true },
       events: state.dataCenterEvents ?? [],
     };
     // The fence's upkeep: a fenced data center back with a configuration that does not say standby.
@@ -233,6 +261,15 @@ export async function startWitness(o: WitnessOptions): Promise<{ view(): Witness
         return reply.code(409).send({ error: (err as Error).message });
       }
     };
+  app.post('/synchronous', async (req, reply) => {
+    const on = (req.body as { on?: unknown } | undefined)?.on;
+    if (typeof on !== 'boolean') return reply.code(400).send({ error: 'expected {"on": true|false}' });
+    updateState(o.runDir, (s) => {
+      s.synchronousAcross = on;
+    });
+    // In force at the next check: the primary's configuration rewritten, Patroni's reload.
+    return { synchronousAcross: on };
+  });
   app.post(
     '/failover',
     roleChange('failover', (target) => failOverDataCenter(o.runDir, target, 'by hand (scaleout dc failover)', log)),

@@ -76,6 +76,11 @@ export interface ClusterState {
   dataCenterRoles?: DataCenterRoles;
   /** The data-center failovers and switchovers of the run, the last 20. */
   dataCenterEvents?: DataCenterEvent[];
+  /**
+   * Asked for by `scaleout dc sync on`: the primary's commits wait for the other data center (while it
+   * streams; the witness turns it off after the standby has not streamed for its failover delay, and on again).
+   */
+  synchronousAcross?: boolean;
   /** Where `up` is: starting, up, or failed (with `error`). */
   phase?: 'starting' | 'up' | 'failed';
   error?: string;
