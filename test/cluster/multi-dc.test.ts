@@ -2,8 +2,9 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { superuserClient } from '../../src/cluster/components/db-proxy/query.ts';
 import { queryDns } from '../../src/cluster/components/dns/query.ts';
 import { isStandbyLeader, patroniCluster } from '../../src/cluster/components/patroni/cluster.ts';
 import { appDatabase } from '../../src/cluster/components/postgres/server.ts';
@@ -38,21 +39,19 @@ const resolve = async (dc: string) =>
   (await queryDns(dnsServer(), site, { subnet: multiDcClients[dc]?.[0] })).answers.find((a) => a.type === 'A')?.data;
 /** The site as a client of `dc`'s network reaches it: by its name, through the DNS. */
 const siteFor = async (dc: string) => `http://${await resolve(dc)}:${balancer(dc).port}`;
-const superuser = async (at: Address, database = 'postgres') => {
-  const c = new pg.Client({
-    host: at.host,
-    port: at.port,
-    user: 'postgres',
-    password: topo.state.secrets.superuser,
-    database,
-    connectionTimeoutMillis: 3000,
-  });
-  c.on('error', () => {});
-  await c.connect();
-  return c;
-};
+const superuser = (at: Address, database = 'postgres') =>
+  superuserClient(topo.state, at, { database, timeoutMs: 3000 });
 const proxyOf = (dc: string) =>
   processesOf(t(), 'dbProxy', { dataCenter: dc })[0] as { primary: Address; replicas: Address };
+/** dc-a's primary's synchronous_standby_names, as it runs with it now. */
+async function syncNamesOfA(): Promise<string> {
+  const c = await superuser(proxyOf('dc-a').primary);
+  try {
+    return (await c.query<{ s: string }>("SELECT current_setting('synchronous_standby_names') AS s")).rows[0]?.s ?? '';
+  } finally {
+    await c.end();
+  }
+}
 const like = (c: Client, photo: string) => c.request('PUT', `/api/v1/photos/${photo}/like`);
 
 /**
@@ -302,18 +301,7 @@ describe('multi-dc (step 1.7)', () => {
     const on = await cli('dc', 'sync', 'on', '--name', t().name);
     expect(on.code).toBe(0);
     await waitUntil(
-      async () => {
-        const c = await superuser(proxyOf('dc-a').primary);
-        try {
-          return (
-            (
-              await c.query<{ s: string }>("SELECT current_setting('synchronous_standby_names') AS s")
-            ).rows[0]?.s.startsWith('ANY 1') === true
-          );
-        } finally {
-          await c.end();
-        }
-      },
+      async () => (await syncNamesOfA()).startsWith('ANY 1'),
       15_000,
       "dc-a's primary waiting for dc-b",
     ).catch(async (err: Error) => {
@@ -333,20 +321,7 @@ describe('multi-dc (step 1.7)', () => {
 
     const off = await cli('dc', 'sync', 'off', '--name', t().name);
     expect(off.code).toBe(0);
-    await waitUntil(
-      async () => {
-        const c = await superuser(proxyOf('dc-a').primary);
-        try {
-          return (
-            (await c.query<{ s: string }>("SELECT current_setting('synchronous_standby_names') AS s")).rows[0]?.s === ''
-          );
-        } finally {
-          await c.end();
-        }
-      },
-      15_000,
-      "dc-a's primary asynchronous again",
-    );
+    await waitUntil(async () => (await syncNamesOfA()) === '', 15_000, "dc-a's primary asynchronous again");
   }, 60_000);
 
   it('one deploy for both data centers: each rolled in turn; a build that cannot start leaves both on the old version', async () => {

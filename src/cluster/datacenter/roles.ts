@@ -1,5 +1,6 @@
-import pg from 'pg';
+import type pg from 'pg';
 import { EtcdClient } from '../../platform/db/etcd-map.ts';
+import { superuserClient } from '../components/db-proxy/query.ts';
 import { isStandbyLeader, patroniCluster, patroniDcsConfig, patroniScope } from '../components/patroni/cluster.ts';
 import { type ClusterState, type DataCenterEvent, updateState } from '../run/state.ts';
 import type { SpecOf, Topology } from '../topology/schema.ts';
@@ -156,24 +157,15 @@ export async function standbyStreams(state: ClusterState, dataCenter: string): P
   const members = await patroniCluster(nodes);
   const leader = members?.find(isStandbyLeader);
   if (!leader) return false;
-  const c = new pg.Client({
-    host: leader.host,
-    port: leader.port,
-    user: 'postgres',
-    password: state.secrets.superuser,
-    database: 'postgres',
-    connectionTimeoutMillis: 1000,
-    statement_timeout: 1000,
-  });
-  c.on('error', () => {});
+  let c: pg.Client | undefined;
   try {
-    await c.connect();
+    c = await superuserClient(state, leader, { timeoutMs: 1000, statementTimeoutMs: 1000 });
     const r = await c.query<{ status: string }>("SELECT status FROM pg_stat_wal_receiver WHERE status = 'streaming'");
     return r.rows.length > 0;
   } catch {
     return false;
   } finally {
-    await c.end().catch(() => {});
+    await c?.end().catch(() => {});
   }
 }
 

@@ -1,31 +1,17 @@
-import pg from 'pg';
 import { parseLsn } from '../../platform/db/consistency.ts';
+import { superuserClient } from '../components/db-proxy/query.ts';
 import { isStandbyLeader, patroniCluster } from '../components/patroni/cluster.ts';
 import { sleep, waitUntil } from '../process.ts';
 import { type ClusterState, type DataCenterEvent, loadState, updateState } from '../run/state.ts';
 import { processesOf } from '../topology/select.ts';
 import { databaseProxyOf, dataCenterRoles, hasPrimary, recordEvent, setClusterRole, standbyStreams } from './roles.ts';
 
-const superuser = async (state: ClusterState, at: { host: string; port: number }) => {
-  const c = new pg.Client({
-    host: at.host,
-    port: at.port,
-    user: 'postgres',
-    password: state.secrets.superuser,
-    database: 'postgres',
-    connectionTimeoutMillis: 2000,
-  });
-  c.on('error', () => {});
-  await c.connect();
-  return c;
-};
-
 /** `dataCenter`'s standby leader's last replayed WAL position. */
 async function replayedLsn(state: ClusterState, dataCenter: string): Promise<bigint | null> {
   const members = await patroniCluster(processesOf(state.topology, 'patroni', { dataCenter }));
   const leader = members?.find(isStandbyLeader);
   if (!leader) return null;
-  const c = await superuser(state, leader);
+  const c = await superuserClient(state, leader);
   try {
     const r = await c.query<{ lsn: string | null }>('SELECT pg_last_wal_replay_lsn()::text AS lsn');
     return r.rows[0]?.lsn ? parseLsn(r.rows[0].lsn) : null;
@@ -67,7 +53,7 @@ export async function switchoverDataCenter(
   const primary = databaseProxyOf(state.topology, from).localPrimary as { host: string; port: number };
   let token: string;
   try {
-    const c = await superuser(state, primary);
+    const c = await superuserClient(state, primary);
     try {
       // Patroni writes the setting and reloads at its next loop; this session sees it between two queries.
       await waitUntil(

@@ -27,6 +27,29 @@ export async function primaryClient(
   return client;
 }
 
+/**
+ * A superuser connection to one PostgreSQL address of the topology (a node, or
+ * a proxy's port): for the control plane's checks (the witness, a switchover).
+ */
+export async function superuserClient(
+  state: Pick<ClusterState, 'secrets'>,
+  at: { host: string; port: number },
+  o: { database?: string; timeoutMs?: number; statementTimeoutMs?: number } = {},
+): Promise<pg.Client> {
+  const client = new pg.Client({
+    host: at.host,
+    port: at.port,
+    user: 'postgres',
+    password: state.secrets.superuser,
+    database: o.database ?? 'postgres',
+    connectionTimeoutMillis: o.timeoutMs ?? 2000,
+    ...(o.statementTimeoutMs ? { statement_timeout: o.statementTimeoutMs } : {}),
+  });
+  client.on('error', () => {});
+  await client.connect();
+  return client;
+}
+
 /** `fn` on a connection to a cluster's primary (through its proxy), closed after. */
 export async function withPrimary<T>(
   state: ClusterState,
