@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { ClusterState } from '../cluster/run/index.ts';
 import { callSupervisor } from '../cluster/supervisor/client.ts';
 import { cpuSecondsByProcess, hostCpuSeconds } from './cpu.ts';
@@ -40,6 +41,11 @@ export interface SoakMinute {
   cpuPct?: Record<string, number>;
   /** The machine's CPU over the minute, in % of all its cores: busy, and waiting for I/O. */
   host?: { busyPct: number; iowaitPct: number; stealPct?: number };
+  /**
+   * The load generator itself over the minute: its CPU (% of one core) and its event loop's p99 delay.
+   * Latency counts from each request's due time, so a generator that lags adds its lag to what it measures.
+   */
+  loadGenerator?: { cpuPct: number; loopDelayP99Ms: number };
 }
 
 export interface SoakResult {
@@ -128,6 +134,29 @@ function cpuBetween(a: CpuMark, b: CpuMark): Pick<SoakMinute, 'cpuPct' | 'host'>
   };
 }
 
+/** This process's CPU and event-loop delay since the last call of `minute()`. */
+function watchLoadGenerator() {
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  let cpu = process.cpuUsage();
+  let at = Date.now();
+  return {
+    minute(): NonNullable<SoakMinute['loadGenerator']> {
+      const used = process.cpuUsage(cpu);
+      const seconds = Math.max(0.001, (Date.now() - at) / 1000);
+      const out = {
+        cpuPct: Math.round(((used.user + used.system) / 1e6 / seconds) * 1000) / 10,
+        loopDelayP99Ms: Math.round(delay.percentile(99) / 1e5) / 10,
+      };
+      delay.reset();
+      cpu = process.cpuUsage();
+      at = Date.now();
+      return out;
+    },
+    stop: () => delay.disable(),
+  };
+}
+
 /** The `n` processes that used the most CPU in a minute: "web-1 71 %, pg-1 40 %". */
 const busiest = (m: SoakMinute, n = 3): string =>
   Object.entries(m.cpuPct ?? {})
@@ -188,17 +217,27 @@ export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
       cpuMark = now;
       return used;
     };
+    const generator = watchLoadGenerator();
     let sampling: Promise<void> = Promise.resolve();
     const sampler = setInterval(() => {
       const minute = Math.round((Date.now() - started) / 60_000);
+      const loadGenerator = generator.minute();
       sampling = Promise.all([processRss(state), sampleCpu()]).then(([rss, cpu]) => {
         const m = perMinute[minute - 1];
         if (!m) return;
         const s = m.h.summary();
-        const sample: SoakMinute = { minute, requests: m.h.count, errors: m.errors, p99: s.p99, rssMb: rss, ...cpu };
+        const sample: SoakMinute = {
+          minute,
+          requests: m.h.count,
+          errors: m.errors,
+          p99: s.p99,
+          rssMb: rss,
+          ...cpu,
+          loadGenerator,
+        };
         minutes.push(sample);
         o.log(
-          `minute ${minute}: ${m.h.count} requests, ${m.errors} errors, p99 ${s.p99} ms; CPU ${cpu.host?.busyPct} % (iowait ${cpu.host?.iowaitPct} %, stolen by the hypervisor ${cpu.host?.stealPct} %): ${busiest(sample)}`,
+          `minute ${minute}: ${m.h.count} requests, ${m.errors} errors, p99 ${s.p99} ms; CPU ${cpu.host?.busyPct} % (iowait ${cpu.host?.iowaitPct} %, stolen by the hypervisor ${cpu.host?.stealPct} %): ${busiest(sample)}; load generator ${loadGenerator.cpuPct} %, its loop's p99 delay ${loadGenerator.loopDelayP99Ms} ms`,
         );
       });
     }, 60_000);
@@ -220,6 +259,7 @@ export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
       });
     } finally {
       clearInterval(sampler);
+      generator.stop();
     }
     await sampling;
     // The last minute's sample, if the timer did not take it.
@@ -233,6 +273,7 @@ export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
           p99: m.h.summary().p99,
           rssMb: await processRss(state),
           ...(await sampleCpu()),
+          loadGenerator: generator.minute(),
         });
     }
     minutes.sort((a, b) => a.minute - b.minute);
@@ -321,11 +362,11 @@ export function soakSummary(s: SoakResult, o: Pick<SoakOptions, 'minutes' | 'bas
         `| ${r.process} | ${r.baselinePeakMb} | ${r.peakAfterMb} | ${r.atEndMb} | ${(r.growth * 100).toFixed(1)} %${r.keepsData ? ' (data)' : r.pass ? '' : ' ✗'} |`,
     ),
     '',
-    '| minute | requests | errors | p99 ms | machine CPU % | iowait % | steal % | busiest processes (% of one core) |',
-    '|---:|---:|---:|---:|---:|---:|---:|---|',
+    '| minute | requests | errors | p99 ms | machine CPU % | iowait % | steal % | busiest processes (% of one core) | load generator CPU % / loop p99 delay ms |',
+    '|---:|---:|---:|---:|---:|---:|---:|---|---:|',
     ...s.minutes.map(
       (m) =>
-        `| ${m.minute} | ${m.requests} | ${m.errors} | ${m.p99} | ${m.host?.busyPct ?? '–'} | ${m.host?.iowaitPct ?? '–'} | ${m.host?.stealPct ?? '–'} | ${busiest(m)} |`,
+        `| ${m.minute} | ${m.requests} | ${m.errors} | ${m.p99} | ${m.host?.busyPct ?? '–'} | ${m.host?.iowaitPct ?? '–'} | ${m.host?.stealPct ?? '–'} | ${busiest(m)} | ${m.loadGenerator ? `${m.loadGenerator.cpuPct} / ${m.loadGenerator.loopDelayP99Ms}` : '–'} |`,
     ),
   ].join('\n');
 }
