@@ -1,3 +1,4 @@
+import type { LookupFunction } from 'node:net';
 import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import * as hdr from 'hdr-histogram-js';
@@ -168,7 +169,9 @@ class Recorder {
   }
 }
 
-const newPool = (origin: string, connections: number) => new Pool(origin, { connections, pipelining: 1 });
+/** A pool to the origin; with `lookup`, its host is a name resolved so for each new connection. */
+const newPool = (origin: string, connections: number, lookup?: LookupFunction) =>
+  new Pool(origin, { connections, pipelining: 1, ...(lookup ? { connect: { lookup } } : {}) });
 
 interface Attempt {
   error: string | null;
@@ -308,8 +311,10 @@ export async function openLoop(opts: {
   onAnswer?: (dueSeconds: number, latencyMs: number, error: string | null) => void;
   /** Writes with an Idempotency-Key are retried so (none when absent). */
   retry?: RetryPolicy;
+  /** How the origin's host name is resolved for each new connection (a client's DNS; see `siteResolver`). */
+  lookup?: LookupFunction;
 }): Promise<LoadResult> {
-  const pool = newPool(opts.origin, opts.connections);
+  const pool = newPool(opts.origin, opts.connections, opts.lookup);
   const lag = monitorEventLoopDelay({ resolution: 10 });
   lag.enable();
   const start = micros();

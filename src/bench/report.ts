@@ -34,6 +34,8 @@ export interface BenchReport {
   highestSustainableRate?: number;
   /** More charts over the same seconds as the timeline (e.g. the web-server count under the autoscaler). */
   charts?: { title: string; series: Record<string, (number | null)[]> }[];
+  /** Moments drawn as a line on every chart (a fault: "dc-a killed"), seconds from the start. */
+  marks?: { t: number; label: string }[];
 }
 
 /** A report of one open-loop run: what was asked, on which machine, and what the load generator saw. */
@@ -130,6 +132,7 @@ body{font:15px system-ui,sans-serif;margin:2rem;color:#222}table{border-collapse
 </head><body>
 <h1>scaleout bench: ${esc(r.scenario)}</h1>
 <p>${esc(r.target)} · open loop at ${r.rate} req/s for ${r.durationSeconds} s · ${esc(r.machine)} · ${esc(r.date)}</p>
+${(r.marks ?? []).length ? `<p>Marked on every chart (dashed red): ${(r.marks ?? []).map((m) => `${esc(m.label)} at ${m.t} s`).join('; ')}</p>` : ''}
 <table><tr><th>throughput</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>errors</th></tr>
 <tr><td>${r.throughput}/s</td><td>${r.latencyMs.p50} ms</td><td>${r.latencyMs.p90} ms</td><td>${r.latencyMs.p99} ms</td><td>${r.latencyMs.p999} ms</td><td>${r.latencyMs.max} ms</td><td>${Object.values(r.errors).reduce((a, b) => a + b, 0)}</td></tr></table>
 <h2>Throughput</h2><div id="throughput"></div>
@@ -138,7 +141,20 @@ ${(r.charts ?? []).map((c, i) => `<h2>${esc(c.title)}</h2><div id="extra-${i}"><
 <script>${js}</script>
 <script>
 const d = ${data};
-const opts = (title, series) => ({ title, width: Math.min(1000, innerWidth - 60), height: 300, scales: { x: { time: false } }, series: [{ label: 's' }, ...series] });
+const marks = ${JSON.stringify(r.marks ?? []).replace(/</g, '\\u003c')};
+// Each mark: a dashed red line across the chart, labelled at its top.
+const drawMarks = (u) => {
+  const c = u.ctx;
+  c.save();
+  c.strokeStyle = '#d33'; c.fillStyle = '#d33'; c.setLineDash([6, 4]); c.lineWidth = 2; c.font = '12px system-ui';
+  for (const m of marks) {
+    const x = u.valToPos(m.t, 'x', true);
+    c.beginPath(); c.moveTo(x, u.bbox.top); c.lineTo(x, u.bbox.top + u.bbox.height); c.stroke();
+    c.fillText(m.label, x + 4, u.bbox.top + 14);
+  }
+  c.restore();
+};
+const opts = (title, series) => ({ title, width: Math.min(1000, innerWidth - 60), height: 300, scales: { x: { time: false } }, series: [{ label: 's' }, ...series], plugins: [{ hooks: { draw: [drawMarks] } }] });
 new uPlot(opts('requests per second', [{ label: 'ok', stroke: '#2a7' }, { label: 'errors', stroke: '#d33' }]), [d.t, d.ok, d.errors], document.getElementById('throughput'));
 new uPlot(opts('latency ms', [{ label: 'p50', stroke: '#27c' }, { label: 'p99', stroke: '#c72' }]), [d.t, d.p50, d.p99], document.getElementById('latency'));
 const extra = ${JSON.stringify(r.charts ?? []).replace(/</g, '\\u003c')};

@@ -5,25 +5,10 @@ import { processesOf } from '../cluster/topology/select.ts';
 import { pickState } from './cluster.ts';
 import { closeOnSignal } from './signals.ts';
 
-const witnessOf = (state: ClusterState) => {
-  const [w] = processesOf(state.topology, 'witness');
-  if (!w) throw new Error(`${state.topology.name} has no witness (preset multi-dc has one)`);
-  return w;
-};
-
+/** The witness' control API (loaded when a command runs: the CLI starts light). */
 async function callWitness<T>(state: ClusterState, method: 'GET' | 'POST', route: string, body?: unknown) {
-  const { callControlApi } = await import('../cluster/supervisor/client.ts');
-  const { witnessUrl } = await import('../cluster/components/witness/index.ts');
-  const res = await callControlApi<T & { error?: string }>(
-    state,
-    witnessUrl(witnessOf(state)),
-    'the witness',
-    method,
-    route,
-    body,
-  );
-  if (res.status >= 400) throw new Error(`the witness: ${res.body.error ?? res.status}`);
-  return res.body;
+  const { callWitness: call } = await import('../cluster/datacenter/witness-client.ts');
+  return call<T>(state, method, route, body);
 }
 
 /**
@@ -54,6 +39,34 @@ export function dataCenterCommands(program: Command, root: string): void {
         logger: createLogger('info', { service: 'witness', topology: state.topology.name }),
       });
       closeOnSignal(() => w.close());
+    });
+
+  program
+    .command('photo-sync', { hidden: true })
+    .description(
+      "A data center's photo sync in the topology in --run-dir: its photos to the other data center (started by up)",
+    )
+    .requiredOption('--run-dir <dir>')
+    .requiredOption('--name <name>', 'its name in the topology')
+    .action(async (o: { runDir: string; name: string }) => {
+      const { startPhotoSync } = await import('../cluster/datacenter/photo-sync.ts');
+      const { createLogger } = await import('../platform/observability/logger.ts');
+      const { blobDirOf } = await import('../cluster/run/context.ts');
+      const { readControlToken } = await import('../cluster/run/private.ts');
+      const { dataCenterOf } = await import('../cluster/topology/select.ts');
+      const runDir = path.resolve(o.runDir);
+      const state = loadState(runDir);
+      const spec = processesOf(state.topology, 'photoSync').find((p) => p.name === o.name);
+      if (!spec) throw new Error(`${state.topology.name} has no photo sync named ${o.name}`);
+      const sync = await startPhotoSync({
+        dir: blobDirOf(state, dataCenterOf(state.topology, spec.name) ?? null),
+        listen: spec.listen,
+        peer: spec.peer,
+        via: spec.via,
+        token: readControlToken(runDir),
+        logger: createLogger('info', { service: 'photo-sync', topology: state.topology.name }),
+      });
+      closeOnSignal(() => sync.close());
     });
 
   const dc = program

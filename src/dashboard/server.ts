@@ -2,15 +2,16 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { killDataCenter } from '../cluster/datacenter/kill.ts';
 import { isAlive, isSameProcess, killHard } from '../cluster/process.ts';
 import { guardControlApi } from '../cluster/run/guard.ts';
-import { type ClusterState, postmasterPid, restart, stateOf } from '../cluster/run/index.ts';
+import { type ClusterState, restart, stateOf } from '../cluster/run/index.ts';
 import { openSiteQueue } from '../cluster/run/jobs.ts';
 import { readControlToken } from '../cluster/run/private.ts';
 import { status } from '../cluster/run/status.ts';
 import { callSupervisor, supervisorOf } from '../cluster/supervisor/client.ts';
 import { allProcesses } from '../cluster/topology/index.ts';
-import { dataCenterOf, firstDataCenter } from '../cluster/topology/select.ts';
+import { firstDataCenter } from '../cluster/topology/select.ts';
 import type { JobQueue } from '../ports/queue.ts';
 import { dashboardPage } from './page.ts';
 import { charts } from './queries.ts';
@@ -159,14 +160,7 @@ export async function buildDashboard(opts: DashboardOptions): Promise<{ app: Fas
     const dc = (req.params as { dc: string }).dc;
     if (!state.topology.dataCenters.some((d) => d.name === dc))
       return reply.code(404).send({ error: 'no such data center' });
-    const victims = state.processes.filter((p) => dataCenterOf(state.topology, p.name) === dc && isSameProcess(p));
-    const postmasters = victims
-      .filter((p) => p.kind === 'patroni')
-      .map((p) => postmasterPid(state.runDir, p.name))
-      .filter((pid): pid is number => pid !== null);
-    for (const p of victims) killHard(p.pid);
-    for (const pid of postmasters) killHard(pid);
-    return { killed: victims.map((p) => p.name), postmasters };
+    return killDataCenter(state, dc);
   });
   app.post('/api/processes/:name/restart', async (req, reply) => {
     const state = load();

@@ -1,19 +1,25 @@
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Ledger, verifyLedger } from '../../src/bench/ledger.ts';
+import { defaultRetry, openLoop } from '../../src/bench/load.ts';
+import { siteResolver } from '../../src/bench/resolver.ts';
+import { buildScenario } from '../../src/bench/scenarios.ts';
+import { seed } from '../../src/bench/seed.ts';
 import { superuserClient } from '../../src/cluster/components/db-proxy/query.ts';
 import { queryDns } from '../../src/cluster/components/dns/query.ts';
 import { isStandbyLeader, patroniCluster } from '../../src/cluster/components/patroni/cluster.ts';
+import { photoSyncUrl } from '../../src/cluster/components/photo-sync/index.ts';
 import { appDatabase } from '../../src/cluster/components/postgres/server.ts';
 import { hasPrimary, standbyStreams } from '../../src/cluster/datacenter/roles.ts';
 import { isAlive, waitUntil } from '../../src/cluster/process.ts';
 import { bearer } from '../../src/cluster/run/guard.ts';
 import { type ClusterState, postmasterPid, stateOf } from '../../src/cluster/run/index.ts';
 import { status } from '../../src/cluster/run/status.ts';
-import { callSupervisor } from '../../src/cluster/supervisor/client.ts';
+import { callControlApi, callSupervisor } from '../../src/cluster/supervisor/client.ts';
 import { type Address, dataCenterOf, processesOf } from '../../src/cluster/topology/index.ts';
 import { multiDcClients, multiDcZone } from '../../src/cluster/topology/multi-dc.ts';
 import { Client, pngImage, uniqueName } from '../support/app.ts';
@@ -234,7 +240,12 @@ describe('multi-dc (step 1.7)', () => {
       // 202: accepted, its variants made in the background.
       expect([201, 202]).toContain(up.status);
       const id = up.body.photo.id as string;
-      expect((await c.waitForPhoto(id, 20_000)).body.photo.status).toBe('ready');
+      const ready = await c.waitForPhoto(id, 20_000);
+      expect(ready.body.photo.status).toBe('ready');
+      // Its images are linked to the data center the client was sent to, never to another one.
+      expect(ready.body.photo.variants.thumb).toMatch(
+        new RegExp(`^http://${balancer(dc).host}:${balancer(dc).port}/media/`),
+      );
       const feed = await c.request('GET', '/api/v1/feed');
       expect(feed.status).toBe(200);
       expect(JSON.stringify(feed.body)).toContain(id);
@@ -280,6 +291,50 @@ describe('multi-dc (step 1.7)', () => {
       await Promise.all([primary.end(), atLeader.end(), atCascade.end()]);
     }
   });
+
+  it("photos: each data center stores its own; one uploaded in either is read in the other after the photo sync's delay", async () => {
+    const files = ['original', 'thumb.webp', 'display.webp'];
+    for (const [from, to] of [
+      ['dc-a', 'dc-b'],
+      ['dc-b', 'dc-a'],
+    ] as const) {
+      const c = new Client(await siteFor(from));
+      await c.logIn(await c.signUp(uniqueName('ph')));
+      const id = (await c.upload(await pngImage(), `stored in ${from}`, 'p.png')).body.photo.id as string;
+      expect((await c.waitForPhoto(id, 20_000)).body.photo.status).toBe('ready');
+      const readyAt = Date.now();
+      // Stored where it was uploaded; dc-b's copy comes from its photo sync, not from a shared disk.
+      const stored = (dc: string) =>
+        files.filter((f) => existsSync(path.join(latest().runDir, 'blobs', dc, 'photos', id, f)));
+      expect(stored(from)).toEqual(files);
+      const other = await siteFor(to);
+      const served = async () =>
+        (
+          await Promise.all(
+            ['thumb', 'display'].map(async (v) => (await fetch(`${other}/media/photos/${id}/${v}.webp`)).status),
+          )
+        ).every((s) => s === 200);
+      await waitUntil(served, 15_000, `${id}'s variants served in ${to}`);
+      console.log(
+        `a photo uploaded in ${from}: its variants served in ${to} ${Date.now() - readyAt} ms after it was ready`,
+      );
+      await waitUntil(() => stored(to).length === files.length, 5000, `${id}'s original in ${to}'s store`);
+    }
+    const sync = processesOf(t(), 'photoSync', { dataCenter: 'dc-a' })[0];
+    expect(sync).toBeDefined();
+    const view = await callControlApi<{ pushed: number; received: number; delayMs: { p50: number; max: number } }>(
+      latest(),
+      photoSyncUrl(sync as { listen: Address }),
+      'the photo sync',
+      'GET',
+      '/status',
+    );
+    console.log(`dc-a's photo sync: ${JSON.stringify(view.body)}`);
+    expect(view.body.pushed).toBeGreaterThanOrEqual(3);
+    expect(view.body.received).toBeGreaterThanOrEqual(3);
+    // Each file crosses the 20 ms link: at least its request and its answer.
+    expect(view.body.delayMs.p50).toBeGreaterThanOrEqual(40);
+  }, 90_000);
 
   it('synchronous across the data centers (scaleout dc sync): a commit waits for dc-b, its cost measured; off again', async () => {
     const commits = async (n: number) => {
@@ -446,4 +501,69 @@ describe('multi-dc (step 1.7)', () => {
     expect(acked.length).toBeGreaterThan(0);
     await waitUntil(() => standbyStreams(latest(), 'dc-b'), 60_000, 'dc-b streaming from dc-a again');
   }, 120_000);
+  it('synchronous across the data centers, dc-a lost again: no acknowledged sign-up lost (RPO 0)', async () => {
+    expect((await cli('dc', 'sync', 'on', '--name', t().name)).code).toBe(0);
+    await waitUntil(async () => (await syncNamesOfA()).startsWith('ANY 1'), 15_000, "dc-a's primary waiting for dc-b");
+    // Beside the sign-ups, the bench's open-loop mixed load from dc-a's clients, through the DNS as the drill
+    // sends it (a stub resolver with dc-a's subnet): its acknowledged likes, follows and uploads in a ledger.
+    const manifest = await seed({ target: await siteFor('dc-a'), users: 8, photos: 8, follows: 4, seed: 3 });
+    const ledger = new Ledger();
+    const mixed = openLoop({
+      origin: `http://${site}:${balancer('dc-a').port}`,
+      lookup: siteResolver(dnsServer(), multiDcClients['dc-a']?.[0] as string).lookup,
+      rate: 6,
+      seconds: 20,
+      connections: 16,
+      next: await buildScenario('mixed', manifest, ledger, 5),
+      retry: defaultRetry,
+    });
+    const { lost, firstOk, servedMs, roles } = await loseDataCenterA('synchronous');
+    const load = await mixed;
+    const verified = await verifyLedger(ledger, manifest, await siteFor('dc-b'));
+    console.log(
+      `open-loop mixed through the DNS from dc-a's clients: ${load.completed}/${load.sent} served, ${load.retries} sent again, errors ${JSON.stringify(load.errors)}; ${ledger.entries.length} writes acknowledged, lost ${verified.lost.length}, duplicated ${verified.duplicated.length}`,
+    );
+    expect(firstOk).toBeDefined();
+    // A commit is acknowledged once dc-b has flushed it: nothing acknowledged can be missing.
+    expect(lost).toEqual([]);
+    expect(ledger.entries.length).toBeGreaterThan(0);
+    expect(verified.lost).toEqual([]);
+    expect(verified.duplicated).toEqual([]);
+    // Its clients were served again after the loss, by dc-b.
+    expect(load.timeline.slice(-5).reduce((n, p) => n + p.ok, 0)).toBeGreaterThan(0);
+    expect(servedMs).toBeLessThan(30_000);
+    expect(roles).toEqual({ primary: 'dc-b', fenced: ['dc-a'] });
+    // dc-a returns as a standby; the witness makes dc-b's commits wait for it while it streams.
+    await waitUntil(() => standbyStreams(latest(), 'dc-a'), 150_000, "dc-a's standby leader streaming from dc-b");
+    console.log(`dc-a rejoined as a standby of dc-b ${Date.now() - killedAt} ms after its second loss`);
+  }, 240_000);
+
+  it('scaleout dc failover by hand: dc-a promoted, dc-b fenced, and dc-b rejoins as a standby of dc-a', async () => {
+    expect((await cli('dc', 'sync', 'off', '--name', t().name)).code).toBe(0);
+    const at = Date.now();
+    const res = await cli('dc', 'failover', '--to', 'dc-a', '--name', t().name, '--json');
+    expect(res.code, res.stderr).toBe(0);
+    const event = JSON.parse(res.stdout) as {
+      kind: string;
+      from: string;
+      to: string;
+      reason: string;
+      fencedAtOnce: boolean;
+    };
+    expect(event).toMatchObject({ kind: 'failover', from: 'dc-b', to: 'dc-a', fencedAtOnce: true });
+    expect(event.reason).not.toMatch(/^automatic/);
+    expect(latest().dataCenterRoles).toEqual({ primary: 'dc-a', fenced: ['dc-b'] });
+    expect(await hasPrimary(t(), 'dc-a')).toBe(true);
+    // dc-b, alive all along, is demoted by its configuration, rewound and streams from dc-a.
+    await waitUntil(
+      async () => !(await hasPrimary(t(), 'dc-b', 500)) && (await standbyStreams(latest(), 'dc-b')),
+      120_000,
+      'dc-b a standby streaming from dc-a',
+    );
+    console.log(`scaleout dc failover dc-b → dc-a: dc-b a streaming standby ${Date.now() - at} ms after the command`);
+    // Writes through dc-b's clients go to dc-a's primary.
+    const c = new Client(await siteFor('dc-b'));
+    await c.logIn(user);
+    expect((await like(c, photo)).status).toBe(204);
+  }, 180_000);
 });

@@ -8,6 +8,7 @@ import { patroniConfig } from '../../src/cluster/components/patroni/cluster.ts';
 import { prometheusConfig, writeDynamicTargets } from '../../src/cluster/components/prometheus/index.ts';
 import { redisConfig, sentinelConfig } from '../../src/cluster/components/redis/server.ts';
 import { dataCenterRoles, replicationLink } from '../../src/cluster/datacenter/roles.ts';
+import { blobDirOf } from '../../src/cluster/run/context.ts';
 import {
   allProcesses,
   buildPreset,
@@ -302,6 +303,36 @@ describe('multi-dc', () => {
     expect(dataCenterRoles({ topology: t })).toEqual({ primary: 'dc-a', fenced: [] });
     const after = { primary: 'dc-b', fenced: ['dc-a'] };
     expect(dataCenterRoles({ topology: t, dataCenterRoles: after })).toEqual(after);
+  });
+
+  it("each data center's photo sync sends to the other's through its own photo link; each its own photo store", () => {
+    for (const [from, to] of [
+      ['dc-a', 'dc-b'],
+      ['dc-b', 'dc-a'],
+    ]) {
+      const mine = all.find((p) => p.name === `${from}-photo-sync`);
+      const theirs = all.find((p) => p.name === `${to}-photo-sync`);
+      const link = all.find((p) => p.name === `${from}-photo-link`);
+      if (mine?.kind !== 'photoSync' || theirs?.kind !== 'photoSync' || link?.kind !== 'delayProxy')
+        throw new Error('no photo sync');
+      expect(mine.peer).toEqual(theirs.listen);
+      expect(mine.via).toEqual(link.listen);
+      expect(link).toMatchObject({ target: theirs.listen, purpose: 'photos', delayMs: 20 });
+    }
+    const state = { runDir: '/run/x', topology: t };
+    expect(blobDirOf(state, 'dc-a')).toBe('/run/x/blobs/dc-a');
+    expect(blobDirOf(state, 'dc-b')).toBe('/run/x/blobs/dc-b');
+    expect(blobDirOf({ runDir: '/run/y', topology: buildPreset('cache', { name: 'one-dc', octet: 62 }) }, 'dc1')).toBe(
+      '/run/y/blobs',
+    );
+    // Each data center's links lead to itself.
+    const lb = (dc: string) => all.find((p) => p.kind === 'loadBalancer' && p.name === `${dc}-load-balancer`);
+    for (const dc of ['dc-a', 'dc-b']) {
+      const b = lb(dc);
+      if (b?.kind !== 'loadBalancer') throw new Error('no balancer');
+      expect(publicUrl(t, dc)).toBe(`http://${b.listen.host}:${b.listen.port}`);
+    }
+    expect(publicUrl(t)).toBe(publicUrl(t, 'dc-a'));
   });
 
   it("a proxy's write port falls back to the other data center's primary, whose own port is never sent on", () => {

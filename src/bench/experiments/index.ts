@@ -1,5 +1,6 @@
 import type { Experiment } from '../experiment.ts';
 import { ceiling } from './ceiling.ts';
+import { drill } from './drill.ts';
 import { edge } from './edge.ts';
 import { endpoints } from './endpoints.ts';
 import { eviction } from './eviction.ts';
@@ -34,6 +35,7 @@ export const experiments: readonly Experiment[] = [
   ceiling,
   reshard,
   grow,
+  drill,
 ] as unknown as readonly Experiment[];
 
 export const experimentNamed = (name: string): Experiment => {

@@ -9,6 +9,7 @@ import { etcd, etcdSpec } from './etcd/index.ts';
 import { hostExporter, hostExporterSpec } from './host-exporter/index.ts';
 import { loadBalancer, loadBalancerSpec } from './load-balancer/index.ts';
 import { patroni, patroniSpec } from './patroni/index.ts';
+import { photoSync, photoSyncSpec } from './photo-sync/index.ts';
 import { postgres, postgresSpec } from './postgres/index.ts';
 import { postgresExporter, postgresExporterSpec } from './postgres-exporter/index.ts';
 import { prometheus, prometheusSpec } from './prometheus/index.ts';
@@ -51,6 +52,7 @@ const specs = () =>
     dnsSpec,
     dnsHealthSpec,
     witnessSpec,
+    photoSyncSpec,
   ]);
 let union: ReturnType<typeof specs> | undefined;
 /**
@@ -88,6 +90,7 @@ const list = (): readonly AnyComponent[] => [
   dns,
   dnsHealth,
   witness,
+  photoSync,
 ];
 
 let registered: readonly AnyComponent[] | undefined;

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { type ConfigInput, renderEnv } from '../../config.ts';
 import type { RunContext } from '../components/component.ts';
 import { components } from '../components/registry.ts';
-import { allProcesses, processesIn } from '../topology/select.ts';
+import { allProcesses, processesIn, publicUrl } from '../topology/select.ts';
 import type { ClusterState } from './state.ts';
 
 export interface ContextOptions {
@@ -39,6 +39,15 @@ export function contextFor(state: ClusterState, dataCenter: string | null, o: Co
 }
 
 /**
+ * Where a data center's photos are stored: one store for the site, or with
+ * several data centers one each (a photo sync sends each the other's).
+ */
+export const blobDirOf = (state: Pick<ClusterState, 'runDir' | 'topology'>, dataCenter: string | null): string =>
+  state.topology.dataCenters.length > 1 && dataCenter
+    ? path.join(state.runDir, 'blobs', dataCenter)
+    : path.join(state.runDir, 'blobs');
+
+/**
  * Discovery: the configuration of a web or worker process of one data
  * center, from what the components of that data center and of the global
  * scope provide (a database URL, the Sentinels, the balancer's address), in
@@ -46,11 +55,13 @@ export function contextFor(state: ClusterState, dataCenter: string | null, o: Co
  */
 export function appConfig(state: ClusterState, dataCenter: string | null): Partial<ConfigInput> {
   const config: Partial<ConfigInput> = {
-    blobDir: path.join(state.runDir, 'blobs'),
+    blobDir: blobDirOf(state, dataCenter),
     // One signing secret for every web server of the site (their forms' CSRF tokens).
     secret: state.secrets.site,
-    // Links are built from the public URL, never from a request's Host.
-    publicUrl: state.publicUrl,
+    // Links are built from the public URL, never from a request's Host: with several data centers, each
+    // data center's own (its pages' images and links lead to it, not to a data center that may be gone).
+    publicUrl:
+      dataCenter && state.topology.dataCenters.length > 1 ? publicUrl(state.topology, dataCenter) : state.publicUrl,
   };
   const scopes = [state.topology.global.processes, dataCenter ? processesIn(state.topology, { dataCenter }) : []];
   for (const c of [...components()].sort((a, b) => a.stage - b.stage)) {

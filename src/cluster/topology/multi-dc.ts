@@ -60,7 +60,9 @@ function databaseProxy(
  * closest healthy data center by client subnet), its health aggregator, the
  * witness (the data-center failover), Prometheus, the dashboard and the
  * supervisor. Sessions and idempotency keys are in PostgreSQL here,
- * so they cross with its replication.
+ * so they cross with its replication. Photos are stored in each data
+ * center's own store; its photo sync sends the other every photo file
+ * through `dc-x-photo-link`, both ways.
  */
 export function buildMultiDc(o: PresetOptions = {}): Topology {
   const name = o.name ?? 'multi-dc';
@@ -90,6 +92,31 @@ export function buildMultiDc(o: PresetOptions = {}): Topology {
     writes: link(from, to, 'writes'),
   });
   const [linksA, linksB] = [links(a, b), links(b, a)];
+  // Photos: each data center its own store, and a photo sync that sends the other what it stored, through
+  // its photo link.
+  const photoSyncAt = (dc: Scope) => plan.at(dc, 'web', 110, 8095);
+  const photoLink = (from: Scope, to: Scope): SpecOf<'delayProxy'> => ({
+    kind: 'delayProxy',
+    name: plan.name(from, 'photo-link'),
+    listen: plan.at(from, 'web', 111, 8095),
+    target: photoSyncAt(to),
+    delayMs,
+    carries: `photos to ${(to as { dataCenter: string }).dataCenter}`,
+    purpose: 'photos',
+  });
+  const photos = (from: Scope, to: Scope): ProcessSpec[] => {
+    const link = photoLink(from, to);
+    return [
+      link,
+      {
+        kind: 'photoSync',
+        name: plan.name(from, 'photo-sync'),
+        listen: photoSyncAt(from),
+        peer: photoSyncAt(to),
+        via: link.listen,
+      },
+    ];
+  };
   const proxyA = databaseProxy(plan, a, { via: linksA.writes, check: crossPorts(plan, b).primaryCheck });
   const proxyB = databaseProxy(plan, b, { via: linksB.writes, check: crossPorts(plan, a).primaryCheck });
 
@@ -170,8 +197,11 @@ export function buildMultiDc(o: PresetOptions = {}): Topology {
     },
     global: { processes: global },
     dataCenters: [
-      { name: 'dc-a', processes: [linksA.replication, linksA.writes, ...stack(a, proxyA)] },
-      { name: 'dc-b', processes: [linksB.replication, linksB.writes, ...stack(b, proxyB, linksB.replication)] },
+      { name: 'dc-a', processes: [linksA.replication, linksA.writes, ...stack(a, proxyA), ...photos(a, b)] },
+      {
+        name: 'dc-b',
+        processes: [linksB.replication, linksB.writes, ...stack(b, proxyB, linksB.replication), ...photos(b, a)],
+      },
     ],
   });
 }

@@ -81,9 +81,12 @@ export const webMetrics = (spec: Pick<SpecOf<'web'>, 'listen' | 'metrics'>): Add
 /** The order in which a data center's tiers face users: the first that has a public process is the site's URL. */
 const facingUsers: Tier[] = ['dns', 'edge', 'balancer', 'web'];
 
-/** The URL users reach: the first data center's most user-facing public process (its edge, balancer or web server). */
-export function publicUrl(t: Topology): string {
-  const candidates = processesIn(t, { dataCenter: firstDataCenter(t) }).flatMap((p) => {
+/**
+ * The URL users reach a data center by (the first one's: the site's): its most user-facing public process
+ * (its edge, balancer or web server).
+ */
+export function publicUrl(t: Topology, dataCenter = firstDataCenter(t)): string {
+  const candidates = processesIn(t, { dataCenter }).flatMap((p) => {
     const c = componentOf(p);
     return c.publicUrl ? [{ rank: facingUsers.indexOf(c.tier), url: c.publicUrl(p as never) }] : [];
   });

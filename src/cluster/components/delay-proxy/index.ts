@@ -20,9 +20,10 @@ export const delayProxySpec = z.object({
   carries: z.string().optional(),
   /**
    * `replication`: the stream of this data center's cluster while it is a standby cluster (from the
-   * other data center's primary); `writes`: this data center's writes to the other's primary.
+   * other data center's primary); `writes`: this data center's writes to the other's primary; `photos`:
+   * the photo files this data center sends the other's photo sync.
    */
-  purpose: z.enum(['replication', 'writes']).optional(),
+  purpose: z.enum(['replication', 'writes', 'photos']).optional(),
 });
 type DelayProxySpec = z.infer<typeof delayProxySpec>;
 
