@@ -185,6 +185,22 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
         const victims = killDataCenter(latest(), killed);
         killedAt = Date.now();
         o.log(`${killed} killed: ${victims.killed.length} processes, ${victims.postmasters.length} postmasters`);
+        // The return, watched from the kill: the supervisor starts the killed data center again, the fence
+        // makes it a standby; a primary seen in it meanwhile would be a second one.
+        const rejoin = (async () => {
+          let primarySeen = false;
+          const ms = await waitUntil(
+            async () => {
+              if (await hasPrimary(t, killed, 500)) primarySeen = true;
+              return standbyStreams(latest(), killed);
+            },
+            240_000,
+            `${killed} streaming as a standby of ${survivor}`,
+          )
+            .then(() => Date.now() - killedAt)
+            .catch(() => null);
+          return { ms, primarySeen };
+        })();
         let moved: number | null = null;
         await waitUntil(
           async () => {
@@ -196,10 +212,10 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
           60_000,
           `${killed}'s clients resolved to ${survivor}`,
         ).catch(() => {});
-        return { victims, moved };
+        return { victims, moved, rejoin };
       })();
       const results = await Promise.all(loads);
-      const { victims, moved } = await drill;
+      const { victims, moved, rejoin } = await drill;
       const event = latest().dataCenterEvents?.at(-1);
       const decided = event && event.to === survivor ? Date.parse(event.at) - killedAt : null;
       const verified = await verifyLedger(ledger, manifest, direct(survivor));
@@ -211,18 +227,7 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
       const missingIn = (dc: string) =>
         uploads.filter((id) => !existsSync(path.join(blobDirOf(latest(), dc), 'photos', id, 'original'))).length;
       const photosMissing = missingIn(survivor);
-      // The return: the supervisor starts the killed data center again; the fence makes it a standby.
-      let primarySeen = false;
-      const rejoined = await waitUntil(
-        async () => {
-          if (await hasPrimary(t, killed, 500)) primarySeen = true;
-          return standbyStreams(latest(), killed);
-        },
-        180_000,
-        `${killed} streaming as a standby of ${survivor}`,
-      )
-        .then(() => Date.now() - killedAt)
-        .catch(() => null);
+      const { ms: rejoined, primarySeen } = await rejoin;
       // Back, the killed data center's photo sync sends what it stored and had not sent.
       await waitUntil(() => missingIn(survivor) === 0, 20_000, `every acknowledged photo in ${survivor}`).catch(
         () => {},
@@ -231,9 +236,15 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
       const photoSyncDelayMs: DrillPhase['photoSyncDelayMs'] = {};
       for (const dc of dataCenters) {
         const spec = processesOf(t, 'photoSync', { dataCenter: dc })[0];
+        const round = (d: PhotoSyncView['delayMs']) => ({
+          count: d.count,
+          p50: Math.round(d.p50),
+          p99: Math.round(d.p99),
+          max: Math.round(d.max),
+        });
         photoSyncDelayMs[dc] = spec
           ? await callControlApi<PhotoSyncView>(latest(), photoSyncUrl(spec), 'the photo sync', 'GET', '/status').then(
-              (r) => r.body.delayMs,
+              (r) => round(r.body.delayMs),
               () => null,
             )
           : null;
@@ -332,9 +343,9 @@ export function drillSummary(
   const lines = [
     `Each data center's clients: open-loop \`mixed\` at ${o.ratePerDataCenter} req/s for ${o.seconds} s through the DNS (their own client subnet, the answer kept for its TTL), writes sent again with their Idempotency-Key after a reset or a 503; the primary data center killed (SIGKILL, every process and its PostgreSQL servers) at ${o.killAfter} s.`,
     '',
-    '| | ' + phases.map((p) => `${p.mode}: ${p.killed} killed`).join(' | ') + ' |',
-    '|---|' + phases.map(() => '---:').join('|') + '|',
-    `| DNS gives ${'the killed one'}'s clients the survivor | ${phases.map((p) => ms(p.dnsMovedMs)).join(' | ')} |`,
+    `| | ${phases.map((p) => `${p.mode}: ${p.killed} killed`).join(' | ')} |`,
+    `|---|${phases.map(() => '---:').join('|')}|`,
+    `| DNS gives the killed one's clients the survivor | ${phases.map((p) => ms(p.dnsMovedMs)).join(' | ')} |`,
     `| the witness decides | ${phases.map((p) => ms(p.witnessDecidedMs)).join(' | ')} |`,
     `| the survivor has a primary | ${phases.map((p) => ms(p.promotedMs)).join(' | ')} |`,
   ];

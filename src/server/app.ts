@@ -22,7 +22,7 @@ import { mediaRoutes } from '../app/routes/media.ts';
 import { errorPage } from '../app/views/pages.ts';
 import { currentRequestContext, type RequestContext } from '../platform/observability/context.ts';
 import type { Metrics } from '../platform/observability/metrics.ts';
-import type { ReadConsistency } from '../ports/db.ts';
+import { type ReadConsistency, StoreUnavailableError } from '../ports/db.ts';
 import type { IdempotencyStore } from '../ports/idempotency.ts';
 import type { SessionStore } from '../ports/sessions.ts';
 import { type AdmissionOptions, defaultAdmission, installAdmission } from './admission.ts';
@@ -39,6 +39,8 @@ import { responseSerializerCompiler } from './serialize.ts';
 const noConsistency: ReadConsistency = { scope: (fn) => fn(), begin: () => {}, token: async () => undefined };
 const publicDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'public');
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/;
+/** How long a request waits for its user's daily-active row before it goes on without it (ms). */
+const activityWaitMs = 250;
 
 export interface ServerOptions {
   services: Services;
@@ -155,7 +157,22 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     if (ctx) contexts.set(request, ctx);
   });
   app.addHook('preHandler', async (request) => {
-    if (request.viewer) await services.activity.markActive(request.viewer.userId);
+    if (!request.viewer) return;
+    // A count of the day's users is no reason to refuse or hold a read: its row is waited for at most
+    // `activityWaitMs` (a primary that takes longer is waiting out a failover, or is another data center's,
+    // lost), then written on in the background; one that cannot be written is written at the user's next request.
+    const marked = services.activity.markActive(request.viewer.userId).then(
+      () => true,
+      (err: unknown) => {
+        if (err instanceof StoreUnavailableError)
+          request.log.warn({ err: err.message }, 'daily active user not recorded: the store is unavailable');
+        else request.log.error({ err }, 'daily active user not recorded');
+        return true;
+      },
+    );
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([marked, new Promise((r) => (timer = setTimeout(r, activityWaitMs)))]);
+    clearTimeout(timer);
   });
 
   const assets = await loadAssets(publicDir);

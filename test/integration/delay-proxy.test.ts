@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DelayProxy, startDelayProxy } from '../../src/cluster/components/delay-proxy/proxy.ts';
+import { freePort } from '../support/addresses.ts';
 import { quantile } from '../support/cluster.ts';
 
 /** An echo server on a free loopback port. */
@@ -12,15 +13,6 @@ async function echoServer(): Promise<{ port: number; close(): Promise<void> }> {
     port: (server.address() as net.AddressInfo).port,
     close: () => new Promise((r) => server.close(() => r())),
   };
-}
-
-/** A free port on 127.0.0.1. */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 const connect = (port: number) =>

@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,16 +7,8 @@ import { type DelayProxy, startDelayProxy } from '../../src/cluster/components/d
 import { type PhotoSyncView, startPhotoSync } from '../../src/cluster/datacenter/photo-sync.ts';
 import { waitUntil } from '../../src/cluster/process.ts';
 import { createFilesystemBlobStore } from '../../src/platform/blobs/filesystem.ts';
+import { freePort } from '../support/addresses.ts';
 import { tempDir } from '../support/temp.ts';
-
-/** A free port on 127.0.0.1. */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /**
  * Two data centers' photo syncs on loopback, each sending the other what

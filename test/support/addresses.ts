@@ -1,3 +1,5 @@
+import net from 'node:net';
+
 /**
  * Addresses for cluster tests, from the fork's pool id (1..maxWorkers) rather
  * than Math.random: forks running at once never share an octet, and within a
@@ -11,4 +13,13 @@ let next = 0;
 export function nextTopologyAddress(): { octet: number; port: number } {
   const slot = next++ % perFork;
   return { octet: 20 + ((poolId - 1) % 8) * perFork + slot, port: 18_000 + poolId * 100 + slot };
+}
+
+/** A free port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise((r) => s.close(r));
+  return port;
 }

@@ -1,11 +1,7 @@
-import path from 'node:path';
 import { z } from 'zod';
-import { controlPlaneNodeEnv, httpStatus, startProcess, waitUntil } from '../../process.ts';
-import { bearer } from '../../run/guard.ts';
-import { readControlToken } from '../../run/private.ts';
 import { address } from '../../topology/address.ts';
 import { defineComponent, hostPort } from '../component.ts';
-import { projectRoot } from '../web/process.ts';
+import { controlNodeAnswers, startControlNode } from '../control-node.ts';
 
 /**
  * A data center's photo sync (`src/cluster/datacenter/photo-sync.ts`): it
@@ -34,24 +30,9 @@ export const photoSync = defineComponent<PhotoSync>({
   addresses: (s) => [s.listen],
   access: (s) => [{ at: s.listen, guard: 'token' }],
   address: (s) => `${hostPort(s.listen)} ⇄ ${hostPort(s.peer)}`,
-  async start(s, ctx) {
-    const proc = startProcess({
-      command: process.execPath,
-      args: [path.join(projectRoot, 'bin', 'scaleout.js'), 'photo-sync', '--run-dir', ctx.runDir, '--name', s.name],
-      log: path.join(ctx.runDir, 'logs', `${s.name}.log`),
-      cwd: projectRoot,
-      env: controlPlaneNodeEnv,
-    });
-    const token = readControlToken(ctx.runDir);
-    await waitUntil(
-      async () => (await httpStatus(`${photoSyncUrl(s)}/healthz`, 1000, 'GET', bearer(token))) === 200,
-      20_000,
-      `${s.name} answering`,
-    );
-    return proc;
-  },
+  start: (s, ctx) => startControlNode(s, ctx, 'photo-sync', photoSyncUrl(s)),
   health: async (s, ctx) => ({
-    ok: (await httpStatus(`${photoSyncUrl(s)}/healthz`, 1000, 'GET', bearer(ctx.state.secrets.control))) === 200,
+    ok: await controlNodeAnswers(photoSyncUrl(s), ctx.state.secrets.control),
     role: 'photo replication',
   }),
   scrape: (s) => ({ job: 'photo-sync', target: hostPort(s.listen), needsToken: true }),

@@ -1,11 +1,7 @@
-import path from 'node:path';
 import { z } from 'zod';
-import { controlPlaneNodeEnv, httpStatus, startProcess, waitUntil } from '../../process.ts';
-import { bearer } from '../../run/guard.ts';
-import { readControlToken } from '../../run/private.ts';
 import { address } from '../../topology/address.ts';
 import { defineComponent, hostPort } from '../component.ts';
-import { projectRoot } from '../web/process.ts';
+import { controlNodeAnswers, startControlNode } from '../control-node.ts';
 
 /**
  * The witness of a two-data-center topology (`src/cluster/datacenter/witness.ts`):
@@ -36,24 +32,9 @@ export const witness = defineComponent<Witness>({
   addresses: (s) => [s.listen],
   access: (s) => [{ at: s.listen, guard: 'token' }],
   address: (s) => hostPort(s.listen),
-  async start(s, ctx) {
-    const proc = startProcess({
-      command: process.execPath,
-      args: [path.join(projectRoot, 'bin', 'scaleout.js'), 'witness', '--run-dir', ctx.runDir, '--name', s.name],
-      log: path.join(ctx.runDir, 'logs', `${s.name}.log`),
-      cwd: projectRoot,
-      env: controlPlaneNodeEnv,
-    });
-    const token = readControlToken(ctx.runDir);
-    await waitUntil(
-      async () => (await httpStatus(`${witnessUrl(s)}/healthz`, 1000, 'GET', bearer(token))) === 200,
-      20_000,
-      `${s.name} answering`,
-    );
-    return proc;
-  },
+  start: (s, ctx) => startControlNode(s, ctx, 'witness', witnessUrl(s)),
   health: async (s, ctx) => ({
-    ok: (await httpStatus(`${witnessUrl(s)}/healthz`, 1000, 'GET', bearer(ctx.state.secrets.control))) === 200,
+    ok: await controlNodeAnswers(witnessUrl(s), ctx.state.secrets.control),
     role: s.automatic ? 'witness (fails over by itself)' : 'witness (fails over when asked)',
   }),
   scrape: (s) => ({ job: 'witness', target: hostPort(s.listen), needsToken: true }),
