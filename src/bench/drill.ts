@@ -171,8 +171,8 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
           next,
           // As a client does: a write is sent again with its Idempotency-Key after a reset or a 503.
           retry: defaultRetry,
-          onAnswer: (due, ms, error) => {
-            const answeredAt = start + due * 1000 + ms;
+          onAnswer: (_due, _ms, error) => {
+            const answeredAt = Date.now();
             if (answeredAt < killedAt) return;
             if (error) failedAfter[dc] = (failedAfter[dc] ?? 0) + 1;
             else firstOk[dc] ??= answeredAt - killedAt;
