@@ -97,12 +97,17 @@ export interface DrillPhase {
   primarySeenInKilled: boolean;
 }
 
-const clientsOf = (result: LoadResult, dataCenter: string, killed: number, firstOk: number | null): DrillClients => ({
+const clientsOf = (
+  result: LoadResult,
+  dataCenter: string,
+  failedAfterKill: number,
+  firstOk: number | null,
+): DrillClients => ({
   dataCenter,
   sent: result.sent,
   served: result.completed,
   failed: errorCount(result),
-  failedAfterKill: killed,
+  failedAfterKill,
   errors: result.errors,
   sentAgain: result.retries,
   p99Ms: result.latencyMs.p99,

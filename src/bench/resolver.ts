@@ -42,5 +42,5 @@ export function siteResolver(server: { host: string; port: number }, subnet: str
       (err: NodeJS.ErrnoException) => callback(Object.assign(err, { code: err.code ?? 'ENOTFOUND' }), '', 4),
     );
   };
-  return { lookup, ask, current: () => cached?.address };
+  return { lookup };
 }

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { type ClusterState, loadState } from '../cluster/run/state.ts';
+import type { SpecOf } from '../cluster/topology/schema.ts';
 import { processesOf } from '../cluster/topology/select.ts';
 import { pickState } from './cluster.ts';
 import { closeOnSignal } from './signals.ts';
@@ -12,62 +13,87 @@ async function callWitness<T>(state: ClusterState, method: 'GET' | 'POST', route
 }
 
 /**
+ * A hidden command that runs one control process of the run in --run-dir, as `up` starts it
+ * (`scaleout <command> --run-dir <run> --name <name>`, components/control-node.ts): its spec found by kind
+ * and name, started with a logger of its own, closed on SIGTERM.
+ */
+function controlProcessCommand<K extends 'witness' | 'photoSync'>(
+  program: Command,
+  command: string,
+  kind: K,
+  description: string,
+  start: (o: {
+    runDir: string;
+    state: ClusterState;
+    spec: SpecOf<K>;
+    logger: import('pino').Logger;
+  }) => Promise<{ close(): Promise<void> }>,
+): void {
+  program
+    .command(command, { hidden: true })
+    .description(description)
+    .requiredOption('--run-dir <dir>')
+    .requiredOption('--name <name>', 'its name in the topology')
+    .action(async (o: { runDir: string; name: string }) => {
+      const { createLogger } = await import('../platform/observability/logger.ts');
+      const runDir = path.resolve(o.runDir);
+      const state = loadState(runDir);
+      const spec = processesOf(state.topology, kind).find((p) => (p as { name: string }).name === o.name) as
+        | SpecOf<K>
+        | undefined;
+      if (!spec) throw new Error(`${state.topology.name} has no ${command} named ${o.name}`);
+      const running = await start({
+        runDir,
+        state,
+        spec,
+        logger: createLogger('info', { service: command, topology: state.topology.name }),
+      });
+      closeOnSignal(() => running.close());
+    });
+}
+
+/**
  * `scaleout dc status|failover|switchover`: the data centers of a multi-dc
  * topology, through its witness. `scaleout witness` is the witness itself
  * (started by `up`).
  */
 export function dataCenterCommands(program: Command, root: string): void {
-  program
-    .command('witness', { hidden: true })
-    .description(
-      'The witness of the topology in --run-dir: fails the primary over between data centers (started by up)',
-    )
-    .requiredOption('--run-dir <dir>')
-    .requiredOption('--name <name>', 'its name in the topology')
-    .action(async (o: { runDir: string; name: string }) => {
+  controlProcessCommand(
+    program,
+    'witness',
+    'witness',
+    'The witness of the topology in --run-dir: fails the primary over between data centers (started by up)',
+    async ({ runDir, spec, logger }) => {
       const { startWitness } = await import('../cluster/datacenter/witness.ts');
-      const { createLogger } = await import('../platform/observability/logger.ts');
-      const runDir = path.resolve(o.runDir);
-      const state = loadState(runDir);
-      const spec = processesOf(state.topology, 'witness').find((w) => w.name === o.name);
-      if (!spec) throw new Error(`${state.topology.name} has no witness named ${o.name}`);
-      const w = await startWitness({
+      return startWitness({
         runDir,
         listen: spec.listen,
         failoverAfterMs: spec.failoverAfterMs,
         automatic: spec.automatic,
-        logger: createLogger('info', { service: 'witness', topology: state.topology.name }),
+        logger,
       });
-      closeOnSignal(() => w.close());
-    });
-
-  program
-    .command('photo-sync', { hidden: true })
-    .description(
-      "A data center's photo sync in the topology in --run-dir: its photos to the other data center (started by up)",
-    )
-    .requiredOption('--run-dir <dir>')
-    .requiredOption('--name <name>', 'its name in the topology')
-    .action(async (o: { runDir: string; name: string }) => {
+    },
+  );
+  controlProcessCommand(
+    program,
+    'photo-sync',
+    'photoSync',
+    "A data center's photo sync in the topology in --run-dir: its photos to the other data center (started by up)",
+    async ({ runDir, state, spec, logger }) => {
       const { startPhotoSync } = await import('../cluster/datacenter/photo-sync.ts');
-      const { createLogger } = await import('../platform/observability/logger.ts');
       const { blobDirOf } = await import('../cluster/run/context.ts');
       const { readControlToken } = await import('../cluster/run/private.ts');
       const { dataCenterOf } = await import('../cluster/topology/select.ts');
-      const runDir = path.resolve(o.runDir);
-      const state = loadState(runDir);
-      const spec = processesOf(state.topology, 'photoSync').find((p) => p.name === o.name);
-      if (!spec) throw new Error(`${state.topology.name} has no photo sync named ${o.name}`);
-      const sync = await startPhotoSync({
-        dir: blobDirOf(state, dataCenterOf(state.topology, spec.name) ?? null),
+      return startPhotoSync({
+        dir: blobDirOf(state, dataCenterOf(state.topology, spec.name)),
         listen: spec.listen,
         peer: spec.peer,
         via: spec.via,
         token: readControlToken(runDir),
-        logger: createLogger('info', { service: 'photo-sync', topology: state.topology.name }),
+        logger,
       });
-      closeOnSignal(() => sync.close());
-    });
+    },
+  );
 
   const dc = program
     .command('dc')

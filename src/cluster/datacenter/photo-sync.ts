@@ -1,6 +1,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import Fastify from 'fastify';
+import Fastify, { type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import client from 'prom-client';
 import { Pool } from 'undici';
@@ -210,39 +210,43 @@ export async function startPhotoSync(o: PhotoSyncOptions): Promise<{ view(): Pho
   guardControlApi(app, { token: o.token, listen: o.listen });
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   const keyOf = (params: unknown) => (params as { '*': string })['*'];
-  app.put('/blobs/*', async (req, reply) => {
-    const key = keyOf(req.params);
-    const type = req.headers['x-blob-type'];
-    if (typeof type !== 'string' || !Buffer.isBuffer(req.body))
-      return reply.code(400).send({ error: 'a blob and its x-blob-type' });
+  /**
+   * One change the other data center sent: `known` set as it will be, the store changed, the key left
+   * alone by the walk meanwhile; a failed write puts `known` back. 204, or 400 for a key the store refuses.
+   */
+  const receive = async (
+    reply: FastifyReply,
+    key: string,
+    op: 'received' | 'deletesReceived',
+    change: () => Promise<void>,
+  ) => {
+    const stored = op === 'received';
     receiving.add(key);
     try {
-      known.add(key);
-      await store.put(key, req.body, type);
+      if (stored) known.add(key);
+      else known.delete(key);
+      await change();
     } catch (err) {
-      known.delete(key);
+      if (stored) known.delete(key);
       return reply.code(refusedKey(err) ? 400 : 500).send({ error: (err as Error).message });
     } finally {
       receiving.delete(key);
     }
-    totals.received++;
-    counter.inc({ op: 'received' });
+    totals[op]++;
+    counter.inc({ op: stored ? 'received' : 'deletes_received' });
     return reply.code(204).send();
+  };
+  app.put('/blobs/*', async (req, reply) => {
+    const type = req.headers['x-blob-type'];
+    const body = req.body;
+    if (typeof type !== 'string' || !Buffer.isBuffer(body))
+      return reply.code(400).send({ error: 'a blob and its x-blob-type' });
+    const key = keyOf(req.params);
+    return receive(reply, key, 'received', () => store.put(key, body, type));
   });
   app.delete('/blobs/*', async (req, reply) => {
     const key = keyOf(req.params);
-    receiving.add(key);
-    try {
-      known.delete(key);
-      await store.delete(key);
-    } catch (err) {
-      return reply.code(refusedKey(err) ? 400 : 500).send({ error: (err as Error).message });
-    } finally {
-      receiving.delete(key);
-    }
-    totals.deletesReceived++;
-    counter.inc({ op: 'deletes_received' });
-    return reply.code(204).send();
+    return receive(reply, key, 'deletesReceived', () => store.delete(key));
   });
   app.get('/inventory', async () => ({ keys: await keysUnder(o.dir) }));
   const view = (): PhotoSyncView => {
