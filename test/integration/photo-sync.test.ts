@@ -91,7 +91,9 @@ describe('photo sync between two data centers', () => {
 
   it('a delete in one data center deletes the file in the other', async () => {
     await store('a').delete('photos/p1/original');
-    await waitUntil(() => !has('b', 'photos/p1/original'), 5000, 'p1 gone from b');
+    // The file leaves b before b's answer has crossed the 20 ms link back to a:
+    // wait for a to count the delete it sent, which follows b's whole delete.
+    await waitUntil(() => !has('b', 'photos/p1/original') && view('a').deletesSent === 1, 5000, 'p1 gone from b');
     expect(existsSync(path.join(side.b.dir, 'photos/p1/original.type'))).toBe(false);
     expect(view('a').deletesSent).toBe(1);
     expect(view('b').deletesReceived).toBe(1);
