@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { edgesOf } from '../cluster/components/dns/index.ts';
 import { queryDns } from '../cluster/components/dns/query.ts';
 import { photoSyncUrl } from '../cluster/components/photo-sync/index.ts';
 import { killDataCenter } from '../cluster/datacenter/kill.ts';
@@ -134,8 +135,9 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
     const t = latest().topology;
     const dns = processesOf(t, 'dns')[0]?.listen as Address;
     const site = `${multiDcZone.site}.${multiDcZone.zone}`;
-    const balancer = (dc: string) => processesOf(t, 'loadBalancer', { dataCenter: dc })[0]?.listen as Address;
-    const direct = (dc: string) => `http://${balancer(dc).host}:${balancer(dc).port}`;
+    // Where each data center's clients arrive (its edge): what the DNS gives them.
+    const entrance = (dc: string) => edgesOf(t, {}).find((d) => d.name === dc)?.edge as Address;
+    const direct = (dc: string) => `http://${entrance(dc).host}:${entrance(dc).port}`;
     const dataCenters = t.dataCenters.map((d) => d.name);
     await waitUntil(() => standbyStreams(latest(), 'dc-b'), 60_000, "dc-b's standby leader streaming");
     const manifest = await seed({
@@ -168,7 +170,7 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
         firstOk[dc] = null;
         failedAfter[dc] = 0;
         return openLoop({
-          origin: `http://${site}:${balancer(dc).port}`,
+          origin: `http://${site}:${entrance(dc).port}`,
           lookup: siteResolver(dns, subnet).lookup,
           rate: o.ratePerDataCenter,
           seconds: o.seconds,
@@ -189,7 +191,9 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
         await new Promise((r) => setTimeout(r, o.killAfter * 1000));
         const victims = killDataCenter(latest(), killed);
         killedAt = Date.now();
-        o.log(`${killed} killed: ${victims.killed.length} processes, ${victims.postmasters.length} postmasters`);
+        o.log(
+          `${killed} killed: ${victims.killed.length} processes, ${victims.leftovers.length} left by them (${victims.leftovers.map((l) => l.name).join(', ')})`,
+        );
         // The return, watched from the kill: the supervisor starts the killed data center again, the fence
         // makes it a standby; a primary seen in it meanwhile would be a second one.
         const rejoin = (async () => {
@@ -210,7 +214,7 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
         await waitUntil(
           async () => {
             const reply = await queryDns(dns, site, { subnet: multiDcClients[killed]?.[0] }).catch(() => null);
-            if (reply?.answers.find((a) => a.type === 'A')?.data !== balancer(survivor).host) return false;
+            if (reply?.answers.find((a) => a.type === 'A')?.data !== entrance(survivor).host) return false;
             moved = Date.now() - killedAt;
             return true;
           },

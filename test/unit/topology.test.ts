@@ -2,18 +2,21 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { edgesOf } from '../../src/cluster/components/dns/index.ts';
 import { dbProxyConfig } from '../../src/cluster/components/load-balancer/haproxy.ts';
 import { balancerConfig } from '../../src/cluster/components/load-balancer/index.ts';
 import { patroniConfig } from '../../src/cluster/components/patroni/cluster.ts';
 import { prometheusConfig, writeDynamicTargets } from '../../src/cluster/components/prometheus/index.ts';
 import { redisConfig, sentinelConfig } from '../../src/cluster/components/redis/server.ts';
+import { varnish } from '../../src/cluster/components/varnish/index.ts';
 import { dataCenterRoles, replicationLink } from '../../src/cluster/datacenter/roles.ts';
-import { blobDirOf } from '../../src/cluster/run/context.ts';
+import { blobDirOf, contextFor } from '../../src/cluster/run/context.ts';
 import {
   allProcesses,
   buildPreset,
   octetFor,
   type PresetOptions,
+  processesOf,
   publicUrl,
   topologySchema,
 } from '../../src/cluster/topology/index.ts';
@@ -325,14 +328,45 @@ describe('multi-dc', () => {
     expect(blobDirOf({ runDir: '/run/y', topology: buildPreset('cache', { name: 'one-dc', octet: 62 }) }, 'dc1')).toBe(
       '/run/y/blobs',
     );
-    // Each data center's links lead to itself.
-    const lb = (dc: string) => all.find((p) => p.kind === 'loadBalancer' && p.name === `${dc}-load-balancer`);
+    // Each data center's links lead to itself: to its edge.
+    const edge = (dc: string) => all.find((p) => p.kind === 'varnish' && p.name === `${dc}-edge`);
     for (const dc of ['dc-a', 'dc-b']) {
-      const b = lb(dc);
-      if (b?.kind !== 'loadBalancer') throw new Error('no balancer');
-      expect(publicUrl(t, dc)).toBe(`http://${b.listen.host}:${b.listen.port}`);
+      const e = edge(dc);
+      if (e?.kind !== 'varnish') throw new Error('no edge');
+      expect(publicUrl(t, dc)).toBe(`http://${e.listen.host}:${e.listen.port}`);
     }
     expect(publicUrl(t)).toBe(publicUrl(t, 'dc-a'));
+  });
+
+  it("each data center has its edge in front of its balancer: the DNS answers it; a web server purges both data centers' edges, its own first", () => {
+    const edgeOf = (dc: string) => {
+      const [e] = processesOf(t, 'varnish', { dataCenter: dc });
+      const [lb] = processesOf(t, 'loadBalancer', { dataCenter: dc });
+      if (!e || !lb?.fromEdge) throw new Error(`no edge before ${dc}'s balancer`);
+      expect(e.listen.host).not.toBe(lb.listen.host);
+      return e;
+    };
+    const [a, b] = [edgeOf('dc-a'), edgeOf('dc-b')];
+    expect(edgesOf(t, {}).map((d) => [d.name, d.edge])).toEqual([
+      ['dc-a', a.listen],
+      ['dc-b', b.listen],
+    ]);
+    const state = { topology: t, runDir: '/run/x', secrets: { edge: 'e' } } as never;
+    const urls = (dc: string) =>
+      String(
+        (varnish.provides?.(processesOf(t, 'varnish', { dataCenter: dc }), contextFor(state, dc)) ?? {}).edgeUrls,
+      ).split(',');
+    expect(urls('dc-a')).toEqual([
+      `http://${a.listen.host}:${a.listen.port}`,
+      `http://${b.listen.host}:${b.listen.port}`,
+    ]);
+    expect(urls('dc-b')).toEqual([
+      `http://${b.listen.host}:${b.listen.port}`,
+      `http://${a.listen.host}:${a.listen.port}`,
+    ]);
+    // Each edge has its exporter, in its own data center.
+    for (const dc of ['dc-a', 'dc-b'])
+      expect(processesOf(t, 'varnishExporter', { dataCenter: dc }).map((x) => x.edge)).toEqual([`${dc}-edge`]);
   });
 
   it("a proxy's write port falls back to the other data center's primary, whose own port is never sent on", () => {

@@ -1,22 +1,28 @@
+import { componentOf } from '../components/registry.ts';
 import { isSameProcess, killHard } from '../process.ts';
-import { type ClusterState, postmasterPid } from '../run/index.ts';
-import { dataCenterOf } from '../topology/select.ts';
+import type { ClusterState } from '../run/index.ts';
+import { allProcesses, dataCenterOf } from '../topology/select.ts';
 
 /**
  * A data center's loss, as a power cut does it: every process of it with
- * SIGKILL, and the PostgreSQL servers its Patroni nodes started (they outlive
- * Patroni). Only the processes recorded: a PID whose start time differs is
- * another process now. The dashboard's "kill" button and the drill use it.
+ * SIGKILL, and what they started that outlives them (the PostgreSQL servers
+ * of its Patroni nodes, the cache process of its Varnish edge), found the way
+ * `down` finds them. Only the processes recorded: a PID whose start time
+ * differs is another process now. The dashboard's "kill" button and the drill
+ * use it.
  */
-export function killDataCenter(state: ClusterState, dataCenter: string): { killed: string[]; postmasters: number[] } {
+export function killDataCenter(
+  state: ClusterState,
+  dataCenter: string,
+): { killed: string[]; leftovers: { name: string; pid: number }[] } {
   const victims = state.processes.filter(
     (p) => dataCenterOf(state.topology, p.name) === dataCenter && isSameProcess(p),
   );
-  const postmasters = victims
-    .filter((p) => p.kind === 'patroni')
-    .map((p) => postmasterPid(state.runDir, p.name))
-    .filter((pid): pid is number => pid !== null);
+  const leftovers = allProcesses(state.topology)
+    .filter((spec) => dataCenterOf(state.topology, spec.name) === dataCenter)
+    .flatMap((spec) => componentOf(spec).leftovers?.(spec, state) ?? [])
+    .map(({ name, pid }) => ({ name, pid }));
   for (const p of victims) killHard(p.pid);
-  for (const pid of postmasters) killHard(pid);
-  return { killed: victims.map((p) => p.name), postmasters };
+  for (const l of leftovers) killHard(l.pid);
+  return { killed: victims.map((p) => p.name), leftovers };
 }

@@ -52,7 +52,8 @@ function databaseProxy(
  * `multi-dc` (step 1.7): two data centers behind the site's name. Each has
  * its etcd, a Patroni cluster of a primary and a replica (dc-b's a standby
  * cluster streaming from dc-a through a delayed link), its database proxy, a
- * web server and a balancer. Every connection from one data center to the
+ * web server, a balancer and a Varnish edge in front of it (what the DNS
+ * answers; a photo's delete purges both data centers' edges). Every connection from one data center to the
  * other goes through a delay proxy of the data center it leaves: dc-b's
  * replication and its writes (its proxy's write port falls back to dc-a's
  * primary through `dc-b-write-link`), and dc-a's writes and replication
@@ -147,6 +148,21 @@ export function buildMultiDc(o: PresetOptions = {}): Topology {
         name: plan.name(dc, 'load-balancer'),
         listen: plan.at(dc, 'balancer', 1, port),
         stats: plan.at(dc, 'web', 100, 8404),
+        fromEdge: plan.at(dc, 'balancer', 1, port + 1000),
+      },
+      // The data center's CDN edge in front of its balancer: what the DNS gives its clients.
+      {
+        kind: 'varnish',
+        name: plan.name(dc, 'edge'),
+        listen: plan.at(dc, 'edge', 10, port + 1),
+        admin: plan.at(dc, 'edge', 10, 6082),
+        memory: '64m',
+      },
+      {
+        kind: 'varnishExporter',
+        name: plan.name(dc, 'edge-exporter'),
+        listen: plan.at(dc, 'observability', 50, 9131),
+        edge: plan.name(dc, 'edge'),
       },
     ];
   };

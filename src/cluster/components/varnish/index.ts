@@ -8,6 +8,7 @@ import { httpStatus, requireBinaries, type StartedProcess, startProcess, waitUnt
 import { writePrivate } from '../../run/private.ts';
 import { address } from '../../topology/address.ts';
 import type { Topology } from '../../topology/schema.ts';
+import { processesOf } from '../../topology/select.ts';
 import { defineComponent, hostPort, type RunContext } from '../component.ts';
 import { clientHosts } from '../hosts.ts';
 import { edgeVcl } from './vcl.ts';
@@ -162,11 +163,17 @@ export const varnish = defineComponent<Varnish>({
   health: async (s) => ({ ok: (await edgeUp(s)) === 200, role: 'edge (public)' }),
   leftovers: (s, ctx) =>
     edgeProcesses(ctx.runDir, s).map((pid) => ({ name: `${s.name} varnishd`, pid, signal: 'SIGTERM' })),
-  // Web servers build image URLs on the edge while it answers, purge it when a photo goes, and know the origin.
+  // Web servers build image URLs on their data center's edge while it answers, purge every data center's edge
+  // when a photo goes (the other's holds copies of the same URLs), and know the origin.
   provides: (edges, ctx) =>
     edges.length
       ? {
-          edgeUrls: edges.map(edgeUrl).join(','),
+          edgeUrls: [
+            ...edges,
+            ...processesOf(ctx.topology, 'varnish').filter((e) => !edges.some((own) => own.name === e.name)),
+          ]
+            .map(edgeUrl)
+            .join(','),
           edgePurgeToken: ctx.state.secrets.edge,
           originUrl: `http://${hostPort(balancerOf(ctx).listen)}`,
         }
