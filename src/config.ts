@@ -93,6 +93,14 @@ export const configSchema = z.strictObject({
   cacheTtlSeconds: int(1, 86_400 * 7).default(60),
   sessionStore: z.enum(['database', 'memory']).default('database'),
   /**
+   * Where sessions and Idempotency-Keys live: `auto`, in the durable Redis
+   * when there is one (else `sessionStore` says); `database`, in PostgreSQL
+   * even beside Redis. Two data centers use it: each has its own Redis, and
+   * what a user's next request in the other one needs must cross with
+   * PostgreSQL's stream and survive the loss of the data center it was made in.
+   */
+  durableState: z.enum(['auto', 'database']).default('auto'),
+  /**
    * Sentinels (host:port, comma-separated) of a Redis tier. When set, sessions
    * and rate limits live in the durable Redis and the cache gets a Redis L2.
    */
@@ -117,8 +125,11 @@ export const configSchema = z.strictObject({
    * Web servers on a PostgreSQL server without Redis: `auto` sends each cache
    * delete to every other server by NOTIFY (so they may cache sessions and
    * "liked by me" too); `off` lets each server's cache go stale until its TTL.
+   * With Redis, `auto` is its channel only (one data center, one cache
+   * Redis); `database` adds the NOTIFY on the primary, through which each data
+   * center's cache Redis drops what the other's writes made stale.
    */
-  cacheInvalidation: z.enum(['auto', 'off']).default('auto'),
+  cacheInvalidation: z.enum(['auto', 'off', 'database']).default('auto'),
   /** Photos kept per precomputed feed (Mastodon and Twitter keep 800); older pages come from the database. */
   feedMaxEntries: int(20, 100_000).default(800),
   /** A feed not read for this many days expires and is no longer pushed to; its next read rebuilds it. */
@@ -213,6 +224,7 @@ export const envNames: Record<keyof Config, string> = {
   cacheMaxMb: 'SCALEOUT_CACHE_MAX_MB',
   cacheTtlSeconds: 'SCALEOUT_CACHE_TTL_SECONDS',
   sessionStore: 'SCALEOUT_SESSION_STORE',
+  durableState: 'SCALEOUT_DURABLE_STATE',
   redisSentinels: 'SCALEOUT_REDIS_SENTINELS',
   edgeUrls: 'SCALEOUT_EDGE_URLS',
   edgePurgeToken: 'SCALEOUT_EDGE_PURGE_TOKEN',

@@ -267,8 +267,10 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
           defaultTtlSeconds: config.cacheTtlSeconds,
         });
     // Web servers sharing a PostgreSQL server and no Redis: each one's deletes reach the others by NOTIFY.
+    // With Redis in each of several data centers (`database`): each one's deletes reach the others' cache Redis.
     const invalidations =
-      local && config.db === 'postgres' && config.cacheInvalidation === 'auto'
+      config.db === 'postgres' &&
+      ((local && config.cacheInvalidation === 'auto') || (redis && config.cacheInvalidation === 'database'))
         ? await (await import('./platform/invalidations/postgres.ts')).createPostgresInvalidations({
             url: config.databaseUrl as string,
             logger: logger.child({ component: 'cache-invalidation' }),
@@ -276,7 +278,8 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
           })
         : undefined;
     if (invalidations) closers.push(() => invalidations.close());
-    const cache = redis ? redis.cache : invalidations && local ? withSharedInvalidation(local, invalidations) : local;
+    const own = redis ? redis.cache : local;
+    const cache = own && invalidations ? withSharedInvalidation(own, invalidations) : own;
     if (!cache) throw new Error('no cache');
     /**
      * The shared-invalidation rule, in one place: a value that one process's
@@ -285,14 +288,16 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
      * cache Redis's channel, or PostgreSQL's NOTIFY.
      */
     const invalidationReachesAll = redis !== undefined || invalidations !== undefined || config.db === 'pglite';
-    const store = redis
-      ? redis.sessions
+    // Sessions and Idempotency-Keys in PostgreSQL beside Redis (`durableState: database`): several data centers.
+    const durableInRedis = redis && config.durableState === 'auto' ? redis : undefined;
+    const store = durableInRedis
+      ? durableInRedis.sessions
       : config.sessionStore === 'database'
         ? createDatabaseSessionStore(db, config.sessionTtlSeconds)
         : createMemorySessionStore(config.sessionTtlSeconds);
     // A session lives in the store; a web server remembers it for 5 s where a log-out reaches every copy.
     const sessions =
-      invalidationReachesAll && (redis || config.sessionStore === 'database')
+      invalidationReachesAll && (durableInRedis || config.sessionStore === 'database')
         ? withSessionCache(store, cache, 5)
         : store;
     // "Liked by me" is the viewer's own write: cached only where a like through one server reaches every copy.
@@ -410,7 +415,7 @@ export async function createContainer(config: Config, logger: Logger): Promise<C
       db,
       queue,
       sessions,
-      idempotency: redis ? redis.idempotency : createDatabaseIdempotencyStore(db),
+      idempotency: durableInRedis ? durableInRedis.idempotency : createDatabaseIdempotencyStore(db),
       services,
       edge,
       readiness: [

@@ -19,6 +19,9 @@ export interface Cache {
   close(): Promise<void>;
 }
 
+/** A cache that can drop everything it holds: what a process does when it may have missed an invalidation. */
+export type ClearableCache = Cache & { clear(): void | Promise<void> };
+
 /** Opaque: what a cache needs to tell whether a key was deleted since. */
 export interface CacheLease {
   readonly key: string;

@@ -10,7 +10,11 @@ export interface InvalidationChannel {
    * hangs), so a write is answered only after its invalidation took effect.
    */
   publish(keys: string[]): Promise<void>;
-  /** `keys`: what another process published. `gap`: messages may have been missed (a reconnect): drop everything. */
-  subscribe(listener: { keys(keys: string[]): void; gap(): void }): void;
+  /**
+   * `keys`: what another process published (its confirmation waits for the
+   * promise, when it returns one). `gap`: messages may have been missed (a
+   * reconnect): drop everything.
+   */
+  subscribe(listener: { keys(keys: string[]): void | Promise<void>; gap(): void }): void;
   close(): Promise<void>;
 }

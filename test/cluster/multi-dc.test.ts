@@ -223,6 +223,21 @@ describe('multi-dc (step 1.7)', () => {
     const members = (await patroniCluster(processesOf(t(), 'patroni', { dataCenter: 'dc-b' }))) ?? [];
     expect(members.map((m) => m.role).sort()).toEqual(['replica', 'standby_leader']);
     expect(latest().dataCenterRoles).toBeUndefined();
+    // Each data center's own Redis (two tiers, a master and a replica each) with its Sentinels, and its worker.
+    for (const dc of ['dc-a', 'dc-b']) {
+      const mine = rows.filter((r) => r.dataCenter === dc);
+      const roles = (kind: string) =>
+        mine
+          .filter((r) => r.kind === kind)
+          .map((r) => r.role)
+          .sort();
+      expect(roles('redis'), dc).toEqual(['master', 'master', 'replica', 'replica']);
+      expect(roles('redisSentinel'), dc).toEqual(['sentinel', 'sentinel', 'sentinel']);
+      expect(
+        mine.filter((r) => r.kind === 'worker').map((r) => r.health),
+        dc,
+      ).toEqual(['healthy']);
+    }
     const dc = await cli('dc', 'status', '--name', t().name, '--json');
     expect(dc.code).toBe(0);
     expect(JSON.parse(dc.stdout)).toMatchObject({
@@ -248,6 +263,10 @@ describe('multi-dc (step 1.7)', () => {
       const id = up.body.photo.id as string;
       const ready = await c.waitForPhoto(id, 20_000);
       expect(ready.body.photo.status).toBe('ready');
+      // Made by this data center's worker, from its own queue (the web servers run no jobs here).
+      const workerLog = (d: string) => readFileSync(path.join(latest().runDir, 'logs', `${d}-worker-1.log`), 'utf8');
+      expect(workerLog(dc)).toContain(id);
+      expect(workerLog(dc === 'dc-a' ? 'dc-b' : 'dc-a')).not.toContain(id);
       // Its images are linked to the data center the client was sent to, never to another one.
       expect(ready.body.photo.variants.thumb).toMatch(
         new RegExp(`^http://${entrance(dc).host}:${entrance(dc).port}/media/`),
@@ -341,6 +360,33 @@ describe('multi-dc (step 1.7)', () => {
     // Each file crosses the 20 ms link: at least its request and its answer.
     expect(view.body.delayMs.p50).toBeGreaterThanOrEqual(40);
   }, 90_000);
+
+  it("caches: a like through dc-a, read at once through dc-b (cached in dc-b's Redis before), 20 times: never stale", async () => {
+    const owner = new Client(await siteFor('dc-a'));
+    await owner.logIn(await owner.signUp(uniqueName('co')));
+    const id = (await owner.upload(await pngImage(), 'cached in both', 'c.png')).body.photo.id as string;
+    expect((await owner.waitForPhoto(id, 20_000)).body.photo.status).toBe('ready');
+    const fan = new Client(await siteFor('dc-a'));
+    await fan.logIn(await fan.signUp(uniqueName('cf')));
+    // The same user, sent to dc-b (its session is in PostgreSQL, which crosses).
+    const fanInB = new Client(await siteFor('dc-b'));
+    fanInB.cookies = new Map(fan.cookies);
+    const read = async () => {
+      const r = await fanInB.request('GET', `/api/v1/photos/${id}`);
+      expect(r.status).toBe(200);
+      return r.body.photo as { likeCount: number; likedByMe: boolean };
+    };
+    await read();
+    await read(); // dc-b's caches hold the photo now
+    let stale = 0;
+    for (let i = 0; i < 20; i++) {
+      const liked = i % 2 === 0;
+      expect((await fan.request(liked ? 'PUT' : 'DELETE', `/api/v1/photos/${id}/like`)).status).toBe(204);
+      const photo = await read();
+      if (photo.likeCount !== (liked ? 1 : 0) || photo.likedByMe !== liked) stale++;
+    }
+    expect(stale).toBe(0);
+  }, 60_000);
 
   it('synchronous across the data centers (scaleout dc sync): a commit waits for dc-b, its cost measured; off again', async () => {
     const commits = async (n: number) => {

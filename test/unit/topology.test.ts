@@ -10,7 +10,7 @@ import { prometheusConfig, writeDynamicTargets } from '../../src/cluster/compone
 import { redisConfig, sentinelConfig } from '../../src/cluster/components/redis/server.ts';
 import { varnish } from '../../src/cluster/components/varnish/index.ts';
 import { dataCenterRoles, replicationLink } from '../../src/cluster/datacenter/roles.ts';
-import { blobDirOf, contextFor } from '../../src/cluster/run/context.ts';
+import { appConfig, blobDirOf, contextFor } from '../../src/cluster/run/context.ts';
 import {
   allProcesses,
   buildPreset,
@@ -353,9 +353,9 @@ describe('multi-dc', () => {
     ]);
     const state = { topology: t, runDir: '/run/x', secrets: { edge: 'e' } } as never;
     const urls = (dc: string) =>
-      String(
-        (varnish.provides?.(processesOf(t, 'varnish', { dataCenter: dc }), contextFor(state, dc)) ?? {}).edgeUrls,
-      ).split(',');
+      String(varnish.provides?.(processesOf(t, 'varnish', { dataCenter: dc }), contextFor(state, dc))?.edgeUrls).split(
+        ',',
+      );
     expect(urls('dc-a')).toEqual([
       `http://${a.listen.host}:${a.listen.port}`,
       `http://${b.listen.host}:${b.listen.port}`,
@@ -367,6 +367,44 @@ describe('multi-dc', () => {
     // Each edge has its exporter, in its own data center.
     for (const dc of ['dc-a', 'dc-b'])
       expect(processesOf(t, 'varnishExporter', { dataCenter: dc }).map((x) => x.edge)).toEqual([`${dc}-edge`]);
+  });
+
+  it('each data center has its own Redis with Sentinels and a worker; what crosses data centers stays in PostgreSQL', () => {
+    expect(t.options.jobs).toBe('workers');
+    const state = {
+      topology: t,
+      runDir: '/run/x',
+      publicUrl: 'http://unused',
+      secrets: { site: 's', redis: 'r', sentinel: 'n', edge: 'e' },
+    } as never;
+    for (const dc of ['dc-a', 'dc-b']) {
+      const scope = { dataCenter: dc };
+      expect(processesOf(t, 'redis', scope).map((r) => [r.name, r.tier, r.replicaOf])).toEqual([
+        [`${dc}-redis-durable-1`, 'durable', undefined],
+        [`${dc}-redis-durable-2`, 'durable', `${dc}-redis-durable-1`],
+        [`${dc}-redis-cache-1`, 'cache', undefined],
+        [`${dc}-redis-cache-2`, 'cache', `${dc}-redis-cache-1`],
+      ]);
+      const sentinels = processesOf(t, 'redisSentinel', scope);
+      expect(sentinels.map((x) => x.name)).toEqual([1, 2, 3].map((i) => `${dc}-sentinel-${i}`));
+      expect(processesOf(t, 'worker', scope).map((w) => w.name)).toEqual([`${dc}-worker-1`]);
+      // A data center's web servers and worker find its own Sentinels, never the other's.
+      expect(appConfig(state, dc)).toMatchObject({
+        redisSentinels: sentinels.map((x) => `${x.listen.host}:${x.listen.port}`).join(','),
+        durableState: 'database',
+        cacheInvalidation: 'database',
+        feedTimelines: 'off',
+      });
+    }
+    // A topology of one data center keeps its sessions in Redis.
+    const one = buildPreset('cache', { name: 'one-dc-redis', octet: 63 });
+    expect(appConfig({ ...(state as object), topology: one } as never, 'dc1')).not.toHaveProperty('durableState');
+    expect(processesOf(one, 'redis', { dataCenter: 'dc1' }).map((r) => r.name)).toEqual([
+      'redis-durable-1',
+      'redis-durable-2',
+      'redis-cache-1',
+      'redis-cache-2',
+    ]);
   });
 
   it("a proxy's write port falls back to the other data center's primary, whose own port is never sent on", () => {

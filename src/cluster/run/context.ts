@@ -73,6 +73,17 @@ export function appConfig(state: ClusterState, dataCenter: string | null): Parti
       Object.assign(config, c.provides(specs, contextFor(state, owner)));
     }
   }
+  if (state.topology.dataCenters.length > 1) {
+    Object.assign(config, {
+      // Each data center has its own Redis, which the other does not see and which goes with it: what a
+      // user's next request may need in the other one (the session, a retried write's key) is in PostgreSQL,
+      durableState: 'database',
+      // each cache Redis hears of the other data center's writes through the primary's NOTIFY,
+      cacheInvalidation: 'database',
+      // and the feed is read from the database: a fan-out would push into its own data center's Redis only.
+      feedTimelines: 'off',
+    } satisfies Partial<ConfigInput>);
+  }
   return config;
 }
 

@@ -1,6 +1,6 @@
 import { type Address, type AddressPlan, addressPlan, octetFor, type Scope } from './address.ts';
 import type { PresetOptions } from './presets.ts';
-import { webServerSpec } from './presets.ts';
+import { redisTiers, webServerSpec, workerSpec } from './presets.ts';
 import { type ProcessSpec, type SpecOf, type Topology, topologySchema } from './schema.ts';
 
 /** The data centers of `multi-dc`: the first holds the primary at start, the second a standby cluster. */
@@ -60,8 +60,11 @@ function databaseProxy(
  * should dc-b hold the primary. The global scope holds the DNS (PowerDNS, the
  * closest healthy data center by client subnet), its health aggregator, the
  * witness (the data-center failover), Prometheus, the dashboard and the
- * supervisor. Sessions and idempotency keys are in PostgreSQL here,
- * so they cross with its replication. Photos are stored in each data
+ * supervisor. Each data center also has its Redis with Sentinels (its
+ * cache, its rate limits, its job queue) and a worker that runs its queue's
+ * jobs. Sessions and idempotency keys are in PostgreSQL here, so they cross
+ * with its replication; each cache Redis hears of the other data center's
+ * writes through the primary's NOTIFY (see `appConfig`). Photos are stored in each data
  * center's own store; its photo sync sends the other every photo file
  * through `dc-x-photo-link`, both ways.
  */
@@ -142,7 +145,11 @@ export function buildMultiDc(o: PresetOptions = {}): Topology {
       },
       ...nodes,
       proxy,
+      // Its own Redis (sessions and retried writes' keys are in PostgreSQL here: see appConfig), its web
+      // server, and its worker, which runs the jobs of its own data center's queue.
+      ...redisTiers(plan, dataCenter),
       webServerSpec(plan, dataCenter, 1),
+      workerSpec(plan, dataCenter, 1),
       {
         kind: 'loadBalancer',
         name: plan.name(dc, 'load-balancer'),
@@ -206,7 +213,7 @@ export function buildMultiDc(o: PresetOptions = {}): Topology {
       // cluster); inside dc-a, synchronous mode makes a commit wait for dc-a's replica only.
       synchronous: o.synchronous ?? false,
       patroniTtl: o.patroniTtl ?? 5,
-      jobs: 'web',
+      jobs: 'workers',
       maxRequestsPerServer: o.maxRequestsPerServer,
       queueTimeoutMs: o.queueTimeoutMs,
       webHeapMb: o.webHeapMb,

@@ -76,6 +76,38 @@ export function workerSpec(plan: AddressPlan, dataCenter: string, index: number)
 }
 
 /**
+ * A data center's Redis: two roles, as Mastodon's scaling guide separates
+ * them (`durable` at hosts 11–12 of its cache block, `cache` at 21–22), each
+ * a master and a replica, and three Sentinels (hosts 101–103) watching both.
+ */
+export function redisTiers(plan: AddressPlan, dataCenter: string): ProcessSpec[] {
+  const dc: Scope = { dataCenter };
+  const out: ProcessSpec[] = [];
+  for (const [t, tier] of [
+    [1, 'durable'],
+    [2, 'cache'],
+  ] as const) {
+    const master = plan.name(dc, `redis-${tier}-1`);
+    out.push({ kind: 'redis', name: master, listen: plan.at(dc, 'cache', t * 10 + 1, 6379), tier });
+    out.push({
+      kind: 'redis',
+      name: plan.name(dc, `redis-${tier}-2`),
+      listen: plan.at(dc, 'cache', t * 10 + 2, 6379),
+      tier,
+      replicaOf: master,
+    });
+  }
+  for (let i = 1; i <= 3; i++) {
+    out.push({
+      kind: 'redisSentinel',
+      name: plan.name(dc, `sentinel-${i}`),
+      listen: plan.at(dc, 'cache', 100 + i, 26379),
+    });
+  }
+  return out;
+}
+
+/**
  * Shard cluster `c` (0-based) of a data center: its Patroni nodes (a primary
  * and `replicas`) at hosts 10c+11… of the database block, named after the
  * cluster (pg-a-1, pg-a-2), and its proxy at host 101+c (db-proxy-a).
@@ -157,25 +189,7 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
       });
     }
   }
-  if (withRedis) {
-    // Two Redis roles, as Mastodon's scaling guide separates them, each a master and a replica.
-    for (const [t, tier] of [
-      [1, 'durable'],
-      [2, 'cache'],
-    ] as const) {
-      processes.push({ kind: 'redis', name: `redis-${tier}-1`, listen: plan.at(dc, 'cache', t * 10 + 1, 6379), tier });
-      processes.push({
-        kind: 'redis',
-        name: `redis-${tier}-2`,
-        listen: plan.at(dc, 'cache', t * 10 + 2, 6379),
-        tier,
-        replicaOf: `redis-${tier}-1`,
-      });
-    }
-    for (let i = 1; i <= 3; i++) {
-      processes.push({ kind: 'redisSentinel', name: `sentinel-${i}`, listen: plan.at(dc, 'cache', 100 + i, 26379) });
-    }
-  }
+  if (withRedis) processes.push(...redisTiers(plan, dataCenter));
   for (let i = 1; i <= webCount; i++) {
     if (clustered) processes.push(webServerSpec(plan, dataCenter, i));
     else {

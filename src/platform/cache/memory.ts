@@ -1,4 +1,4 @@
-import { type Cache, type CacheLookup, createLocalLeases, type LocalLeases } from '../../ports/cache.ts';
+import { type CacheLookup, type ClearableCache, createLocalLeases, type LocalLeases } from '../../ports/cache.ts';
 import { type EvictionPolicy, evictionOrder } from './eviction.ts';
 
 export interface MemoryCacheOptions {
@@ -32,7 +32,7 @@ function deepFreeze<T>(value: T): T {
  * copying it, and no caller can change what is cached (a write throws).
  */
 /** The in-process cache; `clear` drops every entry (a missed invalidation). */
-export type MemoryCache = Cache & { clear(): void };
+export type MemoryCache = ClearableCache & { clear(): void };
 
 export function createMemoryCache(options: MemoryCacheOptions): MemoryCache {
   const now = options.now ?? Date.now;

@@ -2,7 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { BentoCache, bentostore } from 'bentocache';
 import { redisDriver } from 'bentocache/drivers/redis';
 import type { Redis } from 'ioredis';
-import { type Cache, type CacheLease, type CacheLookup, createLocalLeases, leaseMs } from '../../ports/cache.ts';
+import {
+  type CacheLease,
+  type CacheLookup,
+  type ClearableCache,
+  createLocalLeases,
+  leaseMs,
+} from '../../ports/cache.ts';
 import { createMemoryCache } from './memory.ts';
 
 export interface TwoLevelCacheOptions {
@@ -47,7 +53,7 @@ interface Stored {
 /** Bentocache's prefix of the keys it stores in L2 (set here, so deletes can name them). */
 const l2Prefix = 'bentocache';
 
-export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
+export function createTwoLevelCache(options: TwoLevelCacheOptions): ClearableCache {
   const channel = options.channel ?? 'scaleout:cache:invalidate';
   const origin = randomBytes(8).toString('hex');
   const bento = new BentoCache({
@@ -157,6 +163,11 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): Cache {
     },
     onLookup(listener) {
       listeners.push(listener);
+    },
+    /** Everything goes, from L1 and from the cache Redis (a missed invalidation: see withSharedInvalidation). */
+    async clear() {
+      l1.clear();
+      await bento.clear().catch(() => {});
     },
     async close() {
       await l1.close();

@@ -48,7 +48,7 @@ export async function createPostgresInvalidations(o: PostgresInvalidationOptions
   const ackTimeoutMs = o.ackTimeoutMs ?? 250;
   const sender = new pg.Pool({ connectionString: o.url, max: 3, idleTimeoutMillis: 30_000 });
   sender.on('error', () => {});
-  const listeners: { keys(keys: string[]): void; gap(): void }[] = [];
+  const listeners: { keys(keys: string[]): void | Promise<void>; gap(): void }[] = [];
   const waiting = new Map<string, { acks: Set<string>; done: () => void }>();
   let seq = 0;
   let closed = false;
@@ -73,8 +73,10 @@ export async function createPostgresInvalidations(o: PostgresInvalidationOptions
       }
       return;
     }
-    for (const l of listeners) l.keys(m.keys);
-    notify({ t: 'ack', from: origin, to: m.from, id: m.id }).catch(() => {});
+    // Confirmed once every listener has dropped the keys (a data center's cache Redis answers in a round trip).
+    void Promise.allSettled(listeners.map((l) => l.keys(m.keys))).then(() =>
+      notify({ t: 'ack', from: origin, to: m.from, id: m.id }).catch(() => {}),
+    );
   };
 
   // Every process listening on the channel holds one idle session whose last statement is the LISTEN.

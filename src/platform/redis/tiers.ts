@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { Cache } from '../../ports/cache.ts';
+import type { ClearableCache } from '../../ports/cache.ts';
 import type { IdempotencyStore } from '../../ports/idempotency.ts';
 import type { RateLimiter } from '../../ports/rate-limits.ts';
 import type { SessionStore } from '../../ports/sessions.ts';
@@ -13,7 +13,7 @@ import { createRedisTimelineStore } from '../timelines/redis.ts';
 import { cacheTierOptions, connectRedis, durableTierOptions, parseHostPorts, subscriberOptions } from './connect.ts';
 
 export interface RedisTiers {
-  cache: Cache;
+  cache: ClearableCache;
   sessions: SessionStore;
   rateLimiter: RateLimiter;
   /** Idempotency-Keys and the first answers, on the durable tier. */
