@@ -65,6 +65,10 @@ export interface DrillClients {
   p99Ms: number;
   /** From the kill to the first successful answer after it (ms). */
   firstSuccessAfterKillMs: number | null;
+  /** From the kill to the first new connection their resolver sent to the survivor (ms). */
+  resolvedToSurvivorMs: number | null;
+  /** From the kill to the last connection refused (ms): a connection to the killed one's address. */
+  lastRefusedMs: number | null;
 }
 
 export interface DrillPhase {
@@ -98,11 +102,15 @@ export interface DrillPhase {
   primarySeenInKilled: boolean;
 }
 
+type Watched = Pick<DrillClients, 'resolvedToSurvivorMs' | 'lastRefusedMs'>;
+const unwatched: Watched = { resolvedToSurvivorMs: null, lastRefusedMs: null };
+
 const clientsOf = (
   result: LoadResult,
   dataCenter: string,
   failedAfterKill: number,
   firstOk: number | null,
+  watched: Watched,
 ): DrillClients => ({
   dataCenter,
   sent: result.sent,
@@ -113,6 +121,7 @@ const clientsOf = (
   sentAgain: result.retries,
   p99Ms: result.latencyMs.p99,
   firstSuccessAfterKillMs: firstOk,
+  ...watched,
 });
 
 /**
@@ -163,15 +172,22 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
       let killedAt = Number.POSITIVE_INFINITY;
       const firstOk: Record<string, number | null> = {};
       const failedAfter: Record<string, number> = {};
+      const watched: Record<string, Watched> = {};
       let start = 0;
       const loads = dataCenters.map(async (dc, i) => {
         const subnet = multiDcClients[dc]?.[0] as string;
         const next = await buildScenario('mixed', manifest, ledger, 11 + 2 * n + i);
         firstOk[dc] = null;
         failedAfter[dc] = 0;
+        const seen: Watched = { ...unwatched };
+        watched[dc] = seen;
+        const toSurvivor = (address: string) => {
+          if (Date.now() >= killedAt && address === entrance(survivor).host)
+            seen.resolvedToSurvivorMs ??= Date.now() - killedAt;
+        };
         return openLoop({
           origin: `http://${site}:${entrance(dc).port}`,
-          lookup: siteResolver(dns, subnet).lookup,
+          lookup: siteResolver(dns, subnet, toSurvivor).lookup,
           rate: o.ratePerDataCenter,
           seconds: o.seconds,
           connections: 64,
@@ -183,6 +199,7 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
             if (answeredAt < killedAt) return;
             if (error) failedAfter[dc] = (failedAfter[dc] ?? 0) + 1;
             else firstOk[dc] ??= answeredAt - killedAt;
+            if (error === 'ECONNREFUSED') seen.lastRefusedMs = answeredAt - killedAt;
           },
         });
       });
@@ -269,7 +286,7 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
         promotedMs: decided !== null && event?.promotedMs !== undefined ? decided + event.promotedMs : null,
         clients: results.map((r, i) => {
           const dc = dataCenters[i] as string;
-          return clientsOf(r, dc, failedAfter[dc] ?? 0, firstOk[dc] ?? null);
+          return clientsOf(r, dc, failedAfter[dc] ?? 0, firstOk[dc] ?? null, watched[dc] ?? unwatched);
         }),
         acknowledgedWrites: ledger.entries.length,
         lost: verified.lost.length,
@@ -361,6 +378,7 @@ export function drillSummary(
   for (const dc of phases[0]?.clients.map((c) => c.dataCenter) ?? []) {
     const c = (p: DrillPhase) => p.clients.find((x) => x.dataCenter === dc) as DrillClients;
     lines.push(
+      `| ${dc}'s clients: their resolver sends a connection to the survivor / the last connection refused | ${phases.map((p) => `${ms(c(p).resolvedToSurvivorMs)} / ${ms(c(p).lastRefusedMs)}`).join(' | ')} |`,
       `| ${dc}'s clients: first success after the kill | ${phases.map((p) => ms(c(p).firstSuccessAfterKillMs)).join(' | ')} |`,
       `| ${dc}'s clients: failed / sent (after the kill) | ${phases.map((p) => `${c(p).failed} / ${c(p).sent} (${c(p).failedAfterKill})`).join(' | ')} |`,
       `| ${dc}'s clients: sent again, p99 | ${phases.map((p) => `${c(p).sentAgain}, ${c(p).p99Ms} ms`).join(' | ')} |`,

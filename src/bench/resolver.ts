@@ -8,9 +8,13 @@ import { queryDns } from '../cluster/components/dns/query.ts';
  * and keeps the last one while the server does not answer. Given to the load
  * generator's connection pool, so that every new connection goes where the
  * name points at that moment (a kept-alive one stays where it is, as a
- * browser's does).
+ * browser's does). `onResolved` hears every address given to a connection.
  */
-export function siteResolver(server: { host: string; port: number }, subnet: string) {
+export function siteResolver(
+  server: { host: string; port: number },
+  subnet: string,
+  onResolved?: (address: string) => void,
+) {
   let cached: { address: string; until: number } | undefined;
   let asking: Promise<string> | undefined;
   const ask = async (name: string): Promise<string> => {
@@ -34,6 +38,7 @@ export function siteResolver(server: { host: string; port: number }, subnet: str
   const lookup: LookupFunction = (hostname, options, callback) => {
     ask(hostname).then(
       (address) => {
+        onResolved?.(address);
         // net.connect asks for every address (autoSelectFamily) or for one.
         if ((options as { all?: boolean }).all)
           (callback as (e: null, a: { address: string; family: number }[]) => void)(null, [{ address, family: 4 }]);

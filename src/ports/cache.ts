@@ -76,8 +76,17 @@ export function readGrace<T>(hit: unknown, now = Date.now()): { value: T; fresh:
   return { value: hit as T, fresh: true };
 }
 
+const notStoredMark = Symbol('not stored');
+/** A loaded value to return but not to keep (a replica's answer, which may lag the primary's). */
+export interface NotStored<T> {
+  readonly [notStoredMark]: T;
+}
+export const notStored = <T>(value: T): NotStored<T> => ({ [notStoredMark]: value });
+const isNotStored = <T>(v: unknown): v is NotStored<T> => typeof v === 'object' && v !== null && notStoredMark in v;
+
 /**
- * Cache-aside: the cached value, or load, store and return it. One load per
+ * Cache-aside: the cached value, or load, store and return it (a load's
+ * `notStored(value)` is returned and not kept). One load per
  * key at a time in a process (stampede protection): concurrent misses wait
  * for it. A given TTL is jittered. "Not found" is cached too, for
  * `negativeTtlSeconds` (5 s; 0 turns it off), so whoever writes the thing
@@ -89,7 +98,7 @@ export function readGrace<T>(hit: unknown, now = Date.now()): { value: T; fresh:
 export async function cached<T>(
   cache: Cache,
   key: string,
-  load: () => Promise<T | undefined>,
+  load: () => Promise<T | undefined | NotStored<T | undefined>>,
   ttlSeconds?: number,
   opts: { negativeTtlSeconds?: number } = {},
 ): Promise<T | undefined> {
@@ -105,14 +114,20 @@ export async function cached<T>(
   const negativeTtl = opts.negativeTtlSeconds ?? 5;
   const loading = (async () => {
     const lease = await cache.lease(key);
-    let value: T | undefined;
+    let loaded: T | undefined | NotStored<T | undefined>;
     try {
-      value = await load();
+      loaded = await load();
     } catch (err) {
       // Grace: the source failed, the last value is better than an error.
       if (hit && !isAbsent(hit.value)) return hit.value;
       throw err;
     }
+    if (isNotStored<T | undefined>(loaded)) {
+      const value = loaded[notStoredMark];
+      // The last value kept in grace is as good as a replica's, and the cache's own.
+      return value === undefined && hit && !isAbsent(hit.value) ? hit.value : value;
+    }
+    const value = loaded;
     if (value === undefined) {
       if (negativeTtl > 0) await cache.set(key, absent, negativeTtl, lease);
     } else if (ttlSeconds === undefined) {

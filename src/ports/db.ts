@@ -112,6 +112,45 @@ export class StoreUnavailableError extends Error {
   }
 }
 
+/** How long a read that prefers the primary waits for it before it asks a replica too (ms). */
+export const primaryPatienceMs = 500;
+
+/**
+ * A read that prefers the primary (it has every write, the newest too): the
+ * primary's answer, unless it fails as unavailable (then the replica's), or
+ * has not come within `afterMs` (it waits for a failover to end, or in a
+ * second data center the primary one is lost). Late, the first answer of the
+ * two that `usable` accepts (a replica without the row waits for the
+ * primary), else the primary's; when the primary fails too, the replica's.
+ * `from` says whose it is: a replica's may lag, so a cache must not keep it.
+ */
+export async function preferPrimary<T>(
+  primary: () => Promise<T>,
+  replica: () => Promise<T>,
+  o: { afterMs?: number; usable?: (value: T) => boolean; unavailable?: (err: unknown) => boolean } = {},
+): Promise<{ value: T; from: 'primary' | 'replica' }> {
+  const unavailable = (err: unknown) => err instanceof StoreUnavailableError || (o.unavailable?.(err) ?? false);
+  const usable = o.usable ?? (() => true);
+  const fromPrimary = primary().then((value) => ({ value, from: 'primary' as const }));
+  const fromReplica = () => replica().then((value) => ({ value, from: 'replica' as const }));
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), o.afterMs ?? primaryPatienceMs);
+  });
+  try {
+    const winner = await Promise.race([fromPrimary, late]);
+    if (winner !== 'late') return winner;
+  } catch (err) {
+    if (!unavailable(err)) throw err;
+    return fromReplica();
+  } finally {
+    clearTimeout(timer);
+  }
+  const asked = fromReplica();
+  const found = asked.then((r) => (usable(r.value) ? r : Promise.reject(new Error('not usable on the replica'))));
+  return Promise.any([fromPrimary, found]).catch(() => asked);
+}
+
 /** One database's handles: `primary` takes writes, `reader` answers reads (a replica in clustered topologies). */
 export interface ShardDb {
   readonly primary: QueryBuilder;

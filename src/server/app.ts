@@ -138,10 +138,11 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     limits: { fileSize: settings.uploadMaxBytes, files: 1, fields: 8, fieldSize: 16 * 1024, parts: 10 },
     throwFileSizeLimit: true,
   });
+  const consistency = options.consistency ?? noConsistency;
   installAuth(
     app,
     options.sessions,
-    options.consistency ?? noConsistency,
+    consistency,
     options.secureCookies,
     options.secret,
     [settings.publicUrl, settings.media?.origin].filter((u): u is string => Boolean(u)),
@@ -161,7 +162,14 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     // A count of the day's users is no reason to refuse or hold a read: its row is waited for at most
     // `activityWaitMs` (a primary that takes longer is waiting out a failover, or is another data center's,
     // lost), then written on in the background; one that cannot be written is written at the user's next request.
-    const marked = services.activity.markActive(request.viewer.userId).then(
+    // It is written in a scope of its own: the request's reads still go to a replica, and its answer asks the
+    // primary for no new read-your-writes position (both wait for a lost primary), for a row nobody reads back.
+    const { userId } = request.viewer;
+    let marking: Promise<void> | undefined;
+    consistency.scope(() => {
+      marking = services.activity.markActive(userId);
+    });
+    const marked = (marking as Promise<void>).then(
       () => true,
       (err: unknown) => {
         if (err instanceof StoreUnavailableError)

@@ -1,8 +1,8 @@
-import { type Driver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { openPgliteDb } from '../../src/platform/db/pglite.ts';
 import { createDatabaseSessionStore } from '../../src/platform/sessions/database.ts';
-import type { Database, Db } from '../../src/ports/db.ts';
+import type { Db } from '../../src/ports/db.ts';
+import { unreachable } from '../support/lost-primary.ts';
 import { tempDir } from '../support/temp.ts';
 import { runSessionContract } from './sessions.contract.ts';
 
@@ -36,31 +36,6 @@ runSessionContract({
     };
   },
 });
-
-/** A query builder whose every query fails as a primary that cannot be reached does (or with `error`). */
-function unreachable(error: () => Error | null): Kysely<Database> {
-  const driver: Driver = {
-    init: async () => {},
-    // null: it never answers (a primary waited for through a failover).
-    acquireConnection: () => {
-      const e = error();
-      return e ? Promise.reject(e) : new Promise<never>(() => {});
-    },
-    beginTransaction: async () => {},
-    commitTransaction: async () => {},
-    rollbackTransaction: async () => {},
-    releaseConnection: async () => {},
-    destroy: async () => {},
-  };
-  return new Kysely<Database>({
-    dialect: {
-      createAdapter: () => new PostgresAdapter(),
-      createDriver: () => driver,
-      createIntrospector: (k) => new PostgresIntrospector(k),
-      createQueryCompiler: () => new PostgresQueryCompiler(),
-    },
-  });
-}
 
 describe('database sessions while the primary cannot answer', () => {
   const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5000'), { code: 'ECONNREFUSED' });

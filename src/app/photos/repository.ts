@@ -294,11 +294,15 @@ export function createPhotoRepository(db: Db) {
       return rows.map((r) => ({ id: r.id, at: new Date(r.created_at).getTime() }));
     },
 
-    /** Photos by id from the primary (a feed page's cache misses), in no order; missing ids are left out. */
-    async getMany(ids: string[]): Promise<PhotoRow[]> {
+    /** Photos by id from the primary (a feed page's cache misses) or a replica, in no order; missing ids are left out. */
+    async getMany(ids: string[], fromPrimary = true): Promise<PhotoRow[]> {
       if (ids.length === 0) return [];
       const rows = await Promise.all(
-        byShard(db, ids).map(({ shard, ids: here }) => base(shard.primary).where('p.id', 'in', here).execute()),
+        byShard(db, ids).map(({ shard, ids: here }) =>
+          base(fromPrimary ? shard.primary : shard.reader())
+            .where('p.id', 'in', here)
+            .execute(),
+        ),
       );
       return (rows.flat() as SelectedPhoto[]).map(toRow);
     },

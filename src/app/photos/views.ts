@@ -1,4 +1,5 @@
 import { absent, type Cache, isAbsent, readGrace, withGrace } from '../../ports/cache.ts';
+import { preferPrimary } from '../../ports/db.ts';
 import type { PhotoRepository, PhotoRow } from './repository.ts';
 
 /** A photo as cached and mapped: JSON-safe, with no viewer-specific fields. */
@@ -17,7 +18,8 @@ const absentTtlSeconds = 30;
 /**
  * Photos by id, for a page: from the cache, and the misses in one query on
  * the primary (a value read from a lagging replica would be served to
- * everyone until it expires), which fills the cache. Settled photos are
+ * everyone until it expires), which fills the cache; while the primary is
+ * late, a replica's rows are served and not kept. Settled photos are
  * cached (a processing one changes soon); missing ids are remembered as
  * absent for a while, so a deleted photo still named somewhere costs no
  * query. A photo past its TTL is read again; if the database fails, the
@@ -43,8 +45,15 @@ export async function photoViews(
   // Leases first: a like or a delete that lands while the query runs wins over what it read.
   const leases = await Promise.all(missing.map((id) => cache.lease(photoCacheKey(id))));
   let rows: PhotoRow[];
+  let from: 'primary' | 'replica';
   try {
-    rows = await photos.getMany(missing);
+    // From the primary, so that the cache never keeps a lagging replica's rows; a primary that is late (a
+    // failover, the primary data center lost) gives way to a replica that has them all, and nothing is kept.
+    ({ value: rows, from } = await preferPrimary(
+      () => photos.getMany(missing),
+      () => photos.getMany(missing, false),
+      { usable: (found) => found.length === missing.length },
+    ));
   } catch (err) {
     // Grace: with the database failing, the copies past their TTL are served (ids with none are left out).
     if (stale.size === 0) throw err;
@@ -52,6 +61,10 @@ export async function photoViews(
     return out;
   }
   for (const row of rows) out.set(row.id, toPhotoView(row));
+  if (from === 'replica') {
+    for (const [id, view] of stale) if (!out.has(id)) out.set(id, view);
+    return out;
+  }
   await Promise.all(
     missing.map((id, i) => {
       const view = out.get(id);

@@ -1,4 +1,5 @@
-import { type Cache, cached } from '../../ports/cache.ts';
+import { type Cache, cached, notStored } from '../../ports/cache.ts';
+import { preferPrimary } from '../../ports/db.ts';
 import type { BusinessMetrics } from '../../ports/metrics.ts';
 import type { Session, SessionStore } from '../../ports/sessions.ts';
 import { shardOfUsername } from '../../ports/shards.ts';
@@ -79,9 +80,15 @@ export function createUserService(deps: {
 
     async profile(username: string): Promise<CachedProfile> {
       const profile = await cached<CachedProfile>(cache, profileCacheKey(username), async () => {
-        // Filled from the primary, so the cache never holds a lagging replica's answer.
-        const row = await users.getProfile(username, true);
-        return row && { ...row, createdAt: row.createdAt.toISOString() };
+        // Filled from the primary, so the cache never holds a lagging replica's answer. A primary that is
+        // late (a failover, the primary data center lost) gives way to a replica, whose answer is not kept.
+        const { value: row, from } = await preferPrimary(
+          () => users.getProfile(username, true),
+          () => users.getProfile(username, false),
+          { usable: (r) => r !== undefined },
+        );
+        const view = row && { ...row, createdAt: row.createdAt.toISOString() };
+        return from === 'primary' ? view : notStored(view);
       });
       if (!profile) throw notFound('user');
       return profile;

@@ -1,41 +1,15 @@
-import { type Db, type QueryBuilder, StoreUnavailableError } from '../../ports/db.ts';
+import { type Db, preferPrimary, primaryPatienceMs, type QueryBuilder } from '../../ports/db.ts';
 import type { Session, SessionStore } from '../../ports/sessions.ts';
 import { isUnavailable } from '../db/errors.ts';
 import { newSessionId, sessionDigest } from './ids.ts';
 
 /** Sessions in the relational store: they survive restarts and are shared by every web server. */
-/**
- * The primary's answer, unless it fails as unavailable (then the replica's) or has not come within
- * `afterMs` (then the first found of the two: a replica without it waits for the primary).
- */
-async function hedged<T>(primary: () => Promise<T>, replica: () => Promise<T>, afterMs: number): Promise<T> {
-  const first = primary();
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => {
-    timer = setTimeout(() => resolve('late'), afterMs);
-  });
-  try {
-    const winner = await Promise.race([first, late]);
-    if (winner !== 'late') return winner;
-  } catch (err) {
-    if (!isUnavailable(err) && !(err instanceof StoreUnavailableError)) throw err;
-    return replica();
-  } finally {
-    clearTimeout(timer);
-  }
-  // Late: the replica's copy if it has one, else the primary's answer; when the primary fails too, the
-  // replica's "no such session" (or its error).
-  const fromReplica = replica();
-  const found = fromReplica.then((r) => (r === undefined ? Promise.reject(new Error('not on the replica')) : r));
-  return Promise.any([first, found]).catch(() => fromReplica);
-}
-
 export function createDatabaseSessionStore(
   db: Db,
   ttlSeconds: number,
   now = () => new Date(),
   /** How long a session's lookup waits for the primary before it asks a replica too (ms). */
-  hedgeMs = 500,
+  hedgeMs = primaryPatienceMs,
 ): SessionStore {
   const expiry = () => new Date(now().getTime() + ttlSeconds * 1000);
   return {
@@ -68,10 +42,10 @@ export function createDatabaseSessionStore(
       // `hedgeMs` (it waits for a failover to end, or in a second data center the primary one is lost) is
       // asked of a replica too, whose copy keeps logged-in users reading, at most the replica's lag old (a
       // session made in that lag is not found there: its user logs in again once writes are back).
-      const row = await hedged(
+      const { value: row } = await preferPrimary(
         () => find(db.primary),
         () => find(db.reader()),
-        hedgeMs,
+        { afterMs: hedgeMs, usable: (r) => r !== undefined, unavailable: isUnavailable },
       );
       if (!row) return null;
       return {
