@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { ClusterState } from '../cluster/run/index.ts';
@@ -9,6 +9,7 @@ import { defaultRetry, LatencyHistogram, openLoop, raiseLoadGeneratorPriority } 
 import { loadReport, writeReports } from './report.ts';
 import { buildScenario, type ScenarioName } from './scenarios.ts';
 import { seed } from './seed.ts';
+import { describeStalls, type StallMinute, startStallTrace } from './stall-trace.ts';
 import { errorCount, sweepRule } from './sweep.ts';
 import { startPreset } from './targets.ts';
 
@@ -46,6 +47,8 @@ export interface SoakMinute {
    * Latency counts from each request's due time, so a generator that lags adds its lag to what it measures.
    */
   loadGenerator?: { cpuPct: number; loopDelayP99Ms: number };
+  /** The primary's stalls over the minute, sampled every 100 ms (what its busy backends waited for). */
+  stalls?: StallMinute;
 }
 
 export interface SoakResult {
@@ -209,7 +212,10 @@ export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
     const next = await buildScenario(o.scenario, manifest, ledger, 5);
     const perMinute = Array.from({ length: o.minutes }, () => ({ h: new LatencyHistogram(), errors: 0 }));
     const minutes: SoakMinute[] = [];
+    const trace = startStallTrace(state);
     const started = Date.now();
+    const stallsOf = (minute: number) =>
+      trace.between(started - trace.started + (minute - 1) * 60_000, started - trace.started + minute * 60_000);
     let cpuMark = await markCpu(state);
     const sampleCpu = async () => {
       const now = await markCpu(state);
@@ -234,10 +240,11 @@ export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
           rssMb: rss,
           ...cpu,
           loadGenerator,
+          stalls: stallsOf(minute),
         };
         minutes.push(sample);
         o.log(
-          `minute ${minute}: ${m.h.count} requests, ${m.errors} errors, p99 ${s.p99} ms; CPU ${cpu.host?.busyPct} % (iowait ${cpu.host?.iowaitPct} %, stolen by the hypervisor ${cpu.host?.stealPct} %): ${busiest(sample)}; load generator ${loadGenerator.cpuPct} %, its loop's p99 delay ${loadGenerator.loopDelayP99Ms} ms`,
+          `minute ${minute}: ${m.h.count} requests, ${m.errors} errors, p99 ${s.p99} ms; CPU ${cpu.host?.busyPct} % (iowait ${cpu.host?.iowaitPct} %, stolen by the hypervisor ${cpu.host?.stealPct} %): ${busiest(sample)}; load generator ${loadGenerator.cpuPct} %, its loop's p99 delay ${loadGenerator.loopDelayP99Ms} ms; the primary: ${describeStalls(sample.stalls as StallMinute)}`,
         );
       });
     }, 60_000);
@@ -262,6 +269,8 @@ export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
       generator.stop();
     }
     await sampling;
+    await mkdir(path.join(o.out, 'soak'), { recursive: true });
+    await trace.stop(path.join(o.out, 'soak', 'stalls.jsonl'));
     // The last minute's sample, if the timer did not take it.
     if (!minutes.some((m) => m.minute === o.minutes)) {
       const m = perMinute[o.minutes - 1];
@@ -274,6 +283,7 @@ export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
           rssMb: await processRss(state),
           ...(await sampleCpu()),
           loadGenerator: generator.minute(),
+          stalls: stallsOf(o.minutes),
         });
     }
     minutes.sort((a, b) => a.minute - b.minute);
@@ -362,11 +372,11 @@ export function soakSummary(s: SoakResult, o: Pick<SoakOptions, 'minutes' | 'bas
         `| ${r.process} | ${r.baselinePeakMb} | ${r.peakAfterMb} | ${r.atEndMb} | ${(r.growth * 100).toFixed(1)} %${r.keepsData ? ' (data)' : r.pass ? '' : ' ✗'} |`,
     ),
     '',
-    '| minute | requests | errors | p99 ms | machine CPU % | iowait % | steal % | busiest processes (% of one core) | load generator CPU % / loop p99 delay ms |',
-    '|---:|---:|---:|---:|---:|---:|---:|---|---:|',
+    '| minute | requests | errors | p99 ms | machine CPU % | iowait % | steal % | busiest processes (% of one core) | load generator CPU % / loop p99 delay ms | the primary (every 100 ms): samples with a backend waiting, the most at once, top waits; standby flush lag max; I/O stall |',
+    '|---:|---:|---:|---:|---:|---:|---:|---|---:|---|',
     ...s.minutes.map(
       (m) =>
-        `| ${m.minute} | ${m.requests} | ${m.errors} | ${m.p99} | ${m.host?.busyPct ?? '–'} | ${m.host?.iowaitPct ?? '–'} | ${m.host?.stealPct ?? '–'} | ${busiest(m)} | ${m.loadGenerator ? `${m.loadGenerator.cpuPct} / ${m.loadGenerator.loopDelayP99Ms}` : '–'} |`,
+        `| ${m.minute} | ${m.requests} | ${m.errors} | ${m.p99} | ${m.host?.busyPct ?? '–'} | ${m.host?.iowaitPct ?? '–'} | ${m.host?.stealPct ?? '–'} | ${busiest(m)} | ${m.loadGenerator ? `${m.loadGenerator.cpuPct} / ${m.loadGenerator.loopDelayP99Ms}` : '–'} | ${m.stalls ? describeStalls(m.stalls) : '–'} |`,
     ),
   ].join('\n');
 }

@@ -65,7 +65,7 @@ nav{display:flex;gap:.4rem}nav button.on{background:#1d1d1f;color:#fff;border-co
 </section>
 <div id="events"></div>
 <section id="dead-letter" class="hidden"><h3>Dead letter (jobs that failed their last attempt)</h3>
-<table><thead><tr><th>job</th><th>id</th><th>attempts</th><th>failed at</th><th>reason</th><th></th></tr></thead><tbody></tbody></table></section>
+<table><thead><tr><th>data center</th><th>job</th><th>id</th><th>attempts</th><th>failed at</th><th>reason</th><th></th></tr></thead><tbody></tbody></table></section>
 <div class="charts">
 ${chartDivs}
 </div>
@@ -225,12 +225,12 @@ async function refreshDeadLetter() {
   section.classList.toggle('hidden', jobs.length === 0);
   section.querySelector('tbody').replaceChildren(...jobs.map((j) => {
     const tr = document.createElement('tr');
-    for (const c of [j.name, j.id, j.attempts, new Date(j.failedAt).toLocaleTimeString(), j.reason]) {
+    for (const c of [j.dataCenter, j.name, j.id, j.attempts, new Date(j.failedAt).toLocaleTimeString(), j.reason]) {
       const td = document.createElement('td'); td.textContent = String(c); tr.append(td);
     }
     const b = document.createElement('button'); b.textContent = 'retry';
     b.onclick = async () => {
-      const r = await fetch('api/jobs/' + encodeURIComponent(j.id) + '/retry' + q, { method: 'POST', headers: { 'x-dashboard': '1' } });
+      const r = await fetch('api/jobs/' + encodeURIComponent(j.id) + '/retry' + (q ? q + '&' : '?') + 'dataCenter=' + encodeURIComponent(j.dataCenter), { method: 'POST', headers: { 'x-dashboard': '1' } });
       note('retry ' + j.id + ': ' + (r.ok ? 'ok' : (await r.json()).error));
       refreshDeadLetter();
     };

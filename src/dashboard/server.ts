@@ -120,29 +120,34 @@ export async function buildDashboard(opts: DashboardOptions): Promise<{ app: Fas
     const seconds = Math.min(3600, Math.max(30, Number((req.query as { seconds?: string }).seconds ?? 300)));
     return chartData(promUrl, key, seconds);
   });
-  // The dead letter of the shared queue (preset queue): a look, and a retry, never a job run here.
-  let jobs: JobQueue | undefined | null = null;
-  const siteJobs = () => {
-    if (jobs === null) {
-      const state = load();
-      jobs = openSiteQueue(state, firstDataCenter(state.topology));
-    }
-    return jobs;
+  // The dead letter of the shared queue (preset queue), each data center's (its own Redis and workers): a look,
+  // and a retry, never a job run here.
+  const queues = new Map<string, JobQueue | undefined>();
+  const queueOf = (dc: string) => {
+    if (!queues.has(dc)) queues.set(dc, openSiteQueue(load(), dc));
+    return queues.get(dc);
   };
+  const dataCentersOf = () => load().topology.dataCenters.map((d) => d.name);
   app.addHook('onClose', async () => {
-    await jobs?.close();
+    await Promise.all([...queues.values()].map((q) => q?.close()));
   });
   app.get('/api/jobs/failed', async (_req, reply) => {
-    const q = siteJobs();
-    if (!q) return reply.code(404).send({ error: 'this topology has no shared job queue' });
-    return { jobs: await q.failed(50) };
+    const withQueue = dataCentersOf().filter((dc) => queueOf(dc));
+    if (withQueue.length === 0) return reply.code(404).send({ error: 'this topology has no shared job queue' });
+    const each = await Promise.all(
+      withQueue.map(async (dc) => ((await queueOf(dc)?.failed(50)) ?? []).map((job) => ({ ...job, dataCenter: dc }))),
+    );
+    return { jobs: each.flat().sort((a, b) => b.failedAt - a.failedAt) };
   });
+  // `dataCenter` names the queue (job ids are each queue's own); the first data center's when it is left out.
   app.post('/api/jobs/:id/retry', async (req, reply) => {
-    const q = siteJobs();
+    const dc = (req.query as { dataCenter?: string }).dataCenter ?? firstDataCenter(load().topology);
+    if (!dataCentersOf().includes(dc)) return reply.code(404).send({ error: `no data center ${dc}` });
+    const q = queueOf(dc);
     if (!q) return reply.code(404).send({ error: 'this topology has no shared job queue' });
     const { id } = req.params as { id: string };
     if (!(await q.retry(id))) return reply.code(404).send({ error: `no failed job ${id}` });
-    return { retried: id };
+    return { retried: id, dataCenter: dc };
   });
   app.post('/api/processes/:name/kill', async (req, reply) => {
     const state = load();

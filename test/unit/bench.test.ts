@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { LatencyHistogram } from '../../src/bench/load.ts';
 import { parseDuration } from '../../src/bench/run.ts';
 import { followGraph, mulberry32, zipf } from '../../src/bench/seed.ts';
+import { describeStalls, summarizeStalls } from '../../src/bench/stall-trace.ts';
 
 describe('percentiles', () => {
   it('match known inputs: 1..1000 ms', () => {
@@ -66,5 +67,30 @@ describe('the seeded graph', () => {
     expect(hits[0]).toBeGreaterThan(hits[1]);
     expect(hits[1]).toBeGreaterThan(hits[10]);
     expect(hits[0]).toBeGreaterThan(20 * hits[99]);
+  });
+});
+
+describe("the soak's trace of the primary's stalls", () => {
+  it('counts what busy backends waited for, leaving out the CPU and their clients; the worst sample and lags', () => {
+    const m = summarizeStalls([
+      { t: 0, waits: { CPU: 3, 'Client:ClientRead': 1 }, lagMs: { 'pg-2': { write: 0.2, flush: 0.5 } }, ioStallMs: 1 },
+      {
+        t: 100,
+        waits: { 'IPC:SyncRep': 4, 'Lock:transactionid': 1, CPU: 1 },
+        lagMs: { 'pg-2': { write: 3, flush: 640 } },
+      },
+      { t: 200, waits: { 'IPC:SyncRep': 2 }, lagMs: { 'pg-3': { write: 1, flush: 12 } }, ioStallMs: 250 },
+    ]);
+    expect(m).toEqual({
+      samples: 3,
+      waitingSamples: 2,
+      worst: { n: 5, waits: { 'IPC:SyncRep': 4, 'Lock:transactionid': 1 }, t: 100 },
+      byWait: { 'IPC:SyncRep': 6, 'Lock:transactionid': 1 },
+      maxFlushLagMs: 640,
+      ioStallMs: 251,
+    });
+    expect(describeStalls(m)).toBe(
+      '2 of 3 samples with a backend waiting, the most 5 at once (IPC:SyncRep 4, Lock:transactionid 1); by wait: IPC:SyncRep 6, Lock:transactionid 1; standby flush lag ≤ 640 ms; I/O stall 251 ms',
+    );
   });
 });
