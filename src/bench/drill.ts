@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { edgesOf } from '../cluster/components/dns/index.ts';
 import { queryDns } from '../cluster/components/dns/query.ts';
@@ -22,7 +23,7 @@ import { multiDcClients, multiDcZone } from '../cluster/topology/multi-dc.ts';
 import { Ledger, type LedgerEntry, verifyLedger } from './ledger.ts';
 import { defaultRetry, type LoadResult, openLoop } from './load.ts';
 import { loadReport, writeReports } from './report.ts';
-import { siteResolver } from './resolver.ts';
+import { type ResolverAsk, siteResolver } from './resolver.ts';
 import { buildScenario } from './scenarios.ts';
 import { seed } from './seed.ts';
 import { errorCount } from './sweep.ts';
@@ -63,12 +64,14 @@ export interface DrillClients {
   errors: Record<string, number>;
   sentAgain: number;
   p99Ms: number;
-  /** From the kill to the first successful answer after it (ms). */
+  /** From the kill to the first successful answer of a request sent after it (ms). */
   firstSuccessAfterKillMs: number | null;
   /** From the kill to the first new connection their resolver sent to the survivor (ms). */
   resolvedToSurvivorMs: number | null;
   /** From the kill to the last connection refused (ms): a connection to the killed one's address. */
   lastRefusedMs: number | null;
+  /** From the kill to the first DNS answer their resolver was given that named the survivor (ms). */
+  dnsAnsweredSurvivorMs: number | null;
 }
 
 export interface DrillPhase {
@@ -102,8 +105,8 @@ export interface DrillPhase {
   primarySeenInKilled: boolean;
 }
 
-type Watched = Pick<DrillClients, 'resolvedToSurvivorMs' | 'lastRefusedMs'>;
-const unwatched: Watched = { resolvedToSurvivorMs: null, lastRefusedMs: null };
+type Watched = Pick<DrillClients, 'resolvedToSurvivorMs' | 'lastRefusedMs' | 'dnsAnsweredSurvivorMs'>;
+const unwatched: Watched = { resolvedToSurvivorMs: null, lastRefusedMs: null, dnsAnsweredSurvivorMs: null };
 
 const clientsOf = (
   result: LoadResult,
@@ -173,6 +176,8 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
       const firstOk: Record<string, number | null> = {};
       const failedAfter: Record<string, number> = {};
       const watched: Record<string, Watched> = {};
+      /** Every question the clients' stub resolvers asked the DNS, for the phase's resolver.json. */
+      const asks: ({ dataCenter: string } & ResolverAsk)[] = [];
       let start = 0;
       const loads = dataCenters.map(async (dc, i) => {
         const subnet = multiDcClients[dc]?.[0] as string;
@@ -187,18 +192,22 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
         };
         return openLoop({
           origin: `http://${site}:${entrance(dc).port}`,
-          lookup: siteResolver(dns, subnet, toSurvivor).lookup,
+          lookup: siteResolver(dns, subnet, {
+            onResolved: toSurvivor,
+            onAsked: (ask) => asks.push({ dataCenter: dc, ...ask }),
+          }).lookup,
           rate: o.ratePerDataCenter,
           seconds: o.seconds,
           connections: 64,
           next,
           // As a client does: a write is sent again with its Idempotency-Key after a reset or a 503.
           retry: defaultRetry,
-          onAnswer: (_due, _ms, error) => {
+          onAnswer: (due, _ms, error) => {
             const answeredAt = Date.now();
             if (answeredAt < killedAt) return;
             if (error) failedAfter[dc] = (failedAfter[dc] ?? 0) + 1;
-            else firstOk[dc] ??= answeredAt - killedAt;
+            // The first success of a request sent after the kill (one in flight then may still be answered).
+            else if (start + due * 1000 >= killedAt) firstOk[dc] ??= answeredAt - killedAt;
             if (error === 'ECONNREFUSED') seen.lastRefusedMs = answeredAt - killedAt;
           },
         });
@@ -241,6 +250,11 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
         return { victims, moved, rejoin };
       })();
       const results = await Promise.all(loads);
+      for (const dc of dataCenters) {
+        const told = asks.find((a) => a.dataCenter === dc && a.at >= killedAt && a.address === entrance(survivor).host);
+        const seen = watched[dc];
+        if (seen) seen.dnsAnsweredSurvivorMs = told ? told.at + told.ms - killedAt : null;
+      }
       const { victims, moved, rejoin } = await drill;
       const event = latest().dataCenterEvents?.at(-1);
       const decided = event && event.to === survivor ? Date.parse(event.at) - killedAt : null;
@@ -301,6 +315,14 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
       };
       phases.push(phase);
       await writeDrillReport(path.join(o.out, mode), phase, results, dataCenters, o, (killedAt - start) / 1000);
+      // What the stub resolvers asked and were told, from 10 s before the kill (ms from the kill).
+      await writeFile(
+        path.join(o.out, mode, 'resolver.jsonl'),
+        asks
+          .filter((a) => a.at >= killedAt - 10_000)
+          .map((a) => JSON.stringify({ ...a, at: a.at - killedAt }))
+          .join('\n'),
+      );
     }
     await callWitness(latest(), 'POST', '/synchronous', { on: false }).catch(() => {});
     return phases;
@@ -378,8 +400,8 @@ export function drillSummary(
   for (const dc of phases[0]?.clients.map((c) => c.dataCenter) ?? []) {
     const c = (p: DrillPhase) => p.clients.find((x) => x.dataCenter === dc) as DrillClients;
     lines.push(
-      `| ${dc}'s clients: their resolver sends a connection to the survivor / the last connection refused | ${phases.map((p) => `${ms(c(p).resolvedToSurvivorMs)} / ${ms(c(p).lastRefusedMs)}`).join(' | ')} |`,
-      `| ${dc}'s clients: first success after the kill | ${phases.map((p) => ms(c(p).firstSuccessAfterKillMs)).join(' | ')} |`,
+      `| ${dc}'s clients: the DNS tells their resolver the survivor / it sends a connection there / the last connection refused | ${phases.map((p) => `${ms(c(p).dnsAnsweredSurvivorMs)} / ${ms(c(p).resolvedToSurvivorMs)} / ${ms(c(p).lastRefusedMs)}`).join(' | ')} |`,
+      `| ${dc}'s clients: first success of a request sent after the kill | ${phases.map((p) => ms(c(p).firstSuccessAfterKillMs)).join(' | ')} |`,
       `| ${dc}'s clients: failed / sent (after the kill) | ${phases.map((p) => `${c(p).failed} / ${c(p).sent} (${c(p).failedAfterKill})`).join(' | ')} |`,
       `| ${dc}'s clients: sent again, p99 | ${phases.map((p) => `${c(p).sentAgain}, ${c(p).p99Ms} ms`).join(' | ')} |`,
     );

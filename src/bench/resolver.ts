@@ -8,25 +8,38 @@ import { queryDns } from '../cluster/components/dns/query.ts';
  * and keeps the last one while the server does not answer. Given to the load
  * generator's connection pool, so that every new connection goes where the
  * name points at that moment (a kept-alive one stays where it is, as a
- * browser's does). `onResolved` hears every address given to a connection.
+ * browser's does). `onResolved` hears every address given to a connection, `onAsked`
+ * every question asked of the server.
  */
+/** One question the stub resolver asked the DNS server: its answer (or why none came), and how long it took. */
+export interface ResolverAsk {
+  at: number;
+  ms: number;
+  address?: string;
+  ttl?: number;
+  error?: string;
+}
+
 export function siteResolver(
   server: { host: string; port: number },
   subnet: string,
-  onResolved?: (address: string) => void,
+  o: { onResolved?: (address: string) => void; onAsked?: (ask: ResolverAsk) => void } = {},
 ) {
   let cached: { address: string; until: number } | undefined;
   let asking: Promise<string> | undefined;
   const ask = async (name: string): Promise<string> => {
     if (cached && Date.now() < cached.until) return cached.address;
+    const at = Date.now();
     asking ??= queryDns(server, name, { subnet, timeoutMs: 1000 })
       .then((reply) => {
         const a = reply.answers.find((x) => x.type === 'A');
         if (!a) throw new Error(`${name}: no address (${reply.rcode})`);
         cached = { address: a.data, until: Date.now() + a.ttl * 1000 };
+        o.onAsked?.({ at, ms: Date.now() - at, address: a.data, ttl: a.ttl });
         return a.data;
       })
       .catch((err: Error) => {
+        o.onAsked?.({ at, ms: Date.now() - at, error: err.message });
         if (cached) return cached.address;
         throw err;
       })
@@ -38,7 +51,7 @@ export function siteResolver(
   const lookup: LookupFunction = (hostname, options, callback) => {
     ask(hostname).then(
       (address) => {
-        onResolved?.(address);
+        o.onResolved?.(address);
         // net.connect asks for every address (autoSelectFamily) or for one.
         if ((options as { all?: boolean }).all)
           (callback as (e: null, a: { address: string; family: number }[]) => void)(null, [{ address, family: 4 }]);
