@@ -81,6 +81,11 @@ export interface DrillPhase {
   survivor: string;
   /** From the kill until the DNS gave the killed one's client subnet the survivor's address (ms). */
   dnsMovedMs: number | null;
+  /**
+   * Answers for the killed one's client subnet in the 15 s after that (asked every 200 ms) that did not name
+   * the survivor first: when (ms from the kill), the addresses, and the health aggregator's `/up/<dc>` status.
+   */
+  dnsAfterMove: { at: number; addresses: string[]; up: Record<string, number> }[];
   /** From the kill until the witness decided, and until the survivor had a primary (ms). */
   witnessDecidedMs: number | null;
   promotedMs: number | null;
@@ -176,6 +181,7 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
       const firstOk: Record<string, number | null> = {};
       const failedAfter: Record<string, number> = {};
       const watched: Record<string, Watched> = {};
+      const dnsAfterMove: DrillPhase['dnsAfterMove'] = [];
       /** Every question the clients' stub resolvers asked the DNS, for the phase's resolver.json. */
       const asks: ({ dataCenter: string } & ResolverAsk)[] = [];
       let start = 0;
@@ -247,6 +253,31 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
           60_000,
           `${killed}'s clients resolved to ${survivor}`,
         ).catch(() => {});
+        // After the move, 15 s more of questions every 200 ms: an answer that names the killed one again (a
+        // flap of the health check, or PowerDNS giving every address when it sees no group up) is recorded,
+        // with what the health aggregator answered for each data center at that moment.
+        const aggregator = processesOf(t, 'dnsHealth')[0]?.listen;
+        const upOf = async (dc: string) =>
+          aggregator
+            ? await fetch(`http://${aggregator.host}:${aggregator.port}/up/${dc}`, {
+                signal: AbortSignal.timeout(1000),
+              })
+                .then((r) => r.status)
+                .catch(() => 0)
+            : 0;
+        const until = Date.now() + 15_000;
+        while (moved !== null && Date.now() < until) {
+          const asked = Date.now();
+          const reply = await queryDns(dns, site, { subnet: multiDcClients[killed]?.[0] }).catch(() => null);
+          const addresses = reply?.answers.filter((a) => a.type === 'A').map((a) => a.data) ?? [];
+          if (addresses[0] !== entrance(survivor).host)
+            dnsAfterMove.push({
+              at: asked - killedAt,
+              addresses,
+              up: Object.fromEntries(await Promise.all(dataCenters.map(async (dc) => [dc, await upOf(dc)]))),
+            });
+          await new Promise((r) => setTimeout(r, Math.max(0, 200 - (Date.now() - asked))));
+        }
         return { victims, moved, rejoin };
       })();
       const results = await Promise.all(loads);
@@ -296,6 +327,7 @@ export async function benchDrill(o: DrillOptions): Promise<DrillPhase[]> {
         killed,
         survivor,
         dnsMovedMs: moved,
+        dnsAfterMove,
         witnessDecidedMs: decided,
         promotedMs: decided !== null && event?.promotedMs !== undefined ? decided + event.promotedMs : null,
         clients: results.map((r, i) => {
@@ -394,6 +426,7 @@ export function drillSummary(
     `| | ${phases.map((p) => `${p.mode}: ${p.killed} killed`).join(' | ')} |`,
     `|---|${phases.map(() => '---:').join('|')}|`,
     `| DNS gives the killed one's clients the survivor | ${phases.map((p) => ms(p.dnsMovedMs)).join(' | ')} |`,
+    `| … then, in the next 15 s (asked every 200 ms), answers naming the killed one first | ${phases.map((p) => (p.dnsAfterMove.length ? `${p.dnsAfterMove.length}, ${ms(p.dnsAfterMove[0]?.at ?? null)}–${ms(p.dnsAfterMove.at(-1)?.at ?? null)} (${[...new Set(p.dnsAfterMove.map((d) => d.addresses.length))].join('/')} addresses)` : '0')).join(' | ')} |`,
     `| the witness decides | ${phases.map((p) => ms(p.witnessDecidedMs)).join(' | ')} |`,
     `| the survivor has a primary | ${phases.map((p) => ms(p.promotedMs)).join(' | ')} |`,
   ];
