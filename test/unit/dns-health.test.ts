@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { defaultHysteresis, nextHealth } from '../../src/cluster/components/dns/health.ts';
+import { defaultHysteresis, nextHealth, servedDataCenters } from '../../src/cluster/components/dns/health.ts';
 import { renderZone } from '../../src/cluster/components/dns/zone.ts';
 
 const run = (probes: string, up = true) => {
@@ -20,6 +20,22 @@ describe("the DNS's health of a data center, with hysteresis (3 of the last 5 pr
   it('a data center that is down comes back after three successes in a row, not after one', () => {
     expect(run('+-+-+++', false).join('')).toBe('DDDDDDU');
     expect(run('+++', false).join('')).toBe('DDU');
+  });
+});
+
+describe('the data centers the DNS serves', () => {
+  const states = (o: Record<string, [boolean, number]>) =>
+    new Map(Object.entries(o).map(([dc, [up, lastOkAt]]) => [dc, { up, lastOkAt }]));
+
+  it('every one that is up, and only those', () => {
+    expect([...servedDataCenters(states({ 'dc-a': [true, 5], 'dc-b': [true, 9] }))]).toEqual(['dc-a', 'dc-b']);
+    expect([...servedDataCenters(states({ 'dc-a': [false, 9], 'dc-b': [true, 5] }))]).toEqual(['dc-b']);
+  });
+
+  it('none up (the survivor of a loss waiting for its primary): the one whose edge answered last, never none', () => {
+    // dc-a killed at 1000; dc-b's readiness failed from 2500 while it had no primary.
+    expect([...servedDataCenters(states({ 'dc-a': [false, 1000], 'dc-b': [false, 2500] }))]).toEqual(['dc-b']);
+    expect([...servedDataCenters(states({ 'dc-a': [false, 0], 'dc-b': [false, 0] }))]).toEqual([]);
   });
 });
 

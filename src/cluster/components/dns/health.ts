@@ -7,7 +7,13 @@ import http from 'node:http';
  * every `intervalMs`, keeps the last `window` results, and turns a data
  * center down once `downAfter` of them failed, up again once `upAfter` of
  * them succeeded. PowerDNS asks it (`ifurlextup`): `/up/<dataCenter>`
- * answers 200 while up, 503 while down. `/metrics` is for Prometheus.
+ * answers 200 while it is served, 503 while not. `/metrics` is for Prometheus.
+ *
+ * Never every data center down at once: when none is up, the one whose edge
+ * answered most recently is served (see `servedDataCenters`). PowerDNS,
+ * given no group up, answers the client's own group, which may be the one
+ * that died: while the survivor waits for its promotion its readiness may
+ * fail too, and its clients and the dead one's would be sent to the dead one.
  */
 export interface HealthTarget {
   dataCenter: string;
@@ -33,6 +39,21 @@ interface TargetState {
   probes: { ok: number; failed: number };
   transitions: { up: number; down: number };
   changedAt: number;
+  /** When its edge last answered a probe with 200 (ms since the epoch; 0 never). */
+  lastOkAt: number;
+}
+
+/**
+ * The data centers the DNS serves: every one that is up; when none is, the
+ * one whose edge answered last (a fault that applies to all of them, or the
+ * survivor of a loss waiting for its primary, is no reason to answer with
+ * nothing, or with a dead one). None only when no edge ever answered.
+ */
+export function servedDataCenters(states: Map<string, Pick<TargetState, 'up' | 'lastOkAt'>>): Set<string> {
+  const up = [...states].filter(([, s]) => s.up).map(([dc]) => dc);
+  if (up.length > 0) return new Set(up);
+  const [latest] = [...states].filter(([, s]) => s.lastOkAt > 0).sort((a, b) => b[1].lastOkAt - a[1].lastOkAt);
+  return new Set(latest ? [latest[0]] : []);
 }
 
 /** Probes `url` once: true on HTTP 200 within the timeout. */
@@ -69,7 +90,14 @@ export function startHealthAggregator(o: {
   const states = new Map<string, TargetState>(
     o.targets.map((t) => [
       t.dataCenter,
-      { up: true, results: [], probes: { ok: 0, failed: 0 }, transitions: { up: 0, down: 0 }, changedAt: Date.now() },
+      {
+        up: true,
+        results: [],
+        probes: { ok: 0, failed: 0 },
+        transitions: { up: 0, down: 0 },
+        changedAt: Date.now(),
+        lastOkAt: 0,
+      },
     ]),
   );
   let stopped = false;
@@ -78,8 +106,10 @@ export function startHealthAggregator(o: {
     while (!stopped) {
       const started = Date.now();
       const ok = await probe(t, h.timeoutMs);
-      if (ok) s.probes.ok++;
-      else s.probes.failed++;
+      if (ok) {
+        s.probes.ok++;
+        s.lastOkAt = Date.now();
+      } else s.probes.failed++;
       const up = nextHealth(s, ok, h);
       if (up !== s.up) {
         s.up = up;
@@ -92,11 +122,15 @@ export function startHealthAggregator(o: {
       await new Promise((r) => setTimeout(r, Math.max(0, h.intervalMs - (Date.now() - started))));
     }
   });
+  const served = () => servedDataCenters(states);
   const metrics = () => {
     const lines = [
       '# HELP scaleout_dns_health_up Whether the DNS serves the data center (1) or has dropped it (0)',
       '# TYPE scaleout_dns_health_up gauge',
       ...[...states].map(([dc, s]) => `scaleout_dns_health_up{dataCenter="${dc}"} ${s.up ? 1 : 0}`),
+      '# HELP scaleout_dns_health_served Whether the DNS answers with the data center (1): up, or, none being up, the one whose edge answered last',
+      '# TYPE scaleout_dns_health_served gauge',
+      ...[...states].map(([dc]) => `scaleout_dns_health_served{dataCenter="${dc}"} ${served().has(dc) ? 1 : 0}`),
       '# HELP scaleout_dns_health_probes_total Probes of each data center’s edge, by result',
       '# TYPE scaleout_dns_health_probes_total counter',
       ...[...states].flatMap(([dc, s]) => [
@@ -118,14 +152,23 @@ export function startHealthAggregator(o: {
     if (m) {
       const s = states.get(m[1] as string);
       if (!s) return void res.writeHead(404).end('no such data center');
-      return void res.writeHead(s.up ? 200 : 503, { 'content-type': 'text/plain' }).end(s.up ? 'up' : 'down');
+      const on = served().has(m[1] as string);
+      return void res
+        .writeHead(on ? 200 : 503, { 'content-type': 'text/plain' })
+        .end(s.up ? 'up' : on ? 'down, served: no data center is up and its edge answered last' : 'down');
     }
     if (url === '/metrics')
       return void res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metrics());
     if (url === '/status') {
       return void res
         .writeHead(200, { 'content-type': 'application/json' })
-        .end(JSON.stringify(Object.fromEntries([...states].map(([dc, s]) => [dc, { ...s, results: undefined }]))));
+        .end(
+          JSON.stringify(
+            Object.fromEntries(
+              [...states].map(([dc, s]) => [dc, { ...s, results: undefined, served: served().has(dc) }]),
+            ),
+          ),
+        );
     }
     res.writeHead(404).end();
   });
