@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { closeSync, existsSync, openSync } from 'node:fs';
@@ -30,6 +31,16 @@ export interface SpawnOptions {
  * these too, not only the processes it had recorded as started.
  */
 export const spawned = new Set<number>();
+const journal = new AsyncLocalStorage<number[]>();
+
+/**
+ * Runs `fn` with `pids` as its journal: every process `startProcess` spawns
+ * within it (its async calls included, and no other caller's) is pushed
+ * there, so that a start that fails can stop what it left running.
+ */
+export function withSpawnJournal<T>(pids: number[], fn: () => Promise<T>): Promise<T> {
+  return journal.run(pids, fn);
+}
 
 /** How each process this one started ended: `exits.on('exit', (pid, code, signal) => …)`. */
 export const exits = new EventEmitter<{ exit: [pid: number, code: number | null, signal: NodeJS.Signals | null] }>();
@@ -73,6 +84,7 @@ export function startProcess(opts: SpawnOptions): StartedProcess {
   const pid = child.pid;
   child.on('exit', (code, signal) => exits.emit('exit', pid, code, signal));
   spawned.add(pid);
+  journal.getStore()?.push(pid);
   return { pid: child.pid, log: opts.log, startTime: startTimeOf(pid) ?? undefined };
 }
 

@@ -219,4 +219,34 @@ describe('geoDNS with hysteresis: PowerDNS asks the health aggregator (ifurlextu
     expect(metrics).toMatch(/scaleout_dns_health_up\{dataCenter="dc-b"\} 1/);
     expect(metrics).toMatch(/scaleout_dns_health_probes_total\{dataCenter="dc-a",result="failed"\} [3-9]/);
   }, 40_000);
+
+  it('never every data center down: dc-a lost, then dc-b failing its checks too, both keep resolving to dc-b', async () => {
+    await settled(() => resolve('10.1.7.0/24'), [a.host]);
+    await a.stop();
+    await expect.poll(() => resolve('10.1.7.0/24'), { timeout: 10_000, interval: 100 }).toEqual([b.host]);
+    // The survivor's readiness fails too (as it did behind writes waiting for its promotion): it answered
+    // last, so it stays served; PowerDNS, given no group up, would answer dc-a's clients with dc-a.
+    await b.stop();
+    await expect
+      .poll(
+        async () => (await (await fetch(`http://${aggregatorAt.host}:${aggregatorAt.port}/status`)).json()) as never,
+        {
+          timeout: 10_000,
+          interval: 100,
+        },
+      )
+      .toMatchObject({ 'dc-a': { up: false, served: false }, 'dc-b': { up: false, served: true } });
+    const answers: string[][] = [];
+    for (let i = 0; i < 15; i++) {
+      answers.push(await resolve('10.1.7.0/24'), await resolve('10.2.7.0/24'));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(answers.every((x) => x[0] === b.host)).toBe(true);
+    const up = await fetch(`http://${aggregatorAt.host}:${aggregatorAt.port}/up/dc-b`);
+    expect(up.status).toBe(200);
+    expect(await up.text()).toMatch(/served/);
+    await b.start();
+    await a.start();
+    await expect.poll(() => resolve('10.1.7.0/24'), { timeout: 10_000, interval: 100 }).toEqual([a.host]);
+  }, 40_000);
 });

@@ -4,7 +4,16 @@ import path from 'node:path';
 import type { Component } from '../components/component.ts';
 import { componentOf, components } from '../components/registry.ts';
 import { projectRoot } from '../components/web/process.ts';
-import { isAlive, isSameProcess, type StartedProcess, sleep, spawned, stopProcess, tcpOpen } from '../process.ts';
+import {
+  isAlive,
+  isSameProcess,
+  type StartedProcess,
+  sleep,
+  spawned,
+  stopProcess,
+  tcpOpen,
+  withSpawnJournal,
+} from '../process.ts';
 import type { ProcessSpec, Topology } from '../topology/schema.ts';
 import { allProcesses, dataCenterOf, processesIn, publicUrl } from '../topology/select.ts';
 import { contextFor } from './context.ts';
@@ -295,7 +304,18 @@ export async function restart(
   if (old && isAlive(old.pid)) throw new Error(`${name} is still running (pid ${old.pid})`);
   const c = componentOf(spec);
   for (const l of c.leftovers?.(spec, state) ?? []) await stopProcess(l.pid, 15_000, l.signal);
-  const started = await c.start(spec, contextFor(state, dataCenterOf(state.topology, name), { restarting: true }));
+  const pids: number[] = [];
+  let started: StartedProcess;
+  try {
+    started = await withSpawnJournal(pids, () =>
+      c.start(spec, contextFor(state, dataCenterOf(state.topology, name), { restarting: true })),
+    );
+  } catch (err) {
+    // What the start spawned is recorded nowhere when it fails (a Redis replica that did not link up in
+    // time): stopped here, or it would keep its port, and outlive the topology's `down`.
+    for (const pid of pids.reverse()) await stopProcess(pid, 5000);
+    throw err;
+  }
   let entry: RunningProcess = {
     name,
     kind: spec.kind,
