@@ -10,6 +10,7 @@ import {
   type StartedProcess,
   sleep,
   spawned,
+  startTimeOf,
   stopProcess,
   tcpOpen,
   withSpawnJournal,
@@ -266,7 +267,10 @@ export async function startAll(
 
 /** What the topology's processes left running after they died (Patroni's postmaster): each component knows its own. */
 export function leftovers(state: ClusterState): { name: string; pid: number; signal: NodeJS.Signals }[] {
-  return allProcesses(state.topology).flatMap((p) => componentOf(p).leftovers?.(p, state) ?? []);
+  const strays = (state.strays ?? [])
+    .filter((x) => isSameProcess(x))
+    .map((x) => ({ name: `${x.name} (a start that failed)`, pid: x.pid, signal: 'SIGTERM' as NodeJS.Signals }));
+  return [...allProcesses(state.topology).flatMap((p) => componentOf(p).leftovers?.(p, state) ?? []), ...strays];
 }
 
 /** Stops every process by PID, the launcher first, then the rest in reverse start order, then their leftovers. */
@@ -311,9 +315,15 @@ export async function restart(
       c.start(spec, contextFor(state, dataCenterOf(state.topology, name), { restarting: true })),
     );
   } catch (err) {
-    // What the start spawned is recorded nowhere when it fails (a Redis replica that did not link up in
-    // time): stopped here, or it would keep its port, and outlive the topology's `down`.
-    for (const pid of pids.reverse()) await stopProcess(pid, 5000);
+    // What the start spawned is recorded nowhere else when it fails (a Redis replica that did not link up
+    // in time, and may yet): a stray, which `down` stops with the rest, so it cannot outlive the topology.
+    if (pids.length > 0)
+      updateState(state.runDir, (s) => {
+        s.strays = [
+          ...(s.strays ?? []).filter((x) => isSameProcess(x)),
+          ...pids.map((pid) => ({ name, pid, startTime: startTimeOf(pid) ?? undefined })),
+        ];
+      });
     throw err;
   }
   let entry: RunningProcess = {

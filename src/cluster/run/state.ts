@@ -81,6 +81,12 @@ export interface ClusterState {
    * streams; the witness turns it off after the standby has not streamed for its failover delay, and on again).
    */
   synchronousAcross?: boolean;
+  /**
+   * Processes a restart spawned whose start then failed (a Redis replica that did not link up in time):
+   * recorded nowhere else, they may still come good and serve (their port is theirs), so they are left
+   * running, and `down` stops them with the rest (`leftovers`).
+   */
+  strays?: { name: string; pid: number; startTime?: number }[];
   /** Where `up` is: starting, up, or failed (with `error`). */
   phase?: 'starting' | 'up' | 'failed';
   error?: string;
