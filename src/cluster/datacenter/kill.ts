@@ -21,7 +21,13 @@ export function killDataCenter(
   const leftovers = allProcesses(state.topology)
     .filter((spec) => dataCenterOf(state.topology, spec.name) === dataCenter)
     .flatMap((spec) => componentOf(spec).leftovers?.(spec, state) ?? [])
-    .map(({ name, pid }) => ({ name, pid }));
+    .map(({ name, pid }) => ({ name, pid }))
+    // And what a failed restart of one of them left running (a stray): a power cut takes it too.
+    .concat(
+      (state.strays ?? [])
+        .filter((x) => dataCenterOf(state.topology, x.name) === dataCenter && isSameProcess(x))
+        .map((x) => ({ name: `${x.name} (a start that failed)`, pid: x.pid })),
+    );
   for (const p of victims) killHard(p.pid);
   for (const l of leftovers) killHard(l.pid);
   return { killed: victims.map((p) => p.name), leftovers };

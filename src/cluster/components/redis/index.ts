@@ -34,7 +34,16 @@ export const redis = defineComponent<RedisSpec>({
       const sentinels = ctx.scope.filter((p) => p.kind === 'redisSentinel');
       const master = await currentMaster(sentinels, s.tier, ctx.state.secrets.sentinel);
       const self = master && master.host === s.listen.host && master.port === s.listen.port;
-      return startRedis(ctx.topology, s, ctx.runDir, ctx.state.secrets.redis, self ? undefined : (master ?? undefined));
+      return startRedis(
+        ctx.topology,
+        s,
+        ctx.runDir,
+        ctx.state.secrets.redis,
+        self ? undefined : (master ?? undefined),
+        {
+          waitForLink: false,
+        },
+      );
     }
     const master = ctx.scope.find((p): p is RedisSpec => p.kind === 'redis' && p.name === s.replicaOf);
     return startRedis(ctx.topology, s, ctx.runDir, ctx.state.secrets.redis, master?.listen);

@@ -144,6 +144,12 @@ export async function startRedis(
   runDir: string,
   password: string,
   master: Address | undefined,
+  /**
+   * Whether a replica's start waits for its link to the master (at `up`, the master was started first).
+   * A restart does not: after a whole data center's loss its master may come back later, and a replica that
+   * answers is started; it links when the master is there (its health says so meanwhile).
+   */
+  o: { waitForLink?: boolean } = {},
 ): Promise<StartedProcess> {
   requireBinaries(['/usr/bin/redis-server'], 'redis-server');
   const dir = path.join(runDir, spec.name);
@@ -159,10 +165,12 @@ export async function startRedis(
   await waitUntil(
     async () => {
       const r = await redisRole(spec, password);
-      return r !== null && (master ? r.role === 'replica' && r.linkUp : r.role === 'master');
+      return (
+        r !== null && (master ? r.role === 'replica' && (r.linkUp || o.waitForLink === false) : r.role === 'master')
+      );
     },
     30_000,
-    `${spec.name} ${master ? 'replicating' : 'answering'}`,
+    `${spec.name} ${master ? (o.waitForLink === false ? 'answering as a replica' : 'replicating') : 'answering'}`,
   );
   return proc;
 }
