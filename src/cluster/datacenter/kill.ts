@@ -1,6 +1,7 @@
 import { componentOf } from '../components/registry.ts';
 import { isSameProcess, killHard } from '../process.ts';
 import type { ClusterState } from '../run/index.ts';
+import { straysOf } from '../run/state.ts';
 import { allProcesses, dataCenterOf } from '../topology/select.ts';
 
 /**
@@ -24,9 +25,9 @@ export function killDataCenter(
     .map(({ name, pid }) => ({ name, pid }))
     // And what a failed restart of one of them left running (a stray): a power cut takes it too.
     .concat(
-      (state.strays ?? [])
-        .filter((x) => dataCenterOf(state.topology, x.name) === dataCenter && isSameProcess(x))
-        .map((x) => ({ name: `${x.name} (a start that failed)`, pid: x.pid })),
+      straysOf(state, isSameProcess, (name) => dataCenterOf(state.topology, name) === dataCenter).map(
+        ({ name, pid }) => ({ name, pid }),
+      ),
     );
   for (const p of victims) killHard(p.pid);
   for (const l of leftovers) killHard(l.pid);

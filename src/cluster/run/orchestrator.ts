@@ -25,6 +25,7 @@ import {
   type RunningProcess,
   readState,
   stateOf,
+  straysOf,
   updateState,
   writeState,
 } from './state.ts';
@@ -267,10 +268,10 @@ export async function startAll(
 
 /** What the topology's processes left running after they died (Patroni's postmaster): each component knows its own. */
 export function leftovers(state: ClusterState): { name: string; pid: number; signal: NodeJS.Signals }[] {
-  const strays = (state.strays ?? [])
-    .filter((x) => isSameProcess(x))
-    .map((x) => ({ name: `${x.name} (a start that failed)`, pid: x.pid, signal: 'SIGTERM' as NodeJS.Signals }));
-  return [...allProcesses(state.topology).flatMap((p) => componentOf(p).leftovers?.(p, state) ?? []), ...strays];
+  return [
+    ...allProcesses(state.topology).flatMap((p) => componentOf(p).leftovers?.(p, state) ?? []),
+    ...straysOf(state, isSameProcess),
+  ];
 }
 
 /** Stops every process by PID, the launcher first, then the rest in reverse start order, then their leftovers. */

@@ -168,3 +168,14 @@ export function updateState(runDir: string, change: (state: ClusterState) => voi
     return state;
   });
 }
+
+/** The strays still running (same PID and start time), as leftovers to stop; with `inDataCenter`, only those it accepts. */
+export function straysOf(
+  state: Pick<ClusterState, 'strays'>,
+  alive: (x: { pid: number; startTime?: number }) => boolean,
+  inDataCenter: (name: string) => boolean = () => true,
+): { name: string; pid: number; signal: NodeJS.Signals }[] {
+  return (state.strays ?? [])
+    .filter((x) => inDataCenter(x.name) && alive(x))
+    .map((x) => ({ name: `${x.name} (a start that failed)`, pid: x.pid, signal: 'SIGTERM' as NodeJS.Signals }));
+}
