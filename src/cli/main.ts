@@ -17,6 +17,12 @@ import { closeOnSignal } from './signals.ts';
 
 const packageVersion = packageJson.version;
 
+// A reader that has read enough (`scaleout status | head`) closes the pipe: end quietly, as a Unix tool does.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 const program = new Command()
   .name('scaleout')
   .description('A photo-sharing service, from one process to millions of users')
