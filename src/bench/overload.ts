@@ -26,7 +26,7 @@ export interface OverloadOptions {
   users: number;
   photos: number;
   /** With admission control, and the same `cache` topology without it (the baseline). */
-  variants: ('admission' | 'none')[];
+  variants: ('admission' | 'timeout' | 'none')[];
   log: (line: string) => void;
 }
 
@@ -64,7 +64,9 @@ const countBy = (xs: string[]) =>
     return a;
   }, {});
 
-const admissionOff: PresetOptions = { maxRequestsPerServer: 1000, queueTimeoutMs: 10_000 };
+const admissionOff: PresetOptions = { maxRequestsPerServer: 1000, queueTimeoutMs: 10_000, queueDepthPerServer: 0 };
+/** Admission control by the queue's timeout alone (50 ms), no depth bound at the door: this issue's first design. */
+const timeoutOnly: PresetOptions = { queueTimeoutMs: 50, queueDepthPerServer: 0 };
 
 /** The `cache` topology's web servers, each with its PID and metrics URL. */
 function webProcesses(state: ClusterState) {
@@ -243,6 +245,8 @@ export async function benchOverload(o: OverloadOptions): Promise<{ variants: Ove
   o.log(`the load generator runs at nice ${priority}`);
   const variants: OverloadVariant[] = [];
   if (o.variants.includes('admission')) variants.push(await runVariant('admission control', {}, {}, o));
+  if (o.variants.includes('timeout'))
+    variants.push(await runVariant('admission control by a 50 ms queue timeout only', timeoutOnly, {}, o));
   if (o.variants.includes('none'))
     variants.push(
       await runVariant('no admission control', admissionOff, { SCALEOUT_SHED_EVENT_LOOP_DELAY_MS: '0' }, o),

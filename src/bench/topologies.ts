@@ -68,6 +68,7 @@ async function baseline(
         // The ceiling of the balancer itself: no admission control in the way.
         maxRequestsPerServer: 1000,
         queueTimeoutMs: 10_000,
+        queueDepthPerServer: 0,
       }),
       runDir,
       lb.listen,

@@ -43,6 +43,7 @@ function loadTopology(arg: string, o: UpFlags): Topology {
       supervise: o.supervise,
       maxRequestsPerServer: o.maxRequestsPerServer ? Number(o.maxRequestsPerServer) : undefined,
       queueTimeoutMs: o.queueTimeoutMs ? Number(o.queueTimeoutMs) : undefined,
+      queueDepthPerServer: o.queueDepthPerServer !== undefined ? Number(o.queueDepthPerServer) : undefined,
       webHeapMb: o.webHeapMb ? Number(o.webHeapMb) : undefined,
       shardClusters: o.shardClusters ? Number(o.shardClusters) : undefined,
     });
@@ -64,6 +65,7 @@ interface UpFlags {
   supervise?: boolean;
   maxRequestsPerServer?: string;
   queueTimeoutMs?: string;
+  queueDepthPerServer?: string;
   webHeapMb?: string;
   shardClusters?: string;
 }
@@ -88,7 +90,14 @@ export function clusterCommands(program: Command, root: string): void {
       '--max-requests-per-server <n>',
       "admission control: requests one web server serves at once (HAProxy's maxconn; 5)",
     )
-    .option('--queue-timeout-ms <ms>', "admission control: the longest wait in the balancer's queue before a 503 (50)")
+    .option(
+      '--queue-depth-per-server <n>',
+      "admission control: the balancer's queue, per web server, at which a read gets a 503 at once (a write at a third, a sign-up or upload at a sixth; 0: no bound; 24)",
+    )
+    .option(
+      '--queue-timeout-ms <ms>',
+      "admission control: the longest wait in the balancer's queue before a 503, the backstop for servers that stall (500)",
+    )
     .option('--web-heap-mb <mb>', "V8's old-space limit of each web server (96)")
     .option('--shard-clusters <n>', 'Patroni clusters the logical shards are placed on (sharded: 2)')
     .option('--print', 'print the topology as JSON and start nothing')

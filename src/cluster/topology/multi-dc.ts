@@ -216,6 +216,7 @@ export function buildMultiDc(o: PresetOptions = {}): Topology {
       jobs: 'workers',
       maxRequestsPerServer: o.maxRequestsPerServer,
       queueTimeoutMs: o.queueTimeoutMs,
+      queueDepthPerServer: o.queueDepthPerServer,
       webHeapMb: o.webHeapMb,
     },
     global: { processes: global },

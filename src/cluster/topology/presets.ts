@@ -33,6 +33,7 @@ export interface PresetOptions {
   /** Admission control at the balancer: requests per web server at once, and how long others may wait. */
   maxRequestsPerServer?: number;
   queueTimeoutMs?: number;
+  queueDepthPerServer?: number;
   /** V8's old-space limit of each web server (MB). */
   webHeapMb?: number;
   /** The distance between two data centers, each way, in ms (multi-dc; 20). */
@@ -282,6 +283,7 @@ export function buildPreset(preset: PresetName, o: PresetOptions = {}): Topology
       workerAutoscale,
       maxRequestsPerServer: o.maxRequestsPerServer,
       queueTimeoutMs: o.queueTimeoutMs,
+      queueDepthPerServer: o.queueDepthPerServer,
       webHeapMb: o.webHeapMb,
     },
     global: { processes: global },

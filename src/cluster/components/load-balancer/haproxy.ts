@@ -25,6 +25,38 @@ type Patroni = SpecOf<'patroni'>;
  * through the runtime API and rewrite this file, so a restarted balancer
  * starts with the same servers.
  */
+/** The balancer's 503 when it sheds: JSON, with Retry-After, never cached. */
+const overloadedAnswer = `content-type "application/json; charset=utf-8" string '{"error":{"code":"OVERLOADED","message":"the site is busy: try again in a second"}}' hdr retry-after 1 hdr cache-control no-store`;
+
+/** The queue depths per usable server at which each class is shed at the door: reads at `perServer`. */
+export function doorDepths(perServer: number): { read: number; write: number; costly: number } {
+  return {
+    read: perServer,
+    write: Math.max(1, Math.round(perServer / 3)),
+    costly: Math.max(1, Math.round(perServer / 6)),
+  };
+}
+
+/**
+ * Shedding at the door: a request that finds the queue as deep as its class's bound (per usable server:
+ * \`avg_queue\`) is answered 503 with Retry-After at once, before it waits. A queue drains at the servers'
+ * rate, so its depth bounds what overload adds to a served request's time, whatever the servers' speed;
+ * a fixed queue timeout short enough to do that (50 ms) also sheds below capacity, on every stall of a
+ * few hundred milliseconds (a shared core, a commit waiting for its standby), and each shed request
+ * costs its user a second. Costly requests are turned away first, reads last.
+ */
+function doorShedding(perServer: number): string {
+  if (perServer <= 0) return '';
+  const d = doorDepths(perServer);
+  const overloaded = `http-request return status 503 ${overloadedAnswer}`;
+  return `    # Shed at the door by the queue's depth per usable server: sign-ups, log-ins and uploads at ${d.costly},
+    # other writes at ${d.write}, reads at ${d.read}.
+    ${overloaded} if METH_POST costly { avg_queue(web) ge ${d.costly} }
+    ${overloaded} if !METH_GET !METH_HEAD { avg_queue(web) ge ${d.write} }
+    ${overloaded} if { avg_queue(web) ge ${d.read} }
+`;
+}
+
 export function loadBalancerConfig(
   lb: LoadBalancer,
   webs: Web[],
@@ -36,6 +68,8 @@ export function loadBalancerConfig(
     maxRequestsPerServer: number;
     /** How long a request may wait in that queue before it gets a 503 with Retry-After. */
     queueTimeoutMs: number;
+    /** The queue's depth per usable server at which a read is shed at the door (writes at ⅓, costly at ⅙; 0: off). */
+    queueDepthPerServer?: number;
   },
 ): string {
   const running = new Set(webs.map(webIndex));
@@ -64,8 +98,10 @@ defaults
     timeout server 30s
     # Headers and, with http-buffer-request, the body too: a client sending a byte every few seconds is cut at 10 s.
     timeout http-request 10s
-    # Admission control: a request that waits longer than this for a web server's free slot (maxconn) is
-    # answered 503 at once, with Retry-After: a fast "try again", never a wait of seconds behind the load.
+    # Admission control, its backstop: a request that waits longer than this for a web server's free slot
+    # (maxconn) is answered 503 at once, with Retry-After: never a wait of seconds behind the load. What
+    # bounds the wait under overload is the queue's depth (the frontend's door, below); this bound is for
+    # servers that stall, and is long enough that a stall below capacity is waited out, not shed.
     timeout queue ${o.queueTimeoutMs}ms
     retries 3
     option redispatch 1
@@ -73,7 +109,7 @@ defaults
     # on another server adds load where there is none to spare.
     retry-on conn-failure empty-response junk-response response-timeout 502 504
     # What the balancer answers when it sheds (its queue's timeout, or no server at all): JSON, with Retry-After.
-    http-error status 503 content-type "application/json; charset=utf-8" string '{"error":{"code":"OVERLOADED","message":"the site is busy: try again in a second"}}' hdr retry-after 1 hdr cache-control no-store
+    http-error status 503 ${overloadedAnswer}
 
 frontend public
     bind ${lb.listen.host}:${lb.listen.port}${
@@ -107,7 +143,7 @@ frontend public
     acl costly path ${costlyPostPaths.join(' ')}
     http-request set-priority-class int(1) if !METH_GET !METH_HEAD
     http-request set-priority-class int(2) if METH_POST costly
-    default_backend web
+${doorShedding(o.queueDepthPerServer ?? 0)}    default_backend web
 
 backend web
     balance roundrobin

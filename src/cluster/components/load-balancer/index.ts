@@ -33,6 +33,7 @@ export function balancerConfig(t: Topology, lb: LoadBalancer, runDir: string): s
     maxConnectionsPerClient: t.options.maxConnectionsPerClient,
     maxRequestsPerServer: t.options.maxRequestsPerServer,
     queueTimeoutMs: t.options.queueTimeoutMs,
+    queueDepthPerServer: t.options.queueDepthPerServer,
   });
 }
 

@@ -1,0 +1,203 @@
+import { mkdirSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { doorDepths, loadBalancerConfig, startHaproxy } from '../../src/cluster/components/load-balancer/haproxy.ts';
+import { isAlive, stopProcess } from '../../src/cluster/process.ts';
+import type { SpecOf } from '../../src/cluster/topology/schema.ts';
+import { freePort } from '../support/addresses.ts';
+import { tempDir } from '../support/temp.ts';
+
+// The balancer's admission control on a real HAProxy, in front of two web servers that answer only when told:
+// its slots are filled, its queue grows, and each class is turned away at its own depth.
+
+const slots = 5;
+const depth = 24;
+const d = doorDepths(depth);
+/** The smallest queue (two servers) at which HAProxy's avg_queue, which rounds up, reaches `k`. */
+const full = (k: number) => 2 * (k - 1) + 1;
+
+/** A web server whose requests wait until `release()`; /readyz answers at once. */
+async function heldServer() {
+  const waiting: (() => void)[] = [];
+  let held = true;
+  const server = http.createServer((req, res) => {
+    const answer = () => res.writeHead(200, { 'content-type': 'text/plain' }).end(`${req.method} ${req.url}`);
+    if (req.url === '/readyz' || !held) return answer();
+    req.resume();
+    waiting.push(answer);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    inFlight: () => waiting.length,
+    hold: () => {
+      held = true;
+    },
+    release() {
+      held = false;
+      for (const w of waiting.splice(0)) w();
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+type Held = Awaited<ReturnType<typeof heldServer>>;
+
+interface Answer {
+  status: number;
+  retryAfter: string | null;
+  code?: string;
+  ms: number;
+}
+
+let base = '';
+let servers: Held[] = [];
+let haproxy: { pid: number } | undefined;
+let removeDir: (() => Promise<void>) | undefined;
+const agent = new http.Agent({ keepAlive: false, maxSockets: 1000 });
+
+function send(method: string, url: string): Promise<Answer> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${base}${url}`, { method, agent }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => {
+        const body = Buffer.concat(parts).toString();
+        let code: string | undefined;
+        try {
+          code = (JSON.parse(body) as { error?: { code?: string } }).error?.code;
+        } catch {}
+        resolve({
+          status: res.statusCode ?? 0,
+          retryAfter: (res.headers['retry-after'] as string | undefined) ?? null,
+          code,
+          ms: performance.now() - started,
+        });
+      });
+    });
+    req.on('error', reject);
+    req.end(method === 'GET' ? undefined : '{}');
+  });
+}
+
+/** The balancer's queue for the web backend, as its stats page says (qcur). */
+async function queued(): Promise<number> {
+  const csv = await (await fetch(`${statsUrl};csv`)).text();
+  const rows = csv.split('\n').map((l) => l.split(','));
+  const header = (rows[0] ?? []).map((h) => h.replace(/^# /, ''));
+  const row = rows.find((r) => r[0] === 'web' && r[1] === 'BACKEND');
+  return Number(row?.[header.indexOf('qcur')] ?? 0);
+}
+
+async function until(what: () => Promise<boolean> | boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await what())) {
+    if (Date.now() > end) throw new Error(`timed out (queue ${await queued()})`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+let statsUrl = '';
+
+beforeAll(async () => {
+  const dir = await tempDir('scaleout-door-');
+  removeDir = dir.remove;
+  mkdirSync(path.join(dir.dir, 'logs'));
+  servers = [await heldServer(), await heldServer()];
+  const [port, statsPort] = [await freePort(), await freePort()];
+  const lb = {
+    name: 'door-lb',
+    kind: 'loadBalancer',
+    listen: { host: '127.0.0.1', port },
+    stats: { host: '127.0.0.1', port: statsPort },
+  } as unknown as SpecOf<'loadBalancer'>;
+  const webs = servers.map(
+    (s, i) => ({ name: `web-${i + 1}`, kind: 'web', listen: { host: '127.0.0.1', port: s.port } }) as SpecOf<'web'>,
+  );
+  const config = loadBalancerConfig(lb, webs, webs, {
+    runDir: dir.dir,
+    maxConnectionsPerClient: 1024,
+    maxRequestsPerServer: slots,
+    queueTimeoutMs: 2000,
+    queueDepthPerServer: depth,
+  });
+  haproxy = await startHaproxy(lb.name, config, dir.dir, lb.listen);
+  base = `http://127.0.0.1:${port}`;
+  statsUrl = `http://127.0.0.1:${statsPort}/`;
+  // Both servers checked up before the first request.
+  await until(async () => {
+    const csv = await (await fetch(`${statsUrl};csv`)).text();
+    return csv.split('\n').filter((l) => /^web,web-\d,/.test(l) && l.includes(',UP,')).length === 2;
+  }, 10_000);
+}, 30_000);
+
+afterAll(async () => {
+  for (const s of servers) s.release();
+  if (haproxy) await stopProcess(haproxy.pid, 5000);
+  if (haproxy) expect(isAlive(haproxy.pid)).toBe(false);
+  await Promise.all(servers.map((s) => s.close()));
+  agent.destroy();
+  await removeDir?.();
+});
+
+describe("the balancer's door: each class shed at its queue depth, at once, with Retry-After", () => {
+  it('sheds uploads first, then other writes, then reads, and serves what it queued once the servers answer', async () => {
+    for (const s of servers) s.hold();
+    const pending: Promise<Answer>[] = [];
+    const reads = (n: number) => {
+      for (let i = 0; i < n; i++) pending.push(send('GET', `/api/v1/photos/p${pending.length}`));
+    };
+    // Every slot held (5 per server), then the queue at the costly bound.
+    reads(2 * slots);
+    await until(() => servers.every((s) => s.inFlight() === slots));
+    reads(full(d.costly));
+    await until(async () => (await queued()) === full(d.costly));
+
+    const upload = await send('POST', '/api/v1/photos');
+    expect(upload).toMatchObject({ status: 503, retryAfter: '1', code: 'OVERLOADED' });
+    expect(upload.ms).toBeLessThan(500);
+    // A like is not shed yet: it waits in the queue.
+    const like = send('PUT', '/api/v1/photos/x/like');
+    await until(async () => (await queued()) === full(d.costly) + 1);
+
+    // The queue at the writes' bound: a like is turned away now, a read still waits.
+    reads(full(d.write) - full(d.costly) - 1);
+    await until(async () => (await queued()) === full(d.write));
+    const secondLike = await send('PUT', '/api/v1/photos/y/like');
+    expect(secondLike).toMatchObject({ status: 503, retryAfter: '1', code: 'OVERLOADED' });
+    const read = send('GET', '/api/v1/feed');
+    await until(async () => (await queued()) === full(d.write) + 1);
+
+    // The queue at the reads' bound: a read is turned away too.
+    reads(full(d.read) - full(d.write) - 1);
+    await until(async () => (await queued()) === full(d.read));
+    const lateRead = await send('GET', '/api/v1/feed');
+    expect(lateRead).toMatchObject({ status: 503, retryAfter: '1', code: 'OVERLOADED' });
+    expect(lateRead.ms).toBeLessThan(500);
+
+    // The servers answer: everything queued is served, none shed.
+    for (const s of servers) s.release();
+    const answers = await Promise.all([...pending, like, read]);
+    expect(answers.filter((a) => a.status !== 200)).toEqual([]);
+    expect(answers).toHaveLength(2 * slots + full(d.read));
+  }, 30_000);
+
+  it('a stall shorter than the queue timeout is waited out, not shed', async () => {
+    for (const s of servers) s.hold();
+    const pending: Promise<Answer>[] = [];
+    for (let i = 0; i < 2 * slots + 20; i++) pending.push(send(i % 10 === 0 ? 'PUT' : 'GET', `/api/v1/photos/s${i}`));
+    await until(async () => (await queued()) === 20);
+    await new Promise((r) => setTimeout(r, 400));
+    for (const s of servers) s.release();
+    const answers = await Promise.all(pending);
+    expect(answers.map((a) => a.status).filter((s) => s !== 200)).toEqual([]);
+    expect(Math.min(...answers.map((a) => a.ms))).toBeGreaterThanOrEqual(400);
+  }, 30_000);
+});
