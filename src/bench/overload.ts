@@ -121,13 +121,14 @@ async function ready(state: ClusterState): Promise<boolean> {
 
 /** One topology: seed, warm up, sweep for the sustainable rate, then the overload, then its health and ledger. */
 async function runVariant(
+  id: 'admission' | 'timeout' | 'none',
   name: string,
   preset: PresetOptions,
   webEnv: Record<string, string>,
   o: OverloadOptions,
 ): Promise<OverloadVariant> {
   const log = (l: string) => o.log(`${name}: ${l}`);
-  const target = await startPreset('cache', { ...preset, webEnv, name: `overload-${name.replace(/\W+/g, '-')}` });
+  const target = await startPreset('cache', { ...preset, webEnv, name: `overload-${id}` });
   try {
     const { state } = target;
     const manifest: SeedManifest = await seed({
@@ -244,12 +245,12 @@ export async function benchOverload(o: OverloadOptions): Promise<{ variants: Ove
   const priority = raiseLoadGeneratorPriority();
   o.log(`the load generator runs at nice ${priority}`);
   const variants: OverloadVariant[] = [];
-  if (o.variants.includes('admission')) variants.push(await runVariant('admission control', {}, {}, o));
+  if (o.variants.includes('admission')) variants.push(await runVariant('admission', 'admission control', {}, {}, o));
   if (o.variants.includes('timeout'))
-    variants.push(await runVariant('admission control by a 50 ms queue timeout only', timeoutOnly, {}, o));
+    variants.push(await runVariant('timeout', 'admission control by a 50 ms queue timeout only', timeoutOnly, {}, o));
   if (o.variants.includes('none'))
     variants.push(
-      await runVariant('no admission control', admissionOff, { SCALEOUT_SHED_EVENT_LOOP_DELAY_MS: '0' }, o),
+      await runVariant('none', 'no admission control', admissionOff, { SCALEOUT_SHED_EVENT_LOOP_DELAY_MS: '0' }, o),
     );
   return { variants, summary: summarize(variants, o) };
 }
