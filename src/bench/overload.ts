@@ -87,7 +87,9 @@ function balancerLog(state: ClusterState, fromLine: number) {
   const served: number[] = [];
   const shedByMethod: Record<string, number> = {};
   for (const l of lines) {
-    const m = / public web\/\S+ (-?\d+)\/(-?\d+)\/(-?\d+)\/(-?\d+)\/(-?\d+) (\d{3}) \S+ \S+ "(\w+)/.exec(l);
+    // A request shed at the door never reached the backend: its line names the frontend, <NOSRV>.
+    const m =
+      / public (?:web\/\S+|public\/<NOSRV>) (-?\d+)\/(-?\d+)\/(-?\d+)\/(-?\d+)\/(-?\d+) (\d{3}) \S+ \S+ "(\w+)/.exec(l);
     if (!m) continue;
     const status = Number(m[6]);
     if (status >= 200 && status < 400) served.push(Number(m[5]));

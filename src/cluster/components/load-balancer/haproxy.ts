@@ -25,6 +25,10 @@ type Patroni = SpecOf<'patroni'>;
  * through the runtime API and rewrite this file, so a restarted balancer
  * starts with the same servers.
  */
+/** How much later than a read a write waiting in the queue is served (ms), and a costly one. */
+const writeOffsetMs = 25;
+const costlyOffsetMs = 50;
+
 /** The balancer's 503 when it sheds: JSON, with Retry-After, never cached. */
 const overloadedAnswer = `content-type "application/json; charset=utf-8" string '{"error":{"code":"OVERLOADED","message":"the site is busy: try again in a second"}}' hdr retry-after 1 hdr cache-control no-store`;
 
@@ -137,12 +141,14 @@ frontend public
     http-request del-header Forwarded
     # Nor which host it asked for, beyond its Host header: the web servers build nothing from a forwarded host.
     http-request del-header X-Forwarded-Host
-    # Who waits in the queue goes in class order: reads first (0), then writes (1), then the costly writes
-    # (2: sign-up and log-in hash a password with scrypt, an upload carries a file). Under overload the
-    # costly ones wait longest, so they are the first to reach the queue's timeout and be shed.
+    # Who waits in the queue goes first: reads, then writes as if they had come ${writeOffsetMs} ms later, the costly
+    # writes (sign-up and log-in hash a password with scrypt, an upload carries a file) ${costlyOffsetMs} ms later.
+    # An offset, not a class: a write admitted to the queue is served within its offset of the reads that
+    # came with it, never starved by reads that keep coming (a class would hold it until the backstop, and a
+    # write served after 0.4 s is overload's cost to its user). What overload sheds first is the door's.
     acl costly path ${costlyPostPaths.join(' ')}
-    http-request set-priority-class int(1) if !METH_GET !METH_HEAD
-    http-request set-priority-class int(2) if METH_POST costly
+    http-request set-priority-offset int(${writeOffsetMs}) if !METH_GET !METH_HEAD
+    http-request set-priority-offset int(${costlyOffsetMs}) if METH_POST costly
 ${doorShedding(o.queueDepthPerServer ?? 0)}    default_backend web
 
 backend web
