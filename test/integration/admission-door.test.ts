@@ -56,16 +56,21 @@ interface Answer {
   ms: number;
 }
 
-let base = '';
-let servers: Held[] = [];
-let haproxy: { pid: number } | undefined;
-let removeDir: (() => Promise<void>) | undefined;
+interface Balancer {
+  base: string;
+  statsUrl: string;
+  servers: Held[];
+  pid: number;
+}
+
+const balancers: Balancer[] = [];
+const removeDirs: (() => Promise<void>)[] = [];
 const agent = new http.Agent({ keepAlive: false, maxSockets: 1000 });
 
-function send(method: string, url: string): Promise<Answer> {
+function send(b: Balancer, method: string, url: string): Promise<Answer> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const req = http.request(`${base}${url}`, { method, agent }, (res) => {
+    const req = http.request(`${b.base}${url}`, { method, agent }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (c: Buffer) => parts.push(c));
       res.on('end', () => {
@@ -88,8 +93,8 @@ function send(method: string, url: string): Promise<Answer> {
 }
 
 /** The balancer's queue for the web backend, as its stats page says (qcur). */
-async function queued(): Promise<number> {
-  const csv = await (await fetch(`${statsUrl};csv`)).text();
+async function queued(b: Balancer): Promise<number> {
+  const csv = await (await fetch(`${b.statsUrl};csv`)).text();
   const rows = csv.split('\n').map((l) => l.split(','));
   const header = (rows[0] ?? []).map((h) => h.replace(/^# /, ''));
   const row = rows.find((r) => r[0] === 'web' && r[1] === 'BACKEND');
@@ -99,18 +104,17 @@ async function queued(): Promise<number> {
 async function until(what: () => Promise<boolean> | boolean, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await what())) {
-    if (Date.now() > end) throw new Error(`timed out (queue ${await queued()})`);
+    if (Date.now() > end) throw new Error('timed out');
     await new Promise((r) => setTimeout(r, 20));
   }
 }
 
-let statsUrl = '';
-
-beforeAll(async () => {
+/** HAProxy with the topology's balancer config in front of two held web servers. */
+async function startBalancer(queueStandingMs: number): Promise<Balancer> {
   const dir = await tempDir('scaleout-door-');
-  removeDir = dir.remove;
+  removeDirs.push(dir.remove);
   mkdirSync(path.join(dir.dir, 'logs'));
-  servers = [await heldServer(), await heldServer()];
+  const servers = [await heldServer(), await heldServer()];
   const [port, statsPort] = [await freePort(), await freePort()];
   const lb = {
     name: 'door-lb',
@@ -127,77 +131,134 @@ beforeAll(async () => {
     maxRequestsPerServer: slots,
     queueTimeoutMs: 2000,
     queueDepthPerServer: depth,
+    queueStandingMs,
   });
-  haproxy = await startHaproxy(lb.name, config, dir.dir, lb.listen);
-  base = `http://127.0.0.1:${port}`;
-  statsUrl = `http://127.0.0.1:${statsPort}/`;
+  const proc = await startHaproxy(lb.name, config, dir.dir, lb.listen);
+  const b = { base: `http://127.0.0.1:${port}`, statsUrl: `http://127.0.0.1:${statsPort}/`, servers, pid: proc.pid };
+  balancers.push(b);
   // Both servers checked up before the first request.
   await until(async () => {
-    const csv = await (await fetch(`${statsUrl};csv`)).text();
+    const csv = await (await fetch(`${b.statsUrl};csv`)).text();
     return csv.split('\n').filter((l) => /^web,web-\d,/.test(l) && l.includes(',UP,')).length === 2;
   }, 10_000);
+  return b;
+}
+
+// One balancer whose queue never counts as standing (the usual bounds), one whose queue stands after 300 ms, and
+// one with the topologies' 500 ms.
+let burst: Balancer;
+let standing: Balancer;
+let stall: Balancer;
+
+beforeAll(async () => {
+  burst = await startBalancer(3_600_000);
+  standing = await startBalancer(300);
+  stall = await startBalancer(500);
 }, 30_000);
 
 afterAll(async () => {
-  for (const s of servers) s.release();
-  if (haproxy) await stopProcess(haproxy.pid, 5000);
-  if (haproxy) expect(isAlive(haproxy.pid)).toBe(false);
-  await Promise.all(servers.map((s) => s.close()));
+  for (const b of balancers) for (const s of b.servers) s.release();
+  for (const b of balancers) {
+    await stopProcess(b.pid, 5000);
+    expect(isAlive(b.pid)).toBe(false);
+  }
+  await Promise.all(balancers.flatMap((b) => b.servers.map((s) => s.close())));
   agent.destroy();
-  await removeDir?.();
+  for (const remove of removeDirs) await remove();
 });
 
 describe("the balancer's door: each class shed at its queue depth, at once, with Retry-After", () => {
   it('sheds uploads first, then other writes, then reads, and serves what it queued once the servers answer', async () => {
-    for (const s of servers) s.hold();
+    const b = burst;
+    for (const s of b.servers) s.hold();
     const pending: Promise<Answer>[] = [];
     const reads = (n: number) => {
-      for (let i = 0; i < n; i++) pending.push(send('GET', `/api/v1/photos/p${pending.length}`));
+      for (let i = 0; i < n; i++) pending.push(send(b, 'GET', `/api/v1/photos/p${pending.length}`));
     };
     // Every slot held (5 per server), then the queue at the costly bound.
     reads(2 * slots);
-    await until(() => servers.every((s) => s.inFlight() === slots));
+    await until(() => b.servers.every((s) => s.inFlight() === slots));
     reads(full(d.costly));
-    await until(async () => (await queued()) === full(d.costly));
+    await until(async () => (await queued(b)) === full(d.costly));
 
-    const upload = await send('POST', '/api/v1/photos');
+    const upload = await send(b, 'POST', '/api/v1/photos');
     expect(upload).toMatchObject({ status: 503, retryAfter: '1', code: 'OVERLOADED' });
     expect(upload.ms).toBeLessThan(500);
     // A like is not shed yet: it waits in the queue.
-    const like = send('PUT', '/api/v1/photos/x/like');
-    await until(async () => (await queued()) === full(d.costly) + 1);
+    const like = send(b, 'PUT', '/api/v1/photos/x/like');
+    await until(async () => (await queued(b)) === full(d.costly) + 1);
 
     // The queue at the writes' bound: a like is turned away now, a read still waits.
     reads(full(d.write) - full(d.costly) - 1);
-    await until(async () => (await queued()) === full(d.write));
-    const secondLike = await send('PUT', '/api/v1/photos/y/like');
+    await until(async () => (await queued(b)) === full(d.write));
+    const secondLike = await send(b, 'PUT', '/api/v1/photos/y/like');
     expect(secondLike).toMatchObject({ status: 503, retryAfter: '1', code: 'OVERLOADED' });
-    const read = send('GET', '/api/v1/feed');
-    await until(async () => (await queued()) === full(d.write) + 1);
+    const read = send(b, 'GET', '/api/v1/feed');
+    await until(async () => (await queued(b)) === full(d.write) + 1);
 
     // The queue at the reads' bound: a read is turned away too.
     reads(full(d.read) - full(d.write) - 1);
-    await until(async () => (await queued()) === full(d.read));
-    const lateRead = await send('GET', '/api/v1/feed');
+    await until(async () => (await queued(b)) === full(d.read));
+    const lateRead = await send(b, 'GET', '/api/v1/feed');
     expect(lateRead).toMatchObject({ status: 503, retryAfter: '1', code: 'OVERLOADED' });
     expect(lateRead.ms).toBeLessThan(500);
 
     // The servers answer: everything queued is served, none shed.
-    for (const s of servers) s.release();
+    for (const s of b.servers) s.release();
     const answers = await Promise.all([...pending, like, read]);
     expect(answers.filter((a) => a.status !== 200)).toEqual([]);
     expect(answers).toHaveLength(2 * slots + full(d.read));
   }, 30_000);
 
-  it('a stall shorter than the queue timeout is waited out, not shed', async () => {
-    for (const s of servers) s.hold();
+  it('a queue that stands gets a third of the bounds; once it drains, the usual ones again', async () => {
+    const b = standing;
+    const short = doorDepths(Math.round(depth / 3));
+    for (const s of b.servers) s.hold();
     const pending: Promise<Answer>[] = [];
-    for (let i = 0; i < 2 * slots + 20; i++) pending.push(send(i % 10 === 0 ? 'PUT' : 'GET', `/api/v1/photos/s${i}`));
-    await until(async () => (await queued()) === 20);
-    await new Promise((r) => setTimeout(r, 400));
-    for (const s of servers) s.release();
+    for (let i = 0; i < 2 * slots + full(short.read); i++) pending.push(send(b, 'GET', `/api/v1/photos/q${i}`));
+    await until(async () => (await queued(b)) === full(short.read));
+    // No arrival has found the queue shallow for longer than the balancer's 300 ms: it stands.
+    await new Promise((r) => setTimeout(r, 450));
+    const read = await send(b, 'GET', '/api/v1/feed');
+    expect(read).toMatchObject({ status: 503, retryAfter: '1', code: 'OVERLOADED' });
+    expect(read.ms).toBeLessThan(250);
+    const upload = await send(b, 'POST', '/api/v1/photos');
+    expect(upload).toMatchObject({ status: 503, code: 'OVERLOADED' });
+    // The same read where the queue has not stood (the usual bounds) waits its turn.
+    for (const s of burst.servers) s.hold();
+    const waits: Promise<Answer>[] = [];
+    for (let i = 0; i < 2 * slots + full(short.read); i++) waits.push(send(burst, 'GET', `/api/v1/photos/w${i}`));
+    await until(async () => (await queued(burst)) === full(short.read));
+    await new Promise((r) => setTimeout(r, 450));
+    const waited = send(burst, 'GET', '/api/v1/feed');
+    await until(async () => (await queued(burst)) === full(short.read) + 1);
+
+    for (const s of [...b.servers, ...burst.servers]) s.release();
+    const answers = await Promise.all([...pending, ...waits, waited]);
+    expect(answers.filter((a) => a.status !== 200)).toEqual([]);
+    // Drained: an arrival finds the queue shallow, and the usual bounds are back.
+    for (const s of b.servers) s.hold();
+    const again: Promise<Answer>[] = [];
+    for (let i = 0; i < 2 * slots + full(short.read); i++) again.push(send(b, 'GET', `/api/v1/photos/r${i}`));
+    await until(async () => (await queued(b)) === full(short.read));
+    const served = send(b, 'GET', '/api/v1/feed');
+    await until(async () => (await queued(b)) === full(short.read) + 1);
+    for (const s of b.servers) s.release();
+    expect((await Promise.all([...again, served])).filter((a) => a.status !== 200)).toEqual([]);
+  }, 30_000);
+
+  it('a stall shorter than the standing time is waited out, arrivals and all, not shed', async () => {
+    const b = stall;
+    for (const s of b.servers) s.hold();
+    const pending: Promise<Answer>[] = [];
+    // Reads arriving all through a 400 ms stall (75 a second): the queue grows past a third of their bound.
+    for (let i = 0; i < 2 * slots + 30; i++) {
+      pending.push(send(b, 'GET', `/api/v1/photos/s${i}`));
+      if (i >= 2 * slots) await new Promise((r) => setTimeout(r, 13));
+    }
+    expect(await queued(b)).toBeGreaterThan(full(Math.round(depth / 3)));
+    for (const s of b.servers) s.release();
     const answers = await Promise.all(pending);
     expect(answers.map((a) => a.status).filter((s) => s !== 200)).toEqual([]);
-    expect(Math.min(...answers.map((a) => a.ms))).toBeGreaterThanOrEqual(400);
   }, 30_000);
 });

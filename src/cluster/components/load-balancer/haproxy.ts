@@ -12,19 +12,6 @@ type DbProxy = SpecOf<'dbProxy'>;
 type Web = SpecOf<'web'>;
 type Patroni = SpecOf<'patroni'>;
 
-/**
- * The public load balancer. Active health checks on /readyz every 500 ms take
- * a dead server out after two failures. Requests that failed to connect are
- * retried on another server (redispatch); idempotent requests are also retried
- * when a server dies mid-answer. HAProxy sets the request id that the web
- * servers log.
- *
- * The backend has a slot for every web server the topology may ever have
- * (web-1 … web-16, each at its own address: `slots`); the slots of servers not running
- * are `disabled` (maintenance). Scaling and deploys turn slots on and off
- * through the runtime API and rewrite this file, so a restarted balancer
- * starts with the same servers.
- */
 /** How much later than a read a write waiting in the queue is served (ms), and a costly one. */
 const writeOffsetMs = 25;
 const costlyOffsetMs = 50;
@@ -43,24 +30,62 @@ export function doorDepths(perServer: number): { read: number; write: number; co
 
 /**
  * Shedding at the door: a request that finds the queue as deep as its class's bound (per usable server:
- * \`avg_queue\`) is answered 503 with Retry-After at once, before it waits. A queue drains at the servers'
- * rate, so its depth bounds what overload adds to a served request's time, whatever the servers' speed;
- * a fixed queue timeout short enough to do that (50 ms) also sheds below capacity, on every stall of a
- * few hundred milliseconds (a shared core, a commit waiting for its standby), and each shed request
- * costs its user a second. Costly requests are turned away first, reads last.
+ * \`avg_queue\`, which rounds up) is answered 503 with Retry-After at once, before it waits. A queue drains
+ * at the servers' rate, so its depth bounds what overload adds to a served request's time.
+ *
+ * Two sets of bounds, as CoDel tells a standing queue from a burst: once no arrival has found the queue
+ * shallower than a third of the reads' bound for \`standingMs\`, the queue stands, and the bounds are a third
+ * of the usual ones, so overload costs a served request little; until then the usual ones, so that a stall
+ * of a few hundred milliseconds below capacity (a shared core, a commit waiting for its standby) is waited
+ * out, not shed: a shed request costs its user the Retry-After, a second. Costly requests go first, reads
+ * last. When an arrival last found the queue shallow is a tag in a one-entry stick table (\`queue_state\`).
  */
-function doorShedding(perServer: number): string {
+function doorShedding(perServer: number, standingMs: number): string {
   if (perServer <= 0) return '';
-  const d = doorDepths(perServer);
-  const overloaded = `http-request return status 503 ${overloadedAnswer}`;
-  return `    # Shed at the door by the queue's depth per usable server: sign-ups, log-ins and uploads at ${d.costly},
-    # other writes at ${d.write}, reads at ${d.read}.
-    ${overloaded} if METH_POST costly { avg_queue(web) ge ${d.costly} }
-    ${overloaded} if !METH_GET !METH_HEAD { avg_queue(web) ge ${d.write} }
-    ${overloaded} if { avg_queue(web) ge ${d.read} }
+  const usual = doorDepths(perServer);
+  const standing = doorDepths(Math.max(1, Math.round(perServer / 3)));
+  const shed = `http-request return status 503 ${overloadedAnswer}`;
+  // Milliseconds in 31 bits (a tag holds 32): wraps every 24 days, for an instant of "not standing".
+  const nowMs = 'date(0,ms),and(2147483647)';
+  return `    # The door. When did an arrival last find the queue shallower than ${standing.read} per server?
+    http-request track-sc1 int(1) table queue_state
+    http-request sc-set-gpt0(1) ${nowMs} if { avg_queue(web) lt ${standing.read} }
+    http-request set-var(txn.shallow_at) sc1_get_gpt0
+    http-request set-var(txn.since_shallow) ${nowMs},sub(txn.shallow_at)
+    acl queue_standing var(txn.since_shallow) -m int gt ${standingMs}
+    # Shed by the queue's depth per usable server: sign-ups, log-ins and uploads at ${usual.costly} (${standing.costly} while
+    # the queue stands), other writes at ${usual.write} (${standing.write}), reads at ${usual.read} (${standing.read}).
+    ${shed} if METH_POST costly queue_standing { avg_queue(web) ge ${standing.costly} }
+    ${shed} if !METH_GET !METH_HEAD queue_standing { avg_queue(web) ge ${standing.write} }
+    ${shed} if queue_standing { avg_queue(web) ge ${standing.read} }
+    ${shed} if METH_POST costly { avg_queue(web) ge ${usual.costly} }
+    ${shed} if !METH_GET !METH_HEAD { avg_queue(web) ge ${usual.write} }
+    ${shed} if { avg_queue(web) ge ${usual.read} }
 `;
 }
 
+/** The one-entry table the door counts in (see doorShedding). */
+const queueStateTable = (perServer: number) =>
+  perServer <= 0
+    ? ''
+    : `
+backend queue_state
+    stick-table type integer size 1 expire 10s store gpt0
+`;
+
+/**
+ * The public load balancer. Active health checks on /readyz every 500 ms take
+ * a dead server out after two failures. Requests that failed to connect are
+ * retried on another server (redispatch); idempotent requests are also retried
+ * when a server dies mid-answer. HAProxy sets the request id that the web
+ * servers log.
+ *
+ * The backend has a slot for every web server the topology may ever have
+ * (web-1 … web-16, each at its own address: `slots`); the slots of servers not running
+ * are `disabled` (maintenance). Scaling and deploys turn slots on and off
+ * through the runtime API and rewrite this file, so a restarted balancer
+ * starts with the same servers.
+ */
 export function loadBalancerConfig(
   lb: LoadBalancer,
   webs: Web[],
@@ -74,6 +99,8 @@ export function loadBalancerConfig(
     queueTimeoutMs: number;
     /** The queue's depth per usable server at which a read is shed at the door (writes at ⅓, costly at ⅙; 0: off). */
     queueDepthPerServer?: number;
+    /** How long no arrival may find the queue shallow before it counts as standing (ms; 500). */
+    queueStandingMs?: number;
   },
 ): string {
   const running = new Set(webs.map(webIndex));
@@ -149,7 +176,7 @@ frontend public
     acl costly path ${costlyPostPaths.join(' ')}
     http-request set-priority-offset int(${writeOffsetMs}) if !METH_GET !METH_HEAD
     http-request set-priority-offset int(${costlyOffsetMs}) if METH_POST costly
-${doorShedding(o.queueDepthPerServer ?? 0)}    default_backend web
+${doorShedding(o.queueDepthPerServer ?? 0, o.queueStandingMs ?? 500)}    default_backend web
 
 backend web
     balance roundrobin
@@ -169,7 +196,7 @@ backend web
     option allbackups
 ${servers}
 ${backups}
-
+${queueStateTable(o.queueDepthPerServer ?? 0)}
 frontend stats
     bind ${lb.stats.host}:${lb.stats.port}
     http-request use-service prometheus-exporter if { path /metrics }
