@@ -6,6 +6,7 @@ import { callSupervisor } from '../cluster/supervisor/client.ts';
 import { cpuSecondsByProcess, hostCpuSeconds } from './cpu.ts';
 import { Ledger, verifyLedger } from './ledger.ts';
 import { defaultRetry, LatencyHistogram, openLoop, raiseLoadGeneratorPriority } from './load.ts';
+import { doorAdmission } from './overload.ts';
 import { loadReport, writeReports } from './report.ts';
 import { buildScenario, type ScenarioName } from './scenarios.ts';
 import { seed } from './seed.ts';
@@ -28,6 +29,8 @@ export interface SoakOptions {
   photos: number;
   /** `steady` (default): `mixed` whose follows are undone after a while, so the graph does not fill up. */
   scenario: ScenarioName;
+  /** Admission control by the queue's depth at the door (overload.ts' doorAdmission), not the 50 ms timeout. */
+  door?: boolean;
   log: (line: string) => void;
 }
 
@@ -199,7 +202,7 @@ async function sustainable(
  */
 export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
   o.log(`the load generator runs at nice ${raiseLoadGeneratorPriority()}`);
-  const target = await startPreset('stateless', { name: 'soak' });
+  const target = await startPreset('stateless', { name: 'soak', ...(o.door ? doorAdmission : {}) });
   try {
     const { state } = target;
     await callSupervisor(state, 'POST', '/autoscale', { enabled: false });

@@ -17,9 +17,9 @@ export const overload = defineExperiment({
     users: flag.int(100, 'seeded users'),
     photos: flag.int(200, 'seeded photos'),
     variants: flag.list(
-      ['admission', 'timeout', 'none'] as const,
+      ['admission', 'door', 'none'] as const,
       'admission,none',
-      "the topologies: with admission control (the queue's depth at the door, a 500 ms backstop), with a 50 ms queue timeout only (the earlier design), and without admission control (the baseline)",
+      "the topologies: with admission control (the default: a 50 ms queue timeout), with the door (the queue's depth per server, a 500 ms timeout behind it: --queue-depth-per-server 24 --queue-timeout-ms 500), and without admission control (the baseline)",
     ),
   }),
   async run(o, ctx) {

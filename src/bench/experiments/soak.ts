@@ -18,6 +18,9 @@ export const soak = defineExperiment({
       .enum(scenarioNames)
       .default('steady')
       .describe('the load (steady: mixed whose follows are undone after a while, so the graph stays as seeded)'),
+    door: flag.bool(
+      "admission control by the queue's depth at the door (--queue-depth-per-server 24 --queue-timeout-ms 500) instead of the 50 ms queue timeout",
+    ),
     users: flag.int(100, 'seeded users'),
     photos: flag.int(200, 'seeded photos'),
   }),
@@ -34,6 +37,7 @@ export const soak = defineExperiment({
       users: o.users,
       photos: o.photos,
       scenario: o.scenario,
+      door: o.door,
       log: ctx.log,
     });
     return { data: { soak: result }, summary: soakSummary(result, o) };
