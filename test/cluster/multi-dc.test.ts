@@ -287,8 +287,10 @@ describe('multi-dc (step 1.7)', () => {
       await primary.query('CREATE TABLE IF NOT EXISTS crossing (id int PRIMARY KEY)');
       const lags = { leader: [] as number[], cascade: [] as number[] };
       for (let id = 1; id <= 10; id++) {
-        await primary.query('INSERT INTO crossing (id) VALUES ($1)', [id]);
+        // From the moment the insert is sent: its WAL cannot exist before, so it cannot cross sooner than the
+        // link's delay (from the commit's answer it can: the WAL leaves for dc-b before the answer reaches us).
         const committed = performance.now();
+        await primary.query('INSERT INTO crossing (id) VALUES ($1)', [id]);
         // Polled every 2 ms (waitUntil's 100 ms would be the measure).
         const seen = async (c: pg.Client, into: number[]) => {
           for (;;) {
@@ -307,7 +309,7 @@ describe('multi-dc (step 1.7)', () => {
           .map((l) => l.toFixed(1))
           .join(', ');
       console.log(
-        `dc-a → dc-b: a commit visible at dc-b's standby leader after ${show(lags.leader)} ms, at its cascading replica after ${show(lags.cascade)} ms (link: 20 ms each way)`,
+        `dc-a → dc-b: an insert, from its sending, visible at dc-b's standby leader after ${show(lags.leader)} ms, at its cascading replica after ${show(lags.cascade)} ms (link: 20 ms each way)`,
       );
       // The WAL crosses the link once: at least its one-way delay.
       expect(Math.min(...lags.leader)).toBeGreaterThanOrEqual(20);
