@@ -3,8 +3,14 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { doorDepths, loadBalancerConfig, startHaproxy } from '../../src/cluster/components/load-balancer/haproxy.ts';
-import { isAlive, stopProcess } from '../../src/cluster/process.ts';
+import {
+  doorDepths,
+  loadBalancerConfig,
+  type RuntimeApi,
+  startHaproxy,
+  webBackend,
+} from '../../src/cluster/components/load-balancer/haproxy.ts';
+import { isAlive, stopProcess, waitUntil } from '../../src/cluster/process.ts';
 import type { SpecOf } from '../../src/cluster/topology/schema.ts';
 import { freePort } from '../support/addresses.ts';
 import { tempDir } from '../support/temp.ts';
@@ -58,7 +64,7 @@ interface Answer {
 
 interface Balancer {
   base: string;
-  statsUrl: string;
+  api: RuntimeApi;
   servers: Held[];
   pid: number;
 }
@@ -92,22 +98,11 @@ function send(b: Balancer, method: string, url: string): Promise<Answer> {
   });
 }
 
-/** The balancer's queue for the web backend, as its stats page says (qcur). */
-async function queued(b: Balancer): Promise<number> {
-  const csv = await (await fetch(`${b.statsUrl};csv`)).text();
-  const rows = csv.split('\n').map((l) => l.split(','));
-  const header = (rows[0] ?? []).map((h) => h.replace(/^# /, ''));
-  const row = rows.find((r) => r[0] === 'web' && r[1] === 'BACKEND');
-  return Number(row?.[header.indexOf('qcur')] ?? 0);
-}
+/** The balancer's queue for the web backend (its runtime API's qcur). */
+const queued = async (b: Balancer) => (await webBackend(b.api)).queued;
 
-async function until(what: () => Promise<boolean> | boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await what())) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+/** The project's waitUntil (every 100 ms), with a 5 s default. */
+const until = (what: () => boolean | Promise<boolean>, ms = 5000) => waitUntil(what, ms, 'the balancer');
 
 /** HAProxy with the topology's balancer config in front of two held web servers. */
 async function startBalancer(queueStandingMs: number): Promise<Balancer> {
@@ -134,13 +129,14 @@ async function startBalancer(queueStandingMs: number): Promise<Balancer> {
     queueStandingMs,
   });
   const proc = await startHaproxy(lb.name, config, dir.dir, lb.listen);
-  const b = { base: `http://127.0.0.1:${port}`, statsUrl: `http://127.0.0.1:${statsPort}/`, servers, pid: proc.pid };
+  const b = { base: `http://127.0.0.1:${port}`, api: { runDir: dir.dir, lb }, servers, pid: proc.pid };
   balancers.push(b);
   // Both servers checked up before the first request.
-  await until(async () => {
-    const csv = await (await fetch(`${b.statsUrl};csv`)).text();
-    return csv.split('\n').filter((l) => /^web,web-\d,/.test(l) && l.includes(',UP,')).length === 2;
-  }, 10_000);
+  await until(
+    async () =>
+      (await webBackend(b.api)).servers.filter((x) => /^web-\d$/.test(x.name) && x.status === 'UP').length === 2,
+    10_000,
+  );
   return b;
 }
 
