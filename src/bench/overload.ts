@@ -47,6 +47,8 @@ export interface OverloadVariant {
     balancerServed: { count: number; p50: number; p99: number; max: number };
     /** 503s by request method, from the balancer's log. */
     shedByMethod: Record<string, number>;
+    /** The served requests by route, from the balancer's log: what their time was spent on. */
+    servedByRoute?: Record<string, RouteTimes>;
   };
   healthyAfter: boolean;
   /** Acknowledged writes that read as missing right after the run, by kind, and 70 s later (past the cache's TTL). */
@@ -79,6 +81,26 @@ function webProcesses(state: ClusterState) {
     });
 }
 
+/** A route's name in the balancer's log: its method and path with ids and query left out. */
+export function routeOf(method: string, url: string): string {
+  const parts = (url.split('?')[0] ?? '').split('/');
+  // The segment after a collection names one of its members: a user's name, a photo's id.
+  const named = parts.map((s, i) => (i > 0 && ['users', 'photos'].includes(parts[i - 1] as string) ? ':id' : s));
+  return `${method} ${named.join('/')}`;
+}
+
+const percentile = (sorted: number[], q: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))] ?? 0;
+
+/** Per route of the served requests: how many, and p50/p99 of the wait in the queue (Tw), at the server (Tr), in all (Ta). */
+export interface RouteTimes {
+  count: number;
+  queueP99: number;
+  serverP50: number;
+  serverP99: number;
+  totalP99: number;
+}
+
 /** Served requests (2xx/3xx) and 503s in the balancer's log lines after `fromLine`. */
 function balancerLog(state: ClusterState, fromLine: number) {
   const lines = readFileSync(path.join(state.runDir, 'logs', 'load-balancer.log'), 'utf8')
@@ -86,18 +108,50 @@ function balancerLog(state: ClusterState, fromLine: number) {
     .slice(fromLine);
   const served: number[] = [];
   const shedByMethod: Record<string, number> = {};
+  const byRoute = new Map<string, { tw: number[]; tr: number[]; ta: number[] }>();
   for (const l of lines) {
     // A request shed at the door never reached the backend: its line names the frontend, <NOSRV>.
     const m =
-      / public (?:web\/\S+|public\/<NOSRV>) (-?\d+)\/(-?\d+)\/(-?\d+)\/(-?\d+)\/(-?\d+) (\d{3}) \S+ \S+ "(\w+)/.exec(l);
+      / public (?:web\/\S+|public\/<NOSRV>) (-?\d+)\/(-?\d+)\/(-?\d+)\/(-?\d+)\/(-?\d+) (\d{3}) \S+ \S+ "(\w+) (\S+)/.exec(
+        l,
+      );
     if (!m) continue;
     const status = Number(m[6]);
-    if (status >= 200 && status < 400) served.push(Number(m[5]));
-    if (status === 503) shedByMethod[m[7] as string] = (shedByMethod[m[7] as string] ?? 0) + 1;
+    const method = m[7] as string;
+    if (status >= 200 && status < 400) {
+      served.push(Number(m[5]));
+      const route = routeOf(method, m[8] as string);
+      const r = byRoute.get(route) ?? { tw: [], tr: [], ta: [] };
+      r.tw.push(Number(m[2]));
+      r.tr.push(Number(m[4]));
+      r.ta.push(Number(m[5]));
+      byRoute.set(route, r);
+    }
+    if (status === 503) shedByMethod[method] = (shedByMethod[method] ?? 0) + 1;
   }
   served.sort((a, b) => a - b);
-  const at = (q: number) => served[Math.min(served.length - 1, Math.floor(served.length * q))] ?? 0;
-  return { served: { count: served.length, p50: at(0.5), p99: at(0.99), max: served.at(-1) ?? 0 }, shedByMethod };
+  const sort = (xs: number[]) => xs.sort((a, b) => a - b);
+  const servedByRoute: Record<string, RouteTimes> = {};
+  for (const [route, r] of [...byRoute].sort((a, b) => b[1].ta.length - a[1].ta.length)) {
+    const [tw, tr, ta] = [sort(r.tw), sort(r.tr), sort(r.ta)];
+    servedByRoute[route] = {
+      count: ta.length,
+      queueP99: percentile(tw, 0.99),
+      serverP50: percentile(tr, 0.5),
+      serverP99: percentile(tr, 0.99),
+      totalP99: percentile(ta, 0.99),
+    };
+  }
+  return {
+    served: {
+      count: served.length,
+      p50: percentile(served, 0.5),
+      p99: percentile(served, 0.99),
+      max: served.at(-1) ?? 0,
+    },
+    shedByMethod,
+    servedByRoute,
+  };
 }
 
 const logLines = (state: ClusterState) =>
@@ -222,6 +276,7 @@ async function runVariant(
         generatorLag: result.generatorLagMs,
         balancerServed: lb.served,
         shedByMethod: lb.shedByMethod,
+        servedByRoute: lb.servedByRoute,
       },
       healthyAfter,
       lost: verified.lost.length,
@@ -288,6 +343,15 @@ function summarize(variants: OverloadVariant[], o: OverloadOptions): string {
           ]
         : []),
       `Overload, every answer: p50 ${v.overload.all.p50} ms, p99 ${v.overload.all.p99} ms (retried writes wait out their Retry-After); errors ${JSON.stringify(v.overload.errors)}; 503s by method at the balancer ${JSON.stringify(v.overload.shedByMethod)}; the load generator's own event-loop delay p99 ${v.overload.generatorLag?.p99 ?? '–'} ms.`,
+      '',
+      'The served requests by route at the balancer (ms: the wait in its queue, the time at the web server, in all):',
+      '',
+      '| route | served | queue p99 | server p50 / p99 | total p99 |',
+      '|---|---:|---:|---:|---:|',
+      ...Object.entries(v.overload.servedByRoute ?? {}).map(
+        ([route, t]) =>
+          `| \`${route}\` | ${t.count} | ${t.queueP99} | ${t.serverP50} / ${t.serverP99} | ${t.totalP99} |`,
+      ),
       '',
       `Memory of each web server at the end of the highest rate that held (MB):`,
       '',

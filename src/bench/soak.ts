@@ -22,6 +22,8 @@ export interface SoakOptions {
   /** The sustainable rate, when known; else a sweep from `startRate` finds it. */
   sustainableRate?: number;
   startRate: number;
+  /** How long the sweep holds each rate (60 s: a rate that holds for 10 s may not hold for a minute). */
+  stepSeconds: number;
   p99Ms: number;
   /** The first minutes, the baseline of RSS and p99 (5). */
   baselineMinutes: number;
@@ -57,6 +59,8 @@ export interface SoakMinute {
 export interface SoakResult {
   rate: number;
   sustainableRate: number;
+  /** The sweep that found the sustainable rate (none when it was given). */
+  sweep?: { rate: number; seconds: number; p99: number; errors: number; held: boolean }[];
   minutes: SoakMinute[];
   /**
    * Per process: its highest RSS in the baseline minutes and after them, its last, and the growth
@@ -171,23 +175,25 @@ const busiest = (m: SoakMinute, n = 3): string =>
     .map(([name, pct]) => `${name} ${Math.round(pct)} %`)
     .join(', ');
 
-/** The highest rate that holds (p99 ≤ bound, ≤ 1 % errors), ×1.2 a step of 10 s, after a warm-up. */
+/** The highest rate that holds (p99 ≤ bound, ≤ 1 % errors), ×1.2 a step of `stepSeconds`, after a warm-up. */
 async function sustainable(
   origin: string,
   next: Awaited<ReturnType<typeof buildScenario>>,
   o: SoakOptions,
-): Promise<number> {
+): Promise<{ held: number; steps: NonNullable<SoakResult['sweep']> }> {
   await openLoop({ origin, rate: o.startRate, seconds: 10, connections: 64, next });
   let held = 0;
+  const steps: NonNullable<SoakResult['sweep']> = [];
   for (let rate = o.startRate, step = 0; step < sweepRule.maxSteps; step++, rate = Math.round(rate * 1.2)) {
-    const r = await openLoop({ origin, rate, seconds: 10, connections: 256, next });
+    const r = await openLoop({ origin, rate, seconds: o.stepSeconds, connections: 256, next });
     const ok = r.latencyMs.p99 <= o.p99Ms && errorCount(r) <= r.sent * sweepRule.maxErrorShare;
     o.log(`sweep ${rate}/s: p99 ${r.latencyMs.p99} ms, ${errorCount(r)} errors → ${ok ? 'holds' : 'too much'}`);
+    steps.push({ rate, seconds: o.stepSeconds, p99: r.latencyMs.p99, errors: errorCount(r), held: ok });
     if (!ok) break;
     held = rate;
   }
   if (held === 0) throw new Error(`not even ${o.startRate} req/s holds: lower --start-rate`);
-  return held;
+  return { held, steps };
 }
 
 /**
@@ -208,7 +214,8 @@ export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
     await callSupervisor(state, 'POST', '/autoscale', { enabled: false });
     const manifest = await seed({ target: state.publicUrl, users: o.users, photos: o.photos, follows: 50, seed: 1 });
     const warm = await buildScenario(o.scenario, manifest, new Ledger(), 3);
-    const sustainableRate = o.sustainableRate ?? (await sustainable(state.publicUrl, warm, o));
+    const found = o.sustainableRate ? undefined : await sustainable(state.publicUrl, warm, o);
+    const sustainableRate = o.sustainableRate ?? found?.held ?? 0;
     const rate = Math.round(sustainableRate * o.share);
     o.log(`sustainable ${sustainableRate} req/s: soaking at ${rate} req/s for ${o.minutes} min`);
     const ledger = new Ledger();
@@ -341,6 +348,7 @@ export async function benchSoak(o: SoakOptions): Promise<SoakResult> {
     const soak: SoakResult = {
       rate,
       sustainableRate,
+      sweep: found?.steps,
       minutes,
       rss,
       p99: { baseline: baselineP99, worst: worst.p99, worstMinute: worst.minute, ratio, pass: ratio <= 1.5 },
@@ -363,6 +371,12 @@ export function soakSummary(s: SoakResult, o: Pick<SoakOptions, 'minutes' | 'bas
   return [
     `## Soak: \`${o.scenario}\` at ${s.rate} req/s (of ${s.sustainableRate} sustainable) for ${o.minutes} min on \`stateless\``,
     '',
+    ...(s.sweep
+      ? [
+          `The sweep (p99 within its bound and ≤ 1 % errors, each rate held ${s.sweep[0]?.seconds ?? '–'} s): ${s.sweep.map((x) => `${x.rate}/s p99 ${x.p99} ms, ${x.errors} errors${x.held ? '' : ' (too much)'}`).join('; ')}.`,
+          '',
+        ]
+      : []),
     `- RSS growth after the first ${o.baselineMinutes} minutes (≤ 5 % for each process that keeps no data; the data stores' growth is shown, marked "data"): ${mark(s.rss.every((r) => r.pass))}`,
     `- p99: first ${o.baselineMinutes} minutes ${s.p99.baseline} ms; worst minute after them ${s.p99.worst} ms (minute ${s.p99.worstMinute}), ${s.p99.ratio}× (≤ 1.5×): ${mark(s.p99.pass)}`,
     `- errors (requests never served; a read or keyed write shed with Retry-After is sent again after it, as a well-behaved client does): ${s.errors.total} (0): ${mark(s.errors.pass)}; sent again ${s.sentAgain ?? 0}, refused by the client's retry budget ${s.retriesRefused ?? 0}; acknowledged writes lost ${s.lost}, duplicated ${s.duplicated}`,

@@ -12,6 +12,7 @@ export const soak = defineExperiment({
     share: flag.number(0.7, 'the share of the sustainable rate'),
     sustainableRate: flag.int(0, 'the sustainable rate, when known (0: a sweep finds it first)'),
     startRate: flag.number(200, "the sweep's first rate"),
+    stepSeconds: flag.number(60, 'the sweep: seconds at each rate'),
     p99: flag.number(100, "the sweep's p99 bound, ms"),
     baselineMinutes: flag.int(5, 'the first minutes, the baseline'),
     scenario: z
@@ -32,6 +33,7 @@ export const soak = defineExperiment({
       share: o.share,
       sustainableRate: o.sustainableRate || undefined,
       startRate: o.startRate,
+      stepSeconds: o.stepSeconds,
       p99Ms: o.p99,
       baselineMinutes: o.baselineMinutes,
       users: o.users,
