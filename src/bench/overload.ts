@@ -27,6 +27,8 @@ export interface OverloadOptions {
   photos: number;
   /** With admission control, and the same `cache` topology without it (the baseline). */
   variants: ('admission' | 'door' | 'none')[];
+  /** Topology options of the admission variant that differ from the defaults (to try other bounds). */
+  admission?: PresetOptions;
   log: (line: string) => void;
 }
 
@@ -175,6 +177,15 @@ async function ready(state: ClusterState): Promise<boolean> {
   return answers.every(Boolean);
 }
 
+/** The admission variant's name: its bounds, where they are not the defaults. */
+function admissionName(p: PresetOptions): string {
+  const bounds = [
+    p.maxRequestsPerServer ? `${p.maxRequestsPerServer} per server` : '',
+    `a ${p.queueTimeoutMs ?? 50} ms queue timeout`,
+  ].filter(Boolean);
+  return `admission control (${bounds.join(', ')})`;
+}
+
 /** One topology: seed, warm up, sweep for the sustainable rate, then the overload, then its health and ledger. */
 async function runVariant(
   id: 'admission' | 'door' | 'none',
@@ -303,7 +314,7 @@ export async function benchOverload(o: OverloadOptions): Promise<{ variants: Ove
   o.log(`the load generator runs at nice ${priority}`);
   const variants: OverloadVariant[] = [];
   if (o.variants.includes('admission'))
-    variants.push(await runVariant('admission', 'admission control (a 50 ms queue timeout)', {}, {}, o));
+    variants.push(await runVariant('admission', admissionName(o.admission ?? {}), o.admission ?? {}, {}, o));
   if (o.variants.includes('door'))
     variants.push(await runVariant('door', "admission control by the queue's depth (the door)", doorAdmission, {}, o));
   if (o.variants.includes('none'))

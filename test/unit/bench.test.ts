@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { LatencyHistogram } from '../../src/bench/load.ts';
+import { routeOf } from '../../src/bench/overload.ts';
 import { parseDuration } from '../../src/bench/run.ts';
 import { followGraph, mulberry32, zipf } from '../../src/bench/seed.ts';
 import { describeStalls, summarizeStalls } from '../../src/bench/stall-trace.ts';
@@ -92,5 +93,14 @@ describe("the soak's trace of the primary's stalls", () => {
     expect(describeStalls(m)).toBe(
       '2 of 3 samples with a backend waiting, the most 5 at once (IPC:SyncRep 4, Lock:transactionid 1); by wait: IPC:SyncRep 6, Lock:transactionid 1; standby flush lag ≤ 640 ms; I/O stall 251 ms',
     );
+  });
+});
+
+describe("the overload run's routes in the balancer's log", () => {
+  it('names a route by its method and path, a member of a collection as :id, without the query', () => {
+    expect(routeOf('GET', '/api/v1/feed?cursor=abc')).toBe('GET /api/v1/feed');
+    expect(routeOf('PUT', '/api/v1/photos/0193e1c2-aa/like')).toBe('PUT /api/v1/photos/:id/like');
+    expect(routeOf('GET', '/api/v1/users/s1_user_42/photos')).toBe('GET /api/v1/users/:id/photos');
+    expect(routeOf('POST', '/api/v1/photos')).toBe('POST /api/v1/photos');
   });
 });

@@ -16,6 +16,11 @@ export const overload = defineExperiment({
     p99: flag.number(100, 'the sweep: the p99 bound, ms'),
     users: flag.int(100, 'seeded users'),
     photos: flag.int(200, 'seeded photos'),
+    maxRequestsPerServer: flag.int(
+      0,
+      "the admission variant: requests at once per web server (0: the topology's default)",
+    ),
+    queueTimeoutMs: flag.int(0, "the admission variant: the balancer's queue timeout, ms (0: the topology's default)"),
     variants: flag.list(
       ['admission', 'door', 'none'] as const,
       'admission,none',
@@ -35,6 +40,10 @@ export const overload = defineExperiment({
       users: o.users,
       photos: o.photos,
       variants: o.variants,
+      admission: {
+        ...(o.maxRequestsPerServer ? { maxRequestsPerServer: o.maxRequestsPerServer } : {}),
+        ...(o.queueTimeoutMs ? { queueTimeoutMs: o.queueTimeoutMs } : {}),
+      },
       log: ctx.log,
     });
     return { data: { variants }, summary };
