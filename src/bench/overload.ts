@@ -4,7 +4,7 @@ import type { ClusterState } from '../cluster/run/index.ts';
 import type { PresetOptions } from '../cluster/topology/presets.ts';
 import { webMetrics } from '../cluster/topology/select.ts';
 import { Ledger, verifyLedger } from './ledger.ts';
-import { type LoadResult, openLoop, type Percentiles, raiseLoadGeneratorPriority } from './load.ts';
+import { defaultRetry, type LoadResult, openLoop, type Percentiles, raiseLoadGeneratorPriority } from './load.ts';
 import { breakdownHeader, breakdownRow, type MemoryBreakdown, memoryBreakdown } from './memory.ts';
 import { loadReport, writeReports } from './report.ts';
 import { buildScenario } from './scenarios.ts';
@@ -236,7 +236,8 @@ async function runVariant(
       seconds: o.seconds,
       connections: o.connections,
       next: overloadNext,
-      retry: { retries: 6, backoffMs: 250, maxMs: 20_000 },
+      // As `scaleout bench` sends it: writes again with their keys, within the client's retry budget.
+      retry: defaultRetry,
     });
     const lb = balancerLog(state, fromLine);
     log(
