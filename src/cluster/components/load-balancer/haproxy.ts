@@ -64,6 +64,18 @@ function doorShedding(perServer: number, standingMs: number): string {
 `;
 }
 
+/** What the queue's timeout is for: the bound on a wait, or with the door, the backstop behind it. */
+const queueTimeoutComment = (doorPerServer: number) =>
+  doorPerServer > 0
+    ? `    # Admission control, its backstop: a request that waits longer than this for a web server's free slot
+    # (maxconn) is answered 503 at once, with Retry-After: never a wait of seconds behind the load. What
+    # bounds the wait under overload is the queue's depth (the frontend's door, below); this bound is for
+    # servers that stall, and is long enough that a stall below capacity is waited out, not shed.
+`
+    : `    # Admission control: a request that waits longer than this for a web server's free slot (maxconn) is
+    # answered 503 at once, with Retry-After: never a wait of seconds behind the load.
+`;
+
 /** The one-entry table the door counts in (see doorShedding). */
 const queueStateTable = (perServer: number) =>
   perServer <= 0
@@ -129,11 +141,7 @@ defaults
     timeout server 30s
     # Headers and, with http-buffer-request, the body too: a client sending a byte every few seconds is cut at 10 s.
     timeout http-request 10s
-    # Admission control, its backstop: a request that waits longer than this for a web server's free slot
-    # (maxconn) is answered 503 at once, with Retry-After: never a wait of seconds behind the load. What
-    # bounds the wait under overload is the queue's depth (the frontend's door, below); this bound is for
-    # servers that stall, and is long enough that a stall below capacity is waited out, not shed.
-    timeout queue ${o.queueTimeoutMs}ms
+${queueTimeoutComment(o.queueDepthPerServer ?? 0)}    timeout queue ${o.queueTimeoutMs}ms
     retries 3
     option redispatch 1
     # Not 503: a web server's 503 is its own overload (or its database's absence); the same request again
