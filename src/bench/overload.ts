@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ClusterState } from '../cluster/run/index.ts';
 import type { PresetOptions } from '../cluster/topology/presets.ts';
+import { topologySchema } from '../cluster/topology/schema.ts';
 import { webMetrics } from '../cluster/topology/select.ts';
 import { Ledger, verifyLedger } from './ledger.ts';
 import { defaultRetry, type LoadResult, openLoop, type Percentiles, raiseLoadGeneratorPriority } from './load.ts';
@@ -131,8 +132,8 @@ function balancerLog(state: ClusterState, fromLine: number) {
     }
     if (status === 503) shedByMethod[method] = (shedByMethod[method] ?? 0) + 1;
   }
-  served.sort((a, b) => a - b);
   const sort = (xs: number[]) => xs.sort((a, b) => a - b);
+  sort(served);
   const servedByRoute: Record<string, RouteTimes> = {};
   for (const [route, r] of [...byRoute].sort((a, b) => b[1].ta.length - a[1].ta.length)) {
     const [tw, tr, ta] = [sort(r.tw), sort(r.tr), sort(r.ta)];
@@ -177,13 +178,13 @@ async function ready(state: ClusterState): Promise<boolean> {
   return answers.every(Boolean);
 }
 
-/** The admission variant's name: its bounds, where they are not the defaults. */
+/** The topology's own queue timeout (ms), when a variant does not set one. */
+const defaultQueueTimeoutMs: number = topologySchema.shape.options.shape.queueTimeoutMs.parse(undefined);
+
+/** The admission variant's name: its requests per server where not the default, and its queue timeout. */
 function admissionName(p: PresetOptions): string {
-  const bounds = [
-    p.maxRequestsPerServer ? `${p.maxRequestsPerServer} per server` : '',
-    `a ${p.queueTimeoutMs ?? 50} ms queue timeout`,
-  ].filter(Boolean);
-  return `admission control (${bounds.join(', ')})`;
+  const perServer = p.maxRequestsPerServer ? `${p.maxRequestsPerServer} per server, ` : '';
+  return `admission control (${perServer}a ${p.queueTimeoutMs ?? defaultQueueTimeoutMs} ms queue timeout)`;
 }
 
 /** One topology: seed, warm up, sweep for the sustainable rate, then the overload, then its health and ledger. */

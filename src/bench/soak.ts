@@ -186,9 +186,10 @@ async function sustainable(
   const steps: NonNullable<SoakResult['sweep']> = [];
   for (let rate = o.startRate, step = 0; step < sweepRule.maxSteps; step++, rate = Math.round(rate * 1.2)) {
     const r = await openLoop({ origin, rate, seconds: o.stepSeconds, connections: 256, next });
-    const ok = r.latencyMs.p99 <= o.p99Ms && errorCount(r) <= r.sent * sweepRule.maxErrorShare;
-    o.log(`sweep ${rate}/s: p99 ${r.latencyMs.p99} ms, ${errorCount(r)} errors → ${ok ? 'holds' : 'too much'}`);
-    steps.push({ rate, seconds: o.stepSeconds, p99: r.latencyMs.p99, errors: errorCount(r), held: ok });
+    const errors = errorCount(r);
+    const ok = r.latencyMs.p99 <= o.p99Ms && errors <= r.sent * sweepRule.maxErrorShare;
+    o.log(`sweep ${rate}/s: p99 ${r.latencyMs.p99} ms, ${errors} errors → ${ok ? 'holds' : 'too much'}`);
+    steps.push({ rate, seconds: o.stepSeconds, p99: r.latencyMs.p99, errors, held: ok });
     if (!ok) break;
     held = rate;
   }

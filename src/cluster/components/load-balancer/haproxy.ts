@@ -66,15 +66,15 @@ function doorShedding(perServer: number, standingMs: number): string {
 
 /** What the queue's timeout is for: the bound on a wait, or with the door, the backstop behind it. */
 const queueTimeoutComment = (doorPerServer: number) =>
+  `    # Admission control${doorPerServer > 0 ? ', its backstop' : ''}: a request that waits longer than this for a web server's free slot
+    # (maxconn) is answered 503 at once, with Retry-After: never a wait of seconds behind the load.
+${
   doorPerServer > 0
-    ? `    # Admission control, its backstop: a request that waits longer than this for a web server's free slot
-    # (maxconn) is answered 503 at once, with Retry-After: never a wait of seconds behind the load. What
-    # bounds the wait under overload is the queue's depth (the frontend's door, below); this bound is for
-    # servers that stall, and is long enough that a stall below capacity is waited out, not shed.
+    ? `    # What bounds the wait under overload is the queue's depth (the frontend's door, below); this bound is
+    # for servers that stall, and is long enough that a stall below capacity is waited out, not shed.
 `
-    : `    # Admission control: a request that waits longer than this for a web server's free slot (maxconn) is
-    # answered 503 at once, with Retry-After: never a wait of seconds behind the load.
-`;
+    : ''
+}`;
 
 /** The one-entry table the door counts in (see doorShedding). */
 const queueStateTable = (perServer: number) =>
