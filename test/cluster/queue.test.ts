@@ -55,7 +55,7 @@ const scaleWorkers = (n: number) => cli('scale', `worker=${n}`);
 /** Uploads an image; resolves with the photo id once the site has acknowledged it (202). */
 async function upload(client: Client, image: Buffer, caption = 'queued') {
   const res = await client.upload(image, caption, 'p.png');
-  expect(res.status).toBe(202);
+  expect(res.status, JSON.stringify(res.body)).toBe(202);
   return res.body.photo.id as string;
 }
 const statusOf = async (client: Client, id: string) =>

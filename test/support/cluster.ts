@@ -41,7 +41,9 @@ export async function startTopologyOf(
         ...state.processes.filter((p) => isAlive(p.pid)),
         ...leftovers(state).map((p) => ({ name: p.name, pid: p.pid })),
       ];
-      rmSync(runRoot, { recursive: true, force: true });
+      // SCALEOUT_TEST_KEEP_RUNS=1 keeps the run root (its logs) to read after a failure.
+      if (process.env.SCALEOUT_TEST_KEEP_RUNS === '1') console.log(`kept the run root ${runRoot}`);
+      else rmSync(runRoot, { recursive: true, force: true });
       return left;
     },
   };

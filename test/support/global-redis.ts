@@ -21,19 +21,8 @@ export default async function setup(project: TestProject) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'scaleout-redis-'));
   const host = `127.0.${40 + Math.floor(Math.random() * 200)}.${1 + Math.floor(Math.random() * 250)}`;
   const [port, replicaPort] = [await freePort(), await freePort()];
-  const common = ['--bind', host, '--protected-mode', 'no', '--save', '', '--appendonly', 'no'];
-  const master = startProcess({
-    command: '/usr/bin/redis-server',
-    args: ['--port', String(port), '--dir', dir, ...common],
-    log: path.join(dir, 'master.log'),
-    cwd: dir,
-  });
-  const replica = startProcess({
-    command: '/usr/bin/redis-server',
-    args: ['--port', String(replicaPort), '--dir', dir, '--replicaof', host, String(port), ...common],
-    log: path.join(dir, 'replica.log'),
-    cwd: dir,
-  });
+  const master = startTestRedis(dir, host, port, 'master');
+  const replica = startTestRedis(dir, host, replicaPort, 'replica', ['--replicaof', host, String(port)]);
   await waitUntil(async () => {
     const role = (await redisCommand(host, replicaPort, 'ROLE')) as unknown[] | null;
     return Array.isArray(role) && role[3] === 'connected';
@@ -44,4 +33,28 @@ export default async function setup(project: TestProject) {
     await stopProcess(master.pid);
     rmSync(dir, { recursive: true, force: true });
   };
+}
+
+/** A Redis server for tests: no password, no persistence, its log `<name>.log` in `dir`. */
+export function startTestRedis(dir: string, host: string, port: number, name: string, args: string[] = []) {
+  return startProcess({
+    command: '/usr/bin/redis-server',
+    args: [
+      '--port',
+      String(port),
+      '--dir',
+      dir,
+      '--bind',
+      host,
+      '--protected-mode',
+      'no',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      ...args,
+    ],
+    log: path.join(dir, `${name}.log`),
+    cwd: dir,
+  });
 }

@@ -11,6 +11,7 @@ import { redisConfig, sentinelConfig } from '../../src/cluster/components/redis/
 import { varnish } from '../../src/cluster/components/varnish/index.ts';
 import { dataCenterRoles, replicationLink } from '../../src/cluster/datacenter/roles.ts';
 import { appConfig, blobDirOf, contextFor } from '../../src/cluster/run/context.ts';
+import { stopOrder } from '../../src/cluster/run/orchestrator.ts';
 import {
   allProcesses,
   buildPreset,
@@ -420,5 +421,29 @@ describe('multi-dc', () => {
     const local = cfg.slice(cfg.indexOf('listen postgres_local_primary'), cfg.indexOf('frontend primary_check'));
     expect(local).not.toContain('backup');
     expect(cfg).toContain('monitor fail if { nbsrv(postgres_local_primary) lt 1 }');
+  });
+});
+
+describe('stopping a topology', () => {
+  it('stops in the reverse of the start order by stage, even for processes started again (listed last)', () => {
+    const listed = [
+      { name: 'dc-b-pg-1', kind: 'patroni' },
+      { name: 'dc-b-web-1', kind: 'web' },
+      { name: 'witness', kind: 'witness' },
+      { name: 'supervisor', kind: 'supervisor' },
+      // dc-a lost and started again by the supervisor: its entries come after the witness's.
+      { name: 'dc-a-etcd', kind: 'etcd' },
+      { name: 'dc-a-pg-1', kind: 'patroni' },
+      { name: 'dc-a-web-2', kind: 'web' },
+    ];
+    expect(stopOrder(listed).map((p) => p.name)).toEqual([
+      'supervisor',
+      'witness',
+      'dc-a-web-2',
+      'dc-b-web-1',
+      'dc-a-pg-1',
+      'dc-b-pg-1',
+      'dc-a-etcd',
+    ]);
   });
 });

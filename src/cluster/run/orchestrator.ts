@@ -275,6 +275,16 @@ export function leftovers(state: ClusterState): { name: string; pid: number; sig
 }
 
 /** Stops every process by PID, the launcher first, then the rest in reverse start order, then their leftovers. */
+/**
+ * The order `down` stops processes in: the reverse of the start order, by
+ * stage. A process started again or added later is listed last in the state
+ * file, and must still not be stopped before what depends on it (a data
+ * center's Patroni before the witness, which would see it gone and fail over
+ * while the topology is being stopped).
+ */
+export const stopOrder = <P extends { kind: string }>(processes: P[]): P[] =>
+  [...processes].reverse().sort((a, b) => componentOf(b).stage - componentOf(a).stage);
+
 export async function down(state: ClusterState, opts: { purge: boolean }): Promise<void> {
   // Another process (the supervisor, the dashboard) may have restarted some: the state file has the latest PIDs.
   const latest = () => Object.assign(state, readState(state.runDir) ?? {});
@@ -285,7 +295,7 @@ export async function down(state: ClusterState, opts: { purge: boolean }): Promi
   for (const p of state.processes.filter((x) => componentOf(x).launch && isSameProcess(x)))
     await stopProcess(p.pid, 30_000);
   latest();
-  for (const p of [...state.processes].reverse()) if (isSameProcess(p)) await stopProcess(p.pid, 15_000);
+  for (const p of stopOrder(state.processes)) if (isSameProcess(p)) await stopProcess(p.pid, 15_000);
   for (const l of leftovers(state)) await stopProcess(l.pid, 15_000, l.signal);
   if (opts.purge) rmSync(state.runDir, { recursive: true, force: true });
 }

@@ -25,10 +25,12 @@ export function parseHostPorts(list: string[]): { host: string; port: number }[]
 
 /**
  * An ioredis client for one Redis tier. Through Sentinel it always talks to
- * the current master, and `failoverDetector` makes it reconnect as soon as
- * the Sentinels announce a new one (instead of waiting for the old socket to
- * time out). Commands fail fast while no master answers (a bounded number of
- * retries, no endless offline queue), so callers can degrade or answer 503.
+ * the current master: `failoverDetector` makes it reconnect as soon as the
+ * Sentinels announce a new one (instead of waiting for the old socket to
+ * time out), and a write answered READONLY (a master made a replica) is sent
+ * again to the master after a reconnect. Commands fail fast while no master
+ * answers (a bounded number of retries, no endless offline queue), so
+ * callers can degrade or answer 503.
  */
 export function connectRedis(target: RedisTarget, extra: RedisOptions = {}): Redis {
   const common: RedisOptions = {
@@ -48,6 +50,10 @@ export function connectRedis(target: RedisTarget, extra: RedisOptions = {}): Red
         role: 'master',
         failoverDetector: true,
         sentinelRetryStrategy: (times) => Math.min(50 * 2 ** times, 1000),
+        // A master made a replica under a connected client (a failover that demoted the server it reached,
+        // a notice it missed) answers writes READONLY and keeps the connection: reconnect, through the
+        // Sentinels to the master now, and send the command again there.
+        reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
       })
     : new Redis({ ...common, host: target.host, port: target.port, password: target.password });
   // Errors surface on the commands; an unhandled 'error' event would crash the process.

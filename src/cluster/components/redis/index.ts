@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { address } from '../../topology/address.ts';
 import { defineComponent, hostPort } from '../component.ts';
-import { currentMaster, redisRole, startRedis } from './server.ts';
+import { masterToFollow, redisRole, startRedis } from './server.ts';
 
 /**
  * A Redis server. `tier`: `durable` (sessions, rate limits; append-only file,
@@ -30,20 +30,14 @@ export const redis = defineComponent<RedisSpec>({
   batches: (specs) => [...specs.filter((x) => !x.replicaOf), ...specs.filter((x) => x.replicaOf)].map((s) => [s]),
   async start(s, ctx) {
     if (ctx.restarting) {
-      // A server that comes back joins the tier's current master as a replica (never as a stale master).
+      // A server that comes back joins the tier's current master as a replica (never as a stale master,
+      // nor as a master while the Sentinels are still promoting one of its replicas).
       const sentinels = ctx.scope.filter((p) => p.kind === 'redisSentinel');
-      const master = await currentMaster(sentinels, s.tier, ctx.state.secrets.sentinel);
-      const self = master && master.host === s.listen.host && master.port === s.listen.port;
-      return startRedis(
-        ctx.topology,
-        s,
-        ctx.runDir,
-        ctx.state.secrets.redis,
-        self ? undefined : (master ?? undefined),
-        {
-          waitForLink: false,
-        },
-      );
+      const master = await masterToFollow(s.listen, sentinels, s.tier, ctx.state.secrets.sentinel);
+      if (!master) ctx.log(`  ${s.name}: the Sentinels name no other master; it starts as the ${s.tier} master`);
+      return startRedis(ctx.topology, s, ctx.runDir, ctx.state.secrets.redis, master ?? undefined, {
+        waitForLink: false,
+      });
     }
     const master = ctx.scope.find((p): p is RedisSpec => p.kind === 'redis' && p.name === s.replicaOf);
     return startRedis(ctx.topology, s, ctx.runDir, ctx.state.secrets.redis, master?.listen);

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { httpStatus, requireBinaries, type StartedProcess, startProcess, waitUntil } from '../../process.ts';
+import { httpStatus, requireBinaries, type StartedProcess, sleep, startProcess, waitUntil } from '../../process.ts';
 import { writePrivate } from '../../run/private.ts';
 import type { SpecOf, Topology } from '../../topology/schema.ts';
 import { redisMasterName } from '../../topology/select.ts';
@@ -257,4 +257,62 @@ export async function currentMaster(
     if (Array.isArray(addr) && addr.length === 2) return { host: String(addr[0]), port: Number(addr[1]) };
   }
   return null;
+}
+
+/**
+ * Whether the Sentinels see a replica of the tier that is not down: one a
+ * failover can promote (or is promoting). A replica flagged `disconnected`
+ * counts: the Sentinel's own link to it drops for a moment while it is being
+ * promoted (Sentinel kills the clients of the replica it promotes); a dead
+ * one is flagged down after `down-after-milliseconds`. Null when no Sentinel
+ * answers.
+ */
+export async function promotableReplica(
+  sentinels: Sentinel[],
+  tier: 'durable' | 'cache',
+  password: string,
+): Promise<boolean | null> {
+  for (const s of sentinels) {
+    const replicas = (await redisCall({ ...s.listen, password }, 'SENTINEL', 'REPLICAS', redisMasterName(tier))) as
+      | string[][]
+      | null;
+    if (!Array.isArray(replicas)) continue;
+    return replicas.some((fields) => {
+      const flags = fields[fields.indexOf('flags') + 1] ?? '';
+      return !/s_down|o_down/.test(flags);
+    });
+  }
+  return null;
+}
+
+/**
+ * The master a server that is started again should follow. When the
+ * Sentinels still name the server itself (it was the master when it died),
+ * a failover to one of its replicas may be under way: a vote split between
+ * the Sentinels is tried again only after twice the failover timeout. A
+ * server started as master then takes writes that the promotion drops when
+ * it makes it a replica (and clients connected to it get READONLY). So while
+ * a promotable replica exists, this waits (up to `waitMs`; a Sentinel that
+ * does not answer meanwhile is asked again) for the Sentinels to name
+ * another master. It answers null (start as master) when no Sentinel
+ * answers at first (they are down too: a whole data center coming back),
+ * when they say no replica can take over, or when none was named in time.
+ */
+export async function masterToFollow(
+  self: Address,
+  sentinels: Sentinel[],
+  tier: 'durable' | 'cache',
+  password: string,
+  opts: { waitMs?: number; everyMs?: number } = {},
+): Promise<Address | null> {
+  const isSelf = (a: Address) => a.host === self.host && a.port === self.port;
+  const deadline = Date.now() + (opts.waitMs ?? 20_000);
+  for (let first = true; ; first = false) {
+    const master = await currentMaster(sentinels, tier, password);
+    if (master && !isSelf(master)) return master;
+    if (!master && first) return null;
+    if (master && (await promotableReplica(sentinels, tier, password)) === false) return null;
+    if (Date.now() >= deadline) return null;
+    await sleep(opts.everyMs ?? 250);
+  }
 }
