@@ -3,6 +3,8 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { BentoCache, bentostore } from 'bentocache';
+import { redisDriver } from 'bentocache/drivers/redis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../src/bench/processes.ts';
 import { redisCommand } from '../../src/cluster/components/redis/server.ts';
@@ -80,7 +82,7 @@ runSessionContract({
 });
 
 runCacheContract({
-  name: 'two-level (in-process L1 + Redis L2, Bentocache)',
+  name: 'two-level (in-process L1 + Redis L2)',
   create: async ({ maxEntries }) => webServerCache(maxEntries),
   skipEviction: 'L2 holds what L1 evicts: the bound is the cache Redis maxmemory, not an entry count',
 });
@@ -176,7 +178,7 @@ describe('two-level cache across web servers', () => {
     }
   });
 
-  it('a delete reaches L2 while Bentocache’s circuit breaker is open, so no other server refills the old value', async () => {
+  it('a delete reaches L2 while the circuit breaker is open, so no other server refills the old value', async () => {
     const server = async () => {
       const redis = connectLone(cacheTierOptions);
       if (redis.status !== 'ready') await once(redis, 'ready');
@@ -203,6 +205,61 @@ describe('two-level cache across web servers', () => {
       expect(await a.get(key)).toBeUndefined();
     } finally {
       for (const c of [a, b]) await c.close();
+    }
+  });
+
+  it('shares L2 with a web server of the version before (Bentocache 1.x) during a rolling deploy', async () => {
+    const current = webServerCache();
+    const redis = connect();
+    const previous = new BentoCache({
+      default: 'l2',
+      prefix: 'bentocache',
+      ttl: '60s',
+      stores: { l2: bentostore().useL2Layer(redisDriver({ connection: redis })) },
+    });
+    const key = `compat:${randomBytes(4).toString('hex')}`;
+    try {
+      // What the earlier version stored ({ v, exp } in Bentocache's entry) is read by this one, and back.
+      await previous.set({ key: `${key}:old`, value: { v: { n: 1 }, exp: Date.now() + 60_000 }, ttl: '60s' });
+      expect(await current.get(`${key}:old`)).toEqual({ n: 1 });
+      await current.set(`${key}:new`, { n: 2 });
+      expect(await previous.get({ key: `${key}:new` })).toMatchObject({ v: { n: 2 } });
+      // This version's delete removes what either stored.
+      await current.delete(`${key}:old`, `${key}:new`);
+      expect(await previous.get({ key: `${key}:old` })).toBeUndefined();
+      expect(await previous.get({ key: `${key}:new` })).toBeUndefined();
+    } finally {
+      await current.close();
+      await previous.disconnectAll();
+    }
+  });
+
+  it('a miss and its fill take two round trips: one MGET (value and delete count), one checked store', async () => {
+    const redis = connectLone(cacheTierOptions);
+    if (redis.status !== 'ready') await once(redis, 'ready');
+    const cache = createTwoLevelCache({
+      redis,
+      subscriber: connectLone(subscriberOptions),
+      maxEntries: 100,
+      defaultTtlSeconds: 60,
+    });
+    const key = `trips:${randomBytes(4).toString('hex')}`;
+    try {
+      await new Promise((r) => setTimeout(r, 100)); // subscribed
+      await redisCommand('127.0.0.1', lone?.port ?? 0, 'CONFIG', 'RESETSTAT');
+      expect(await cached(cache, key, async () => 'loaded')).toBe('loaded');
+      const stats = String(await redisCommand('127.0.0.1', lone?.port ?? 0, 'INFO', 'commandstats'));
+      const calls = Object.fromEntries(
+        [...stats.matchAll(/cmdstat_(\w+):calls=(\d+)/g)].map((m) => [m[1], Number(m[2])]),
+      );
+      // The script's own GET and SET run inside Redis (counted too); the client sent an MGET and one script.
+      expect(calls.mget).toBe(1);
+      expect((calls.evalsha ?? 0) + (calls.eval ?? 0)).toBe(1);
+      expect(calls.get ?? 0).toBe(1);
+      expect(calls.set ?? 0).toBe(1);
+      expect(await cache.get(key)).toBe('loaded'); // from L1 now: no round trip
+    } finally {
+      await cache.close();
     }
   });
 
