@@ -1,11 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis, Result } from 'ioredis';
-import {
-  type CacheLookup,
-  type ClearableCache,
-  createLocalLeases,
-  leaseMs,
-} from '../../ports/cache.ts';
+import { type CacheLookup, type ClearableCache, createLocalLeases, leaseMs } from '../../ports/cache.ts';
 import { createMemoryCache } from './memory.ts';
 
 export interface TwoLevelCacheOptions {
