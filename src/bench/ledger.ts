@@ -50,14 +50,23 @@ export async function verifyLedger(
 ): Promise<VerifyReport> {
   const pool = new Pool(target, { connections: 8 });
   const report: VerifyReport = { checked: 0, lost: [], duplicated: [], unknown: [] };
+  // A read shed with 503 and Retry-After (the balancer's queue, a web server restarting after a kill) is
+  // sent again after it, as a well-behaved client does, up to 5 times: the ledger asks what is stored.
   const get = async (path: string, user: number) => {
-    const res = await pool.request({
-      method: 'GET',
-      path,
-      headers: { authorization: `Bearer ${manifest.tokens[user]}` },
-    });
-    const text = await res.body.text();
-    return { status: res.statusCode, json: res.statusCode === 200 ? JSON.parse(text) : undefined };
+    for (let attempt = 1; ; attempt++) {
+      const res = await pool.request({
+        method: 'GET',
+        path,
+        headers: { authorization: `Bearer ${manifest.tokens[user]}` },
+      });
+      const text = await res.body.text();
+      const retryAfter = Number(res.headers['retry-after']);
+      if (res.statusCode === 503 && attempt < 5 && Number.isFinite(retryAfter)) {
+        await new Promise((r) => setTimeout(r, Math.min(Math.max(retryAfter, 0.1), 2) * 1000));
+        continue;
+      }
+      return { status: res.statusCode, json: res.statusCode === 200 ? JSON.parse(text) : undefined };
+    }
   };
   const uploadsByUser = new Map<number, Map<string, number>>();
   const captionsOf = async (user: number) => {

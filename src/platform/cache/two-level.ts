@@ -176,16 +176,17 @@ export function createTwoLevelCache(options: TwoLevelCacheOptions): ClearableCac
   };
   /** Stores in L2 as Bentocache would (see L2Entry); with a lease's count, only while it is unchanged. */
   const storeL2 = async (key: string, stored: Stored, ttlMs: number, count: string | null | undefined) => {
+    const px = Math.max(1, Math.round(ttlMs)); // SET PX takes whole milliseconds
     const json = JSON.stringify({
       value: stored,
       createdAt: Date.now(),
       logicalExpiration: stored.exp,
     } satisfies L2Entry);
     if (count === undefined) {
-      await l2(() => redis.set(l2Key(key), json, 'PX', ttlMs));
+      await l2(() => redis.set(l2Key(key), json, 'PX', px));
       return true;
     }
-    const done = await l2(() => redis.scaleoutStoreIfNotDeleted(l2Key(key), deletions(key), json, ttlMs, count ?? ''));
+    const done = await l2(() => redis.scaleoutStoreIfNotDeleted(l2Key(key), deletions(key), json, px, count ?? ''));
     // Redis could not tell (down, breaker open): only this process's deletes are known, as without a count.
     return done !== 0;
   };
