@@ -274,7 +274,6 @@ export function leftovers(state: ClusterState): { name: string; pid: number; sig
   ];
 }
 
-/** Stops every process by PID, the launcher first, then the rest in reverse start order, then their leftovers. */
 /**
  * The order `down` stops processes in: the reverse of the start order, by
  * stage. A process started again or added later is listed last in the state
@@ -285,6 +284,7 @@ export function leftovers(state: ClusterState): { name: string; pid: number; sig
 export const stopOrder = <P extends { kind: string }>(processes: P[]): P[] =>
   [...processes].reverse().sort((a, b) => componentOf(b).stage - componentOf(a).stage);
 
+/** Stops every process by PID, the launcher first, then the rest in `stopOrder`, then their leftovers. */
 export async function down(state: ClusterState, opts: { purge: boolean }): Promise<void> {
   // Another process (the supervisor, the dashboard) may have restarted some: the state file has the latest PIDs.
   const latest = () => Object.assign(state, readState(state.runDir) ?? {});
