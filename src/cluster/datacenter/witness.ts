@@ -145,12 +145,27 @@ export async function startWitness(o: WitnessOptions): Promise<{ view(): Witness
   let unseenSince: number | null = null;
   let notStreamingSince: number | null = null;
   let busy: string | null = null;
-  /** One role change at a time: the loop's failover, or one asked for. */
-  const exclusive = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+  /**
+   * The check and the role changes run one at a time. A check reads the roles
+   * first and writes cluster configurations from them later (synchronous
+   * across, the fence's upkeep); a failover between the two would have its
+   * fence written over by a configuration of the roles before it: the old
+   * primary data center made a primary cluster again, promoted on a timeline
+   * of its own, then fenced again with no rewind that could join it to the
+   * new primary's (seen: a by-hand failover right after `dc sync off`).
+   */
+  let turn: Promise<unknown> = Promise.resolve();
+  const oneAtATime = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = turn.then(fn, fn);
+    turn = run.catch(() => {});
+    return run;
+  };
+  /** One role change at a time: the loop's failover (already in its turn), or one asked for (waits for its turn). */
+  const exclusive = async <T>(what: string, fn: () => Promise<T>, o2: { inTurn?: boolean } = {}): Promise<T> => {
     if (busy) throw new Error(`busy: ${busy}`);
     busy = what;
     try {
-      return await fn();
+      return await (o2.inTurn ? fn() : oneAtATime(fn));
     } finally {
       busy = null;
     }
@@ -215,11 +230,15 @@ export async function startWitness(o: WitnessOptions): Promise<{ view(): Witness
     if (automatic && standby && unseenSince !== null && Date.now() - unseenSince >= after && !busy) {
       const reason = `automatic: ${roles.primary} unseen by the witness and by ${standby} for ${Date.now() - unseenSince} ms`;
       unseenSince = null;
-      await exclusive(`failover to ${standby}`, async () => {
-        const e = await failOverDataCenter(o.runDir, standby, reason, log);
-        changes.inc({ kind: 'failover', to: standby });
-        return e;
-      });
+      await exclusive(
+        `failover to ${standby}`,
+        async () => {
+          const e = await failOverDataCenter(o.runDir, standby, reason, log);
+          changes.inc({ kind: 'failover', to: standby });
+          return e;
+        },
+        { inTurn: true },
+      );
     }
   };
 
@@ -228,7 +247,7 @@ export async function startWitness(o: WitnessOptions): Promise<{ view(): Witness
     while (!stopped) {
       const started = Date.now();
       try {
-        await check();
+        await oneAtATime(check);
       } catch (err) {
         o.logger.error({ err }, 'witness check failed');
       }
