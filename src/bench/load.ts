@@ -59,6 +59,11 @@ export interface LoadResult {
    */
   servedLatencyMs: Percentiles;
   timeline: TimelinePoint[];
+  /**
+   * The warm-up before the measured seconds (`warmUpSeconds`), as wrk2's
+   * calibration: the same load, its answers kept apart from the numbers above.
+   */
+  warmUp?: Pick<LoadResult, 'seconds' | 'sent' | 'completed' | 'errors' | 'goodput' | 'latencyMs' | 'servedLatencyMs'>;
 }
 
 /**
@@ -313,16 +318,28 @@ export async function openLoop(opts: {
   retry?: RetryPolicy;
   /** How the origin's host name is resolved for each new connection (a client's DNS; see `siteResolver`). */
   lookup?: LookupFunction;
+  /**
+   * Seconds of the same load sent before the measured `seconds` (not with
+   * `rateAt`), as wrk2 calibrates before it records: the pool's connections
+   * are opened and the generator's own code is compiled while nothing is
+   * counted. Its answers go to `warmUp`; its writes are in the ledger too.
+   */
+  warmUpSeconds?: number;
 }): Promise<LoadResult> {
   const pool = newPool(opts.origin, opts.connections, opts.lookup);
   const lag = monitorEventLoopDelay({ resolution: 10 });
   lag.enable();
-  const start = micros();
+  const { rateAt } = opts;
+  const warmUpSeconds = rateAt ? 0 : (opts.warmUpSeconds ?? 0);
+  const warmStart = micros();
+  const start = warmStart + warmUpSeconds * 1e6;
   const recorder = new Recorder(start);
   recorder.windowEndUs = start + opts.seconds * 1e6;
+  const warm = new Recorder(warmStart);
+  warm.windowEndUs = start;
   const budget = budgetOf(opts.retry);
-  const { rateAt } = opts;
-  const total = rateAt ? Number.POSITIVE_INFINITY : Math.floor(opts.rate * opts.seconds);
+  const warmUpTotal = Math.floor(opts.rate * warmUpSeconds);
+  const total = rateAt ? Number.POSITIVE_INFINITY : warmUpTotal + Math.floor(opts.rate * opts.seconds);
   const end = start + opts.seconds * 1e6;
   const inflight = new Set<Promise<void>>();
   let done = 0;
@@ -332,15 +349,18 @@ export async function openLoop(opts: {
       // Each request is due one interval of the rate at the time of the last one after it.
       if (i > 0) due += 1e6 / Math.max(0.1, rateAt((due - start) / 1e6));
       if (due >= end) break;
-    } else due = start + (i * 1_000_000) / opts.rate;
+    } else due = warmStart + (i * 1_000_000) / opts.rate;
     const wait = due - micros();
     if (wait > 1000) await new Promise((r) => setTimeout(r, wait / 1000));
-    recorder.sent++;
+    // The generator's own lateness is measured over the measured seconds only.
+    if (i === warmUpTotal && warmUpTotal > 0) lag.reset();
+    const into = i < warmUpTotal ? warm : recorder;
+    into.sent++;
     const dueAt = due;
-    const onAttempt = (t: number, e: string | null, r: boolean) => recorder.attempt(t, e, r);
+    const onAttempt = (t: number, e: string | null, r: boolean) => into.attempt(t, e, r);
     const p = send(pool, opts.next(i), opts.retry, onAttempt, dueAt, budget).then((error) => {
-      recorder.record(dueAt, error);
-      opts.onAnswer?.((dueAt - start) / 1e6, (micros() - dueAt) / 1000, error);
+      into.record(dueAt, error);
+      if (into === recorder) opts.onAnswer?.((dueAt - start) / 1e6, (micros() - dueAt) / 1000, error);
       inflight.delete(p);
       opts.onProgress?.(++done, total);
     });
@@ -351,8 +371,22 @@ export async function openLoop(opts: {
   await pool.close();
   lag.disable();
   const ms = (ns: number) => Math.round(Math.max(0, ns / 1e6 - 10) * 100) / 100;
+  const warmed = warm.result('open', warmUpSeconds || 1, opts.rate);
   return {
     ...recorder.result('open', seconds, opts.rate, opts.seconds),
+    ...(warmUpTotal > 0
+      ? {
+          warmUp: {
+            seconds: warmUpSeconds,
+            sent: warmed.sent,
+            completed: warmed.completed,
+            errors: warmed.errors,
+            goodput: warmed.goodput,
+            latencyMs: warmed.latencyMs,
+            servedLatencyMs: warmed.servedLatencyMs,
+          },
+        }
+      : {}),
     retriesRefused: budget?.refused,
     generatorLagMs: {
       p50: ms(lag.percentile(50)),

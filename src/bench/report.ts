@@ -29,6 +29,8 @@ export interface BenchReport {
   /** The load generator's own event-loop delay (ms). */
   generatorLagMs?: LoadResult['generatorLagMs'];
   timeline: LoadResult['timeline'];
+  /** The warm-up before the measured seconds, kept apart (`scaleout bench --warm-up`). */
+  warmUp?: LoadResult['warmUp'];
   writesAcknowledged: number;
   sweep?: { rate: number; throughput: number; p99: number; errors: number; sustainable: boolean }[];
   highestSustainableRate?: number;
@@ -59,6 +61,7 @@ export function loadReport(
     goodput: result.goodput,
     generatorLagMs: result.generatorLagMs,
     timeline: result.timeline,
+    warmUp: result.warmUp,
     writesAcknowledged,
   };
 }
@@ -72,7 +75,7 @@ export function summaryMarkdown(r: BenchReport): string {
     `# scaleout bench: ${r.scenario}`,
     '',
     `- target: ${r.target}`,
-    `- open loop at ${r.rate} req/s for ${r.durationSeconds} s, ${r.connections} connections`,
+    `- open loop at ${r.rate} req/s for ${r.durationSeconds} s, ${r.connections} connections${r.warmUp ? `, after a ${r.warmUp.seconds} s warm-up at the same rate (not counted: ${r.warmUp.completed} of ${r.warmUp.sent} served, served p99 ${r.warmUp.servedLatencyMs.p99} ms)` : ''}`,
     `- machine: ${r.machine}; ${r.date}`,
     '',
     '| throughput req/s | sent | ok | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |',

@@ -22,6 +22,8 @@ export interface BenchOptions {
   log?: (line: string) => void;
   /** Writes with an Idempotency-Key sent again after a reset or a 503 (default: `defaultRetry`); false: never. */
   retry?: RetryPolicy | false;
+  /** Seconds of the same load before each measured run, not counted (see `openLoop`'s `warmUpSeconds`). */
+  warmUpSeconds?: number;
   /** Called around each sweep step (or the one run), e.g. to read the servers' metrics over it. */
   step?: { before(rate: number): Promise<void>; after(rate: number): Promise<void> };
 }
@@ -43,12 +45,13 @@ async function measure(opts: BenchOptions, rate: number, ledger: Ledger): Promis
   const bar = opts.progress
     ? new SingleBar({ format: `${opts.scenario} @ ${rate}/s [{bar}] {percentage}% | {value}/{total} | {eta}s left` })
     : undefined;
-  bar?.start(Math.floor(rate * opts.seconds), 0);
+  bar?.start(Math.floor(rate * (opts.seconds + (opts.warmUpSeconds ?? 0))), 0);
   try {
     return await openLoop({
       origin: opts.target,
       rate,
       seconds: opts.seconds,
+      warmUpSeconds: opts.warmUpSeconds,
       connections: opts.connections,
       next,
       retry: opts.retry === false ? undefined : (opts.retry ?? defaultRetry),

@@ -16,6 +16,7 @@ interface BenchFlags {
   scenario: string;
   rate: string;
   duration: string;
+  warmUp: string;
   connections: string;
   out?: string;
   manifest: string;
@@ -52,6 +53,11 @@ export function registerLoadCommands(program: Command): Command {
     .option('--scenario <name>', scenarioNames.join(' | '), 'mixed')
     .option('--rate <n>', 'requests per second (the first rate with --sweep)', '50')
     .option('--duration <d>', 'e.g. 30s or 2m (per step with --sweep)', '30s')
+    .option(
+      '--warm-up <d>',
+      'the same load first, not counted (as wrk2 calibrates): connections opened, the generator warm; 0: none',
+      '3s',
+    )
     .option('--connections <n>', 'connections to keep open', '64')
     .option(
       '--out <dir>',
@@ -92,6 +98,7 @@ export function registerLoadCommands(program: Command): Command {
         scenario: o.scenario as ScenarioName,
         rate: Number(o.rate),
         seconds: parseDuration(o.duration),
+        warmUpSeconds: parseDuration(o.warmUp),
         connections: Number(o.connections),
         out,
         manifest,
@@ -104,7 +111,11 @@ export function registerLoadCommands(program: Command): Command {
       await writeFile(latestFile, out);
       const l = report.latencyMs;
       process.stdout.write(
-        `${report.scenario} at ${report.rate} req/s for ${report.durationSeconds} s: ${report.throughput} req/s, ` +
+        `${report.scenario} at ${report.rate} req/s for ${report.durationSeconds} s` +
+          (report.warmUp
+            ? ` (after a ${report.warmUp.seconds} s warm-up, not counted: ${report.warmUp.completed}/${report.warmUp.sent} served, served p99 ${report.warmUp.servedLatencyMs.p99} ms)`
+            : '') +
+          `: ${report.throughput} req/s, ` +
           `p50 ${l.p50} ms, p90 ${l.p90} ms, p99 ${l.p99} ms, p99.9 ${l.p999} ms, max ${l.max} ms; ` +
           `served: ${report.goodput} req/s while sending, p50 ${report.servedLatencyMs?.p50} ms, p99 ${report.servedLatencyMs?.p99} ms; ` +
           `generator lag p99 ${report.generatorLagMs?.p99} ms; ` +

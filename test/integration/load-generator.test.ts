@@ -55,6 +55,64 @@ describe('load generator', () => {
   });
 });
 
+describe("the open loop's warm-up (as wrk2 calibrates before it records)", () => {
+  // A server slow while cold: its first 30 requests take 300 ms each (side by side), the others 5 ms.
+  const coldServer = async () => {
+    let seen = 0;
+    const s = createServer((_req, res) => {
+      seen++;
+      setTimeout(() => res.end('ok'), seen <= 30 ? 300 : 5);
+    });
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    return {
+      origin: `http://127.0.0.1:${(s.address() as { port: number }).port}`,
+      seen: () => seen,
+      close: () => new Promise<void>((r) => s.close(() => r())),
+    };
+  };
+
+  it('sends the same load first and keeps its answers apart from the measured seconds', async () => {
+    const cold = await coldServer();
+    try {
+      const r = await openLoop({
+        origin: cold.origin,
+        rate: 40,
+        seconds: 1,
+        warmUpSeconds: 1,
+        connections: 16,
+        next: () => ({ path: '/' }),
+      });
+      expect(cold.seen()).toBe(80);
+      expect(r.sent).toBe(40);
+      expect(r.completed).toBe(40);
+      expect(r.servedLatencyMs.p99).toBeLessThan(150);
+      expect(r.timeline.reduce((n, p) => n + p.ok, 0)).toBe(40);
+      expect(r.warmUp).toMatchObject({ seconds: 1, sent: 40, completed: 40 });
+      expect(r.warmUp?.servedLatencyMs.p99).toBeGreaterThanOrEqual(290);
+    } finally {
+      await cold.close();
+    }
+  });
+
+  it('without it, the cold start is in the measured numbers', async () => {
+    const cold = await coldServer();
+    try {
+      const r = await openLoop({
+        origin: cold.origin,
+        rate: 40,
+        seconds: 1,
+        connections: 16,
+        next: () => ({ path: '/' }),
+      });
+      expect(r.warmUp).toBeUndefined();
+      expect(r.sent).toBe(40);
+      expect(r.servedLatencyMs.p99).toBeGreaterThanOrEqual(290);
+    } finally {
+      await cold.close();
+    }
+  });
+});
+
 describe('retries of writes with an Idempotency-Key', () => {
   // Each key's first attempt is cut off (the socket destroyed) or shed (503, Retry-After: 1); the next
   // succeeds. A request without a key always fails so.
