@@ -31,7 +31,7 @@ export interface SoakOptions {
   photos: number;
   /** `steady` (default): `mixed` whose follows are undone after a while, so the graph does not fill up. */
   scenario: ScenarioName;
-  /** Admission control by the queue's depth at the door (overload.ts' doorAdmission), not the 50 ms timeout. */
+  /** Admission control by the queue's depth at the door (overload.ts' doorAdmission), not the 25 ms timeout. */
   door?: boolean;
   log: (line: string) => void;
 }

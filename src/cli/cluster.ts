@@ -94,7 +94,7 @@ export function clusterCommands(program: Command, root: string): void {
       '--queue-depth-per-server <n>',
       "admission control: the balancer's queue, per web server, at which a read gets a 503 at once (a write at a third, a sign-up or upload at a sixth; a third of those while the queue stands; 0: off, the default; try 24 with --queue-timeout-ms 500)",
     )
-    .option('--queue-timeout-ms <ms>', "admission control: the longest wait in the balancer's queue before a 503 (50)")
+    .option('--queue-timeout-ms <ms>', "admission control: the longest wait in the balancer's queue before a 503 (25)")
     .option('--web-heap-mb <mb>', "V8's old-space limit of each web server (96)")
     .option('--shard-clusters <n>', 'Patroni clusters the logical shards are placed on (sharded: 2)')
     .option('--print', 'print the topology as JSON and start nothing')

@@ -56,7 +56,7 @@ export function registerLoadCommands(program: Command): Command {
     .option(
       '--warm-up <d>',
       'the same load first, not counted (as wrk2 calibrates): connections opened, the generator warm; 0: none',
-      '3s',
+      '5s',
     )
     .option('--connections <n>', 'connections to keep open', '64')
     .option(

@@ -24,7 +24,7 @@ export const overload = defineExperiment({
     variants: flag.list(
       ['admission', 'door', 'none'] as const,
       'admission,none',
-      "the topologies: with admission control (the default: a 50 ms queue timeout), with the door (the queue's depth per server, a 500 ms timeout behind it: --queue-depth-per-server 24 --queue-timeout-ms 500), and without admission control (the baseline)",
+      "the topologies: with admission control (the default: a 25 ms queue timeout), with the door (the queue's depth per server, a 500 ms timeout behind it: --queue-depth-per-server 24 --queue-timeout-ms 500), and without admission control (the baseline)",
     ),
   }),
   async run(o, ctx) {

@@ -20,7 +20,7 @@ export const soak = defineExperiment({
       .default('steady')
       .describe('the load (steady: mixed whose follows are undone after a while, so the graph stays as seeded)'),
     door: flag.bool(
-      "admission control by the queue's depth at the door (--queue-depth-per-server 24 --queue-timeout-ms 500) instead of the 50 ms queue timeout",
+      "admission control by the queue's depth at the door (--queue-depth-per-server 24 --queue-timeout-ms 500) instead of the 25 ms queue timeout",
     ),
     users: flag.int(100, 'seeded users'),
     photos: flag.int(200, 'seeded photos'),
