@@ -371,22 +371,13 @@ export async function openLoop(opts: {
   await pool.close();
   lag.disable();
   const ms = (ns: number) => Math.round(Math.max(0, ns / 1e6 - 10) * 100) / 100;
-  const warmed = warm.result('open', warmUpSeconds || 1, opts.rate);
+  const warmUp = (): LoadResult['warmUp'] => {
+    const { sent, completed, errors, goodput, latencyMs, servedLatencyMs } = warm.result('open', warmUpSeconds);
+    return { seconds: warmUpSeconds, sent, completed, errors, goodput, latencyMs, servedLatencyMs };
+  };
   return {
     ...recorder.result('open', seconds, opts.rate, opts.seconds),
-    ...(warmUpTotal > 0
-      ? {
-          warmUp: {
-            seconds: warmUpSeconds,
-            sent: warmed.sent,
-            completed: warmed.completed,
-            errors: warmed.errors,
-            goodput: warmed.goodput,
-            latencyMs: warmed.latencyMs,
-            servedLatencyMs: warmed.servedLatencyMs,
-          },
-        }
-      : {}),
+    ...(warmUpTotal > 0 ? { warmUp: warmUp() } : {}),
     retriesRefused: budget?.refused,
     generatorLagMs: {
       p50: ms(lag.percentile(50)),

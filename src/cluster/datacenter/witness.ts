@@ -161,11 +161,11 @@ export async function startWitness(o: WitnessOptions): Promise<{ view(): Witness
     return run;
   };
   /** One role change at a time: the loop's failover (already in its turn), or one asked for (waits for its turn). */
-  const exclusive = async <T>(what: string, fn: () => Promise<T>, o2: { inTurn?: boolean } = {}): Promise<T> => {
+  const exclusive = async <T>(what: string, fn: () => Promise<T>, { inTurn = false } = {}): Promise<T> => {
     if (busy) throw new Error(`busy: ${busy}`);
     busy = what;
     try {
-      return await (o2.inTurn ? fn() : oneAtATime(fn));
+      return await (inTurn ? fn() : oneAtATime(fn));
     } finally {
       busy = null;
     }
