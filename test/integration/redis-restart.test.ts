@@ -1,20 +1,12 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { freePort } from '../../src/bench/processes.ts';
-import {
-  currentMaster,
-  masterToFollow,
-  promotableReplica,
-  redisCall,
-  redisCommand,
-} from '../../src/cluster/components/redis/server.ts';
-import { killHard, sleep, startProcess, stopProcess, waitUntil } from '../../src/cluster/process.ts';
-import { redisMasterName } from '../../src/cluster/topology/select.ts';
+import { currentMaster, masterToFollow, redisCall, redisCommand } from '../../src/cluster/components/redis/server.ts';
+import { killHard, sleep } from '../../src/cluster/process.ts';
 import { connectRedis, durableTierOptions } from '../../src/platform/redis/connect.ts';
-import { startTestRedis } from '../support/global-redis.ts';
+import {
+  sentinelMasterName as name,
+  sentinelTier as tier,
+  tierWithSentinel as withSentinel,
+} from '../support/redis-sentinel.ts';
 
 /**
  * The master a killed Redis server follows when it is started again, against
@@ -22,8 +14,6 @@ import { startTestRedis } from '../support/global-redis.ts';
  * (down-after 3 s), so the server asks while the Sentinel still names it:
  * the window of a failover whose vote was split and is tried again.
  */
-const tier = 'durable' as const;
-const name = redisMasterName(tier);
 let stop: (() => Promise<void>) | undefined;
 
 afterEach(async () => {
@@ -32,48 +22,9 @@ afterEach(async () => {
 });
 
 async function tierWithSentinel() {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'scaleout-redis-restart-'));
-  const host = `127.0.${40 + Math.floor(Math.random() * 200)}.${1 + Math.floor(Math.random() * 250)}`;
-  const [port, replicaPort, sentinelPort] = [await freePort(), await freePort(), await freePort()];
-  const password = randomBytes(12).toString('hex');
-  const master = startTestRedis(dir, host, port, 'master');
-  const replica = startTestRedis(dir, host, replicaPort, 'replica', ['--replica-announce-ip', host]);
-  await waitUntil(async () => (await redisCommand(host, replicaPort, 'PING')) === 'PONG', 10_000);
-  await redisCommand(host, replicaPort, 'REPLICAOF', host, String(port));
-  const conf = path.join(dir, 'sentinel.conf');
-  writeFileSync(
-    conf,
-    [
-      `bind ${host}`,
-      `port ${sentinelPort}`,
-      `requirepass ${password}`,
-      `dir ${dir}`,
-      `sentinel announce-ip ${host}`,
-      `sentinel monitor ${name} ${host} ${port} 1`,
-      `sentinel down-after-milliseconds ${name} 3000`,
-      `sentinel failover-timeout ${name} 3000`,
-      '',
-    ].join('\n'),
-  );
-  const sentinel = startProcess({
-    command: '/usr/bin/redis-sentinel',
-    args: [conf],
-    log: path.join(dir, 'sentinel.log'),
-    cwd: dir,
-  });
-  const sentinelAt = { host, port: sentinelPort };
-  const sentinels = [{ listen: sentinelAt }] as never[];
-  // The Sentinel has found the replica (from the master's INFO) and sees it up.
-  await waitUntil(async () => {
-    const role = (await redisCommand(host, replicaPort, 'ROLE')) as unknown[] | null;
-    if (!Array.isArray(role) || role[3] !== 'connected') return false;
-    return (await promotableReplica(sentinels, tier, password)) === true;
-  }, 20_000);
-  stop = async () => {
-    for (const p of [sentinel, replica, master]) await stopProcess(p.pid, 5000);
-    rmSync(dir, { recursive: true, force: true });
-  };
-  return { host, port, replicaPort, password, sentinelAt, sentinels, master, replica };
+  const t = await withSentinel({ downAfterMs: 3000 });
+  stop = t.stop;
+  return t;
 }
 
 describe('a Redis master started again (the supervisor, 10 s after its death)', () => {

@@ -1,5 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { StoreUnavailableError } from '../../ports/db.ts';
+import { followFailovers } from './failovers.ts';
 
 export interface RedisTarget {
   /** Sentinels to ask for the master (host:port each). */
@@ -25,12 +26,13 @@ export function parseHostPorts(list: string[]): { host: string; port: number }[]
 
 /**
  * An ioredis client for one Redis tier. Through Sentinel it always talks to
- * the current master: `failoverDetector` makes it reconnect as soon as the
+ * the current master: `followFailovers` makes it reconnect as soon as the
  * Sentinels announce a new one (instead of waiting for the old socket to
  * time out), and a write answered READONLY (a master made a replica) is sent
  * again to the master after a reconnect. Commands fail fast while no master
  * answers (a bounded number of retries, no endless offline queue), so
- * callers can degrade or answer 503.
+ * callers can degrade or answer 503. Its duplicates (BullMQ's blocking
+ * connections) follow failovers too.
  */
 export function connectRedis(target: RedisTarget, extra: RedisOptions = {}): Redis {
   const common: RedisOptions = {
@@ -40,23 +42,37 @@ export function connectRedis(target: RedisTarget, extra: RedisOptions = {}): Red
     retryStrategy: (times) => Math.min(50 * 2 ** times, 1000),
     ...extra,
   };
-  const client = target.sentinels?.length
-    ? new Redis({
-        ...common,
-        sentinels: target.sentinels,
-        name: target.name,
-        password: target.password,
-        sentinelPassword: target.sentinelPassword,
-        role: 'master',
-        failoverDetector: true,
-        sentinelRetryStrategy: (times) => Math.min(50 * 2 ** times, 1000),
-        // A master made a replica under a connected client (a failover that demoted the server it reached,
-        // a notice it missed) answers writes READONLY and keeps the connection: reconnect, through the
-        // Sentinels to the master now, and send the command again there.
-        reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
-      })
-    : new Redis({ ...common, host: target.host, port: target.port, password: target.password });
-  // Errors surface on the commands; an unhandled 'error' event would crash the process.
+  if (!target.sentinels?.length) {
+    return quiet(new Redis({ ...common, host: target.host, port: target.port, password: target.password }));
+  }
+  const notices = { sentinels: target.sentinels, name: String(target.name), sentinelPassword: target.sentinelPassword };
+  const following = (client: Redis): Redis => {
+    followFailovers(quiet(client), notices);
+    const duplicate = client.duplicate.bind(client);
+    client.duplicate = (override) => following(duplicate(override));
+    return client;
+  };
+  return following(
+    new Redis({
+      ...common,
+      sentinels: target.sentinels,
+      name: target.name,
+      password: target.password,
+      sentinelPassword: target.sentinelPassword,
+      role: 'master',
+      // followFailovers does its job, without the flaw that can end a client for good (see there).
+      failoverDetector: false,
+      sentinelRetryStrategy: (times) => Math.min(50 * 2 ** times, 1000),
+      // A master made a replica under a connected client (a failover that demoted the server it reached,
+      // a notice it missed) answers writes READONLY and keeps the connection: reconnect, through the
+      // Sentinels to the master now, and send the command again there.
+      reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
+    }),
+  );
+}
+
+/** Errors surface on the commands; an unhandled 'error' event would crash the process. */
+function quiet(client: Redis): Redis {
   client.on('error', () => {});
   return client;
 }
