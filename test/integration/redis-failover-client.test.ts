@@ -7,15 +7,20 @@ import { connectRedis, durableTierOptions } from '../../src/platform/redis/conne
 import { sentinelMasterName as name, tierWithSentinel } from '../support/redis-sentinel.ts';
 
 /**
- * A durable-tier client through Sentinel when its master is killed, against a
- * real master, replica and Sentinel. The Sentinel is reached through a proxy
- * that delays each way by 300 ms, so asking it where the master is takes
- * about 2 s, and the failover is forced (SENTINEL FAILOVER) the moment the
- * client begins to ask: its notice (`+switch-master`) reaches the client while
- * it is asking. ioredis' own failover detector cancelled that connect, and
- * the client ended for good: every command "Connection is closed.", no
- * reconnect (ioredis#1683). In a CI run it ended the web servers' session
- * store after a failover: 503 to every request from then on.
+ * A durable-tier client through Sentinel when its master fails, against a
+ * real master, replica and Sentinel.
+ *
+ * A master killed: the Sentinel is reached through a proxy that delays each
+ * way by 300 ms, so asking it where the master is takes about 2 s, and the
+ * failover is forced (SENTINEL FAILOVER) the moment the client begins to ask:
+ * its notice (`+switch-master`) reaches the client while it is asking.
+ * ioredis' own failover detector cancelled that connect, and the client ended
+ * for good: every command "Connection is closed.", no reconnect
+ * (ioredis#1683). In a CI run it ended the web servers' session store after a
+ * failover: 503 to every request from then on.
+ *
+ * A master that hangs: its socket stays open, so only the notice tells the
+ * client to leave it.
  */
 let cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -23,7 +28,7 @@ afterEach(async () => {
   cleanup = [];
 });
 
-describe('a Sentinel client whose master is killed', () => {
+describe('a Sentinel client when its master fails', () => {
   it('a failover notice while it asks the Sentinel where the master is: it reaches the new master, and every command sent meanwhile succeeds there', async () => {
     const t = await tierWithSentinel({ downAfterMs: 60_000 });
     cleanup.push(t.stop);
