@@ -1,6 +1,17 @@
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { currentMaster, masterToFollow, redisCall, redisCommand } from '../../src/cluster/components/redis/server.ts';
-import { killHard, sleep } from '../../src/cluster/process.ts';
+import { freePort } from '../../src/bench/processes.ts';
+import {
+  currentMaster,
+  masterToFollow,
+  redisCall,
+  redisCommand,
+  startRedis,
+} from '../../src/cluster/components/redis/server.ts';
+import { killHard, sleep, stopProcess } from '../../src/cluster/process.ts';
+import type { Topology } from '../../src/cluster/topology/schema.ts';
 import { connectRedis, durableTierOptions } from '../../src/platform/redis/connect.ts';
 import {
   sentinelMasterName as name,
@@ -76,6 +87,41 @@ describe('a Redis master started again (the supervisor, 10 s after its death)', 
       expect(refused).toEqual([]);
     } finally {
       client.disconnect();
+    }
+  }, 60_000);
+
+  it('a restart as a replica of a master still gone, promoted by the Sentinels at once: started, in the role they gave it', async () => {
+    const runDir = mkdtempSync(path.join(os.tmpdir(), 'scaleout-redis-promoted-'));
+    mkdirSync(path.join(runDir, 'logs'));
+    const host = `127.0.${40 + Math.floor(Math.random() * 200)}.${1 + Math.floor(Math.random() * 250)}`;
+    const spec = { kind: 'redis' as const, name: 'redis-durable-2', listen: { host, port: await freePort() }, tier };
+    const password = 'secret-for-the-test';
+    // The master it follows is dead (nothing listens there).
+    const gone = { host, port: await freePort() };
+    // What the Sentinels do when they find it: promote it, here as soon as it answers (a poll every 5 ms).
+    let promoted = false;
+    // Its PID from the server itself, so that it is stopped even when the start is not counted as one.
+    let pid: number | undefined;
+    const promote = (async () => {
+      const deadline = Date.now() + 10_000;
+      while (!promoted && Date.now() < deadline) {
+        promoted = (await redisCall({ ...spec.listen, password }, 'REPLICAOF', 'NO', 'ONE')) === 'OK';
+        await sleep(5);
+      }
+      const info = String(await redisCall({ ...spec.listen, password }, 'INFO', 'server'));
+      pid = Number(/process_id:(\d+)/.exec(info)?.[1]) || undefined;
+    })();
+    const started = Date.now();
+    try {
+      await startRedis({} as Topology, spec, runDir, password, gone, { waitForLink: false });
+      await promote;
+      expect(promoted).toBe(true);
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(((await redisCall({ ...spec.listen, password }, 'ROLE')) as unknown[])[0]).toBe('master');
+    } finally {
+      await promote;
+      if (pid) await stopProcess(pid, 5000);
+      rmSync(runDir, { recursive: true, force: true });
     }
   }, 60_000);
 });
