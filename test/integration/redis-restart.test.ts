@@ -13,6 +13,7 @@ import {
 import { killHard, sleep, stopProcess } from '../../src/cluster/process.ts';
 import type { Topology } from '../../src/cluster/topology/schema.ts';
 import { connectRedis, durableTierOptions } from '../../src/platform/redis/connect.ts';
+import { randomLoopbackHost } from '../support/addresses.ts';
 import {
   sentinelMasterName as name,
   sentinelTier as tier,
@@ -93,7 +94,7 @@ describe('a Redis master started again (the supervisor, 10 s after its death)', 
   it('a restart as a replica of a master still gone, promoted by the Sentinels at once: started, in the role they gave it', async () => {
     const runDir = mkdtempSync(path.join(os.tmpdir(), 'scaleout-redis-promoted-'));
     mkdirSync(path.join(runDir, 'logs'));
-    const host = `127.0.${40 + Math.floor(Math.random() * 200)}.${1 + Math.floor(Math.random() * 250)}`;
+    const host = randomLoopbackHost();
     const spec = { kind: 'redis' as const, name: 'redis-durable-2', listen: { host, port: await freePort() }, tier };
     const password = 'secret-for-the-test';
     // The master it follows is dead (nothing listens there).
@@ -113,7 +114,7 @@ describe('a Redis master started again (the supervisor, 10 s after its death)', 
     })();
     const started = Date.now();
     try {
-      await startRedis({} as Topology, spec, runDir, password, gone, { waitForLink: false });
+      await startRedis({} as Topology, spec, runDir, password, gone, { restarting: true });
       await promote;
       expect(promoted).toBe(true);
       expect(Date.now() - started).toBeLessThan(5000);

@@ -15,6 +15,10 @@ export function nextTopologyAddress(): { octet: number; port: number } {
   return { octet: 20 + ((poolId - 1) % 8) * perFork + slot, port: 18_000 + poolId * 100 + slot };
 }
 
+/** A random loopback address of 127.0.40–239.x, for a test's own servers (cluster topologies use 127.20+). */
+export const randomLoopbackHost = (): string =>
+  `127.0.${40 + Math.floor(Math.random() * 200)}.${1 + Math.floor(Math.random() * 250)}`;
+
 /** A free port on 127.0.0.1. */
 export async function freePort(): Promise<number> {
   const s = net.createServer();

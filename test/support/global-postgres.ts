@@ -5,6 +5,7 @@ import type { TestProject } from 'vitest/node';
 import { freePort } from '../../src/bench/processes.ts';
 import { startPostgresServer } from '../../src/cluster/components/postgres/server.ts';
 import { stopProcess } from '../../src/cluster/process.ts';
+import { randomLoopbackHost } from './addresses.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -18,7 +19,7 @@ declare module 'vitest' {
  */
 export default async function setup(project: TestProject) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'scaleout-pg-'));
-  const host = `127.0.${40 + Math.floor(Math.random() * 200)}.${1 + Math.floor(Math.random() * 250)}`;
+  const host = randomLoopbackHost();
   const port = await freePort();
   const password = `pw${Math.random().toString(36).slice(2)}`;
   const server = await startPostgresServer({

@@ -5,6 +5,7 @@ import type { TestProject } from 'vitest/node';
 import { freePort } from '../../src/bench/processes.ts';
 import { redisCommand } from '../../src/cluster/components/redis/server.ts';
 import { startProcess, stopProcess, waitUntil } from '../../src/cluster/process.ts';
+import { randomLoopbackHost } from './addresses.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -19,7 +20,7 @@ declare module 'vitest' {
  */
 export default async function setup(project: TestProject) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'scaleout-redis-'));
-  const host = `127.0.${40 + Math.floor(Math.random() * 200)}.${1 + Math.floor(Math.random() * 250)}`;
+  const host = randomLoopbackHost();
   const [port, replicaPort] = [await freePort(), await freePort()];
   const master = startTestRedis(dir, host, port, 'master');
   const replica = startTestRedis(dir, host, replicaPort, 'replica', ['--replicaof', host, String(port)]);

@@ -6,6 +6,7 @@ import { freePort } from '../../src/bench/processes.ts';
 import { promotableReplica, redisCommand } from '../../src/cluster/components/redis/server.ts';
 import { startProcess, stopProcess, waitUntil } from '../../src/cluster/process.ts';
 import { redisMasterName } from '../../src/cluster/topology/select.ts';
+import { randomLoopbackHost } from './addresses.ts';
 import { startTestRedis } from './global-redis.ts';
 
 export const sentinelTier = 'durable' as const;
@@ -19,7 +20,7 @@ export const sentinelMasterName = redisMasterName(sentinelTier);
  */
 export async function tierWithSentinel(o: { downAfterMs: number }) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'scaleout-redis-sentinel-'));
-  const host = `127.0.${40 + Math.floor(Math.random() * 200)}.${1 + Math.floor(Math.random() * 250)}`;
+  const host = randomLoopbackHost();
   const [port, replicaPort, sentinelPort] = [await freePort(), await freePort(), await freePort()];
   const password = randomBytes(12).toString('hex');
   const master = startTestRedis(dir, host, port, 'master');

@@ -36,7 +36,7 @@ export const redis = defineComponent<RedisSpec>({
       const master = await masterToFollow(s.listen, sentinels, s.tier, ctx.state.secrets.sentinel);
       if (!master) ctx.log(`  ${s.name}: the Sentinels name no other master; it starts as the ${s.tier} master`);
       return startRedis(ctx.topology, s, ctx.runDir, ctx.state.secrets.redis, master ?? undefined, {
-        waitForLink: false,
+        restarting: true,
       });
     }
     const master = ctx.scope.find((p): p is RedisSpec => p.kind === 'redis' && p.name === s.replicaOf);

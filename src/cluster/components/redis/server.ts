@@ -145,13 +145,13 @@ export async function startRedis(
   password: string,
   master: Address | undefined,
   /**
-   * Whether the start waits for the role it was started in, and a replica's for its link to the master (at
-   * `up`, the master was started first). A restart does not: after a whole data center's loss its master may
+   * A start at `up` waits for the role it was started in, and a replica's for its link to the master (the
+   * master was started first). A restart (`restarting`) does not: after a whole data center's loss its master may
    * come back later, and a replica links when the master is there (its health says so meanwhile); and the
    * Sentinels may change its role at once (promote a replica whose master is still gone, demote a master
    * they no longer name) before the first check sees the one it started in. A server that answers is started.
    */
-  o: { waitForLink?: boolean } = {},
+  o: { restarting?: boolean } = {},
 ): Promise<StartedProcess> {
   requireBinaries(['/usr/bin/redis-server'], 'redis-server');
   const dir = path.join(runDir, spec.name);
@@ -164,16 +164,15 @@ export async function startRedis(
     log: path.join(runDir, 'logs', `${spec.name}.log`),
     cwd: dir,
   });
-  const restarting = o.waitForLink === false;
   await waitUntil(
     async () => {
       const r = await redisRole(spec, password);
       if (r === null) return false;
-      if (restarting) return true;
+      if (o.restarting) return true;
       return master ? r.role === 'replica' && r.linkUp : r.role === 'master';
     },
     30_000,
-    `${spec.name} ${restarting ? 'answering' : master ? 'replicating' : 'answering as the master'}`,
+    `${spec.name} ${o.restarting ? 'answering' : master ? 'replicating' : 'answering as the master'}`,
   );
   return proc;
 }
